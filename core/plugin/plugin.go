@@ -1,0 +1,113 @@
+// Package plugin defines the stage interfaces every Weir plugin implements —
+// built-in Go, WASM and RPC alike — and the registry that maps plugin IDs to
+// constructors.
+//
+// A plugin's life is New → Start → Process/Export → Shutdown. The engine
+// starts exporters first and stops sources first, so every stage drains into
+// a live consumer.
+package plugin
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weir-flow/weir/core/flow"
+)
+
+// Config is a plugin's typed configuration. Validate is pure: no I/O, no
+// mutation; it returns every problem, joined with errors.Join, each naming
+// the key and the value.
+type Config interface {
+	Validate() error
+}
+
+// Component is what every plugin instance implements.
+type Component interface {
+	// Shutdown stops the component and flushes what it buffers. It is
+	// idempotent and safe to call without Start.
+	Shutdown(ctx context.Context) error
+}
+
+// Source produces records (the "source" stage).
+type Source interface {
+	Component
+	// Start begins producing records into out and returns quickly; the
+	// source's goroutines run until Shutdown. ctx carries values only.
+	Start(ctx context.Context, out Emitter) error
+}
+
+// Finite is implemented by sources that end on their own, such as a capture
+// file replay. Done is closed when the source has emitted everything.
+type Finite interface {
+	Done() <-chan struct{}
+}
+
+// Processor transforms batches in place: filters, enrichers, aggregators and
+// the proxy. Process may be called from several goroutines at once.
+//
+// Process may remove records (a counted drop, through [flow.Batch.Retain])
+// and modify them; it must not retain b after returning. An error means the
+// processor could not handle the batch: the engine counts its records as
+// errored and passes the batch on unchanged from that point.
+type Processor interface {
+	Component
+	Start(ctx context.Context) error
+	Process(ctx context.Context, b *flow.Batch) error
+}
+
+// Exporter sends records out of Weir. Export is called from one goroutine
+// per exporter; b is shared with other exporters and must not be modified
+// or retained.
+type Exporter interface {
+	Component
+	Start(ctx context.Context) error
+	Export(ctx context.Context, b *flow.Batch) error
+}
+
+// Emitter is a source's handle to the pipeline.
+type Emitter interface {
+	// NewBatch returns an empty batch sized for the pipeline.
+	NewBatch() *flow.Batch
+	// Emit hands b to the pipeline, which owns it from then on. It blocks
+	// while the pipeline is full and returns ctx.Err() if ctx ends first.
+	// Empty batches are recycled.
+	Emit(ctx context.Context, b *flow.Batch) error
+	// BatchSize is the pipeline's records-per-batch target; BatchTimeout
+	// the longest a source should hold a non-empty batch.
+	BatchSize() int
+	BatchTimeout() time.Duration
+}
+
+// Settings is what the engine gives every plugin it builds.
+type Settings struct {
+	// ID is the plugin ID, e.g. "filter.protocol".
+	ID string
+	// Name identifies the instance in logs and metrics, e.g.
+	// "processors[0].filter.protocol".
+	Name string
+	// Logger is scoped to the plugin instance.
+	Logger *slog.Logger
+	// Metrics registers plugin-specific metrics, already labelled with the
+	// pipeline and stage. Never nil.
+	Metrics prometheus.Registerer
+	// BatchSize is the pipeline's records-per-batch target.
+	BatchSize int
+	// BaseDir resolves relative paths in the plugin's config (the directory
+	// of the config file; "" for the working directory).
+	BaseDir string
+}
+
+// NopSettings returns settings for tests: a discarding logger and a fresh
+// metrics registry.
+func NopSettings(id string) Settings {
+	return Settings{
+		ID:        id,
+		Name:      id,
+		Logger:    slog.New(slog.DiscardHandler),
+		Metrics:   prometheus.NewRegistry(),
+		BatchSize: flow.DefaultBatchSize,
+	}
+}
