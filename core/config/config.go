@@ -1,0 +1,398 @@
+// Package config loads Weir's YAML configuration (koanf v2), applies WEIR_
+// environment overrides, and decodes each stage's plugin configuration
+// strictly into the plugin's typed Config.
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env"
+	"github.com/knadh/koanf/providers/rawbytes"
+	"github.com/knadh/koanf/v2"
+
+	"github.com/weir-flow/weir/core/plugin"
+)
+
+// EnvPrefix starts every environment override. WEIR_PIPELINE__BATCH__SIZE=512
+// sets pipeline.batch.size: the prefix is dropped, the rest lower-cased, and
+// "__" separates keys (single underscores stay, as in on_error).
+const EnvPrefix = "WEIR_"
+
+// Config is a whole Weir configuration file.
+type Config struct {
+	Log       Log       `koanf:"log"`
+	Telemetry Telemetry `koanf:"telemetry"`
+	Pipeline  Pipeline  `koanf:"pipeline"`
+
+	// BaseDir is the directory relative plugin paths resolve against: the
+	// config file's directory, or "" for the working directory.
+	BaseDir string `koanf:"-"`
+}
+
+// Log configures Weir's own logs (log/slog, to stderr).
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `koanf:"level"`
+	// Format is text or json. Default text.
+	Format string `koanf:"format"`
+}
+
+// Telemetry configures self-observability.
+type Telemetry struct {
+	// MetricsAddress serves Prometheus metrics at /metrics, e.g.
+	// "127.0.0.1:9464". Empty disables the endpoint.
+	MetricsAddress string `koanf:"metrics_address"`
+}
+
+// Pipeline is the staged pipeline: sources → processors (in order) →
+// exporters (fan-out).
+type Pipeline struct {
+	// Name labels the pipeline's metrics and logs. Default "main".
+	Name  string `koanf:"name"`
+	Batch Batch  `koanf:"batch"`
+	Queue Queue  `koanf:"queue"`
+	// Workers is how many goroutines run the processor chain; 0 means one
+	// per CPU (GOMAXPROCS).
+	Workers int `koanf:"workers"`
+
+	Sources    []Stage `koanf:"-"`
+	Processors []Stage `koanf:"-"`
+	Exporters  []Stage `koanf:"-"`
+}
+
+// Batch sets how records are grouped.
+type Batch struct {
+	// Size is the records-per-batch target. Default 256.
+	Size int `koanf:"size"`
+	// Timeout is the longest a source holds a non-empty batch. Default 200ms.
+	Timeout time.Duration `koanf:"timeout"`
+}
+
+// Queue sets the bounded queues between stages.
+type Queue struct {
+	// Size is the capacity, in batches, of the queue from sources to the
+	// processors. Default 64.
+	Size int `koanf:"size"`
+	// ExporterSize is the capacity, in batches, of each exporter's own queue.
+	// Default 1024.
+	ExporterSize int `koanf:"exporter_size"`
+	// WhenFull is what happens when an exporter's queue is full: "drop" (the
+	// batch is dropped for that exporter only and counted, so a slow
+	// exporter never stalls the others) or "block" (backpressure to the
+	// sources; for offline replays that must not lose records). Default drop.
+	WhenFull string `koanf:"when_full"`
+}
+
+// Stage is one configured plugin instance.
+type Stage struct {
+	// ID is the plugin ID, e.g. "filter.protocol".
+	ID string
+	// Path names the entry, e.g. "pipeline.processors[0].filter.protocol".
+	Path string
+	// Info is the registered plugin.
+	Info plugin.Info
+	// Config is the decoded, validated plugin configuration.
+	Config plugin.Config
+}
+
+// Defaults returns a configuration with every default set and no stages.
+func Defaults() *Config {
+	return &Config{
+		Log: Log{Level: "info", Format: "text"},
+		Pipeline: Pipeline{
+			Name:  "main",
+			Batch: Batch{Size: 256, Timeout: 200 * time.Millisecond},
+			Queue: Queue{Size: 64, ExporterSize: 1024, WhenFull: "drop"},
+		},
+	}
+}
+
+// LoadFile reads, decodes and validates the configuration at path.
+func LoadFile(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := Parse(data, os.Environ())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	cfg.BaseDir = filepath.Dir(path)
+	return cfg, nil
+}
+
+// Parse decodes and validates a YAML configuration, applying the WEIR_
+// overrides found in environ ("KEY=value" strings). The error joins every
+// problem found, each naming its key.
+func Parse(data []byte, environ []string) (*Config, error) {
+	k := koanf.New(".")
+	if err := k.Load(rawbytes.Provider(data), yaml.Parser()); err != nil {
+		return nil, fmt.Errorf("parse yaml: %w", err)
+	}
+	if err := loadEnv(k, environ); err != nil {
+		return nil, err
+	}
+	cfg := Defaults()
+	var errs []error
+	top := k.Raw()
+	// Known top-level sections only.
+	for key := range top {
+		switch key {
+		case "log", "telemetry", "pipeline":
+		default:
+			errs = append(errs, fmt.Errorf("%s: unknown key (want log, telemetry or pipeline)", key))
+		}
+	}
+	pipe, _ := top["pipeline"].(map[string]any)
+	if top["pipeline"] != nil && pipe == nil {
+		errs = append(errs, fmt.Errorf("pipeline: want a map, got %T", top["pipeline"]))
+	}
+	scalars := map[string]any{"log": top["log"], "telemetry": top["telemetry"]}
+	stageLists := map[string]any{}
+	pipeScalars := map[string]any{}
+	for key, v := range pipe {
+		switch key {
+		case "sources", "processors", "exporters":
+			stageLists[key] = v
+		default:
+			pipeScalars[key] = v
+		}
+	}
+	scalars["pipeline"] = pipeScalars
+	if err := decode(scalars, cfg, true); err != nil {
+		errs = append(errs, err)
+	}
+	for _, list := range []struct {
+		key   string
+		stage plugin.Stage
+		dst   *[]Stage
+	}{
+		{"sources", plugin.StageSource, &cfg.Pipeline.Sources},
+		{"processors", plugin.StageProcessor, &cfg.Pipeline.Processors},
+		{"exporters", plugin.StageExporter, &cfg.Pipeline.Exporters},
+	} {
+		stages, err := decodeStages("pipeline."+list.key, list.stage, stageLists[list.key])
+		errs = append(errs, err)
+		*list.dst = stages
+	}
+	errs = append(errs, cfg.Validate())
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func loadEnv(k *koanf.Koanf, environ []string) error {
+	vals := map[string]string{}
+	for _, kv := range environ {
+		if key, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(key, EnvPrefix) {
+			vals[key] = v
+		}
+	}
+	if len(vals) == 0 {
+		return nil
+	}
+	prov := env.ProviderWithValue(EnvPrefix, ".", func(key, value string) (string, any) {
+		if _, ok := vals[key]; !ok {
+			return "", nil
+		}
+		key = strings.ToLower(strings.TrimPrefix(key, EnvPrefix))
+		return strings.ReplaceAll(key, "__", "."), value
+	})
+	if err := k.Load(prov, nil); err != nil {
+		return fmt.Errorf("environment overrides: %w", err)
+	}
+	return nil
+}
+
+// decodeStages decodes a list of single-key maps {plugin-id: config}.
+func decodeStages(path string, want plugin.Stage, raw any) ([]Stage, error) {
+	if raw == nil {
+		return nil, nil
+	}
+	items, ok := raw.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%s: want a list of {plugin-id: config} entries, got %T", path, raw)
+	}
+	var (
+		stages []Stage
+		errs   []error
+	)
+	for i, item := range items {
+		at := fmt.Sprintf("%s[%d]", path, i)
+		m, ok := item.(map[string]any)
+		if !ok || len(m) != 1 {
+			errs = append(errs, fmt.Errorf("%s: want one {plugin-id: config} entry, got %v", at, item))
+			continue
+		}
+		for id, body := range m {
+			at += "." + id
+			info, ok := plugin.Lookup(id)
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s: unknown plugin %q (known %s: %s)", at, id, want, strings.Join(plugin.IDs(want), ", ")))
+				continue
+			}
+			if info.Stage() != want {
+				errs = append(errs, fmt.Errorf("%s: plugin %q is a %s, not a %s", at, id, info.Stage(), want))
+				continue
+			}
+			cfg := info.NewConfig()
+			if body != nil {
+				bm, ok := body.(map[string]any)
+				if !ok {
+					errs = append(errs, fmt.Errorf("%s: want a map of settings, got %T", at, body))
+					continue
+				}
+				if err := decode(bm, cfg, false); err != nil {
+					errs = append(errs, prefix(at, err))
+					continue
+				}
+			}
+			if err := cfg.Validate(); err != nil {
+				errs = append(errs, prefix(at, err))
+				continue
+			}
+			stages = append(stages, Stage{ID: id, Path: at, Info: info, Config: cfg})
+		}
+	}
+	return stages, errors.Join(errs...)
+}
+
+// prefix names the config path in front of every joined error.
+func prefix(at string, err error) error {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		var out []error
+		for _, e := range joined.Unwrap() {
+			out = append(out, prefix(at, e))
+		}
+		return errors.Join(out...)
+	}
+	return fmt.Errorf("%s: %w", at, err)
+}
+
+// decode decodes src into dst (a pointer to a struct with koanf tags),
+// rejecting unknown keys. weak allows string values for numbers and
+// booleans (environment overrides).
+func decode(src map[string]any, dst any, weak bool) error {
+	var meta mapstructure.Metadata
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		TagName:          "koanf",
+		Result:           dst,
+		ErrorUnused:      true,
+		WeaklyTypedInput: weak,
+		Metadata:         &meta,
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.TextUnmarshallerHookFunc(),
+			byteSizeHook,
+		),
+	})
+	if err != nil {
+		return err
+	}
+	if err := dec.Decode(src); err != nil {
+		return cleanup(err)
+	}
+	return nil
+}
+
+// cleanup turns mapstructure's joined errors into one error per problem.
+func cleanup(err error) error {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		var out []error
+		for _, e := range joined.Unwrap() {
+			out = append(out, cleanup(e))
+		}
+		return errors.Join(out...)
+	}
+	msg := err.Error()
+	msg = strings.ReplaceAll(msg, "has invalid keys:", "unknown key:")
+	return errors.New(msg)
+}
+
+var byteSizeType = reflect.TypeOf(ByteSize(0))
+
+func byteSizeHook(from, to reflect.Type, data any) (any, error) {
+	if to != byteSizeType {
+		return data, nil
+	}
+	switch v := data.(type) {
+	case string:
+		return ParseByteSize(v)
+	case int:
+		return ByteSize(v), nil
+	case float64:
+		return ByteSize(v), nil
+	}
+	return data, nil
+}
+
+// Validate checks the engine settings (not the stages, which validate
+// themselves). It is pure and joins every problem.
+func (c *Config) Validate() error {
+	var errs []error
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q is not debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: %q is not text or json", c.Log.Format))
+	}
+	p := &c.Pipeline
+	if p.Batch.Size <= 0 {
+		errs = append(errs, fmt.Errorf("pipeline.batch.size: %d must be positive", p.Batch.Size))
+	}
+	if p.Batch.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("pipeline.batch.timeout: %v must be positive", p.Batch.Timeout))
+	}
+	if p.Queue.Size <= 0 {
+		errs = append(errs, fmt.Errorf("pipeline.queue.size: %d must be positive", p.Queue.Size))
+	}
+	if p.Queue.ExporterSize <= 0 {
+		errs = append(errs, fmt.Errorf("pipeline.queue.exporter_size: %d must be positive", p.Queue.ExporterSize))
+	}
+	if p.Queue.WhenFull != "drop" && p.Queue.WhenFull != "block" {
+		errs = append(errs, fmt.Errorf("pipeline.queue.when_full: %q is not drop or block", p.Queue.WhenFull))
+	}
+	if p.Workers < 0 {
+		errs = append(errs, fmt.Errorf("pipeline.workers: %d must not be negative", p.Workers))
+	}
+	return errors.Join(errs...)
+}
+
+// Checker is implemented by plugin configs that can only be fully checked
+// by loading something (a WASM module, an RPC plugin binary). `weir
+// validate` and start-up call it after Validate.
+type Checker interface {
+	Check(ctx context.Context, baseDir string) error
+}
+
+// Check runs every stage's Checker and joins the problems, each named by
+// its config path.
+func (c *Config) Check(ctx context.Context) error {
+	var errs []error
+	for _, list := range [][]Stage{c.Pipeline.Sources, c.Pipeline.Processors, c.Pipeline.Exporters} {
+		for _, s := range list {
+			if ch, ok := s.Config.(Checker); ok {
+				if err := ch.Check(ctx, c.BaseDir); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", s.Path, err))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,8 @@
+// Package all registers every built-in plugin. Import it for its side
+// effects: `import _ "github.com/weir-flow/weir/plugins/all"`.
+package all
+
+import (
+	_ "github.com/weir-flow/weir/plugins/export/jsonl"
+	_ "github.com/weir-flow/weir/plugins/proxy"
+)

@@ -1,0 +1,11 @@
+package proxy_test
+
+import (
+	"testing"
+
+	"github.com/weir-flow/weir/core/plugintest"
+	_ "github.com/weir-flow/weir/plugins/all"
+	"github.com/weir-flow/weir/plugins/proxy"
+)
+
+func TestExample(t *testing.T) { plugintest.CheckExample(t, proxy.ExampleYAML) }
