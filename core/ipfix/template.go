@@ -1,0 +1,227 @@
+package ipfix
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/weir-flow/weir/core/flow"
+)
+
+// Wire constants of RFC 7011.
+const (
+	version             = 10
+	headerLen           = 16 // message header, §3.1
+	setHeaderLen        = 4  // set header, §3.3.2
+	setIDTemplate       = 2
+	setIDOptions        = 3
+	minDataSetID        = 256
+	variableLength      = 0xffff
+	enterpriseBit       = 0x8000
+	maxFieldsPerRecord  = 16383 // a set body holds at most (65535-4-4)/4 specifiers
+	ntpEpochOffset      = 2208988800
+	microsecondFracMask = 0x7ff // §6.1.9: the low 11 bits of the fraction are not significant
+)
+
+// IANA element IDs with special handling.
+const (
+	ieFlowEndSysUpTime          = 21
+	ieFlowStartSysUpTime        = 22
+	ieFlowStartSeconds          = 150
+	ieFlowEndSeconds            = 151
+	ieFlowStartMilliseconds     = 152
+	ieFlowEndMilliseconds       = 153
+	ieFlowStartMicroseconds     = 154
+	ieFlowEndMicroseconds       = 155
+	ieFlowStartNanoseconds      = 156
+	ieFlowEndNanoseconds        = 157
+	ieFlowStartDeltaMicrosecond = 158
+	ieFlowEndDeltaMicroseconds  = 159
+	ieSystemInitTimeMillis      = 160
+)
+
+// opKind is what the data loop does with one template field.
+type opKind uint8
+
+const (
+	opExtra  opKind = iota // copy verbatim into Record.Extra
+	opUint                 // typed unsigned field, 1..8 bytes
+	opAddr4                // typed address field, 4 bytes
+	opAddr6                // typed address field, 16 bytes
+	opString               // typed string field, interned
+	opTime                 // flow start/end in one of the RFC time forms
+	opInit                 // systemInitTimeMilliseconds: kept in Extra and used for sysUpTime
+)
+
+// timeForm is the encoding of a time op, ordered by resolution so that a
+// finer form wins when a record carries several.
+type timeForm uint8
+
+const (
+	formSeconds timeForm = iota + 1
+	formSysUp
+	formDelta
+	formMillis
+	formMicros
+	formNanos
+)
+
+// op is one compiled template field.
+type op struct {
+	kind   opKind
+	form   timeForm // opTime
+	end    bool     // opTime: flowEnd rather than flowStart
+	field  flow.FieldID
+	length uint16 // template length; variableLength for §7 encoding
+	elem   uint16
+	ent    uint32
+}
+
+// template is a compiled (options) template: a flat plan walked per record.
+type template struct {
+	id         uint16
+	options    bool
+	scopeCount int
+	ops        []op
+	minLen     int // shortest possible record (a variable field counts 1 byte)
+	fixedLen   int // record length when every field is fixed, else 0
+	hasSysUp   bool
+	raw        []byte // wire form of the template record, to detect refreshes
+	seen       time.Time
+}
+
+// fieldSpec is one field specifier of a template record (§3.2).
+type fieldSpec struct {
+	key    flow.IEKey
+	length uint16
+}
+
+// compile builds the plan for a template's fields. unknown is called for
+// every field whose IE is not in the registry.
+func compile(t *template, specs []fieldSpec, unknown func(flow.IEKey)) {
+	t.ops = make([]op, len(specs))
+	fixed := true
+	for i, s := range specs {
+		o := op{length: s.length, elem: s.key.Element, ent: s.key.Enterprise}
+		classify(&o)
+		if o.kind == opTime && (o.form == formSysUp) {
+			t.hasSysUp = true
+		}
+		t.ops[i] = o
+		if s.length == variableLength {
+			fixed = false
+			t.minLen++
+		} else {
+			t.minLen += int(s.length)
+		}
+		if _, ok := LookupIE(s.key); !ok && unknown != nil {
+			unknown(s.key)
+		}
+	}
+	if fixed {
+		t.fixedLen = t.minLen
+	}
+}
+
+// classify chooses the op kind of a field from its IE and template length;
+// a typed field with a length that cannot hold it stays verbatim in Extra.
+func classify(o *op) {
+	l := o.length
+	uintLen := l >= 1 && l <= 8
+	o.kind = opExtra
+	if o.ent == flow.IANA {
+		switch o.elem {
+		case ieFlowStartSeconds, ieFlowEndSeconds:
+			if uintLen {
+				o.kind, o.form, o.end = opTime, formSeconds, o.elem == ieFlowEndSeconds
+			}
+			return
+		case ieFlowStartMilliseconds, ieFlowEndMilliseconds:
+			if uintLen {
+				o.kind, o.form, o.end = opTime, formMillis, o.elem == ieFlowEndMilliseconds
+			}
+			return
+		case ieFlowStartMicroseconds, ieFlowEndMicroseconds:
+			if l == 8 {
+				o.kind, o.form, o.end = opTime, formMicros, o.elem == ieFlowEndMicroseconds
+			}
+			return
+		case ieFlowStartNanoseconds, ieFlowEndNanoseconds:
+			if l == 8 {
+				o.kind, o.form, o.end = opTime, formNanos, o.elem == ieFlowEndNanoseconds
+			}
+			return
+		case ieFlowStartSysUpTime, ieFlowEndSysUpTime:
+			if uintLen {
+				o.kind, o.form, o.end = opTime, formSysUp, o.elem == ieFlowEndSysUpTime
+			}
+			return
+		case ieFlowStartDeltaMicrosecond, ieFlowEndDeltaMicroseconds:
+			if uintLen {
+				o.kind, o.form, o.end = opTime, formDelta, o.elem == ieFlowEndDeltaMicroseconds
+			}
+			return
+		case ieSystemInitTimeMillis:
+			if uintLen {
+				o.kind = opInit
+			}
+			return
+		}
+	}
+	f, ok := flow.FieldByIE(flow.IEKey{Enterprise: o.ent, Element: o.elem})
+	if !ok {
+		return
+	}
+	info := &flow.Fields[f]
+	o.field = f
+	switch info.Kind {
+	case flow.KindUnsigned:
+		if uintLen {
+			o.kind = opUint
+		}
+	case flow.KindString:
+		o.kind = opString
+	case flow.KindAddress:
+		switch {
+		case o.elem == info.Element && l == 4:
+			o.kind = opAddr4
+		case o.elem == info.Element6 && l == 16:
+			o.kind = opAddr6
+		}
+	case flow.KindTime: // 152/153 are handled above; kept for future time fields
+		if uintLen {
+			o.kind, o.form, o.end = opTime, formMillis, f == flow.FlowEnd
+		}
+	}
+}
+
+// readUint reads a big-endian unsigned integer of 1..8 bytes (reduced-size
+// encoding, RFC 7011 §6.2).
+func readUint(v []byte) uint64 {
+	switch len(v) {
+	case 1:
+		return uint64(v[0])
+	case 2:
+		return uint64(binary.BigEndian.Uint16(v))
+	case 4:
+		return uint64(binary.BigEndian.Uint32(v))
+	case 8:
+		return binary.BigEndian.Uint64(v)
+	}
+	var x uint64
+	for _, c := range v {
+		x = x<<8 | uint64(c)
+	}
+	return x
+}
+
+// ntpToUnixNano converts an NTP timestamp (dateTimeMicroseconds or
+// dateTimeNanoseconds, RFC 7011 §6.1.9/§6.1.10: seconds since 1900 and a
+// 2^-32 s fraction) to nanoseconds since the Unix epoch.
+func ntpToUnixNano(v []byte, micro bool) int64 {
+	sec := int64(binary.BigEndian.Uint32(v))
+	frac := uint64(binary.BigEndian.Uint32(v[4:]))
+	if micro {
+		frac &^= microsecondFracMask
+	}
+	return (sec-ntpEpochOffset)*1e9 + int64((frac*1e9)>>32)
+}
