@@ -1,0 +1,88 @@
+package ipfix
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+// ExampleConfig is the example pipeline of the plugin's README.
+//
+//go:embed example.yaml
+var ExampleConfig []byte
+
+// Config is export.ipfix's configuration.
+type Config struct {
+	// Address is the collector, "host:port". Required.
+	Address string `koanf:"address"`
+	// Transport is "udp" or "tcp". Default "udp".
+	Transport string `koanf:"transport"`
+	// ObservationDomainID is written in every message header. Default 0.
+	ObservationDomainID uint32 `koanf:"observation_domain_id"`
+	// TemplateRefresh resends templates at least this often over UDP
+	// (RFC 7011 §8.4). Ignored for TCP. 0 sends each template once.
+	// Default 60s.
+	TemplateRefresh time.Duration `koanf:"template_refresh"`
+	// MaxMessageSize bounds a message in bytes, 256..65535. 0 means 1400
+	// for UDP (fits a 1500-byte path MTU) and 65535 for TCP. Default 0.
+	MaxMessageSize int `koanf:"max_message_size"`
+	// DialTimeout bounds one TCP connection attempt. Default 5s.
+	DialTimeout time.Duration `koanf:"dial_timeout"`
+	// MaxBackoff caps the wait between TCP reconnection attempts, which
+	// starts at 100ms and doubles. Default 30s.
+	MaxBackoff time.Duration `koanf:"max_backoff"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() *Config {
+	return &Config{
+		Transport:       "udp",
+		TemplateRefresh: 60 * time.Second,
+		DialTimeout:     5 * time.Second,
+		MaxBackoff:      30 * time.Second,
+	}
+}
+
+// Validate reports every problem of c.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Address == "" {
+		errs = append(errs, errors.New("address: missing, the collector's host:port is required"))
+	} else if host, port, err := net.SplitHostPort(c.Address); err != nil {
+		errs = append(errs, fmt.Errorf("address: %q is not host:port: %w", c.Address, err))
+	} else if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		errs = append(errs, fmt.Errorf("address: %q: port %q is not a number in 1..65535", c.Address, port))
+	} else if host == "" {
+		errs = append(errs, fmt.Errorf("address: %q has no host", c.Address))
+	}
+	if c.Transport != "udp" && c.Transport != "tcp" {
+		errs = append(errs, fmt.Errorf("transport: %q is not udp or tcp", c.Transport))
+	}
+	if c.TemplateRefresh < 0 {
+		errs = append(errs, fmt.Errorf("template_refresh: %s is negative", c.TemplateRefresh))
+	}
+	if c.MaxMessageSize != 0 && (c.MaxMessageSize < 256 || c.MaxMessageSize > 65535) {
+		errs = append(errs, fmt.Errorf("max_message_size: %d is outside 256..65535", c.MaxMessageSize))
+	}
+	if c.DialTimeout < 0 {
+		errs = append(errs, fmt.Errorf("dial_timeout: %s is negative", c.DialTimeout))
+	}
+	if c.MaxBackoff < 0 {
+		errs = append(errs, fmt.Errorf("max_backoff: %s is negative", c.MaxBackoff))
+	}
+	return errors.Join(errs...)
+}
+
+// messageSize returns the effective MaxMessageSize.
+func (c *Config) messageSize() int {
+	switch {
+	case c.MaxMessageSize != 0:
+		return c.MaxMessageSize
+	case c.Transport == "tcp":
+		return 65535
+	}
+	return 1400
+}

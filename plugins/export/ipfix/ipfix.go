@@ -1,0 +1,338 @@
+package ipfix
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/ipfix"
+	"github.com/weir-flow/weir/core/plugin"
+)
+
+// ID is the plugin's registry ID.
+const ID = "export.ipfix"
+
+func init() {
+	plugin.Register(plugin.Info{
+		ID:        ID,
+		Summary:   "sends records to an IPFIX collector over UDP or TCP, verbatim IEs included",
+		NewConfig: func() plugin.Config { return DefaultConfig() },
+		New: func(cfg plugin.Config, set plugin.Settings) (plugin.Component, error) {
+			c, ok := cfg.(*Config)
+			if !ok {
+				return nil, fmt.Errorf("%s: config is %T, want *Config", ID, cfg)
+			}
+			return New(*c, set)
+		},
+	})
+}
+
+const (
+	minBackoff = 100 * time.Millisecond
+	// writeTimeout bounds one TCP write, so a collector that stopped
+	// reading cannot block the exporter forever: the connection is
+	// dropped and re-established.
+	writeTimeout = 10 * time.Second
+)
+
+// ErrStopped is returned by Export after Shutdown.
+var ErrStopped = errors.New("exporter stopped")
+
+// Exporter is the export.ipfix plugin. Create it with [New].
+type Exporter struct {
+	cfg Config
+	set plugin.Settings
+	log *slog.Logger
+	enc *ipfix.Encoder
+
+	busy       chan struct{} // held by Export, and by Shutdown to wait for it
+	stopCtx    context.Context
+	stopCancel context.CancelFunc
+	stopped    atomic.Bool
+	wg         sync.WaitGroup // connection watchers
+
+	// Owned by the goroutine holding busy.
+	conn     net.Conn
+	broken   *atomic.Bool // set by the watcher when the collector closes
+	backoff  time.Duration
+	nextDial time.Time
+	lastLog  time.Time
+
+	messages   atomic.Uint64
+	bytes      atomic.Uint64
+	sendErrors atomic.Uint64
+	connects   atomic.Uint64
+	dialErrors atomic.Uint64
+}
+
+// New checks the config and registers the metrics; the collector is
+// contacted on Start (UDP) or on the first Export (TCP).
+func New(cfg Config, set plugin.Settings) (*Exporter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if set.Logger == nil {
+		set.Logger = slog.New(slog.DiscardHandler)
+	}
+	if set.Metrics == nil {
+		set.Metrics = prometheus.NewRegistry()
+	}
+	refresh := cfg.TemplateRefresh
+	if cfg.Transport == "tcp" {
+		refresh = 0
+	}
+	e := &Exporter{
+		cfg: cfg,
+		set: set,
+		log: set.Logger,
+		enc: ipfix.NewEncoder(ipfix.EncoderOptions{
+			ObservationDomainID: cfg.ObservationDomainID,
+			MaxMessageSize:      cfg.messageSize(),
+			TemplateRefresh:     refresh,
+		}),
+		busy: make(chan struct{}, 1),
+	}
+	e.stopCtx, e.stopCancel = context.WithCancel(context.Background())
+	if err := e.registerMetrics(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Start opens the UDP socket; a TCP connection is made on the first
+// Export so that Start never waits for the collector.
+func (e *Exporter) Start(ctx context.Context) error {
+	if e.cfg.Transport != "udp" {
+		return nil
+	}
+	e.busy <- struct{}{}
+	defer func() { <-e.busy }()
+	if e.stopped.Load() {
+		return fmt.Errorf("%s: start after shutdown", ID)
+	}
+	c, err := net.Dial("udp", e.cfg.Address)
+	if err != nil {
+		return fmt.Errorf("%s: address %q: %w", ID, e.cfg.Address, err)
+	}
+	e.conn = c
+	e.log.Info("exporting ipfix", "address", e.cfg.Address, "transport", "udp")
+	return nil
+}
+
+// Export encodes b's records and sends them. Over UDP a message the kernel
+// refuses is counted and the rest of the batch still goes out; over TCP a
+// broken connection is re-established (waiting with backoff while ctx
+// allows) and the batch sent again.
+func (e *Exporter) Export(ctx context.Context, b *flow.Batch) error {
+	if b.Len() == 0 {
+		return nil
+	}
+	select {
+	case e.busy <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-e.busy }()
+	if e.stopped.Load() {
+		return fmt.Errorf("%s: %w", ID, ErrStopped)
+	}
+	if e.cfg.Transport == "udp" {
+		return e.exportUDP(b.Records)
+	}
+	return e.exportTCP(ctx, b.Records)
+}
+
+func (e *Exporter) exportUDP(recs []*flow.Record) error {
+	if e.conn == nil {
+		return fmt.Errorf("%s: export before start", ID)
+	}
+	var failed, sent int
+	var firstErr error
+	err := e.enc.Encode(recs, time.Now(), func(msg []byte) error {
+		_, err := e.conn.Write(msg)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			// The refusal reports an ICMP error for an earlier datagram;
+			// this one was not sent yet: try it once more.
+			_, err = e.conn.Write(msg)
+		}
+		if err != nil {
+			failed++
+			e.sendErrors.Add(1)
+			if firstErr == nil {
+				firstErr = err
+			}
+			return nil // UDP is fire-and-forget: keep sending the rest
+		}
+		sent++
+		e.messages.Add(1)
+		e.bytes.Add(uint64(len(msg)))
+		return nil
+	})
+	if err != nil {
+		e.sendErrors.Add(1)
+		return fmt.Errorf("%s: encode %d records: %w", ID, len(recs), err)
+	}
+	if firstErr != nil {
+		e.logLimited("send ipfix", "address", e.cfg.Address, "failed_messages", failed, "err", firstErr)
+		return fmt.Errorf("%s: send to %s: %d of %d messages: %w", ID, e.cfg.Address, failed, failed+sent, firstErr)
+	}
+	return nil
+}
+
+func (e *Exporter) exportTCP(ctx context.Context, recs []*flow.Record) error {
+	for {
+		if err := e.connect(ctx); err != nil {
+			return err
+		}
+		c := e.conn
+		err := e.enc.Encode(recs, time.Now(), func(msg []byte) error {
+			if e.broken.Load() {
+				return io.ErrClosedPipe
+			}
+			_ = c.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if _, err := c.Write(msg); err != nil {
+				return err
+			}
+			e.messages.Add(1)
+			e.bytes.Add(uint64(len(msg)))
+			return nil
+		})
+		if err == nil {
+			return nil
+		}
+		e.sendErrors.Add(1)
+		e.logLimited("tcp send failed, reconnecting", "address", e.cfg.Address, "err", err)
+		e.closeConn()
+		e.enc.Reset()
+	}
+}
+
+// connect makes sure a TCP connection is up, dialling with exponential
+// backoff until it succeeds, ctx ends or Shutdown gives up.
+func (e *Exporter) connect(ctx context.Context) error {
+	if e.conn != nil && !e.broken.Load() {
+		return nil
+	}
+	if e.conn != nil {
+		e.closeConn()
+		e.enc.Reset()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(e.stopCtx, cancel)()
+	for {
+		if wait := time.Until(e.nextDial); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("%s: connect to %s: %w", ID, e.cfg.Address, ctx.Err())
+			}
+		}
+		d := net.Dialer{Timeout: e.cfg.DialTimeout}
+		c, err := d.DialContext(ctx, "tcp", e.cfg.Address)
+		if err == nil {
+			e.backoff = 0
+			e.conn = c
+			broken := &atomic.Bool{}
+			e.broken = broken
+			e.connects.Add(1)
+			e.enc.Reset()
+			e.log.Info("connected to ipfix collector", "address", e.cfg.Address, "transport", "tcp")
+			// The collector never sends: a read returning means it closed
+			// or reset the connection, which a write would only notice
+			// after the data was lost.
+			e.wg.Add(1)
+			go func() {
+				defer e.wg.Done()
+				_, _ = io.Copy(io.Discard, c)
+				broken.Store(true)
+			}()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: connect to %s: %w", ID, e.cfg.Address, ctx.Err())
+		}
+		e.dialErrors.Add(1)
+		e.backoff = min(max(2*e.backoff, minBackoff), max(e.cfg.MaxBackoff, minBackoff))
+		e.nextDial = time.Now().Add(e.backoff)
+		e.logLimited("connect to ipfix collector", "address", e.cfg.Address, "retry_in", e.backoff.String(), "err", err)
+	}
+}
+
+func (e *Exporter) closeConn() {
+	if e.conn == nil {
+		return
+	}
+	if tc, ok := e.conn.(*net.TCPConn); ok {
+		// Half-close first so the collector reads everything written.
+		_ = tc.CloseWrite()
+	}
+	e.conn.Close()
+	e.conn = nil
+}
+
+func (e *Exporter) logLimited(msg string, args ...any) {
+	if now := time.Now(); now.Sub(e.lastLog) >= time.Second {
+		e.lastLog = now
+		e.log.Warn(msg, args...)
+	}
+}
+
+// Shutdown waits for a running Export (giving up its retries when ctx
+// ends) and closes the connection. Nothing is buffered between Exports,
+// so there is nothing else to flush.
+func (e *Exporter) Shutdown(ctx context.Context) error {
+	if e.stopped.Swap(true) {
+		return nil
+	}
+	var err error
+	select {
+	case e.busy <- struct{}{}:
+	case <-ctx.Done():
+		e.stopCancel()
+		e.busy <- struct{}{}
+		err = fmt.Errorf("%s: shutdown: %w", ID, ctx.Err())
+	}
+	e.stopCancel()
+	e.closeConn()
+	<-e.busy
+	e.wg.Wait()
+	e.log.Info("exporter stopped", "address", e.cfg.Address, "messages", e.messages.Load(),
+		"bytes", e.bytes.Load(), "send_errors", e.sendErrors.Load())
+	return err
+}
+
+func (e *Exporter) registerMetrics() error {
+	for _, c := range []struct {
+		name, help string
+		v          *atomic.Uint64
+	}{
+		{"messages_total", "IPFIX messages sent.", &e.messages},
+		{"bytes_total", "Bytes of IPFIX messages sent.", &e.bytes},
+		{"send_errors_total", "Messages or batches that could not be sent (each retry counts).", &e.sendErrors},
+		{"connects_total", "TCP connections established.", &e.connects},
+		{"dial_errors_total", "Failed TCP connection attempts.", &e.dialErrors},
+	} {
+		v := c.v
+		cf := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "weir_export_ipfix_" + c.name, Help: c.help},
+			func() float64 { return float64(v.Load()) })
+		if err := e.set.Metrics.Register(cf); err != nil {
+			return fmt.Errorf("%s: register metrics: %w", ID, err)
+		}
+	}
+	return nil
+}
+
+var _ plugin.Exporter = (*Exporter)(nil)

@@ -1,0 +1,592 @@
+package ipfix
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/ipfix"
+	"github.com/weir-flow/weir/core/plugin"
+)
+
+// ID is the plugin's registry ID.
+const ID = "source.ipfix"
+
+func init() {
+	plugin.Register(plugin.Info{
+		ID:        ID,
+		Summary:   "IPFIX collector on UDP (SO_REUSEPORT readers) and TCP",
+		NewConfig: func() plugin.Config { return DefaultConfig() },
+		New: func(cfg plugin.Config, set plugin.Settings) (plugin.Component, error) {
+			c, ok := cfg.(*Config)
+			if !ok {
+				return nil, fmt.Errorf("%s: config is %T, want *Config", ID, cfg)
+			}
+			return New(*c, set)
+		},
+	})
+}
+
+const (
+	// expireEvery is how often readers call Decoder.Expire.
+	expireEvery = time.Second
+	// drainFor is how long Shutdown lets readers empty their socket
+	// buffers before closing them.
+	drainFor = 100 * time.Millisecond
+	// maxDatagram is the largest IPFIX message (16-bit length field).
+	maxDatagram = 65535
+)
+
+// Source is the source.ipfix plugin. Create it with [New].
+type Source struct {
+	cfg Config
+	set plugin.Settings
+	log *slog.Logger
+
+	// Listeners, bound in New so that configuration errors (port in use)
+	// surface before the pipeline starts and tests can ask for the port.
+	udp []*net.UDPConn
+	tcp net.Listener
+
+	mu       sync.Mutex
+	started  bool
+	stopped  bool
+	conns    map[net.Conn]struct{} // live TCP connections
+	decoders map[*ipfix.Decoder]struct{}
+	retired  statsTotals // counters of decoders whose connection closed
+
+	wg         sync.WaitGroup
+	emitCtx    context.Context // ends only if Shutdown's ctx ends first
+	emitCancel context.CancelFunc
+	draining   atomic.Bool
+	drainAt    atomic.Int64 // unix nanoseconds; the readers' last deadline
+
+	kernelDrops    atomic.Uint64
+	readErrors     atomic.Uint64
+	framingErrors  atomic.Uint64
+	connections    atomic.Uint64
+	refused        atomic.Uint64
+	emitErrors     atomic.Uint64
+	lostOnShutdown atomic.Uint64
+
+	// Separate limits so that a flood of one kind of problem does not hide
+	// another.
+	logMalformed, logDrops, logErrors rateLimit
+}
+
+// New binds the configured listeners and registers the metrics. Nothing is
+// read before Start.
+func New(cfg Config, set plugin.Settings) (*Source, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if set.Logger == nil {
+		set.Logger = slog.New(slog.DiscardHandler)
+	}
+	if set.Metrics == nil {
+		set.Metrics = prometheus.NewRegistry()
+	}
+	s := &Source{
+		cfg:      cfg,
+		set:      set,
+		log:      set.Logger,
+		conns:    map[net.Conn]struct{}{},
+		decoders: map[*ipfix.Decoder]struct{}{},
+	}
+	s.emitCtx, s.emitCancel = context.WithCancel(context.Background())
+	if err := s.listen(); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	if err := s.registerMetrics(); err != nil {
+		s.closeListeners()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Source) listen() error {
+	ctx := context.Background()
+	if s.cfg.UDP != "" {
+		n := s.cfg.Readers
+		if n == 0 {
+			n = runtime.GOMAXPROCS(0)
+		}
+		if !reusePortSupported {
+			n = 1
+		}
+		addr := s.cfg.UDP
+		for i := 0; i < n; i++ {
+			lc := net.ListenConfig{Control: controlUDP(int(s.cfg.RcvBuf), n > 1)}
+			pc, err := lc.ListenPacket(ctx, "udp", addr)
+			if err != nil {
+				return fmt.Errorf("%s: listen udp %s (socket %d of %d): %w", ID, addr, i+1, n, err)
+			}
+			c := pc.(*net.UDPConn)
+			s.udp = append(s.udp, c)
+			if i == 0 {
+				// Bind the other sockets to the port the first one got
+				// (matters for ":0").
+				host, _, _ := net.SplitHostPort(s.cfg.UDP)
+				addr = net.JoinHostPort(host, strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port))
+				if raw, err := c.SyscallConn(); err == nil {
+					s.log.Info("udp listener", "address", c.LocalAddr().String(), "readers", n,
+						"rcvbuf_requested", int64(s.cfg.RcvBuf), "rcvbuf_granted", rcvBufOf(raw))
+				}
+			}
+		}
+	}
+	if s.cfg.TCP != "" {
+		lc := net.ListenConfig{Control: controlTCP(int(s.cfg.RcvBuf))}
+		ln, err := lc.Listen(ctx, "tcp", s.cfg.TCP)
+		if err != nil {
+			return fmt.Errorf("%s: listen tcp %s: %w", ID, s.cfg.TCP, err)
+		}
+		s.tcp = ln
+		s.log.Info("tcp listener", "address", ln.Addr().String())
+	}
+	return nil
+}
+
+// UDPAddr returns the bound UDP address, or nil without a UDP listener.
+func (s *Source) UDPAddr() *net.UDPAddr {
+	if len(s.udp) == 0 {
+		return nil
+	}
+	return s.udp[0].LocalAddr().(*net.UDPAddr)
+}
+
+// TCPAddr returns the bound TCP address, or nil without a TCP listener.
+func (s *Source) TCPAddr() *net.TCPAddr {
+	if s.tcp == nil {
+		return nil
+	}
+	return s.tcp.Addr().(*net.TCPAddr)
+}
+
+// KernelDrops returns how many datagrams the kernel dropped on the UDP
+// sockets because their buffers were full, as far as reported so far.
+func (s *Source) KernelDrops() uint64 { return s.kernelDrops.Load() }
+
+// Start starts one goroutine per UDP socket and the TCP accept loop.
+func (s *Source) Start(_ context.Context, out plugin.Emitter) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return fmt.Errorf("%s: start after shutdown", ID)
+	}
+	if s.started {
+		return fmt.Errorf("%s: started twice", ID)
+	}
+	s.started = true
+	for i, c := range s.udp {
+		s.wg.Add(1)
+		go s.readUDP(i, c, s.newDecoderLocked(), out)
+	}
+	if s.tcp != nil {
+		s.wg.Add(1)
+		go s.accept(out)
+	}
+	return nil
+}
+
+func (s *Source) decoderOptions() ipfix.DecoderOptions {
+	return ipfix.DecoderOptions{
+		PendingSets: s.cfg.PendingSets,
+		PendingTTL:  s.cfg.PendingTTL,
+		TemplateTTL: s.cfg.TemplateTTL,
+	}
+}
+
+func (s *Source) newDecoderLocked() *ipfix.Decoder {
+	d := ipfix.NewDecoder(s.decoderOptions())
+	s.decoders[d] = struct{}{}
+	return d
+}
+
+// batcher is one reader's batch under construction.
+type batcher struct {
+	s       *Source
+	out     plugin.Emitter
+	b       *flow.Batch
+	size    int
+	timeout time.Duration
+	first   time.Time // when b got its first record
+}
+
+func (s *Source) newBatcher(out plugin.Emitter) *batcher {
+	size := out.BatchSize()
+	if size <= 0 {
+		size = flow.DefaultBatchSize
+	}
+	timeout := out.BatchTimeout()
+	if timeout <= 0 {
+		timeout = 200 * time.Millisecond
+	}
+	return &batcher{s: s, out: out, b: out.NewBatch(), size: size, timeout: timeout}
+}
+
+// added notes that records were appended at now and emits a full batch.
+func (bt *batcher) added(before int, now time.Time) {
+	if before == 0 && bt.b.Len() > 0 {
+		bt.first = now
+	}
+	if bt.b.Len() >= bt.size {
+		bt.flush()
+	}
+}
+
+// due returns when the batch must be flushed, or the zero time if empty.
+func (bt *batcher) due() time.Time {
+	if bt.b.Len() == 0 {
+		return time.Time{}
+	}
+	return bt.first.Add(bt.timeout)
+}
+
+func (bt *batcher) flushIfDue(now time.Time) {
+	if d := bt.due(); !d.IsZero() && !now.Before(d) {
+		bt.flush()
+	}
+}
+
+func (bt *batcher) flush() {
+	if bt.b.Len() == 0 {
+		return
+	}
+	n := bt.b.Len()
+	if err := bt.out.Emit(bt.s.emitCtx, bt.b); err != nil {
+		bt.s.emitErrors.Add(1)
+		bt.s.lostOnShutdown.Add(uint64(n))
+		bt.s.log.Error("emit batch", "records", n, "err", err)
+	}
+	bt.b = bt.out.NewBatch()
+}
+
+// nextWake returns the reader's next deadline: the batch's flush time or
+// the next Expire, whichever comes first.
+func nextWake(bt *batcher, nextExpire time.Time) time.Time {
+	if d := bt.due(); !d.IsZero() && d.Before(nextExpire) {
+		return d
+	}
+	return nextExpire
+}
+
+func (s *Source) readUDP(idx int, c *net.UDPConn, dec *ipfix.Decoder, out plugin.Emitter) {
+	defer s.wg.Done()
+	bt := s.newBatcher(out)
+	defer bt.flush()
+
+	buf := make([]byte, maxDatagram)
+	oob := make([]byte, oobSize)
+	var lastDrops uint32
+	var deadline time.Time
+	nextExpire := time.Now().Add(expireEvery)
+	for {
+		if !s.draining.Load() {
+			if wake := nextWake(bt, nextExpire); !wake.Equal(deadline) {
+				deadline = wake
+				_ = c.SetReadDeadline(wake)
+			}
+			// Shutdown may have set the drain deadline between the check
+			// and the set above: restore it.
+			if s.draining.Load() {
+				_ = c.SetReadDeadline(time.Unix(0, s.drainAt.Load()))
+			}
+		}
+		n, oobn, _, from, err := c.ReadMsgUDPAddrPort(buf, oob)
+		now := time.Now()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if s.draining.Load() {
+					return
+				}
+				bt.flushIfDue(now)
+				if !now.Before(nextExpire) {
+					dec.Expire()
+					nextExpire = now.Add(expireEvery)
+				}
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) || s.draining.Load() {
+				return
+			}
+			s.readErrors.Add(1)
+			if s.logErrors.allow(now) {
+				s.log.Warn("udp read", "socket", idx, "err", err)
+			}
+			continue
+		}
+		if drops, ok := rxqOverflow(oob[:oobn]); ok && drops != lastDrops {
+			delta := drops - lastDrops // wraps like the kernel's counter
+			lastDrops = drops
+			total := s.kernelDrops.Add(uint64(delta))
+			if s.logDrops.allow(now) {
+				s.log.Warn("kernel dropped datagrams: socket buffer full", "socket", idx,
+					"dropped", delta, "total", total, "rcvbuf", int64(s.cfg.RcvBuf))
+			}
+		}
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		before := bt.b.Len()
+		if _, derr := dec.Decode(bt.b, buf[:n], from); derr != nil {
+			s.malformed(from, derr, now)
+		}
+		bt.added(before, now)
+		if !now.Before(nextExpire) {
+			dec.Expire()
+			nextExpire = now.Add(expireEvery)
+		}
+	}
+}
+
+// malformed logs a decode error, at most once a second per source; the
+// decoder already counted it.
+func (s *Source) malformed(from netip.AddrPort, err error, now time.Time) {
+	if s.logMalformed.allow(now) {
+		s.log.Warn("malformed ipfix message", "exporter", from.String(), "err", err,
+			"suppressed", s.logMalformed.takeSuppressed())
+	}
+}
+
+func (s *Source) accept(out plugin.Emitter) {
+	defer s.wg.Done()
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := s.tcp.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || s.draining.Load() {
+				return
+			}
+			// Out of file descriptors and the like: wait, don't spin.
+			s.readErrors.Add(1)
+			if s.logErrors.allow(time.Now()) {
+				s.log.Warn("tcp accept", "err", err)
+			}
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		s.mu.Lock()
+		if s.stopped {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		if s.cfg.MaxConnections > 0 && len(s.conns) >= s.cfg.MaxConnections {
+			s.mu.Unlock()
+			s.refused.Add(1)
+			s.log.Warn("tcp connection refused: max_connections reached", "exporter", c.RemoteAddr().String(),
+				"max_connections", s.cfg.MaxConnections)
+			c.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		dec := s.newDecoderLocked()
+		s.wg.Add(1)
+		s.mu.Unlock()
+		s.connections.Add(1)
+		go s.serveTCP(c, dec, out)
+	}
+}
+
+// idleReader reads from a TCP connection, waking up at the batcher's
+// deadlines to flush and expire without disturbing the message framing:
+// a timeout with nothing read is retried, so ipfix.ReadMessage never sees
+// it.
+type idleReader struct {
+	s          *Source
+	c          net.Conn
+	bt         *batcher
+	dec        *ipfix.Decoder
+	nextExpire time.Time
+	deadline   time.Time
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	for {
+		if !r.s.draining.Load() {
+			if wake := nextWake(r.bt, r.nextExpire); !wake.Equal(r.deadline) {
+				r.deadline = wake
+				_ = r.c.SetReadDeadline(wake)
+			}
+			if r.s.draining.Load() {
+				_ = r.c.SetReadDeadline(time.Unix(0, r.s.drainAt.Load()))
+			}
+		}
+		n, err := r.c.Read(p)
+		var ne net.Error
+		if n == 0 && err != nil && errors.As(err, &ne) && ne.Timeout() && !r.s.draining.Load() {
+			now := time.Now()
+			r.bt.flushIfDue(now)
+			r.expire(now)
+			continue
+		}
+		return n, err
+	}
+}
+
+func (r *idleReader) expire(now time.Time) {
+	if !now.Before(r.nextExpire) {
+		r.dec.Expire()
+		r.nextExpire = now.Add(expireEvery)
+	}
+}
+
+func (s *Source) serveTCP(c net.Conn, dec *ipfix.Decoder, out plugin.Emitter) {
+	defer s.wg.Done()
+	from := netip.AddrPort{}
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		from = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	bt := s.newBatcher(out)
+	defer func() {
+		c.Close()
+		dec.CloseSession(from)
+		bt.flush()
+		s.mu.Lock()
+		delete(s.conns, c)
+		delete(s.decoders, dec)
+		s.retired.add(dec.Stats())
+		s.mu.Unlock()
+	}()
+	s.log.Debug("tcp session opened", "exporter", from.String())
+	ir := &idleReader{s: s, c: c, bt: bt, dec: dec, nextExpire: time.Now().Add(expireEvery)}
+	br := bufio.NewReaderSize(ir, maxDatagram)
+	buf := make([]byte, 0, maxDatagram)
+	for {
+		msg, err := ipfix.ReadMessage(br, buf)
+		if err != nil {
+			switch {
+			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), s.draining.Load():
+			case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, os.ErrDeadlineExceeded):
+				s.log.Warn("tcp session ended mid-message", "exporter", from.String(), "err", err)
+			default:
+				// Bad framing: the stream cannot be resynchronised.
+				s.framingErrors.Add(1)
+				s.log.Warn("tcp session closed: bad ipfix framing", "exporter", from.String(), "err", err)
+			}
+			s.log.Debug("tcp session closed", "exporter", from.String())
+			return
+		}
+		if cap(msg) > cap(buf) {
+			buf = msg[:0]
+		}
+		now := time.Now()
+		before := bt.b.Len()
+		if _, derr := dec.Decode(bt.b, msg, from); derr != nil {
+			s.malformed(from, derr, now)
+		}
+		bt.added(before, now)
+		ir.expire(now)
+	}
+}
+
+// Shutdown stops reading: it lets the readers drain their socket buffers
+// for up to 100ms, closes every socket, emits every partial batch and waits
+// for the goroutines. If ctx ends first, batches still blocked in Emit are
+// abandoned (and counted) and ctx's error is returned.
+func (s *Source) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopped = true
+	started := s.started
+	s.mu.Unlock()
+
+	if started {
+		at := time.Now().Add(drainFor)
+		s.drainAt.Store(at.UnixNano())
+		s.draining.Store(true)
+		for _, c := range s.udp {
+			_ = c.SetReadDeadline(at)
+		}
+		s.mu.Lock()
+		for c := range s.conns {
+			_ = c.SetReadDeadline(at)
+		}
+		s.mu.Unlock()
+	}
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.emitCancel()
+		s.closeListeners()
+		<-done
+		err = fmt.Errorf("%s: shutdown: %w", ID, ctx.Err())
+	}
+	s.emitCancel()
+	s.closeListeners()
+	if started {
+		s.log.Info("source stopped",
+			"messages", s.sum(statMessages),
+			"records", s.sum(statRecords),
+			"malformed_messages", s.sum(statMalformedMessages),
+			"malformed_sets", s.sum(statMalformedSets),
+			"kernel_drops", s.kernelDrops.Load(),
+			"lost_on_shutdown", s.lostOnShutdown.Load())
+	}
+	return err
+}
+
+func (s *Source) closeListeners() {
+	for _, c := range s.udp {
+		c.Close()
+	}
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+}
+
+// rateLimit allows one log line per second and counts the suppressed ones.
+type rateLimit struct {
+	last       atomic.Int64
+	suppressed atomic.Uint64
+}
+
+func (l *rateLimit) allow(now time.Time) bool {
+	n := now.UnixNano()
+	last := l.last.Load()
+	if n-last < int64(time.Second) || !l.last.CompareAndSwap(last, n) {
+		l.suppressed.Add(1)
+		return false
+	}
+	return true
+}
+
+func (l *rateLimit) takeSuppressed() uint64 { return l.suppressed.Swap(0) }
+
+var (
+	_ plugin.Source = (*Source)(nil)
+	_ io.Reader     = (*idleReader)(nil)
+)

@@ -1,0 +1,95 @@
+package ipfix
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weir-flow/weir/core/ipfix"
+)
+
+// statsTotals accumulates the counters of decoders that are gone, so that
+// the exported counters never go down when a TCP session closes.
+type statsTotals struct {
+	v [numStats]uint64
+}
+
+const numStats = 11
+
+// statFields lists the decoder counters in metric order.
+var statFields = [numStats]struct {
+	name, help string
+	get        func(*ipfix.Stats) *atomic.Uint64
+}{
+	{"messages_total", "IPFIX messages decoded, even partly.", func(s *ipfix.Stats) *atomic.Uint64 { return &s.Messages }},
+	{"malformed_messages_total", "IPFIX messages with a bad header or a set overrunning the message.", func(s *ipfix.Stats) *atomic.Uint64 { return &s.MalformedMessages }},
+	{"malformed_sets_total", "Sets skipped as malformed (bad set ID, length or template).", func(s *ipfix.Stats) *atomic.Uint64 { return &s.MalformedSets }},
+	{"records_total", "Data records decoded.", func(s *ipfix.Stats) *atomic.Uint64 { return &s.Records }},
+	{"options_records_total", "Options data records consumed (not emitted).", func(s *ipfix.Stats) *atomic.Uint64 { return &s.OptionsRecords }},
+	{"templates_total", "Template and options-template records stored.", func(s *ipfix.Stats) *atomic.Uint64 { return &s.Templates }},
+	{"template_withdrawals_total", "Template withdrawals (RFC 7011 §8.1).", func(s *ipfix.Stats) *atomic.Uint64 { return &s.Withdrawals }},
+	{"pending_held_total", "Data sets held waiting for their template.", func(s *ipfix.Stats) *atomic.Uint64 { return &s.PendingHeld }},
+	{"pending_decoded_total", "Held data sets decoded when their template arrived.", func(s *ipfix.Stats) *atomic.Uint64 { return &s.PendingDecoded }},
+	{"pending_expired_total", "Held data sets dropped without their template (TTL or limit).", func(s *ipfix.Stats) *atomic.Uint64 { return &s.PendingExpired }},
+	{"unknown_ies_total", "Template fields with an IE Weir has no name for (kept verbatim).", func(s *ipfix.Stats) *atomic.Uint64 { return &s.UnknownIEs }},
+}
+
+func (t *statsTotals) add(st *ipfix.Stats) {
+	for i, f := range statFields {
+		t.v[i] += f.get(st).Load()
+	}
+}
+
+// Indices of statFields used outside the metrics.
+const (
+	statMessages          = 0
+	statMalformedMessages = 1
+	statMalformedSets     = 2
+	statRecords           = 3
+)
+
+// sum returns counter i of statFields summed over live and retired
+// decoders.
+func (s *Source) sum(i int) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.retired.v[i]
+	for d := range s.decoders {
+		n += statFields[i].get(d.Stats()).Load()
+	}
+	return n
+}
+
+func (s *Source) registerMetrics() error {
+	var cs []prometheus.Collector
+	for i, f := range statFields {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "weir_source_ipfix_" + f.name,
+			Help: f.help,
+		}, func() float64 { return float64(s.sum(i)) }))
+	}
+	for _, c := range []struct {
+		name, help string
+		v          *atomic.Uint64
+	}{
+		{"kernel_drops_total", "Datagrams the kernel dropped because a UDP socket buffer was full (SO_RXQ_OVFL).", &s.kernelDrops},
+		{"read_errors_total", "Socket read and accept errors other than timeouts.", &s.readErrors},
+		{"tcp_framing_errors_total", "TCP sessions closed because the stream was not IPFIX (bad version or length).", &s.framingErrors},
+		{"tcp_connections_total", "TCP connections accepted.", &s.connections},
+		{"tcp_connections_refused_total", "TCP connections refused over max_connections.", &s.refused},
+		{"emit_errors_total", "Batches the pipeline did not accept (shutdown deadline passed).", &s.emitErrors},
+	} {
+		v := c.v
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "weir_source_ipfix_" + c.name,
+			Help: c.help,
+		}, func() float64 { return float64(v.Load()) }))
+	}
+	for _, c := range cs {
+		if err := s.set.Metrics.Register(c); err != nil {
+			return fmt.Errorf("%s: register metrics: %w", ID, err)
+		}
+	}
+	return nil
+}
