@@ -15,7 +15,7 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
-	"github.com/knadh/koanf/providers/env"
+	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/rawbytes"
 	"github.com/knadh/koanf/v2"
 
@@ -192,23 +192,19 @@ func Parse(data []byte, environ []string) (*Config, error) {
 }
 
 func loadEnv(k *koanf.Koanf, environ []string) error {
-	vals := map[string]string{}
+	vals := map[string]any{}
 	for _, kv := range environ {
-		if key, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(key, EnvPrefix) {
-			vals[key] = v
+		key, v, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(key, EnvPrefix) {
+			continue
 		}
+		key = strings.ToLower(strings.TrimPrefix(key, EnvPrefix))
+		vals[strings.ReplaceAll(key, "__", ".")] = v
 	}
 	if len(vals) == 0 {
 		return nil
 	}
-	prov := env.ProviderWithValue(EnvPrefix, ".", func(key, value string) (string, any) {
-		if _, ok := vals[key]; !ok {
-			return "", nil
-		}
-		key = strings.ToLower(strings.TrimPrefix(key, EnvPrefix))
-		return strings.ReplaceAll(key, "__", "."), value
-	})
-	if err := k.Load(prov, nil); err != nil {
+	if err := k.Load(confmap.Provider(vals, "."), nil); err != nil {
 		return fmt.Errorf("environment overrides: %w", err)
 	}
 	return nil

@@ -27,7 +27,7 @@ type StageStats struct {
 
 // Snapshot is a point-in-time copy of a stage's counters.
 type Snapshot struct {
-	Stage, Plugin, Kind                               string
+	Stage, Plugin, Kind                                  string
 	In, Out, Filtered, Errored, Overflow, Batches, Nanos uint64
 }
 

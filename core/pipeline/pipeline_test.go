@@ -1,0 +1,325 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weir-flow/weir/core/config"
+	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/pipeline"
+	"github.com/weir-flow/weir/core/plugin"
+	"github.com/weir-flow/weir/core/plugintest"
+)
+
+// Test plugins, registered under IDs no built-in uses.
+
+type genConfig struct {
+	Records int `koanf:"records"`
+}
+
+func (c *genConfig) Validate() error {
+	if c.Records < 0 {
+		return fmt.Errorf("records: %d must not be negative", c.Records)
+	}
+	return nil
+}
+
+// gen emits Records records, ports 0..n-1, in batches of the pipeline size
+// minus one (to exercise partial batches), then closes Done.
+type gen struct {
+	n    int
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+func (g *gen) Start(ctx context.Context, out plugin.Emitter) error {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		defer close(g.done)
+		b := out.NewBatch()
+		for i := range g.n {
+			plugintest.Record(b, "10.0.0.1", "10.0.0.2", 6, uint16(i), 80, 1, 100)
+			if b.Len() == out.BatchSize()-1 {
+				if err := out.Emit(ctx, b); err != nil {
+					return
+				}
+				b = out.NewBatch()
+			}
+		}
+		_ = out.Emit(ctx, b)
+	}()
+	return nil
+}
+func (g *gen) Shutdown(context.Context) error { g.wg.Wait(); return nil }
+func (g *gen) Done() <-chan struct{}          { return g.done }
+
+type emptyConfig struct{}
+
+func (emptyConfig) Validate() error { return nil }
+
+// evenPorts keeps records with an even source port; it fails on batches
+// holding port 13 when failOn13 is set.
+type evenPorts struct{ fail bool }
+
+func (e *evenPorts) Start(context.Context) error    { return nil }
+func (e *evenPorts) Shutdown(context.Context) error { return nil }
+func (e *evenPorts) Process(_ context.Context, b *flow.Batch) error {
+	if e.fail {
+		return errors.New("boom")
+	}
+	b.Retain(func(r *flow.Record) bool { return r.SourceTransportPort%2 == 0 })
+	return nil
+}
+
+var (
+	sinksMu sync.Mutex
+	sinks   = map[string]*plugintest.Sink{}
+	gates   = map[string]chan struct{}{}
+)
+
+type sinkConfig struct {
+	Name string `koanf:"name"`
+}
+
+func (sinkConfig) Validate() error { return nil }
+
+// gatedSink blocks every Export until its gate is closed.
+type gatedSink struct {
+	*plugintest.Sink
+	gate chan struct{}
+}
+
+func (g *gatedSink) Export(ctx context.Context, b *flow.Batch) error {
+	<-g.gate
+	return g.Sink.Export(ctx, b)
+}
+
+func init() {
+	plugin.Register(plugin.Info{ID: "source.test_gen", NewConfig: func() plugin.Config { return &genConfig{} },
+		New: func(c plugin.Config, _ plugin.Settings) (plugin.Component, error) {
+			return &gen{n: c.(*genConfig).Records, done: make(chan struct{})}, nil
+		}})
+	plugin.Register(plugin.Info{ID: "filter.test_even", NewConfig: func() plugin.Config { return &emptyConfig{} },
+		New: func(plugin.Config, plugin.Settings) (plugin.Component, error) { return &evenPorts{}, nil }})
+	plugin.Register(plugin.Info{ID: "filter.test_fail", NewConfig: func() plugin.Config { return &emptyConfig{} },
+		New: func(plugin.Config, plugin.Settings) (plugin.Component, error) { return &evenPorts{fail: true}, nil }})
+	plugin.Register(plugin.Info{ID: "export.test_sink", NewConfig: func() plugin.Config { return &sinkConfig{} },
+		New: func(c plugin.Config, _ plugin.Settings) (plugin.Component, error) {
+			s := plugintest.NewSink()
+			sinksMu.Lock()
+			sinks[c.(*sinkConfig).Name] = s
+			sinksMu.Unlock()
+			return s, nil
+		}})
+	plugin.Register(plugin.Info{ID: "export.test_gated", NewConfig: func() plugin.Config { return &sinkConfig{} },
+		New: func(c plugin.Config, _ plugin.Settings) (plugin.Component, error) {
+			s := &gatedSink{Sink: plugintest.NewSink(), gate: make(chan struct{})}
+			sinksMu.Lock()
+			sinks[c.(*sinkConfig).Name] = s.Sink
+			gates[c.(*sinkConfig).Name] = s.gate
+			sinksMu.Unlock()
+			return s, nil
+		}})
+}
+
+func sink(name string) *plugintest.Sink {
+	sinksMu.Lock()
+	defer sinksMu.Unlock()
+	return sinks[name]
+}
+
+func runToDone(t *testing.T, yaml string) *pipeline.Pipeline {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	p, err := pipeline.New(ctx, cfg, pipeline.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("finite source never finished")
+	}
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func stat(t *testing.T, p *pipeline.Pipeline, stage string) pipeline.Snapshot {
+	t.Helper()
+	for _, s := range p.Stats() {
+		if s.Stage == stage {
+			return s
+		}
+	}
+	t.Fatalf("no stage %s", stage)
+	return pipeline.Snapshot{}
+}
+
+func TestFilterAndFanOut(t *testing.T) {
+	p := runToDone(t, `
+pipeline:
+  batch: {size: 64, timeout: 50ms}
+  workers: 2
+  sources:
+    - source.test_gen: {records: 1000}
+  processors:
+    - filter.test_even: {}
+  exporters:
+    - export.test_sink: {name: fan-a}
+    - export.test_sink: {name: fan-b}
+`)
+	for _, name := range []string{"fan-a", "fan-b"} {
+		if got := sink(name).Len(); got != 500 {
+			t.Errorf("%s got %d records, want 500", name, got)
+		}
+	}
+	src, proc := stat(t, p, "sources[0]"), stat(t, p, "processors[0]")
+	if src.Out != 1000 || proc.In != 1000 || proc.Out != 500 || proc.Filtered != 500 {
+		t.Errorf("counters do not add up: source out %d, processor in %d out %d filtered %d", src.Out, proc.In, proc.Out, proc.Filtered)
+	}
+	for _, e := range []string{"exporters[0]", "exporters[1]"} {
+		if s := stat(t, p, e); s.In != 500 || s.Out != 500 || s.Overflow != 0 {
+			t.Errorf("%s: in %d out %d overflow %d, want 500/500/0", e, s.In, s.Out, s.Overflow)
+		}
+	}
+}
+
+func TestProcessorErrorPassesBatchOn(t *testing.T) {
+	p := runToDone(t, `
+pipeline:
+  sources:
+    - source.test_gen: {records: 300}
+  processors:
+    - filter.test_fail: {}
+  exporters:
+    - export.test_sink: {name: err-sink}
+`)
+	if got := sink("err-sink").Len(); got != 300 {
+		t.Errorf("sink got %d records, want all 300 (fail open)", got)
+	}
+	if s := stat(t, p, "processors[0]"); s.Errored != 300 || s.Out != 300 {
+		t.Errorf("processor errored %d out %d, want 300/300", s.Errored, s.Out)
+	}
+}
+
+// A stuck exporter costs only its own queue: the other exporter gets every
+// record, and the stuck one's overflow is counted, never silently lost.
+func TestSlowExporterDoesNotStallOthers(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+pipeline:
+  batch: {size: 10, timeout: 50ms}
+  queue: {size: 4, exporter_size: 256}
+  sources:
+    - source.test_gen: {records: 5000}
+  exporters:
+    - export.test_gated: {name: stuck}
+    - export.test_sink: {name: healthy}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	p, err := pipeline.New(ctx, cfg, pipeline.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("source stalled behind the stuck exporter")
+	}
+	sinksMu.Lock()
+	close(gates["stuck"])
+	sinksMu.Unlock()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Every record is accounted for at each exporter: exported or counted
+	// as overflow, never silently lost.
+	for i, name := range []string{"stuck", "healthy"} {
+		s := stat(t, p, fmt.Sprintf("exporters[%d]", i))
+		if s.In+s.Overflow != 5000 || uint64(sink(name).Len()) != s.In {
+			t.Errorf("%s: in %d + overflow %d != 5000 (sink has %d)", name, s.In, s.Overflow, sink(name).Len())
+		}
+	}
+	if s := stat(t, p, "exporters[0]"); s.Overflow == 0 {
+		t.Errorf("stuck exporter overflow not counted")
+	}
+}
+
+// With when_full: block, a slow exporter backpressures the source and
+// nothing is dropped anywhere.
+func TestBlockingQueueLosesNothing(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+pipeline:
+  batch: {size: 10, timeout: 50ms}
+  queue: {size: 2, exporter_size: 2, when_full: block}
+  sources:
+    - source.test_gen: {records: 3000}
+  exporters:
+    - export.test_gated: {name: slow-block}
+    - export.test_sink: {name: fast-block}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	p, err := pipeline.New(ctx, cfg, pipeline.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-p.Done():
+		t.Fatal("source finished although the slow exporter never took a batch")
+	default:
+	}
+	sinksMu.Lock()
+	close(gates["slow-block"])
+	sinksMu.Unlock()
+	<-p.Done()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"slow-block", "fast-block"} {
+		if got := sink(name).Len(); got != 3000 {
+			t.Errorf("%s got %d records, want 3000", name, got)
+		}
+	}
+}
+
+func TestShutdownIdempotent(t *testing.T) {
+	p := runToDone(t, `
+pipeline:
+  sources:
+    - source.test_gen: {records: 5}
+  exporters:
+    - export.test_sink: {name: twice}
+`)
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
+	}
+	if got := sink("twice").Len(); got != 5 {
+		t.Errorf("got %d records, want 5", got)
+	}
+}
