@@ -694,12 +694,32 @@ func (d *Decoder) sysUpTimes(ts *timeState, exportTime uint32) {
 		base = int64(exportTime)*1000 - int64(last)
 		d.stats.TimesApproximated.Add(1)
 	}
+	exportMillis := int64(exportTime) * 1000
 	if ts.hasUpStart && ts.startForm < formSysUp {
-		ts.start, ts.startForm = (base+int64(ts.upStart))*1e6, formSysUp
+		ts.start, ts.startForm = unwrapUptime(base, ts.upStart, exportMillis)*1e6, formSysUp
 	}
 	if ts.hasUpEnd && ts.endForm < formSysUp {
-		ts.end, ts.endForm = (base+int64(ts.upEnd))*1e6, formSysUp
+		ts.end, ts.endForm = unwrapUptime(base, ts.upEnd, exportMillis)*1e6, formSysUp
 	}
+}
+
+// uptimeWrap is the period of a sysUpTime (unsigned32 milliseconds).
+const uptimeWrap = 1 << 32
+
+// unwrapUptime returns init+up in ms since epoch, moved by whole uptime
+// periods (2^32 ms, ~49.7 days) to the one nearest the export time: the
+// unsigned32 uptime wraps, and exporters replaying old traffic (softflowd
+// -r) send uptimes that went "negative" modulo 2^32.
+func unwrapUptime(init int64, up uint64, exportMillis int64) int64 {
+	t := init + int64(up)
+	if d := exportMillis - t; d > uptimeWrap/2 || d < -uptimeWrap/2 {
+		k := (d + uptimeWrap/2) / uptimeWrap
+		if d+uptimeWrap/2 < 0 {
+			k = (d + uptimeWrap/2 - (uptimeWrap - 1)) / uptimeWrap // floor
+		}
+		t += k * uptimeWrap
+	}
+	return t
 }
 
 // intern returns v as a string shared with earlier equal values, so that

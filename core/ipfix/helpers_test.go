@@ -16,7 +16,7 @@ type spec struct {
 	length uint16
 }
 
-func ie(elem, length uint16) spec             { return spec{0, elem, length} }
+func ie(elem, length uint16) spec              { return spec{0, elem, length} }
 func eie(ent uint32, elem, length uint16) spec { return spec{ent, elem, length} }
 
 func appendSpecs(b []byte, specs []spec) []byte {

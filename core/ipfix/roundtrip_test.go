@@ -57,7 +57,7 @@ func TestRoundTrip(t *testing.T) {
 				antreaRecord(r, i, i%2 == 1)
 				if i%3 == 0 {
 					r.Extra = append(r.Extra,
-						flow.Field{Enterprise: 0, Element: 56, Value: b.CopyBytes([]byte{1, 2, 3, 4, 5, 6})},           // sourceMacAddress
+						flow.Field{Enterprise: 0, Element: 56, Value: b.CopyBytes([]byte{1, 2, 3, 4, 5, 6})},            // sourceMacAddress
 						flow.Field{Enterprise: 99999, Element: 7, Variable: true, Value: b.CopyBytes([]byte("opaque"))}, // unknown PEN
 						flow.Field{Enterprise: 0, Element: 82, Variable: true},                                          // empty interfaceName
 					)
@@ -152,5 +152,3 @@ func assertSameRecord(t *testing.T, i int, got, want *flow.Record) {
 		}
 	}
 }
-
-
