@@ -221,7 +221,9 @@ func ntpToUnixNano(v []byte, micro bool) int64 {
 	sec := int64(binary.BigEndian.Uint32(v))
 	frac := uint64(binary.BigEndian.Uint32(v[4:]))
 	if micro {
+		// The fraction's low 11 bits are not significant: round to the µs.
 		frac &^= microsecondFracMask
+		return (sec-ntpEpochOffset)*1e9 + int64((frac*1e6+1<<31)>>32)*1e3
 	}
-	return (sec-ntpEpochOffset)*1e9 + int64((frac*1e9)>>32)
+	return (sec-ntpEpochOffset)*1e9 + int64((frac*1e9+1<<31)>>32)
 }
