@@ -1,0 +1,46 @@
+package abi
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/plugintest"
+)
+
+func BenchmarkAppendBatch(b *testing.B) {
+	for _, n := range []int{1, 64, 256, 1024} {
+		for name, m := range map[string]Mask{"all": All, "protocol": MaskOf(0, flow.ProtocolIdentifier)} {
+			b.Run(fmt.Sprintf("%s/n=%d", name, n), func(b *testing.B) {
+				batch := plugintest.MixedBatch(n)
+				buf := AppendBatchMask(nil, batch, m)
+				b.ReportAllocs()
+				b.SetBytes(int64(len(buf)))
+				for b.Loop() {
+					buf = AppendBatchMask(buf[:0], batch, m)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+			})
+		}
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	for _, n := range []int{256} {
+		for name, m := range map[string]Mask{"all": All, "protocol": MaskOf(0, flow.ProtocolIdentifier)} {
+			b.Run(fmt.Sprintf("%s/n=%d", name, n), func(b *testing.B) {
+				buf := AppendBatchMask(nil, plugintest.MixedBatch(n), m)
+				out := flow.NewBatch(n)
+				var d Decoder
+				b.ReportAllocs()
+				for b.Loop() {
+					out.Reset()
+					if err := d.Decode(buf, out); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+			})
+		}
+	}
+}

@@ -1,0 +1,29 @@
+package abi
+
+import (
+	"testing"
+
+	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/plugintest"
+)
+
+// FuzzDecode checks that no input makes a decoder panic.
+func FuzzDecode(f *testing.F) {
+	f.Add(AppendBatch(nil, fullBatch(3)))
+	f.Add(AppendBatchMask(nil, fullBatch(2), MaskOf(FlagExtra, flow.SourcePodName)))
+	f.Add((&Answer{Count: 3, Verdicts: Verdicts(nil).KeepAll(3)}).Append(nil))
+	var u Updates
+	u.SetString(0, flow.SourcePodName, "x")
+	u.AddExtra(1, flow.Field{Enterprise: 1, Element: 2, Value: []byte("v")})
+	f.Add((&Answer{Count: 3, Verdicts: Verdicts(nil).KeepAll(3), Updates: u.Bytes(), UpdateCount: u.Len()}).Append(nil))
+	f.Add((&Manifest{Version: 1, Kind: KindFilter}).Append(nil))
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		var d Decoder
+		_ = d.Decode(buf, flow.NewBatch(0))
+		var a Answer
+		if DecodeAnswer(buf, &a) == nil {
+			_, _ = Apply(plugintest.MixedBatch(a.Count%300), &a)
+		}
+		_, _ = DecodeManifest(buf)
+	})
+}
