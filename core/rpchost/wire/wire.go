@@ -1,0 +1,172 @@
+// Package wire is the protocol between Weir's rpc host ([core/rpchost]) and
+// an out-of-process plugin ([sdk/rpc]): the go-plugin handshake and a
+// two-method gRPC service whose messages are raw byte payloads.
+//
+// The service is written by hand (no protoc): its messages are
+// google.protobuf.BytesValue, so a plugin in another language can serve it
+// from this definition:
+//
+//	service weir.rpc.v1.Processor {
+//	  rpc Init(google.protobuf.BytesValue) returns (google.protobuf.BytesValue);
+//	  rpc Process(google.protobuf.BytesValue) returns (google.protobuf.BytesValue);
+//	}
+//
+// Init sends a JSON [InitRequest] and returns an ABI manifest (the plugin's
+// kind, the record parts it reads, or why it rejects its config); Process
+// sends one ABI batch buffer and returns an ABI answer buffer (verdicts and
+// field updates). The buffers are those of package [abi], as for WASM
+// plugins; see docs/abi.md, "RPC transport".
+package wire
+
+import (
+	"context"
+	"encoding/json"
+
+	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// Handshake values. A plugin binary refuses to run unless the host sets the
+// cookie in its environment; the protocol version must match exactly.
+const (
+	// ProtocolVersion is the version of this service, negotiated by
+	// go-plugin at start.
+	ProtocolVersion = 1
+	// MagicCookieKey and MagicCookieValue mark a process started by Weir.
+	// They are a UX check, not a security measure.
+	MagicCookieKey   = "WEIR_PLUGIN_MAGIC_COOKIE"
+	MagicCookieValue = "b2c4a5d1-weir-rpc-processor"
+	// PluginName is the name the processor is dispensed under.
+	PluginName = "processor"
+	// ServiceName is the gRPC service's full name.
+	ServiceName = "weir.rpc.v1.Processor"
+
+	methodInit    = "/" + ServiceName + "/Init"
+	methodProcess = "/" + ServiceName + "/Process"
+)
+
+// Handshake returns the go-plugin handshake both sides use.
+func Handshake() goplugin.HandshakeConfig {
+	return goplugin.HandshakeConfig{
+		ProtocolVersion:  ProtocolVersion,
+		MagicCookieKey:   MagicCookieKey,
+		MagicCookieValue: MagicCookieValue,
+	}
+}
+
+// InitRequest is the JSON body of Init, sent once per plugin process before
+// any batch.
+type InitRequest struct {
+	// ABI is the newest batch ABI version the host speaks (abi.Version).
+	ABI int `json:"abi"`
+	// Name is the processor instance's name in Weir's config, for logs.
+	Name string `json:"name"`
+	// Config is the `config:` value of the rpc processor, as JSON; null
+	// when absent.
+	Config json.RawMessage `json:"config"`
+}
+
+// Server is what a plugin implements. Both methods may be called from
+// several goroutines at once. Buffers passed in belong to the callee.
+type Server interface {
+	// Init configures the plugin from a JSON InitRequest and returns an
+	// ABI manifest.
+	Init(ctx context.Context, req []byte) ([]byte, error)
+	// Process handles one ABI batch buffer and returns an ABI answer.
+	Process(ctx context.Context, batch []byte) ([]byte, error)
+}
+
+// Client calls a plugin's service over a go-plugin gRPC connection. It is
+// safe for concurrent use.
+type Client struct {
+	conn *grpc.ClientConn
+	done <-chan struct{}
+}
+
+// NewClient returns a client on conn. done, if not nil, is closed when the
+// plugin process exits.
+func NewClient(conn *grpc.ClientConn, done <-chan struct{}) *Client {
+	return &Client{conn: conn, done: done}
+}
+
+// Done is closed when the plugin process has exited (nil if unknown).
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Init sends a JSON InitRequest and returns the plugin's ABI manifest.
+func (c *Client) Init(ctx context.Context, req []byte) ([]byte, error) {
+	return c.call(ctx, methodInit, req)
+}
+
+// Process sends one ABI batch buffer and returns the plugin's ABI answer.
+func (c *Client) Process(ctx context.Context, batch []byte) ([]byte, error) {
+	return c.call(ctx, methodProcess, batch)
+}
+
+func (c *Client) call(ctx context.Context, method string, in []byte) ([]byte, error) {
+	req := wrapperspb.BytesValue{Value: in}
+	var rep wrapperspb.BytesValue
+	if err := c.conn.Invoke(ctx, method, &req, &rep); err != nil {
+		return nil, err
+	}
+	return rep.Value, nil
+}
+
+// serviceDesc is what protoc-gen-go-grpc would generate for the service in
+// the package comment.
+var serviceDesc = grpc.ServiceDesc{
+	ServiceName: ServiceName,
+	HandlerType: (*Server)(nil),
+	Methods: []grpc.MethodDesc{
+		{MethodName: "Init", Handler: unary(Server.Init, methodInit)},
+		{MethodName: "Process", Handler: unary(Server.Process, methodProcess)},
+	},
+	Metadata: "weir/rpc/v1/processor.proto",
+}
+
+type method func(Server, context.Context, []byte) ([]byte, error)
+
+func unary(m method, fullName string) func(any, context.Context, func(any) error, grpc.UnaryServerInterceptor) (any, error) {
+	return func(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
+		in := new(wrapperspb.BytesValue)
+		if err := dec(in); err != nil {
+			return nil, err
+		}
+		call := func(ctx context.Context, req any) (any, error) {
+			out, err := m(srv.(Server), ctx, req.(*wrapperspb.BytesValue).GetValue())
+			if err != nil {
+				return nil, err
+			}
+			return &wrapperspb.BytesValue{Value: out}, nil
+		}
+		if icpt == nil {
+			return call(ctx, in)
+		}
+		return icpt(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: fullName}, call)
+	}
+}
+
+// Register serves srv on s.
+func Register(s *grpc.Server, srv Server) { s.RegisterService(&serviceDesc, srv) }
+
+// Plugin is the go-plugin glue: the plugin side sets Impl and serves it; the
+// host side dispenses a *Client.
+type Plugin struct {
+	goplugin.NetRPCUnsupportedPlugin
+	// Impl is the plugin's implementation; nil on the host side.
+	Impl Server
+}
+
+// GRPCServer registers Impl on s (plugin side).
+func (p *Plugin) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
+	Register(s, p.Impl)
+	return nil
+}
+
+// GRPCClient returns a *Client on conn (host side).
+func (p *Plugin) GRPCClient(ctx context.Context, _ *goplugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+	// go-plugin cancels ctx when the plugin process exits.
+	return NewClient(conn, ctx.Done()), nil
+}
+
+var _ goplugin.GRPCPlugin = (*Plugin)(nil)

@@ -1,0 +1,290 @@
+package rpc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/weir-flow/weir/core/abi"
+	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/rpchost/wire"
+)
+
+// Plugin describes a plugin: set Filter, Enrich or both.
+type Plugin struct {
+	// Name names the plugin in Weir's logs.
+	Name string
+	// Init, if set, is called once per plugin process, before any batch,
+	// with the processor's `config:` value as JSON ("null" when absent). An
+	// error refuses the config: Weir reports it and does not start.
+	Init func(config []byte) error
+	// Filter, if set, keeps a record by returning true and drops it by
+	// returning false.
+	Filter func(r *flow.Record) bool
+	// Enrich, if set, modifies a record in place; it runs on the records
+	// Filter keeps. Replace an Extra value rather than mutating its bytes.
+	Enrich func(r *flow.Record)
+	// Reads lists the typed fields the callbacks read; Weir encodes only
+	// those, which makes a batch cheaper to send. Fields outside Reads look
+	// absent. nil means every field, Extra IEs and the exporter address.
+	Reads []flow.FieldID
+	// ReadsExtra and ReadsExporter add Record.Extra and Record.Exporter /
+	// ObservationDomainID to a non-nil Reads.
+	ReadsExtra, ReadsExporter bool
+}
+
+// kind returns the ABI kind of p.
+func (p *Plugin) kind() (abi.Kind, error) {
+	switch {
+	case p.Filter != nil && p.Enrich != nil:
+		return abi.KindProcessor, nil
+	case p.Filter != nil:
+		return abi.KindFilter, nil
+	case p.Enrich != nil:
+		return abi.KindEnricher, nil
+	}
+	return 0, errors.New("weir rpc plugin: set Filter, Enrich or both")
+}
+
+func (p *Plugin) reads() abi.Mask {
+	if p.Reads == nil {
+		return abi.All
+	}
+	var flags uint32
+	if p.ReadsExtra {
+		flags |= abi.FlagExtra
+	}
+	if p.ReadsExporter {
+		flags |= abi.FlagExporter
+	}
+	return abi.MaskOf(flags, p.Reads...)
+}
+
+// Serve runs p as a Weir plugin: it completes the handshake with Weir, then
+// serves batches until Weir stops it or dies, and exits the process. Run
+// by hand, without Weir, it prints a notice and exits with status 1.
+func Serve(p Plugin) {
+	srv, err := NewServer(p)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	go watchParent(os.Getppid(), time.Second)
+	goplugin.Serve(&goplugin.ServeConfig{
+		HandshakeConfig: wire.Handshake(),
+		Plugins:         goplugin.PluginSet{wire.PluginName: &wire.Plugin{Impl: srv}},
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			// A batch may exceed gRPC's default 4 MiB message limit.
+			opts = append(opts, grpc.MaxRecvMsgSize(math.MaxInt32), grpc.MaxSendMsgSize(math.MaxInt32))
+			return grpc.NewServer(opts...)
+		},
+	})
+	os.Exit(0)
+}
+
+// watchParent exits when the process's parent changes, i.e. Weir died and
+// the plugin was re-parented. Weir also asks the kernel to kill the plugin
+// when it dies (Linux); this covers the other systems and the cases the
+// kernel misses.
+func watchParent(ppid int, every time.Duration) {
+	if ppid <= 1 {
+		return // started by init: nothing to watch
+	}
+	for range time.Tick(every) {
+		if os.Getppid() != ppid {
+			os.Exit(2)
+		}
+	}
+}
+
+// stderr is the process's stderr before go-plugin redirects os.Stderr into
+// its stdio stream; go-plugin parses JSON lines written here as log
+// entries.
+var stderr = os.Stderr
+
+// Logger returns a logger whose records reach Weir's log, under the
+// plugin's name and at their level. It writes JSON lines in hclog's format
+// to the plugin's stderr, which go-plugin forwards to Weir.
+func Logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{
+		Level: slog.LevelDebug,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 {
+				return a
+			}
+			switch a.Key {
+			case slog.TimeKey:
+				// hclog's timestamp layout, which go-plugin parses.
+				a.Key = "@timestamp"
+				if t, ok := a.Value.Any().(time.Time); ok {
+					a.Value = slog.StringValue(t.Format("2006-01-02T15:04:05.000000Z07:00"))
+				}
+			case slog.LevelKey:
+				a.Key = "@level"
+				a.Value = slog.StringValue(strings.ToLower(a.Value.String()))
+			case slog.MessageKey:
+				a.Key = "@message"
+			}
+			return a
+		},
+	}))
+}
+
+// Path resolves a path from the plugin's config the way Weir resolves its
+// own: a relative path against the directory of Weir's config file if the
+// file exists there, else as given (the working directory, which the
+// plugin shares with Weir).
+func Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	if base := os.Getenv("WEIR_BASE_DIR"); base != "" {
+		if q := filepath.Join(base, p); exists(q) {
+			return q
+		}
+	}
+	return p
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// server implements wire.Server for a Plugin.
+type server struct {
+	p       Plugin
+	kind    abi.Kind
+	mask    abi.Mask
+	scratch sync.Pool // *scratch
+}
+
+// scratch is one goroutine's working set for a batch.
+type scratch struct {
+	dec      abi.Decoder
+	rec      flow.Record
+	before   flow.Record
+	extra    []flow.Field
+	upd      abi.Updates
+	verdicts abi.Verdicts
+}
+
+// NewServer returns the wire.Server that Serve serves for p, for tests and
+// for authors who wrap it (logging, metrics).
+func NewServer(p Plugin) (wire.Server, error) {
+	kind, err := p.kind()
+	if err != nil {
+		return nil, err
+	}
+	return &server{
+		p:       p,
+		kind:    kind,
+		mask:    p.reads(),
+		scratch: sync.Pool{New: func() any { return new(scratch) }},
+	}, nil
+}
+
+// Init decodes the host's InitRequest, calls p.Init and returns the ABI
+// manifest. A rejected config is a manifest with StatusError, not a gRPC
+// error, so the host reports the plugin's own message.
+func (s *server) Init(_ context.Context, raw []byte) (out []byte, err error) {
+	m := abi.Manifest{Version: abi.Version, Kind: s.kind, Reads: s.mask}
+	var req wire.InitRequest
+	if err := json.Unmarshal(raw, &req); err != nil {
+		m.Status, m.Message = abi.StatusError, fmt.Sprintf("init request: %v", err)
+		return m.Append(nil), nil
+	}
+	if req.ABI < abi.MinVersion {
+		m.Status, m.Message = abi.StatusError, fmt.Sprintf("host speaks abi version %d; this plugin needs %d to %d", req.ABI, abi.MinVersion, abi.Version)
+		return m.Append(nil), nil
+	}
+	if s.p.Init != nil {
+		cfg := []byte(req.Config)
+		if len(cfg) == 0 {
+			cfg = []byte("null")
+		}
+		defer func() {
+			if v := recover(); v != nil {
+				m.Status, m.Message = abi.StatusPanic, fmt.Sprintf("init panicked: %v", v)
+				out, err = m.Append(nil), nil
+			}
+		}()
+		if err := s.p.Init(cfg); err != nil {
+			m.Status, m.Message = abi.StatusError, err.Error()
+		}
+	}
+	return m.Append(nil), nil
+}
+
+// Process runs the callbacks over one batch buffer and returns the answer.
+// A buffer that does not decode is a gRPC error (the host counts it as a
+// plugin error); a panic is a StatusPanic answer.
+func (s *server) Process(_ context.Context, buf []byte) ([]byte, error) {
+	v, err := abi.ParseBatch(buf)
+	if err != nil {
+		return nil, fmt.Errorf("batch: %w", err)
+	}
+	sc := s.scratch.Get().(*scratch)
+	ans, err := s.run(sc, &v)
+	var out []byte
+	if err == nil {
+		// A fresh buffer: gRPC marshals it after Process returns.
+		out = ans.Append(make([]byte, 0, abi.AnswerHeaderSize+8*abi.Words(ans.Count)+len(ans.Updates)+len(ans.Message)))
+	}
+	s.scratch.Put(sc)
+	return out, err
+}
+
+func (s *server) run(sc *scratch, v *abi.View) (ans abi.Answer, err error) {
+	n := v.Len()
+	ans.Count = n
+	defer func() {
+		if p := recover(); p != nil {
+			ans = abi.Answer{Status: abi.StatusPanic, Count: n, Message: fmt.Sprintf("panic: %v\n%s", p, debug.Stack())}
+			err = nil
+		}
+	}()
+	sc.upd.Reset()
+	sc.verdicts = sc.verdicts.KeepAll(n)
+	copyExtra := s.mask.Flags&abi.FlagExtra != 0
+	r := &sc.rec
+	for i := 0; i < n; i++ {
+		r.Reset()
+		if err := sc.dec.Record(v, i, r); err != nil {
+			return ans, fmt.Errorf("batch: %w", err)
+		}
+		if s.p.Filter != nil && !s.p.Filter(r) {
+			sc.verdicts.Set(i, false)
+			continue
+		}
+		if s.p.Enrich == nil {
+			continue
+		}
+		sc.before = *r
+		if copyExtra {
+			// Enrich may append to or edit r.Extra; Diff needs the original.
+			sc.extra = append(sc.extra[:0], r.Extra...)
+			sc.before.Extra = sc.extra
+		}
+		s.p.Enrich(r)
+		sc.upd.Diff(i, &sc.before, r)
+	}
+	ans.Verdicts = sc.verdicts
+	ans.Updates = sc.upd.Bytes()
+	ans.UpdateCount = sc.upd.Len()
+	return ans, nil
+}
+
+var _ wire.Server = (*server)(nil)
