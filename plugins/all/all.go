@@ -3,6 +3,10 @@
 package all
 
 import (
+	_ "github.com/weir-flow/weir/plugins/export/ipfix"
 	_ "github.com/weir-flow/weir/plugins/export/jsonl"
+	_ "github.com/weir-flow/weir/plugins/filter/protocol"
 	_ "github.com/weir-flow/weir/plugins/proxy"
+	_ "github.com/weir-flow/weir/plugins/source/ipfix"
+	_ "github.com/weir-flow/weir/plugins/source/pcap"
 )
