@@ -30,13 +30,14 @@ func BenchmarkProcess(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := cpuTime()
 			for i := 0; i < b.N; i++ {
 				batch.Records = append(batch.Records[:0], all...)
 				if err := f.Process(ctx, batch); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(all)), "ns/record")
+			reportPerRecord(b, cpu, b.N*len(all))
 		})
 	}
 }
