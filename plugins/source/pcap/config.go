@@ -7,10 +7,10 @@ import (
 	"math"
 )
 
-// ExampleConfig is the example pipeline of the plugin's README.
+// ExampleYAML is the example pipeline of the plugin's README.
 //
 //go:embed example.yaml
-var ExampleConfig []byte
+var ExampleYAML string
 
 // Config is source.pcap's configuration.
 type Config struct {
