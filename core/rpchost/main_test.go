@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,3 +164,5 @@ func runTestHost(args []string) {
 	time.Sleep(time.Minute)
 	os.Exit(0)
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

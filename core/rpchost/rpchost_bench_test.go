@@ -1,0 +1,116 @@
+package rpchost
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weir-flow/weir/core/abi"
+	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/plugin"
+	"github.com/weir-flow/weir/core/plugintest"
+)
+
+func benchProcessor(b *testing.B, inFlight int) *Processor {
+	b.Helper()
+	cfg := exampleConfig()
+	cfg.InFlight = inFlight
+	p, err := New(cfg, plugin.NopSettings(ID))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Shutdown(context.Background()) })
+	return p
+}
+
+// BenchmarkEnrich sends batches through the subnetlabels example: every
+// record gets labels for both addresses. inflight callers send batches
+// concurrently, each with its own batch.
+func BenchmarkEnrich(b *testing.B) {
+	for _, inFlight := range []int{1, 4} {
+		p := benchProcessor(b, inFlight)
+		for _, size := range []int{1, 64, 256, 1024} {
+			b.Run(fmt.Sprintf("batch=%d/inflight=%d", size, inFlight), func(b *testing.B) {
+				batches := make([]*flow.Batch, inFlight)
+				for i := range batches {
+					batches[i] = plugintest.MixedBatch(size)
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				var wg sync.WaitGroup
+				for g := 0; g < inFlight; g++ {
+					wg.Add(1)
+					go func(batch *flow.Batch) {
+						defer wg.Done()
+						for i := g; i < b.N; i += inFlight {
+							for _, r := range batch.Records {
+								r.SourcePodLabels, r.DestinationPodLabels = "", ""
+							}
+							if err := p.Process(context.Background(), batch); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}(batches[g])
+				}
+				wg.Wait()
+				b.StopTimer()
+				if batches[0].Records[0].SourcePodLabels == "" {
+					b.Fatal("not enriched")
+				}
+				ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N*size)
+				b.ReportMetric(ns, "ns/record")
+				b.ReportMetric(1e9/ns, "records/s")
+			})
+		}
+	}
+}
+
+// BenchmarkEmptyCall is the round trip of one call carrying an empty
+// batch: gRPC over the AutoMTLS unix socket, both ABI codecs, no records.
+func BenchmarkEmptyCall(b *testing.B) {
+	p := benchProcessor(b, 1)
+	inst := p.current()
+	buf := abi.AppendBatch(nil, flow.NewBatch(0))
+	var ans abi.Answer
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		rep, err := inst.rpc.Process(context.Background(), buf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := abi.DecodeAnswer(rep, &ans); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStart is plugin start-up: exec, go-plugin handshake with
+// AutoMTLS, gRPC dial and Init (the example loads its table), then a
+// graceful stop.
+func BenchmarkStart(b *testing.B) {
+	cfg := exampleConfig()
+	l, err := newLauncher(cfg, "", ID, discardLogger())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var startNs int64
+	for i := 0; i < b.N; i++ {
+		begin := time.Now()
+		inst, err := l.start(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		startNs += time.Since(begin).Nanoseconds()
+		if err := inst.stop(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(startNs)/float64(b.N)/1e6, "ms/start")
+}
