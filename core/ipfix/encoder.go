@@ -141,7 +141,8 @@ func (e *Encoder) Reset() {
 // (canonical widths) and their Extra IEs byte-identical.
 //
 // A record too large for one message is skipped and reported with
-// ErrRecordTooLarge (joined); the others are encoded. An emit error stops
+// ErrRecordTooLarge, an empty one with ErrEmptyRecord (joined); the others
+// are encoded. An emit error stops
 // encoding and is returned; templates are then resent by the next Encode.
 func (e *Encoder) Encode(recs []*flow.Record, exportTime time.Time, emit func(msg []byte) error) error {
 	var errs []error
@@ -150,6 +151,10 @@ func (e *Encoder) Encode(recs []*flow.Record, exportTime time.Time, emit func(ms
 	for i, r := range recs {
 		t := e.template(r)
 		rl := recordLen(r, t)
+		if rl == 0 {
+			errs = append(errs, fmt.Errorf("encode record %d: %w", i, ErrEmptyRecord))
+			continue
+		}
 		needT := e.needTemplate(t, exportTime)
 		if len(e.buf)+e.need(t, rl, needT) > maxLen && len(e.buf) > headerLen {
 			if err := e.flush(exportTime, emit); err != nil {

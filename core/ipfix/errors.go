@@ -48,3 +48,8 @@ func (e *DecodeError) Error() string {
 
 // Unwrap returns ErrMalformed.
 func (e *DecodeError) Unwrap() error { return ErrMalformed }
+
+// ErrEmptyRecord is returned (wrapped) by Encoder.Encode for a record with
+// no present field, or whose fields encode to zero bytes: RFC 7011 has no
+// template for it. The record is skipped and the others are still encoded.
+var ErrEmptyRecord = errors.New("record has no field to encode")
