@@ -23,5 +23,5 @@ fi
 gobin="$(go env GOPATH)/bin"
 if [ ! -x "$gobin/staticcheck" ]; then
 	echo "install-deps: go install staticcheck"
-	go install honnef.co/go/tools/cmd/staticcheck@v0.7.0
+	go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 fi
