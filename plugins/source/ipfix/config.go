@@ -11,10 +11,10 @@ import (
 	"github.com/weir-flow/weir/core/config"
 )
 
-// ExampleConfig is the example pipeline of the plugin's README.
+// ExampleYAML is the example pipeline of the plugin's README.
 //
 //go:embed example.yaml
-var ExampleConfig []byte
+var ExampleYAML string
 
 // Config is source.ipfix's configuration.
 type Config struct {
