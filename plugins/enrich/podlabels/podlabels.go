@@ -1,0 +1,304 @@
+package podlabels
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/plugin"
+)
+
+// ID is the plugin ID.
+const ID = "enrich.podlabels"
+
+func init() {
+	plugin.Register(plugin.Info{
+		ID:        ID,
+		Summary:   "add Kubernetes Pod, Node and Service names and Pod labels (Antrea fields) from a cluster or a kubectl List file",
+		NewConfig: func() plugin.Config { return DefaultConfig() },
+		New: func(cfg plugin.Config, set plugin.Settings) (plugin.Component, error) {
+			c, ok := cfg.(*Config)
+			if !ok {
+				return nil, fmt.Errorf("%s: config is %T, want *podlabels.Config", ID, cfg)
+			}
+			return New(c, set)
+		},
+	})
+}
+
+// backend feeds the store from a cluster or a file.
+type backend interface {
+	// start loads the initial state (bounded in time) and starts the
+	// backend's goroutines, which run until ctx ends.
+	start(ctx context.Context, wg *sync.WaitGroup) error
+	// stop waits for what start began once ctx has ended.
+	stop()
+}
+
+// Enricher is the enrich.podlabels processor. Process mutates records in
+// place and is safe for concurrent use.
+type Enricher struct {
+	overwrite bool
+	log       *slog.Logger
+	store     *store
+	backend   backend
+	metrics   *metrics
+
+	mu      sync.Mutex
+	started bool
+	done    bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// New builds the processor and its backend. It reads no file and opens no
+// connection; a kubeconfig that cannot be loaded is an error here.
+func New(cfg *Config, set plugin.Settings) (*Enricher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if set.Logger == nil {
+		set.Logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(set.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("%s: register metrics: %w", ID, err)
+	}
+	e := &Enricher{
+		overwrite: cfg.Overwrite,
+		log:       set.Logger,
+		store:     newStore(cfg.GracePeriod),
+		metrics:   m,
+	}
+	e.store.onRebuild = m.setEntries
+	enc := newLabelEncoder(cfg.Labels)
+	if cfg.File != "" {
+		e.backend = newFileBackend(resolve(set.BaseDir, cfg.File), cfg.ReloadInterval, enc, e.store, m, set.Logger)
+	} else {
+		kb, err := newKubeBackend(resolve(set.BaseDir, cfg.Kubeconfig), cfg.Context, cfg.SyncTimeout, enc, e.store, m, set.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ID, err)
+		}
+		e.backend = kb
+	}
+	return e, nil
+}
+
+// resolve makes a relative path relative to baseDir.
+func resolve(baseDir, path string) string {
+	if path == "" || filepath.IsAbs(path) || baseDir == "" {
+		return path
+	}
+	return filepath.Join(baseDir, path)
+}
+
+// Start loads the initial state — the file, or the informers' first list
+// within sync_timeout — and starts watching for changes.
+func (e *Enricher) Start(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.started || e.done {
+		return nil
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	if err := e.backend.start(runCtx, &e.wg); err != nil {
+		cancel()
+		e.wg.Wait()
+		e.backend.stop()
+		return fmt.Errorf("%s: %w", ID, err)
+	}
+	// Publish what the backend loaded before the first batch arrives.
+	e.store.rebuild()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.store.run(runCtx)
+	}()
+	e.started, e.cancel = true, cancel
+	return nil
+}
+
+// Shutdown stops watching. It is idempotent and safe without Start.
+func (e *Enricher) Shutdown(context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.done = true
+	if e.cancel != nil {
+		e.cancel()
+		e.wg.Wait()
+		e.backend.stop()
+		e.cancel = nil
+	}
+	return nil
+}
+
+// counts accumulates one batch's lookup results, so the shared counters are
+// touched once per batch rather than twice per record.
+type counts struct{ hit, miss, stale int }
+
+func (c *counts) add(ep *endpoint, found bool) {
+	switch {
+	case !found:
+		c.miss++
+	case ep != nil && ep.stale:
+		c.stale++
+	default:
+		c.hit++
+	}
+}
+
+// Process enriches every record of b in place. It never drops a record and
+// never fails.
+func (e *Enricher) Process(_ context.Context, b *flow.Batch) error {
+	s := e.store.load()
+	var c counts
+	for _, r := range b.Records {
+		e.enrich(r, s, &c)
+	}
+	e.metrics.count(&c)
+	return nil
+}
+
+// enrich resolves one record's addresses against s.
+func (e *Enricher) enrich(r *flow.Record, s *snapshot, c *counts) {
+	if r.SourceAddress.IsValid() {
+		ep := s.ips[r.SourceAddress.As16()]
+		if ep != nil {
+			e.set(r, &r.SourcePodName, flow.SourcePodName, ep.podName)
+			e.set(r, &r.SourcePodNamespace, flow.SourcePodNamespace, ep.podNamespace)
+			e.set(r, &r.SourceNodeName, flow.SourceNodeName, ep.nodeName)
+			e.set(r, &r.SourcePodLabels, flow.SourcePodLabels, ep.labels)
+		}
+		c.add(ep, ep != nil)
+	}
+	if r.DestinationAddress.IsValid() {
+		ep := s.ips[r.DestinationAddress.As16()]
+		if ep != nil {
+			e.set(r, &r.DestinationPodName, flow.DestinationPodName, ep.podName)
+			e.set(r, &r.DestinationPodNamespace, flow.DestinationPodNamespace, ep.podNamespace)
+			e.set(r, &r.DestinationNodeName, flow.DestinationNodeName, ep.nodeName)
+			e.set(r, &r.DestinationPodLabels, flow.DestinationPodLabels, ep.labels)
+		}
+		svc := len(s.services) > 0 && e.service(r, s)
+		c.add(ep, ep != nil || svc)
+	}
+}
+
+// service resolves the destination Service port: by the record's
+// destinationClusterIP and destinationServicePort when an exporter such as
+// Antrea sent them (the flow after DNAT), else by the destination address
+// and port (a flow observed before DNAT).
+func (e *Enricher) service(r *flow.Record, s *snapshot) bool {
+	k := svcKey{proto: r.ProtocolIdentifier}
+	viaDst := !r.DestinationClusterIP.IsValid()
+	if viaDst {
+		k.addr = r.DestinationAddress.As16()
+		k.port = r.DestinationTransportPort
+	} else {
+		k.addr = r.DestinationClusterIP.As16()
+		k.port = r.DestinationTransportPort
+		if r.Present.Has(flow.DestinationServicePort) {
+			k.port = r.DestinationServicePort
+		}
+	}
+	name, ok := s.services[k]
+	if !ok {
+		return false
+	}
+	e.set(r, &r.DestinationServicePortName, flow.DestinationServicePortName, name)
+	if viaDst {
+		r.DestinationClusterIP = r.DestinationAddress
+		r.Present.Add(flow.DestinationClusterIP)
+	}
+	if e.overwrite || !r.Present.Has(flow.DestinationServicePort) {
+		r.DestinationServicePort = k.port
+		r.Present.Add(flow.DestinationServicePort)
+	}
+	return true
+}
+
+// set writes v into *dst (field f of r) when v is known and the field is
+// empty or overwrite is on.
+func (e *Enricher) set(r *flow.Record, dst *string, f flow.FieldID, v string) {
+	if v != "" && (*dst == "" || e.overwrite) {
+		*dst = v
+		r.Present.Add(f)
+	}
+}
+
+// metrics are the plugin's own Prometheus metrics.
+type metrics struct {
+	hit, miss, stale prometheus.Counter
+	entries          *prometheus.GaugeVec
+	truncated        prometheus.Counter
+	reloads          *prometheus.CounterVec
+	events           *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weir_enrich_podlabels_lookups_total",
+		Help: "Address lookups (two per record: source and destination) by result: hit, miss, or stale (a deleted or terminated Pod).",
+	}, []string{"result"})
+	m := &metrics{
+		hit:   lookups.WithLabelValues("hit"),
+		miss:  lookups.WithLabelValues("miss"),
+		stale: lookups.WithLabelValues("stale"),
+		entries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "weir_enrich_podlabels_index_entries",
+			Help: "Addresses in the lookup index by kind: pod, node, stale (deleted or terminated Pods), and service ports.",
+		}, []string{"kind"}),
+		truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weir_enrich_podlabels_labels_truncated_total",
+			Help: "Pod labels left out of the labels JSON because of labels.max_bytes, counted per Pod update.",
+		}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weir_enrich_podlabels_file_reloads_total",
+			Help: "Loads of the file backend's file by result: ok or error (the previous content stays in use).",
+		}, []string{"result"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weir_enrich_podlabels_watch_events_total",
+			Help: "Watch events applied from the cluster by kind (pod, node, service) and type (add, update, delete).",
+		}, []string{"kind", "type"}),
+	}
+	for _, c := range []prometheus.Collector{lookups, m.entries, m.truncated, m.reloads, m.events} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return nil, fmt.Errorf("%w (one %s per pipeline)", err, ID)
+			}
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) count(c *counts) {
+	if c.hit > 0 {
+		m.hit.Add(float64(c.hit))
+	}
+	if c.miss > 0 {
+		m.miss.Add(float64(c.miss))
+	}
+	if c.stale > 0 {
+		m.stale.Add(float64(c.stale))
+	}
+}
+
+func (m *metrics) setEntries(pods, nodes, services, stale int) {
+	m.entries.WithLabelValues("pod").Set(float64(pods))
+	m.entries.WithLabelValues("node").Set(float64(nodes))
+	m.entries.WithLabelValues("service").Set(float64(services))
+	m.entries.WithLabelValues("stale").Set(float64(stale))
+}
+
+var (
+	_ plugin.Processor = (*Enricher)(nil)
+	_ plugin.Config    = (*Config)(nil)
+)
