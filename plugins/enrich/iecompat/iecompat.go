@@ -1,0 +1,140 @@
+package iecompat
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/plugin"
+)
+
+// ID is the plugin's registry ID.
+const ID = "enrich.iecompat"
+
+// ExampleYAML is example.yaml, a complete pipeline using the plugin.
+//
+//go:embed example.yaml
+var ExampleYAML string
+
+func init() {
+	plugin.Register(plugin.Info{
+		ID:        ID,
+		Summary:   "IE compatibility shims: rename, re-width, drop, derive or default IEs per exporter version",
+		NewConfig: func() plugin.Config { return DefaultConfig() },
+		New: func(cfg plugin.Config, set plugin.Settings) (plugin.Component, error) {
+			return New(cfg.(*Config), set)
+		},
+	})
+}
+
+// Shims applies compiled shims to records. It mutates records in place,
+// never drops one, and is safe for concurrent use.
+type Shims struct {
+	shims   []compiledShim
+	matched []prometheus.Counter
+	skipped [][numReasons]prometheus.Counter
+}
+
+// localShims bounds the per-call counters kept on the stack.
+const localShims = 32
+
+// New loads cfg's shim files (relative to set.BaseDir), compiles every shim
+// and registers the metrics.
+func New(cfg *Config, set plugin.Settings) (*Shims, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", ID, err)
+	}
+	shims, err := loadShims(cfg, set.BaseDir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ID, err)
+	}
+	s := &Shims{shims: shims}
+	matched := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weir_enrich_iecompat_records_matched_total",
+		Help: "Records a shim selected.",
+	}, []string{"shim"})
+	skipped := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weir_enrich_iecompat_actions_skipped_total",
+		Help: "Shim actions not applied to a record: conflict (target already set), overflow (value does not fit), convert (value of the wrong type).",
+	}, []string{"shim", "reason"})
+	if set.Metrics != nil {
+		matched = register(set.Metrics, matched)
+		skipped = register(set.Metrics, skipped)
+	}
+	for _, sh := range shims {
+		s.matched = append(s.matched, matched.WithLabelValues(sh.name))
+		var sk [numReasons]prometheus.Counter
+		for r := errReason(1); r < numReasons; r++ {
+			sk[r] = skipped.WithLabelValues(sh.name, reasonNames[r])
+		}
+		s.skipped = append(s.skipped, sk)
+	}
+	return s, nil
+}
+
+// register registers c, or returns the collector already registered under
+// its name (two instances of the plugin in one pipeline).
+func register(reg prometheus.Registerer, c *prometheus.CounterVec) *prometheus.CounterVec {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, isVec := are.ExistingCollector.(*prometheus.CounterVec); isVec {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+func (s *Shims) Start(context.Context) error    { return nil }
+func (s *Shims) Shutdown(context.Context) error { return nil }
+
+// Process applies every shim, in order, to every record it selects.
+func (s *Shims) Process(_ context.Context, b *flow.Batch) error {
+	if len(s.shims) == 0 {
+		return nil
+	}
+	// Counters are added once per batch: a shared atomic per record would
+	// cost more than the shims themselves.
+	var (
+		stackMatched [localShims]int
+		stackSkipped [localShims][numReasons]int
+		matched      = stackMatched[:]
+		skipped      = stackSkipped[:]
+	)
+	if len(s.shims) > localShims {
+		matched = make([]int, len(s.shims))
+		skipped = make([][numReasons]int, len(s.shims))
+	}
+	for _, r := range b.Records {
+		for i := range s.shims {
+			sh := &s.shims[i]
+			if !sh.match.matches(r) {
+				continue
+			}
+			matched[i]++
+			for _, o := range sh.ops {
+				if reason := o.apply(r, b); reason != ok {
+					skipped[i][reason]++
+				}
+			}
+		}
+	}
+	for i := range s.shims {
+		if matched[i] > 0 {
+			s.matched[i].Add(float64(matched[i]))
+		}
+		for reason := errReason(1); reason < numReasons; reason++ {
+			if n := skipped[i][reason]; n > 0 {
+				s.skipped[i][reason].Add(float64(n))
+			}
+		}
+	}
+	return nil
+}
+
+var _ plugin.Processor = (*Shims)(nil)
