@@ -1,0 +1,186 @@
+package wasmhost
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// On-error policies.
+const (
+	// FailOpen keeps a batch the module failed on, unchanged.
+	FailOpen = "fail-open"
+	// FailClosed drops a batch the module failed on.
+	FailClosed = "fail-closed"
+)
+
+// Config configures the wasm processor.
+type Config struct {
+	// Path is the module file (.wasm), relative to the config file's
+	// directory unless absolute. Required.
+	Path string `koanf:"path"`
+	// Config is passed to the module's init as JSON (any YAML value; absent
+	// is null). The module may reject it, which fails `weir validate` and
+	// start-up with the module's message.
+	Config any `koanf:"config"`
+	// OnError is what happens to a batch when the module traps, panics,
+	// runs out of memory or time, or answers garbage: "fail-open" (default)
+	// keeps the batch unchanged, "fail-closed" drops it. Either way the
+	// failure is counted, logged and the instance recreated.
+	OnError string `koanf:"on_error"`
+	// MemoryLimit caps each instance's linear memory: bytes with an
+	// optional unit (KiB, MiB, GiB, or KB, MB, GB), rounded up to 64 KiB
+	// pages. Default "64MiB"; at most "4GiB".
+	MemoryLimit string `koanf:"memory_limit"`
+	// Timeout is the longest one batch may run in the module before the
+	// instance is killed. Default 1s.
+	Timeout time.Duration `koanf:"timeout"`
+	// Instances is how many instances run batches in parallel. Default 0
+	// means GOMAXPROCS. Instances are created on demand.
+	Instances int `koanf:"instances"`
+	// Allow grants the module access to host resources; default nothing.
+	Allow Allow `koanf:"allow"`
+	// CacheDir holds compiled modules across runs (a cold compile takes
+	// hundreds of milliseconds, a cached one tens). Default "" means
+	// <user cache dir>/weir/wasm; "off" disables the on-disk cache.
+	CacheDir string `koanf:"cache_dir"`
+}
+
+// Allow lists what a module may reach outside its sandbox. WASI preview 1
+// has no sockets API a host can grant, so there is no network access.
+type Allow struct {
+	// FS lists host directories mounted read-only at the same path in the
+	// module, relative to the config file's directory unless absolute.
+	// Default none: the module sees no filesystem.
+	FS []string `koanf:"fs"`
+	// Env lists host environment variables passed to the module by name;
+	// unset ones are skipped. Default none.
+	Env []string `koanf:"env"`
+}
+
+// Defaults.
+const (
+	DefaultMemoryLimit = "64MiB"
+	DefaultTimeout     = time.Second
+	pageSize           = 64 << 10
+	maxPages           = 65536 // 4 GiB, the wasm32 limit
+)
+
+// DefaultConfig returns the defaults: fail-open, 64 MiB, 1s, GOMAXPROCS
+// instances, nothing allowed, the user cache directory.
+func DefaultConfig() *Config {
+	return &Config{OnError: FailOpen, MemoryLimit: DefaultMemoryLimit, Timeout: DefaultTimeout}
+}
+
+// Validate checks every field without touching the module; see [Check]
+// for what needs the module. It is pure and joins every problem.
+func (c *Config) Validate() error {
+	var errs []error
+	if strings.TrimSpace(c.Path) == "" {
+		errs = append(errs, errors.New("path: missing: give the .wasm module's path"))
+	}
+	if c.OnError != FailOpen && c.OnError != FailClosed {
+		errs = append(errs, fmt.Errorf("on_error: %q: want %q or %q", c.OnError, FailOpen, FailClosed))
+	}
+	if _, err := ParseSize(c.MemoryLimit); err != nil {
+		errs = append(errs, fmt.Errorf("memory_limit: %w", err))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("timeout: %s: must be positive", c.Timeout))
+	}
+	if c.Instances < 0 {
+		errs = append(errs, fmt.Errorf("instances: %d: must be 0 (GOMAXPROCS) or more", c.Instances))
+	}
+	for i, d := range c.Allow.FS {
+		if strings.TrimSpace(d) == "" {
+			errs = append(errs, fmt.Errorf("allow.fs[%d]: empty directory", i))
+		}
+	}
+	for i, e := range c.Allow.Env {
+		if e == "" || strings.ContainsAny(e, "=\x00") {
+			errs = append(errs, fmt.Errorf("allow.env[%d]: %q is not an environment variable name", i, e))
+		}
+	}
+	if _, err := json.Marshal(c.Config); err != nil {
+		errs = append(errs, fmt.Errorf("config: cannot be encoded as JSON: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// ParseSize parses a byte size such as "64MiB", "512KB" or "1048576".
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1},
+	}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	switch {
+	case err != nil || n <= 0:
+		return 0, fmt.Errorf("%q: want a positive size such as 64MiB", s)
+	case n > (int64(maxPages)*pageSize)/mult:
+		return 0, fmt.Errorf("%q: more than the 4GiB a wasm32 module can address", s)
+	}
+	return n * mult, nil
+}
+
+// memoryPages returns the memory limit in 64 KiB pages.
+func (c *Config) memoryPages() uint32 {
+	n, err := ParseSize(c.MemoryLimit)
+	if err != nil {
+		n, _ = ParseSize(DefaultMemoryLimit)
+	}
+	return uint32((n + pageSize - 1) / pageSize)
+}
+
+// instances returns the pool size.
+func (c *Config) instances() int {
+	if c.Instances > 0 {
+		return c.Instances
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// configJSON returns Config as JSON.
+func (c *Config) configJSON() ([]byte, error) {
+	return json.Marshal(c.Config)
+}
+
+// resolve returns p relative to baseDir unless absolute.
+func resolve(baseDir, p string) string {
+	if p == "" || filepath.IsAbs(p) || baseDir == "" {
+		return p
+	}
+	return filepath.Join(baseDir, p)
+}
+
+// cacheDir returns the compilation cache directory, or "" for none.
+func (c *Config) cacheDir(baseDir string) string {
+	switch c.CacheDir {
+	case "off":
+		return ""
+	case "":
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			return ""
+		}
+		return filepath.Join(dir, "weir", "wasm")
+	}
+	return resolve(baseDir, c.CacheDir)
+}

@@ -1,0 +1,532 @@
+package wasmhost
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/weir-flow/weir/core/abi"
+	"github.com/weir-flow/weir/core/flow"
+)
+
+// Errors about a module file, matched with errors.Is.
+var (
+	// ErrNotWasm: the file is not a WebAssembly binary.
+	ErrNotWasm = errors.New("not a WebAssembly module")
+	// ErrNotPlugin: the module lacks the ABI exports (see *ExportError).
+	ErrNotPlugin = errors.New("not a weir plugin")
+	// ErrRejected: the module rejected its config; the error's message
+	// ends with the module's own.
+	ErrRejected = errors.New("module rejected its config")
+	// ErrClosed: Process after Shutdown.
+	ErrClosed = errors.New("wasm processor is shut down")
+)
+
+// Export names of ABI v1 (docs/abi.md).
+const (
+	exportVersion = "weir_abi_version"
+	exportKind    = "weir_kind"
+	exportAlloc   = "weir_alloc"
+	exportInit    = "weir_init"
+	exportProcess = "weir_process"
+	exportMemory  = "memory"
+)
+
+var i32, i64 = api.ValueTypeI32, api.ValueTypeI64
+
+// requiredExports are the functions an ABI v1 module exports, with their
+// signatures.
+var requiredExports = []struct {
+	name            string
+	params, results []api.ValueType
+}{
+	{exportVersion, nil, []api.ValueType{i32}},
+	{exportKind, nil, []api.ValueType{i32}},
+	{exportAlloc, []api.ValueType{i32}, []api.ValueType{i32}},
+	{exportInit, []api.ValueType{i32, i32}, []api.ValueType{i64}},
+	{exportProcess, []api.ValueType{i32, i32}, []api.ValueType{i64}},
+}
+
+// ExportError lists what a module lacks to be an ABI v1 plugin. It wraps
+// ErrNotPlugin.
+type ExportError struct {
+	Path    string
+	Missing []string // absent exports
+	Wrong   []string // exports with the wrong signature, "name: got (…) want (…)"
+	Command bool     // built as a command (_start) rather than a reactor
+}
+
+func (e *ExportError) Error() string {
+	var parts []string
+	if len(e.Missing) > 0 {
+		parts = append(parts, "missing exports "+strings.Join(e.Missing, ", "))
+	}
+	if len(e.Wrong) > 0 {
+		parts = append(parts, "wrong signatures "+strings.Join(e.Wrong, "; "))
+	}
+	if e.Command {
+		parts = append(parts, "built as a command: build Go guests with -buildmode=c-shared")
+	}
+	return fmt.Sprintf("%s: %s: %s (abi v%d needs %s, %s, %s, %s, %s and %s)", e.Path, ErrNotPlugin, strings.Join(parts, "; "),
+		abi.Version, exportVersion, exportKind, exportAlloc, exportInit, exportProcess, exportMemory)
+}
+
+func (e *ExportError) Unwrap() error { return ErrNotPlugin }
+
+// module is a compiled module in its own runtime (one runtime per module,
+// since the memory limit is a runtime setting).
+type module struct {
+	path     string
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	cache    wazero.CompilationCache
+	names    atomic.Uint64
+	exports  []string
+}
+
+// compileModule reads and compiles the module at path, with the
+// on-disk compilation cache in cacheDir ("" for none).
+func compileModule(ctx context.Context, path string, pages uint32, cacheDir string, log *slog.Logger) (*module, error) {
+	wasm, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read wasm module: %w", err)
+	}
+	if !bytes.HasPrefix(wasm, []byte("\x00asm")) {
+		return nil, fmt.Errorf("%s: %w (no \\0asm magic)", path, ErrNotWasm)
+	}
+	rc := wazero.NewRuntimeConfig().
+		WithCloseOnContextDone(true). // compiles in the checks that let a timeout kill a loop
+		WithMemoryLimitPages(pages)
+	m := &module{path: path}
+	if cacheDir != "" {
+		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
+		if err != nil {
+			log.Warn("wasm compilation cache unavailable; compiling without it", "dir", cacheDir, "error", err)
+		} else {
+			m.cache = cache
+			rc = rc.WithCompilationCache(cache)
+		}
+	}
+	m.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, m.rt); err != nil {
+		m.close(ctx)
+		return nil, fmt.Errorf("instantiate WASI: %w", err)
+	}
+	m.compiled, err = m.rt.CompileModule(ctx, wasm)
+	if err != nil {
+		m.close(ctx)
+		return nil, fmt.Errorf("%s: %w: %v", path, ErrNotWasm, err)
+	}
+	return m, nil
+}
+
+// checkExports checks the ABI v1 exports. weir_abi_version is checked
+// first, by the caller calling it, so that a module of another ABI version
+// is reported as such rather than as missing exports.
+func (m *module) checkExports() error {
+	fns := m.compiled.ExportedFunctions()
+	for name := range fns {
+		m.exports = append(m.exports, name)
+	}
+	for name := range m.compiled.ExportedMemories() {
+		m.exports = append(m.exports, name)
+	}
+	sort.Strings(m.exports)
+	e := &ExportError{Path: m.path}
+	for _, want := range requiredExports {
+		def, ok := fns[want.name]
+		if !ok {
+			e.Missing = append(e.Missing, want.name)
+			continue
+		}
+		if !sameTypes(def.ParamTypes(), want.params) || !sameTypes(def.ResultTypes(), want.results) {
+			e.Wrong = append(e.Wrong, fmt.Sprintf("%s: got %s want %s", want.name, signature(def.ParamTypes(), def.ResultTypes()), signature(want.params, want.results)))
+		}
+	}
+	if _, ok := m.compiled.ExportedMemories()[exportMemory]; !ok {
+		e.Missing = append(e.Missing, exportMemory)
+	}
+	_, start := fns["_start"]
+	_, initialize := fns["_initialize"]
+	e.Command = start && !initialize
+	if len(e.Missing) > 0 || len(e.Wrong) > 0 || e.Command {
+		return e
+	}
+	return nil
+}
+
+// versionOnly reports whether the module at least exports
+// weir_abi_version, so that its version can be checked before the rest.
+func (m *module) hasVersionExport() bool {
+	def, ok := m.compiled.ExportedFunctions()[exportVersion]
+	return ok && sameTypes(def.ParamTypes(), nil) && sameTypes(def.ResultTypes(), []api.ValueType{i32})
+}
+
+func sameTypes(a, b []api.ValueType) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func signature(params, results []api.ValueType) string {
+	name := func(ts []api.ValueType) string {
+		s := make([]string, len(ts))
+		for i, t := range ts {
+			s[i] = api.ValueTypeName(t)
+		}
+		return "(" + strings.Join(s, ", ") + ")"
+	}
+	return name(params) + " -> " + name(results)
+}
+
+func (m *module) close(ctx context.Context) {
+	if m.rt != nil {
+		_ = m.rt.Close(ctx)
+	}
+	if m.cache != nil {
+		_ = m.cache.Close(ctx)
+	}
+}
+
+// instanceConfig is what every instance of a module gets.
+type instanceConfig struct {
+	allowFS  []string // absolute host directories, mounted read-only
+	allowEnv []string
+	log      *slog.Logger
+	buffer   int // initial input buffer, bytes
+}
+
+// instance is one instantiated module. It is used by one goroutine at a
+// time (the processor's pool hands it out).
+type instance struct {
+	mod     api.Module
+	mem     api.Memory
+	version api.Function
+	kind    api.Function
+	alloc   api.Function
+	init    api.Function
+	process api.Function
+
+	inPtr, inCap uint32
+	stack        [2]uint64
+	call         *callCtx
+	answer       abi.Answer
+	stderr       *tailWriter
+}
+
+// instantiate creates an instance and runs its _initialize (Go reactors:
+// the runtime and the package init functions), within initTimeout.
+func (m *module) instantiate(ctx context.Context, ic instanceConfig, initTimeout time.Duration) (*instance, error) {
+	in := &instance{stderr: newTailWriter(ic.log, "stderr"), call: newCallCtx()}
+	mc := wazero.NewModuleConfig().
+		WithName(fmt.Sprintf("weir-wasm-%d", m.names.Add(1))).
+		WithStartFunctions("_initialize").
+		WithStdout(newTailWriter(ic.log, "stdout")).
+		WithStderr(in.stderr).
+		WithSysWalltime().WithSysNanotime().
+		WithRandSource(rand.Reader)
+	if len(ic.allowFS) > 0 {
+		fs := wazero.NewFSConfig()
+		for _, d := range ic.allowFS {
+			fs = fs.WithReadOnlyDirMount(d, d)
+		}
+		mc = mc.WithFSConfig(fs)
+	}
+	for _, k := range ic.allowEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			mc = mc.WithEnv(k, v)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, initTimeout)
+	defer cancel()
+	mod, err := m.rt.InstantiateModule(ctx, m.compiled, mc)
+	if err != nil {
+		return nil, fmt.Errorf("instantiate %s: %w%s", m.path, err, in.stderr.suffix())
+	}
+	in.mod = mod
+	in.mem = mod.Memory()
+	in.version = mod.ExportedFunction(exportVersion)
+	in.kind = mod.ExportedFunction(exportKind)
+	in.alloc = mod.ExportedFunction(exportAlloc)
+	in.init = mod.ExportedFunction(exportInit)
+	in.process = mod.ExportedFunction(exportProcess)
+	return in, nil
+}
+
+// abiVersion calls weir_abi_version and checks the result.
+func (in *instance) abiVersion(ctx context.Context) (uint16, error) {
+	res, err := in.version.Call(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("call %s: %w", exportVersion, err)
+	}
+	v := uint32(res[0])
+	if v > 0xffff {
+		return 0, &abi.VersionError{Got: 0xffff}
+	}
+	return uint16(v), abi.CheckVersion(uint16(v))
+}
+
+// initialize passes the config to weir_init and returns the manifest.
+func (in *instance) initialize(ctx context.Context, config []byte, buffer int) (abi.Manifest, error) {
+	if err := in.grow(ctx, max(len(config), buffer)); err != nil {
+		return abi.Manifest{}, err
+	}
+	if !in.mem.Write(in.inPtr, config) {
+		return abi.Manifest{}, fmt.Errorf("write config: %d bytes at %d beyond guest memory", len(config), in.inPtr)
+	}
+	res, err := in.init.Call(ctx, uint64(in.inPtr), uint64(len(config)))
+	if err != nil {
+		return abi.Manifest{}, fmt.Errorf("call %s: %w%s", exportInit, err, in.stderr.suffix())
+	}
+	buf, ok := in.mem.Read(uint32(res[0]>>32), uint32(res[0]))
+	if !ok {
+		return abi.Manifest{}, fmt.Errorf("%s answered %d bytes at %d, beyond guest memory: %w", exportInit, uint32(res[0]), uint32(res[0]>>32), abi.ErrMalformed)
+	}
+	m, err := abi.DecodeManifest(buf)
+	if err != nil {
+		return m, fmt.Errorf("decode %s answer: %w", exportInit, err)
+	}
+	if m.Status != abi.StatusOK {
+		return m, fmt.Errorf("%w: %s", ErrRejected, m.Message)
+	}
+	return m, nil
+}
+
+// grow makes the guest's input buffer at least n bytes.
+func (in *instance) grow(ctx context.Context, n int) error {
+	if n <= int(in.inCap) {
+		return nil
+	}
+	if n > 1<<31-1 {
+		return fmt.Errorf("batch of %d bytes exceeds the 2 GiB a wasm32 call can take: %w", n, errTooLarge)
+	}
+	in.stack[0] = uint64(n)
+	if err := in.alloc.CallWithStack(ctx, in.stack[:]); err != nil {
+		return fmt.Errorf("call %s(%d): %w", exportAlloc, n, err)
+	}
+	ptr := uint32(in.stack[0])
+	if _, ok := in.mem.Read(ptr, uint32(n)); !ok || ptr == 0 {
+		return fmt.Errorf("%s(%d) returned %d, outside guest memory (%d bytes): %w", exportAlloc, n, ptr, in.mem.Size(), abi.ErrMalformed)
+	}
+	in.inPtr, in.inCap = ptr, uint32(n)
+	return nil
+}
+
+var errTooLarge = errors.New("batch too large")
+
+// Failure reasons, the values of weir_wasm_errors_total's reason label.
+const (
+	reasonTrap      = "trap"       // the module trapped or exited
+	reasonPanic     = "panic"      // a Go panic (recovered by the SDK or not)
+	reasonTimeout   = "timeout"    // the batch ran past its deadline
+	reasonOOM       = "oom"        // the module ran out of memory
+	reasonBadAnswer = "bad_answer" // the answer broke the ABI
+	reasonError     = "error"      // the module reported an error
+)
+
+var reasons = []string{reasonTrap, reasonPanic, reasonTimeout, reasonOOM, reasonBadAnswer, reasonError}
+
+// run sends b through the instance and applies its answer. On error, b is
+// unchanged and reason says what went wrong.
+func (in *instance) run(b *flow.Batch, mask abi.Mask, timeout time.Duration) (reason string, err error) {
+	in.call.arm(timeout)
+	reason, err = in.runArmed(b, mask)
+	if !in.call.disarm() && err == nil {
+		// The deadline fired as the call returned: the answer stands, but
+		// the instance is closed and must be replaced.
+		return reasonTimeout, fmt.Errorf("batch finished at its %s deadline: %w", timeout, context.DeadlineExceeded)
+	}
+	return reason, err
+}
+
+func (in *instance) runArmed(b *flow.Batch, mask abi.Mask) (string, error) {
+	ctx := in.call
+	view, _ := in.mem.Read(in.inPtr, in.inCap)
+	buf := abi.AppendBatchMask(view[:0], b, mask)
+	if len(buf) > len(view) || unsafe.SliceData(buf) != unsafe.SliceData(view) {
+		// The batch outgrew the guest buffer and was encoded on the host:
+		// grow the buffer, with headroom, and copy.
+		if err := in.grow(ctx, len(buf)+len(buf)/4); err != nil {
+			return in.classify(err), err
+		}
+		in.mem.Write(in.inPtr, buf)
+	}
+	in.stack[0], in.stack[1] = uint64(in.inPtr), uint64(len(buf))
+	if err := in.process.CallWithStack(ctx, in.stack[:]); err != nil {
+		return in.classify(err), fmt.Errorf("call %s: %w%s", exportProcess, err, in.stderr.suffix())
+	}
+	ptr, n := uint32(in.stack[0]>>32), uint32(in.stack[0])
+	ans, ok := in.mem.Read(ptr, n)
+	if !ok {
+		return reasonBadAnswer, fmt.Errorf("answer of %d bytes at %d is beyond guest memory (%d bytes): %w", n, ptr, in.mem.Size(), abi.ErrMalformed)
+	}
+	if err := abi.DecodeAnswer(ans, &in.answer); err != nil {
+		return reasonBadAnswer, fmt.Errorf("decode answer: %w", err)
+	}
+	switch in.answer.Status {
+	case abi.StatusOK:
+	case abi.StatusPanic:
+		return reasonPanic, &abi.PluginError{Status: in.answer.Status, Message: in.answer.Message}
+	default:
+		return reasonError, &abi.PluginError{Status: in.answer.Status, Message: in.answer.Message}
+	}
+	if _, err := abi.Apply(b, &in.answer); err != nil {
+		return reasonBadAnswer, fmt.Errorf("apply answer: %w", err)
+	}
+	return "", nil
+}
+
+// classify names the reason of a failed call from the error and what the
+// module wrote to stderr.
+func (in *instance) classify(err error) string {
+	if errors.Is(err, errTooLarge) {
+		return reasonOOM
+	}
+	tail := in.stderr.String()
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded, sys.ExitCodeContextCanceled:
+			return reasonTimeout
+		}
+	}
+	switch {
+	case strings.Contains(tail, "out of memory"):
+		return reasonOOM
+	case strings.Contains(tail, "panic:"), strings.Contains(tail, "fatal error:"):
+		return reasonPanic
+	}
+	if errors.Is(err, abi.ErrMalformed) {
+		return reasonBadAnswer
+	}
+	return reasonTrap
+}
+
+func (in *instance) close(ctx context.Context) {
+	in.call.disarm()
+	if in.mod != nil {
+		_ = in.mod.Close(ctx)
+	}
+}
+
+// callCtx is the context of an instance's calls: its Done channel closes
+// when the armed deadline passes, which makes wazero close the module
+// (WithCloseOnContextDone) and so stops an endless loop. Unlike
+// context.WithTimeout it is reused across calls and does not allocate.
+type callCtx struct {
+	context.Context // Background: values and no deadline
+	done            chan struct{}
+	fired           atomic.Bool
+	timer           *time.Timer
+}
+
+func newCallCtx() *callCtx {
+	c := &callCtx{Context: context.Background(), done: make(chan struct{})}
+	c.timer = time.AfterFunc(time.Hour, c.fire)
+	c.timer.Stop()
+	return c
+}
+
+func (c *callCtx) fire() {
+	c.fired.Store(true)
+	close(c.done)
+}
+
+func (c *callCtx) Done() <-chan struct{} { return c.done }
+
+func (c *callCtx) Err() error {
+	if c.fired.Load() {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+func (c *callCtx) arm(d time.Duration) { c.timer.Reset(d) }
+
+// disarm stops the deadline; false means it has fired.
+func (c *callCtx) disarm() bool { return c.timer.Stop() || !c.fired.Load() }
+
+// tailWriter keeps the last bytes a module wrote to a stream, for error
+// reports, and logs complete lines at debug level.
+type tailWriter struct {
+	mu     sync.Mutex
+	log    *slog.Logger
+	stream string
+	tail   []byte
+	line   []byte
+}
+
+const tailSize = 4 << 10
+
+func newTailWriter(log *slog.Logger, stream string) *tailWriter {
+	return &tailWriter{log: log, stream: stream}
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.tail = append(w.tail, p...)
+	if len(w.tail) > tailSize {
+		w.tail = append(w.tail[:0], w.tail[len(w.tail)-tailSize:]...)
+	}
+	if w.log != nil {
+		w.line = append(w.line, p...)
+		for {
+			i := bytes.IndexByte(w.line, '\n')
+			if i < 0 {
+				break
+			}
+			w.log.Debug("module output", "stream", w.stream, "line", string(w.line[:i]))
+			w.line = w.line[i+1:]
+		}
+		if len(w.line) > tailSize {
+			w.line = w.line[:0]
+		}
+	}
+	return len(p), nil
+}
+
+// String returns the kept tail.
+func (w *tailWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return string(w.tail)
+}
+
+// suffix returns the tail as ": module stderr: …" for error messages, or
+// "" if the module wrote nothing.
+func (w *tailWriter) suffix() string {
+	s := strings.TrimSpace(w.String())
+	if s == "" {
+		return ""
+	}
+	const keep = 1024
+	if len(s) > keep {
+		s = "…" + s[len(s)-keep:]
+	}
+	return "; module stderr: " + s
+}
+
+var _ io.Writer = (*tailWriter)(nil)

@@ -1,0 +1,4 @@
+// Command badversion exports ABI version 99, and nothing else of the ABI.
+package main
+
+func main() {}

@@ -1,0 +1,66 @@
+// Command protocolfilter is a WASM filter with the configuration and the
+// behaviour of the built-in filter.protocol: it keeps the records whose
+// protocolIdentifier (and, for groups, a transport port) is in a set.
+//
+// Build it with
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o protocolfilter.wasm .
+//
+// and use it as
+//
+//	processors:
+//	  - wasm: {path: protocolfilter.wasm, config: {protocols: [tcp, udp, 1]}}
+//
+// Config, as filter.protocol's:
+//
+//	protocols: [tcp, "UDP", 1, web]   # keywords, numbers 0-255, group names
+//	groups:                           # extra groups of protocol/ports
+//	  mail: [{protocol: tcp, ports: [25, 587, "993-995"]}]
+//
+// No protocols keeps every record; entries that name nothing are ignored
+// with a warning on stderr (which the host logs); if none is valid, every
+// record is dropped. test/e2e checks that both filters give the same output.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+
+	weir "github.com/weir-flow/weir/sdk/wasm"
+)
+
+var filter *Filter
+
+func init() {
+	weir.RegisterInit(configure)
+	// The filter reads three fields; the host encodes only those.
+	weir.RegisterFilter(keep, weir.Reads(weir.ProtocolIdentifier, weir.SourceTransportPort, weir.DestinationTransportPort))
+}
+
+// configure decodes the config from JSON, strictly, and builds the filter.
+func configure(config []byte) error {
+	var cfg Config
+	if len(bytes.TrimSpace(config)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(config))
+		dec.DisallowUnknownFields()
+		dec.UseNumber()
+		if err := dec.Decode(&cfg); err != nil {
+			return fmt.Errorf("protocolfilter config: %w", err)
+		}
+	}
+	f, warnings, err := New(&cfg)
+	for _, w := range warnings {
+		fmt.Fprintln(os.Stderr, "protocolfilter:", w)
+	}
+	if err != nil {
+		return err
+	}
+	filter = f
+	return nil
+}
+
+func keep(r *weir.Record) bool { return filter.Keep(r) }
+
+func main() {}
