@@ -9,10 +9,10 @@ import (
 	"time"
 )
 
-// ExampleConfig is the example pipeline of the plugin's README.
+// ExampleYAML is the example pipeline of the plugin's README.
 //
 //go:embed example.yaml
-var ExampleConfig []byte
+var ExampleYAML string
 
 // Config is export.ipfix's configuration.
 type Config struct {

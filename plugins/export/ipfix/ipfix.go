@@ -156,13 +156,19 @@ func (e *Exporter) exportUDP(recs []*flow.Record) error {
 	if e.conn == nil {
 		return fmt.Errorf("%s: export before start", ID)
 	}
-	var failed, sent int
+	var failed, refused, sent int
 	var firstErr error
 	err := e.enc.Encode(recs, time.Now(), func(msg []byte) error {
 		_, err := e.conn.Write(msg)
 		if errors.Is(err, syscall.ECONNREFUSED) {
-			// The refusal reports an ICMP error for an earlier datagram;
-			// this one was not sent yet: try it once more.
+			// The refusal reports ICMP port unreachable for an earlier
+			// datagram, which the collector lost: count it. This one was
+			// not sent yet: try it once more.
+			refused++
+			e.sendErrors.Add(1)
+			if firstErr == nil {
+				firstErr = err
+			}
 			_, err = e.conn.Write(msg)
 		}
 		if err != nil {
@@ -183,8 +189,9 @@ func (e *Exporter) exportUDP(recs []*flow.Record) error {
 		return fmt.Errorf("%s: encode %d records: %w", ID, len(recs), err)
 	}
 	if firstErr != nil {
-		e.logLimited("send ipfix", "address", e.cfg.Address, "failed_messages", failed, "err", firstErr)
-		return fmt.Errorf("%s: send to %s: %d of %d messages: %w", ID, e.cfg.Address, failed, failed+sent, firstErr)
+		e.logLimited("send ipfix", "address", e.cfg.Address, "failed_messages", failed, "refused", refused, "err", firstErr)
+		return fmt.Errorf("%s: send to %s: %d of %d messages failed, %d earlier refused: %w",
+			ID, e.cfg.Address, failed, failed+sent, refused, firstErr)
 	}
 	return nil
 }
