@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/weir-flow/weir/core/flow"
 )
@@ -606,10 +607,39 @@ func (d *Decoder) record(r *flow.Record, t *template, data []byte, exportTime ui
 			}
 		}
 		switch o.kind {
+		case opSlotUint:
+			x := readUint(v)
+			p := unsafe.Add(unsafe.Pointer(r), o.off)
+			switch o.size {
+			case 1:
+				*(*uint8)(p) = uint8(x)
+			case 2:
+				*(*uint16)(p) = uint16(x)
+			case 4:
+				*(*uint32)(p) = uint32(x)
+			default:
+				*(*uint64)(p) = x
+			}
+			r.Present[o.pw&1] |= o.pm
+		case opSlotString:
+			if string(v) != o.last {
+				o.last = d.intern(v)
+			}
+			*(*string)(unsafe.Add(unsafe.Pointer(r), o.off)) = o.last
+			r.Present[o.pw&1] |= o.pm
+		case opSlotAddr4:
+			*(*netip.Addr)(unsafe.Add(unsafe.Pointer(r), o.off)) = netip.AddrFrom4([4]byte(v))
+			r.Present[o.pw&1] |= o.pm
+		case opSlotAddr6:
+			*(*netip.Addr)(unsafe.Add(unsafe.Pointer(r), o.off)) = netip.AddrFrom16([16]byte(v))
+			r.Present[o.pw&1] |= o.pm
 		case opUint:
 			r.SetUint(o.field, readUint(v))
 		case opString:
-			r.SetString(o.field, d.intern(v))
+			if string(v) != o.last {
+				o.last = d.intern(v)
+			}
+			r.SetString(o.field, o.last)
 		case opAddr4:
 			r.SetAddr(o.field, netip.AddrFrom4([4]byte(v)))
 		case opAddr6:

@@ -50,6 +50,12 @@ const (
 	opString               // typed string field, interned
 	opTime                 // flow start/end in one of the RFC time forms
 	opInit                 // systemInitTimeMilliseconds: kept in Extra and used for sysUpTime
+
+	// Direct stores into a verified slot (see slots.go).
+	opSlotUint
+	opSlotString
+	opSlotAddr4
+	opSlotAddr6
 )
 
 // timeForm is the encoding of a time op, ordered by resolution so that a
@@ -74,6 +80,13 @@ type op struct {
 	length uint16 // template length; variableLength for §7 encoding
 	elem   uint16
 	ent    uint32
+	off  uintptr // slot offset in flow.Record (opSlot*)
+	size uint8   // slot bytes (opSlotUint)
+	pw   uint8   // word of the field's Present bit
+	pm   uint64  // mask of the field's Present bit
+	// last is the string this op decoded last: consecutive records often
+	// repeat it (namespaces, node names), and comparing beats hashing.
+	last string
 }
 
 // template is a compiled (options) template: a flat plan walked per record.
@@ -103,6 +116,7 @@ func compile(t *template, specs []fieldSpec, unknown func(flow.IEKey)) {
 	for i, s := range specs {
 		o := op{length: s.length, elem: s.key.Element, ent: s.key.Enterprise}
 		classify(&o)
+		useSlot(&o)
 		if o.kind == opTime && (o.form == formSysUp) {
 			t.hasSysUp = true
 		}
@@ -192,6 +206,29 @@ func classify(o *op) {
 			o.kind, o.form, o.end = opTime, formMillis, f == flow.FlowEnd
 		}
 	}
+}
+
+// useSlot turns a setter op into a direct store when the field's slot is
+// verified.
+func useSlot(o *op) {
+	sl := &slots[o.field]
+	if !sl.ok {
+		return
+	}
+	switch o.kind {
+	case opUint:
+		o.kind = opSlotUint
+	case opString:
+		o.kind = opSlotString
+	case opAddr4:
+		o.kind = opSlotAddr4
+	case opAddr6:
+		o.kind = opSlotAddr6
+	default:
+		return
+	}
+	o.off, o.size = sl.off, sl.size
+	o.pw, o.pm = uint8(o.field>>6), 1<<(o.field&63)
 }
 
 // readUint reads a big-endian unsigned integer of 1..8 bytes (reduced-size

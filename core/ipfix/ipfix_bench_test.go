@@ -1,0 +1,98 @@
+package ipfix
+
+import (
+	"testing"
+	"time"
+
+	"github.com/weir-flow/weir/core/flow"
+)
+
+// AntreaMessage returns a template message and a data message of n
+// Antrea-like IPv4 records (5-tuple, times, counters, reverse counters and
+// four variable-length pod strings), encoded by our Encoder.
+func antreaMessages(tb testing.TB, n int) (tmpl, data []byte) {
+	b := flow.NewBatch(n)
+	for i := 0; i < n; i++ {
+		antreaRecord(b.Append(), i, false)
+	}
+	enc := NewEncoder(EncoderOptions{MaxMessageSize: 65535})
+	var msgs [][]byte
+	for range 2 { // the second message has no template set
+		if err := enc.Encode(b.Records, time.Unix(1_700_000_100, 0), func(m []byte) error {
+			msgs = append(msgs, append([]byte(nil), m...))
+			return nil
+		}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if len(msgs) != 2 {
+		tb.Fatalf("%d messages", len(msgs))
+	}
+	return msgs[0], msgs[1]
+}
+
+func reportPerRecord(b *testing.B, records int) {
+	ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N*records)
+	b.ReportMetric(ns, "ns/record")
+	b.ReportMetric(1e9/ns, "records/s")
+}
+
+func BenchmarkDecode(b *testing.B) {
+	const n = 30
+	tmpl, data := antreaMessages(b, n)
+	d := NewDecoder(DecoderOptions{})
+	batch := flow.NewBatch(256)
+	d.Decode(batch, tmpl, testExporter)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		batch.Reset()
+		if got, err := d.Decode(batch, data, testExporter); got != n || err != nil {
+			b.Fatalf("decoded %d, %v", got, err)
+		}
+	}
+	reportPerRecord(b, n)
+}
+
+func BenchmarkDecodeSoftflowd(b *testing.B) {
+	msgs := softflowdMessages(b)
+	d := NewDecoder(DecoderOptions{})
+	batch := flow.NewBatch(256)
+	records, size := 0, 0
+	for _, m := range msgs {
+		n, _ := d.Decode(batch, m, testExporter)
+		records += n
+		size += len(m)
+		batch.Reset()
+	}
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, m := range msgs {
+			batch.Reset()
+			d.Decode(batch, m, testExporter)
+		}
+	}
+	reportPerRecord(b, records)
+}
+
+func BenchmarkEncode(b *testing.B) {
+	const n = 30
+	batch := flow.NewBatch(n)
+	for i := 0; i < n; i++ {
+		antreaRecord(batch.Append(), i, false)
+	}
+	enc := NewEncoder(EncoderOptions{})
+	emit := func([]byte) error { return nil }
+	enc.Encode(batch.Records, time.Unix(1, 0), emit)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := enc.Encode(batch.Records, time.Unix(1, 0), emit); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerRecord(b, n)
+}
