@@ -80,10 +80,10 @@ type op struct {
 	length uint16 // template length; variableLength for §7 encoding
 	elem   uint16
 	ent    uint32
-	off  uintptr // slot offset in flow.Record (opSlot*)
-	size uint8   // slot bytes (opSlotUint)
-	pw   uint8   // word of the field's Present bit
-	pm   uint64  // mask of the field's Present bit
+	off    uintptr // slot offset in flow.Record (opSlot*)
+	size   uint8   // slot bytes (opSlotUint)
+	pw     uint8   // word of the field's Present bit
+	pm     uint64  // mask of the field's Present bit
 	// last is the string this op decoded last: consecutive records often
 	// repeat it (namespaces, node names), and comparing beats hashing.
 	last string
