@@ -620,19 +620,15 @@ func (d *Decoder) record(r *flow.Record, t *template, data []byte, exportTime ui
 			default:
 				*(*uint64)(p) = x
 			}
-			r.Present[o.pw&1] |= o.pm
 		case opSlotString:
 			if string(v) != o.last {
 				o.last = d.intern(v)
 			}
 			*(*string)(unsafe.Add(unsafe.Pointer(r), o.off)) = o.last
-			r.Present[o.pw&1] |= o.pm
 		case opSlotAddr4:
 			*(*netip.Addr)(unsafe.Add(unsafe.Pointer(r), o.off)) = netip.AddrFrom4([4]byte(v))
-			r.Present[o.pw&1] |= o.pm
 		case opSlotAddr6:
 			*(*netip.Addr)(unsafe.Add(unsafe.Pointer(r), o.off)) = netip.AddrFrom16([16]byte(v))
-			r.Present[o.pw&1] |= o.pm
 		case opUint:
 			r.SetUint(o.field, readUint(v))
 		case opString:
@@ -679,6 +675,9 @@ func (d *Decoder) record(r *flow.Record, t *template, data []byte, exportTime ui
 			d.extra(r, o, v)
 		}
 	}
+	// Every slot op sets its field: their Present bits are precomputed.
+	r.Present[0] |= t.present[0]
+	r.Present[1] |= t.present[1]
 	if ts.hasUpStart || ts.hasUpEnd {
 		d.sysUpTimes(&ts, exportTime)
 	}

@@ -112,3 +112,37 @@ func (s *slot) store(r *flow.Record, v uint64) {
 		*(*uint64)(p) = v
 	}
 }
+
+// getString returns string field f of r.
+func getString(r *flow.Record, f flow.FieldID) string {
+	if s := &slots[f]; s.ok {
+		return *(*string)(unsafe.Add(unsafe.Pointer(r), s.off))
+	}
+	return r.String(f)
+}
+
+// getAddr returns address field f of r.
+func getAddr(r *flow.Record, f flow.FieldID) netip.Addr {
+	if s := &slots[f]; s.ok {
+		return *(*netip.Addr)(unsafe.Add(unsafe.Pointer(r), s.off))
+	}
+	return r.Addr(f)
+}
+
+// getUint returns unsigned or time field f of r.
+func getUint(r *flow.Record, f flow.FieldID) uint64 {
+	s := &slots[f]
+	if !s.ok {
+		return r.Uint(f)
+	}
+	p := unsafe.Add(unsafe.Pointer(r), s.off)
+	switch s.size {
+	case 1:
+		return uint64(*(*uint8)(p))
+	case 2:
+		return uint64(*(*uint16)(p))
+	case 4:
+		return uint64(*(*uint32)(p))
+	}
+	return *(*uint64)(p)
+}

@@ -98,7 +98,8 @@ type template struct {
 	minLen     int // shortest possible record (a variable field counts 1 byte)
 	fixedLen   int // record length when every field is fixed, else 0
 	hasSysUp   bool
-	raw        []byte // wire form of the template record, to detect refreshes
+	present    flow.FieldSet // fields every record sets through slot ops
+	raw        []byte        // wire form of the template record, to detect refreshes
 	seen       time.Time
 }
 
@@ -117,6 +118,9 @@ func compile(t *template, specs []fieldSpec, unknown func(flow.IEKey)) {
 		o := op{length: s.length, elem: s.key.Element, ent: s.key.Enterprise}
 		classify(&o)
 		useSlot(&o)
+		if o.kind >= opSlotUint {
+			t.present.Add(o.field)
+		}
 		if o.kind == opTime && (o.form == formSysUp) {
 			t.hasSysUp = true
 		}
@@ -228,7 +232,6 @@ func useSlot(o *op) {
 		return
 	}
 	o.off, o.size = sl.off, sl.size
-	o.pw, o.pm = uint8(o.field>>6), 1<<(o.field&63)
 }
 
 // readUint reads a big-endian unsigned integer of 1..8 bytes (reduced-size
