@@ -32,7 +32,9 @@ type matcher struct {
 	has, lacks []ieRef
 }
 
-func (m *matcher) matches(r *flow.Record) bool {
+// matchesSource reports whether r's exporter and observation domain
+// match; the result is the same for every record of one message.
+func (m *matcher) matchesSource(r *flow.Record) bool {
 	if len(m.prefixes) > 0 {
 		a := r.Exporter.Addr().Unmap()
 		found := false
@@ -58,6 +60,11 @@ func (m *matcher) matches(r *flow.Record) bool {
 			return false
 		}
 	}
+	return true
+}
+
+// matchesIEs reports whether r carries the IEs of Has and none of Lacks.
+func (m *matcher) matchesIEs(r *flow.Record) bool {
 	for i := range m.has {
 		if !present(r, &m.has[i]) {
 			return false

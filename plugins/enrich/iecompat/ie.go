@@ -21,6 +21,7 @@ type ieRef struct {
 	key   flow.IEKey
 	typed bool         // kept in a typed field of flow.Record
 	field flow.FieldID // the typed field
+	fkind flow.Kind    // the typed field's kind
 	v6    bool         // typed address field: key is its IPv6 IE
 	// dtype is the IE's abstract data type (registry, or declared with
 	// `type`); hasType is false for an IE no registry knows.
@@ -28,7 +29,7 @@ type ieRef struct {
 	hasType bool
 }
 
-func (ref ieRef) kind() flow.Kind { return flow.Fields[ref.field].Kind }
+func (ref *ieRef) kind() flow.Kind { return ref.fkind }
 
 func (ref ieRef) String() string { return ref.text }
 
@@ -64,8 +65,8 @@ func resolveIE(s string) (ieRef, error) {
 		return ref, fmt.Errorf("%q is not a known IE name (use enterprise/element for IEs outside the IANA and Antrea registries)", s)
 	}
 	if f, ok := flow.FieldByIE(ref.key); ok {
-		ref.typed, ref.field = true, f
 		fi := &flow.Fields[f]
+		ref.typed, ref.field, ref.fkind = true, f, fi.Kind
 		ref.v6 = fi.Kind == flow.KindAddress && ref.key.Element == fi.Element6 && fi.Element6 != fi.Element
 	}
 	if info, ok := ipfix.LookupIE(ref.key); ok {

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -110,10 +111,35 @@ func (s *Shims) Process(_ context.Context, b *flow.Batch) error {
 		matched = make([]int, len(s.shims))
 		skipped = make([][numReasons]int, len(s.shims))
 	}
+	// Records of a batch mostly come from one exporter and observation
+	// domain, so which shims select them by source is computed once per
+	// source change.
+	var (
+		lastExporter netip.AddrPort
+		lastDomain   uint32
+		bySource     uint64 // bit i: shim i matches the source
+		cached       bool
+		cacheable    = len(s.shims) <= 64
+	)
 	for _, r := range b.Records {
+		if cacheable && (!cached || r.Exporter != lastExporter || r.ObservationDomainID != lastDomain) {
+			lastExporter, lastDomain, cached, bySource = r.Exporter, r.ObservationDomainID, true, 0
+			for i := range s.shims {
+				if s.shims[i].match.matchesSource(r) {
+					bySource |= 1 << i
+				}
+			}
+		}
 		for i := range s.shims {
 			sh := &s.shims[i]
-			if !sh.match.matches(r) {
+			if cacheable {
+				if bySource&(1<<i) == 0 {
+					continue
+				}
+			} else if !sh.match.matchesSource(r) {
+				continue
+			}
+			if !sh.match.matchesIEs(r) {
 				continue
 			}
 			matched[i]++
