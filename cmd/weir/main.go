@@ -42,6 +42,6 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newValidateCmd(), newPluginsCmd())
+	root.AddCommand(newRunCmd(), newValidateCmd(), newPluginsCmd(), newBenchCmd())
 	return root
 }
