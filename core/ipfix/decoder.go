@@ -67,13 +67,40 @@ type sessionKey struct {
 }
 
 type session struct {
-	key          sessionKey
-	templates    map[uint16]*template
-	hasInit      bool
-	initMillis   int64 // systemInitTimeMilliseconds, ms since epoch
+	key        sessionKey
+	templates  map[uint16]*template
+	hasInit    bool
+	initMillis int64 // systemInitTimeMilliseconds, ms since epoch
+	// cache holds recently used templates, scanned linearly: a map lookup
+	// with a uint16 key costs more than decoding a short record.
+	cache        [8]cachedTemplate
+	cacheNext    uint8
 	pending      []pendingSet
 	pendingBytes int
 	lastSeen     time.Time
+}
+
+type cachedTemplate struct {
+	id uint16
+	t  *template
+}
+
+// forget invalidates the template cache after the templates changed.
+func (s *session) forget() { s.cache = [8]cachedTemplate{} }
+
+// get returns template id, or nil.
+func (s *session) get(id uint16) *template {
+	for i := range s.cache {
+		if c := &s.cache[i]; c.id == id && c.t != nil {
+			return c.t
+		}
+	}
+	t := s.templates[id]
+	if t != nil {
+		s.cache[s.cacheNext&7] = cachedTemplate{id, t}
+		s.cacheNext++
+	}
+	return t
 }
 
 // pendingSet is a data set held until its template arrives.
@@ -187,6 +214,7 @@ func (d *Decoder) Expire() {
 		for id, t := range s.templates {
 			if now.Sub(t.seen) > ttl {
 				delete(s.templates, id)
+				s.forget()
 			}
 		}
 		if now.Sub(s.lastSeen) > ttl {
@@ -353,9 +381,13 @@ func (d *Decoder) session(k sessionKey) *session {
 // lookup returns the live template id of the current session, or nil.
 func (d *Decoder) lookup(id uint16) *template {
 	s := d.st.s
-	t := s.templates[id]
-	if t != nil && d.opts.TemplateTTL > 0 && d.st.now.Sub(t.seen) > d.opts.TemplateTTL {
+	t := s.get(id)
+	if t == nil {
+		return nil
+	}
+	if d.opts.TemplateTTL > 0 && d.st.now.Sub(t.seen) > d.opts.TemplateTTL {
 		delete(s.templates, id)
+		s.forget()
 		return nil
 	}
 	return t
@@ -456,7 +488,7 @@ func (d *Decoder) checkTemplate(setID, id uint16, count, scope int) string {
 func (d *Decoder) store(s *session, setID, id uint16, scope int, raw []byte, recOff int) {
 	d.stats.Templates.Add(1)
 	options := setID == setIDOptions
-	if t := s.templates[id]; t != nil && t.options == options && bytes.Equal(t.raw, raw) {
+	if t := s.get(id); t != nil && t.options == options && bytes.Equal(t.raw, raw) {
 		t.seen = d.st.now // refresh: nothing to recompile
 		return
 	}
@@ -474,6 +506,7 @@ func (d *Decoder) store(s *session, setID, id uint16, scope int, raw []byte, rec
 		}
 	})
 	s.templates[id] = t
+	s.forget()
 	d.st.changed = true
 }
 
@@ -486,8 +519,10 @@ func (d *Decoder) withdraw(setID, id uint16, recOff int) {
 				delete(s.templates, k)
 			}
 		}
+		s.forget()
 	case id >= minDataSetID:
 		delete(s.templates, id)
+		s.forget()
 	default:
 		d.stats.MalformedSets.Add(1)
 		d.fail(recOff, setID, fmt.Sprintf("withdrawal of reserved template ID %d", id))
@@ -517,7 +552,8 @@ func field(data []byte, p int, l uint16) ([]byte, int, bool) {
 	if n > len(data)-p {
 		return nil, 0, false
 	}
-	return data[p : p+n : p+n], p + n, true
+	// Two-index slice: record() derives a value's offset from its capacity.
+	return data[p : p+n], p + n, true
 }
 
 // optionsSet consumes options data records: they carry session state
@@ -598,7 +634,7 @@ func (d *Decoder) record(r *flow.Record, t *template, data []byte, exportTime ui
 		o := &t.ops[i]
 		var v []byte
 		if o.length != variableLength && int(o.length) <= len(data)-p {
-			v = data[p : p+int(o.length) : p+int(o.length)]
+			v = data[p : p+int(o.length)]
 			p += int(o.length)
 		} else {
 			var ok bool
@@ -620,6 +656,14 @@ func (d *Decoder) record(r *flow.Record, t *template, data []byte, exportTime ui
 			default:
 				*(*uint64)(p) = x
 			}
+		case opSlotU8:
+			*(*uint8)(unsafe.Add(unsafe.Pointer(r), o.off)) = v[0]
+		case opSlotU16:
+			*(*uint16)(unsafe.Add(unsafe.Pointer(r), o.off)) = binary.BigEndian.Uint16(v)
+		case opSlotU32:
+			*(*uint32)(unsafe.Add(unsafe.Pointer(r), o.off)) = binary.BigEndian.Uint32(v)
+		case opSlotU64:
+			*(*uint64)(unsafe.Add(unsafe.Pointer(r), o.off)) = binary.BigEndian.Uint64(v)
 		case opSlotString:
 			if string(v) != o.last {
 				o.last = d.intern(v)
@@ -670,10 +714,14 @@ func (d *Decoder) record(r *flow.Record, t *template, data []byte, exportTime ui
 			}
 		case opInit:
 			ts.initMillis, ts.hasInit = int64(readUint(v)), true
-			d.extra(r, o, v)
+			r.Extra = append(r.Extra, flow.Field{Enterprise: o.ent, Element: o.elem, Variable: o.length == variableLength, Value: v})
 		default:
-			d.extra(r, o, v)
+			// Points into the message until copied below.
+			r.Extra = append(r.Extra, flow.Field{Enterprise: o.ent, Element: o.elem, Variable: o.length == variableLength, Value: v})
 		}
+	}
+	if len(r.Extra) > 0 {
+		d.copyExtra(r, data)
 	}
 	// Every slot op sets its field: their Present bits are precomputed.
 	r.Present[0] |= t.present[0]
@@ -692,13 +740,29 @@ func (d *Decoder) record(r *flow.Record, t *template, data []byte, exportTime ui
 	return p, true
 }
 
-func (d *Decoder) extra(r *flow.Record, o *op, v []byte) {
-	r.Extra = append(r.Extra, flow.Field{
-		Enterprise: o.ent,
-		Element:    o.elem,
-		Variable:   o.length == variableLength,
-		Value:      d.st.b.CopyBytes(v),
-	})
+// copyExtra moves r's Extra values, which point into data (the message),
+// into the batch arena with one copy spanning all of them: they lie in
+// template order within the record.
+func (d *Decoder) copyExtra(r *flow.Record, data []byte) {
+	first := cap(data) - cap(r.Extra[0].Value)
+	last := &r.Extra[len(r.Extra)-1]
+	end := cap(data) - cap(last.Value) + len(last.Value)
+	if end <= first {
+		for i := range r.Extra {
+			r.Extra[i].Value = nil // all empty
+		}
+		return
+	}
+	arena := d.st.b.CopyBytes(data[first:end])
+	for i := range r.Extra {
+		x := &r.Extra[i]
+		if len(x.Value) == 0 {
+			x.Value = nil
+			continue
+		}
+		off := cap(data) - cap(x.Value) - first
+		x.Value = arena[off : off+len(x.Value) : off+len(x.Value)]
+	}
 }
 
 // sysUpTimes resolves flowStartSysUpTime/flowEndSysUpTime (ms since the

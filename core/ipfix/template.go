@@ -53,6 +53,10 @@ const (
 
 	// Direct stores into a verified slot (see slots.go).
 	opSlotUint
+	opSlotU8  // 1-byte IE into a 1-byte field
+	opSlotU16 // 2-byte IE into a 2-byte field
+	opSlotU32 // 4-byte IE into a 4-byte field
+	opSlotU64 // 8-byte IE into an 8-byte field
 	opSlotString
 	opSlotAddr4
 	opSlotAddr6
@@ -222,6 +226,18 @@ func useSlot(o *op) {
 	switch o.kind {
 	case opUint:
 		o.kind = opSlotUint
+		if o.length == uint16(sl.size) {
+			switch sl.size {
+			case 1:
+				o.kind = opSlotU8
+			case 2:
+				o.kind = opSlotU16
+			case 4:
+				o.kind = opSlotU32
+			case 8:
+				o.kind = opSlotU64
+			}
+		}
 	case opString:
 		o.kind = opSlotString
 	case opAddr4:
