@@ -149,6 +149,7 @@ type instance struct {
 	cmd    *exec.Cmd
 	rpc    *wire.Client
 	man    abi.Manifest
+	packed bool // send batches packed (wire.Pack): the plugin reads few fields
 	pid    int
 	start  time.Time
 
@@ -183,6 +184,7 @@ func (l *launcher) start(ctx context.Context) (*instance, error) {
 		StartTimeout:     l.startTimeout,
 		SyncStdout:       out,
 		SyncStderr:       errw,
+		GRPCDialOptions:  wire.DialOptions(),
 		// cmd.Env already holds Weir's environment.
 		SkipHostEnv: true,
 	}
@@ -224,6 +226,7 @@ func (l *launcher) start(ctx context.Context) (*instance, error) {
 	if inst.man.Status != abi.StatusOK {
 		return fail(ErrInit, &abi.PluginError{Status: inst.man.Status, Message: inst.man.Message})
 	}
+	inst.packed = wire.Packable(inst.man.Reads)
 	l.log.Debug("plugin started", "pid", inst.pid, "kind", inst.man.Kind, "took", time.Since(begin))
 	return inst, nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	goplugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
@@ -127,7 +128,9 @@ func serveTestPlugin() {
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: hs,
 		Plugins:         goplugin.PluginSet{wire.PluginName: &wire.Plugin{Impl: garbler{srv}}},
-		GRPCServer:      goplugin.DefaultGRPCServer,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return grpc.NewServer(append(opts, wire.ServerOptions()...)...)
+		},
 	})
 	os.Exit(0)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
+	"github.com/weir-flow/weir/core/rpchost/wire"
 )
 
 // ID is the plugin's registry ID.
@@ -324,9 +325,18 @@ func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 	bp := p.buffer()
 	defer p.bufs.Put(bp)
 	*bp = abi.AppendBatchMask((*bp)[:0], b, inst.man.Reads)
+	payload := *bp
+	if inst.packed {
+		pp := p.buffer()
+		defer p.bufs.Put(pp)
+		if *pp, err = wire.Pack((*pp)[:0], payload); err != nil {
+			return p.onError(b, ReasonPluginError, err) // a bug in this build: say so, never panic
+		}
+		payload = *pp
+	}
 
 	cctx, cancel := context.WithDeadline(ctx, deadline)
-	reply, err := inst.rpc.Process(cctx, *bp)
+	reply, err := inst.rpc.Process(cctx, payload)
 	timedOut := cctx.Err() == context.DeadlineExceeded
 	cancel()
 	if err != nil {

@@ -1,7 +1,7 @@
 package rpchost
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -494,20 +494,22 @@ func TestShutdownStopsPlugin(t *testing.T) {
 func TestNoOrphan(t *testing.T) {
 	table, _ := filepath.Abs("testdata/subnets.csv")
 	host := exec.Command(os.Args[0], argHost, exampleBin, table)
-	var out bytes.Buffer
-	host.Stdout = &out
 	host.Stderr = os.Stderr
+	stdout, err := host.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := host.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer host.Process.Kill()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(out.String(), "\n") && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(out.String()))
+	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
-		t.Fatalf("host said %q", out.String())
+		t.Fatalf("host: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("host said %q", line)
 	}
 	if !alive(pid) {
 		t.Fatalf("plugin %d not running", pid)
@@ -516,7 +518,7 @@ func TestNoOrphan(t *testing.T) {
 		t.Fatal(err)
 	}
 	host.Wait()
-	deadline = time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for alive(pid) {
 		if time.Now().After(deadline) {
 			syscall.Kill(pid, syscall.SIGKILL)

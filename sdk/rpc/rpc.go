@@ -2,14 +2,15 @@ package rpc
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -82,16 +83,45 @@ func Serve(p Plugin) {
 		os.Exit(1)
 	}
 	go watchParent(os.Getppid(), time.Second)
+	stop := startProfile(os.Getenv(EnvCPUProfile))
+	serve(srv)
+	stop()
+	os.Exit(0)
+}
+
+// startProfile starts a CPU profile to path ("" for none) and returns the
+// function that writes it.
+func startProfile(path string) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cpu profile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "cpu profile:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+// EnvCPUProfile names an environment variable: when set (in Weir's
+// environment, which the plugin inherits), the plugin writes a CPU profile
+// of its life to that path, flushed when Weir stops it.
+const EnvCPUProfile = "WEIR_RPC_CPUPROFILE"
+
+// serve runs go-plugin's server until the host closes the connection.
+func serve(srv wire.Server) {
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: wire.Handshake(),
 		Plugins:         goplugin.PluginSet{wire.PluginName: &wire.Plugin{Impl: srv}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			// A batch may exceed gRPC's default 4 MiB message limit.
-			opts = append(opts, grpc.MaxRecvMsgSize(math.MaxInt32), grpc.MaxSendMsgSize(math.MaxInt32))
-			return grpc.NewServer(opts...)
+			return grpc.NewServer(append(opts, wire.ServerOptions()...)...)
 		},
 	})
-	os.Exit(0)
 }
 
 // watchParent exits when the process's parent changes, i.e. Weir died and
@@ -179,6 +209,7 @@ type scratch struct {
 	extra    []flow.Field
 	upd      abi.Updates
 	verdicts abi.Verdicts
+	unpacked []byte // a packed batch, unpacked
 }
 
 // NewServer returns the wire.Server that Serve serves for p, for tests and
@@ -232,18 +263,25 @@ func (s *server) Init(_ context.Context, raw []byte) (out []byte, err error) {
 // A buffer that does not decode is a gRPC error (the host counts it as a
 // plugin error); a panic is a StatusPanic answer.
 func (s *server) Process(_ context.Context, buf []byte) ([]byte, error) {
+	sc := s.scratch.Get().(*scratch)
+	defer s.scratch.Put(sc)
+	if len(buf) >= 4 && binary.LittleEndian.Uint32(buf) == wire.MagicPacked {
+		var err error
+		if sc.unpacked, err = wire.Unpack(sc.unpacked[:0], buf); err != nil {
+			return nil, fmt.Errorf("batch: %w", err)
+		}
+		buf = sc.unpacked
+	}
 	v, err := abi.ParseBatch(buf)
 	if err != nil {
 		return nil, fmt.Errorf("batch: %w", err)
 	}
-	sc := s.scratch.Get().(*scratch)
 	ans, err := s.run(sc, &v)
 	var out []byte
 	if err == nil {
 		// A fresh buffer: gRPC marshals it after Process returns.
 		out = ans.Append(make([]byte, 0, abi.AnswerHeaderSize+8*abi.Words(ans.Count)+len(ans.Updates)+len(ans.Message)))
 	}
-	s.scratch.Put(sc)
 	return out, err
 }
 
@@ -279,7 +317,7 @@ func (s *server) run(sc *scratch, v *abi.View) (ans abi.Answer, err error) {
 			sc.before.Extra = sc.extra
 		}
 		s.p.Enrich(r)
-		sc.upd.Diff(i, &sc.before, r)
+		diff(&sc.upd, i, &sc.before, r)
 	}
 	ans.Verdicts = sc.verdicts
 	ans.Updates = sc.upd.Bytes()

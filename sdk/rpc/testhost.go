@@ -15,10 +15,12 @@ import (
 // handling; only the process and gRPC are left out. Use it to test a
 // plugin with `go test`. It is not safe for concurrent use.
 type TestHost struct {
-	srv wire.Server
-	man abi.Manifest
-	buf []byte
-	ans abi.Answer
+	srv    wire.Server
+	man    abi.Manifest
+	packed bool
+	buf    []byte
+	pkt    []byte
+	ans    abi.Answer
 }
 
 // NewTestHost initialises p with config (any value that marshals to JSON,
@@ -48,7 +50,7 @@ func NewTestHost(p Plugin, config any) (*TestHost, error) {
 	if man.Status != abi.StatusOK {
 		return nil, &abi.PluginError{Status: man.Status, Message: man.Message}
 	}
-	return &TestHost{srv: srv, man: man}, nil
+	return &TestHost{srv: srv, man: man, packed: wire.Packable(man.Reads)}, nil
 }
 
 // Manifest returns what the plugin declared at Init.
@@ -58,7 +60,15 @@ func (h *TestHost) Manifest() abi.Manifest { return h.man }
 // updated fields, then the verdicts. On error b is unchanged.
 func (h *TestHost) Process(b *flow.Batch) error {
 	h.buf = abi.AppendBatchMask(h.buf[:0], b, h.man.Reads)
-	rep, err := h.srv.Process(context.Background(), h.buf)
+	payload := h.buf
+	if h.packed {
+		var err error
+		if h.pkt, err = wire.Pack(h.pkt[:0], h.buf); err != nil {
+			return err
+		}
+		payload = h.pkt
+	}
+	rep, err := h.srv.Process(context.Background(), payload)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ package wire
 import (
 	"context"
 	"encoding/json"
+	"math"
 
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -52,6 +53,38 @@ func Handshake() goplugin.HandshakeConfig {
 		ProtocolVersion:  ProtocolVersion,
 		MagicCookieKey:   MagicCookieKey,
 		MagicCookieValue: MagicCookieValue,
+	}
+}
+
+// Flow-control windows and socket buffers for both ends. A batch is a few
+// hundred kilobytes; with gRPC's 64 KiB default window each call would
+// stall on WINDOW_UPDATE round trips.
+const (
+	window      = 16 << 20
+	ioBufferLen = 256 << 10
+)
+
+// DialOptions are the host's gRPC options for a plugin connection.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithInitialWindowSize(window),
+		grpc.WithInitialConnWindowSize(window),
+		grpc.WithReadBufferSize(ioBufferLen),
+		grpc.WithWriteBufferSize(ioBufferLen),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)),
+	}
+}
+
+// ServerOptions are the plugin's gRPC server options, matching
+// DialOptions; a batch may also exceed gRPC's default 4 MiB message limit.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.InitialWindowSize(window),
+		grpc.InitialConnWindowSize(window),
+		grpc.ReadBufferSize(ioBufferLen),
+		grpc.WriteBufferSize(ioBufferLen),
+		grpc.MaxRecvMsgSize(math.MaxInt32),
+		grpc.MaxSendMsgSize(math.MaxInt32),
 	}
 }
 

@@ -24,9 +24,11 @@ type Table struct {
 	v4, v6 []level
 }
 
+// level holds the prefixes of one length, keyed by their masked address
+// bytes (a cheaper map key than netip.Prefix).
 type level struct {
 	bits     int
-	prefixes map[netip.Prefix]*entry
+	prefixes map[[16]byte]*entry
 }
 
 // entry is a prefix's effective labels: its own, plus those of the shorter
@@ -133,10 +135,10 @@ func build(own map[netip.Prefix]map[string]string) *Table {
 		}
 		i := slices.IndexFunc(*levels, func(l level) bool { return l.bits == p.Bits() })
 		if i < 0 {
-			*levels = append(*levels, level{bits: p.Bits(), prefixes: map[netip.Prefix]*entry{}})
+			*levels = append(*levels, level{bits: p.Bits(), prefixes: map[[16]byte]*entry{}})
 			i = len(*levels) - 1
 		}
-		(*levels)[i].prefixes[p] = e
+		(*levels)[i].prefixes[p.Addr().As16()] = e
 	}
 	for _, levels := range [][]level{t.v4, t.v6} {
 		slices.SortFunc(levels, func(a, b level) int { return b.bits - a.bits })
@@ -158,7 +160,7 @@ func (t *Table) Lookup(a netip.Addr) *entry {
 	}
 	for _, l := range levels {
 		p, _ := a.Prefix(l.bits)
-		if e := l.prefixes[p]; e != nil {
+		if e := l.prefixes[p.Addr().As16()]; e != nil {
 			return e
 		}
 	}
