@@ -147,7 +147,8 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, f benchFlags) error
 
 	bar := newBenchBar(stdout, stderr, f, in, chains)
 	opts := bench.RunOptions{Records: f.records, Duration: f.duration, Warmup: f.warmup, AllocBatches: f.allocBatches}
-	report := &bench.Report{}
+	host := bench.HostInfo()
+	report := &bench.Report{Host: &host}
 	if otherChain != nil {
 		opts.Progress = bar.progress
 		cmp, err := bench.Compare(ctx, base, otherChain, in, f.rounds, opts, func(round int) {

@@ -11,6 +11,8 @@ import (
 // Report is what `weir bench --json` prints: the runs of one chain, or a
 // comparison of two.
 type Report struct {
+	// Host is the machine the report was made on.
+	Host *Host `json:"host,omitempty"`
 	// Runs are a single chain's runs, one per round.
 	Runs []*Result `json:"runs,omitempty"`
 	// RunsNsPerRecord spreads the chain's ns/record over the runs.
@@ -29,6 +31,9 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // WriteText writes r as the tables `weir bench` prints.
 func (r *Report) WriteText(w io.Writer) error {
 	ew := &errWriter{w: w}
+	if r.Host != nil {
+		fmt.Fprintf(ew, "host      %s\n", r.Host)
+	}
 	switch {
 	case r.Comparison != nil:
 		writeComparison(ew, r.Comparison)

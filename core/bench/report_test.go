@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -161,5 +162,24 @@ func TestPlot(t *testing.T) {
 	}
 	if err := (&Report{}).Plot(filepath.Join(dir, "x.svg")); err == nil {
 		t.Error("plot of an empty report: no error")
+	}
+}
+
+func TestHostInfo(t *testing.T) {
+	h := HostInfo()
+	if h.CPUs < 1 || h.GOMAXPROCS < 1 || h.GoVersion == "" || h.GOOS == "" {
+		t.Fatalf("host %+v", h)
+	}
+	if runtime.GOOS == "linux" && h.LoadAverage < 0 {
+		t.Errorf("no load average on Linux: %+v", h)
+	}
+	var buf bytes.Buffer
+	rep := testReport(t, false)
+	rep.Host = &h
+	if err := rep.WriteText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(buf.String(), "host      "+h.GOOS+"/"+h.GOARCH) {
+		t.Errorf("report does not start with the host line:\n%s", buf.String())
 	}
 }
