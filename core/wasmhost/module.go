@@ -233,17 +233,17 @@ type instance struct {
 	stack        [2]uint64
 	call         *callCtx
 	answer       abi.Answer
-	stderr       *tailWriter
+	stderr       *streamWriter
 }
 
 // instantiate creates an instance and runs its _initialize (Go reactors:
 // the runtime and the package init functions), within initTimeout.
 func (m *module) instantiate(ctx context.Context, ic instanceConfig, initTimeout time.Duration) (*instance, error) {
-	in := &instance{stderr: newTailWriter(ic.log, "stderr"), call: newCallCtx()}
+	in := &instance{stderr: newStreamWriter(ic.log, "stderr"), call: newCallCtx()}
 	mc := wazero.NewModuleConfig().
 		WithName(fmt.Sprintf("weir-wasm-%d", m.names.Add(1))).
 		WithStartFunctions("_initialize").
-		WithStdout(newTailWriter(ic.log, "stdout")).
+		WithStdout(newStreamWriter(ic.log, "stdout")).
 		WithStderr(in.stderr).
 		WithSysWalltime().WithSysNanotime().
 		WithRandSource(rand.Reader)
@@ -363,6 +363,7 @@ func (in *instance) run(b *flow.Batch, mask abi.Mask, timeout time.Duration) (re
 
 func (in *instance) runArmed(b *flow.Batch, mask abi.Mask) (string, error) {
 	ctx := in.call
+	in.stderr.reset()
 	view, _ := in.mem.Read(in.inPtr, in.inCap)
 	buf := abi.AppendBatchMask(view[:0], b, mask)
 	if len(buf) > len(view) || unsafe.SliceData(buf) != unsafe.SliceData(view) {
@@ -375,7 +376,7 @@ func (in *instance) runArmed(b *flow.Batch, mask abi.Mask) (string, error) {
 	}
 	in.stack[0], in.stack[1] = uint64(in.inPtr), uint64(len(buf))
 	if err := in.process.CallWithStack(ctx, in.stack[:]); err != nil {
-		return in.classify(err), fmt.Errorf("call %s: %w%s", exportProcess, err, in.stderr.suffix())
+		return in.classify(err), fmt.Errorf("call %s: %w%s", exportProcess, firstLine{err}, in.stderr.suffix())
 	}
 	ptr, n := uint32(in.stack[0]>>32), uint32(in.stack[0])
 	ans, ok := in.mem.Read(ptr, n)
@@ -404,7 +405,7 @@ func (in *instance) classify(err error) string {
 	if errors.Is(err, errTooLarge) {
 		return reasonOOM
 	}
-	tail := in.stderr.String()
+	seen := in.stderr.seen.Load()
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
 		switch exit.ExitCode() {
@@ -413,9 +414,9 @@ func (in *instance) classify(err error) string {
 		}
 	}
 	switch {
-	case strings.Contains(tail, "out of memory"):
+	case seen&sawOOM != 0:
 		return reasonOOM
-	case strings.Contains(tail, "panic:"), strings.Contains(tail, "fatal error:"):
+	case seen&sawPanic != 0:
 		return reasonPanic
 	}
 	if errors.Is(err, abi.ErrMalformed) {
@@ -430,6 +431,20 @@ func (in *instance) close(ctx context.Context) {
 		_ = in.mod.Close(ctx)
 	}
 }
+
+// firstLine shortens a wazero error to its first line: the wasm stack
+// trace that follows is noise in logs.
+type firstLine struct{ error }
+
+func (e firstLine) Error() string {
+	s := e.error.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func (e firstLine) Unwrap() error { return e.error }
 
 // callCtx is the context of an instance's calls: its Done channel closes
 // when the armed deadline passes, which makes wazero close the module
@@ -468,28 +483,40 @@ func (c *callCtx) arm(d time.Duration) { c.timer.Reset(d) }
 // disarm stops the deadline; false means it has fired.
 func (c *callCtx) disarm() bool { return c.timer.Stop() || !c.fired.Load() }
 
-// tailWriter keeps the last bytes a module wrote to a stream, for error
-// reports, and logs complete lines at debug level.
-type tailWriter struct {
+// streamWriter receives a module's stdout or stderr. It logs complete
+// lines at debug level, keeps the first bytes written since the last
+// reset for error reports (a Go crash prints its reason first, then
+// goroutine dumps), and notes the crash signatures the Go runtime prints.
+type streamWriter struct {
 	mu     sync.Mutex
 	log    *slog.Logger
 	stream string
-	tail   []byte
+	head   []byte
 	line   []byte
+	seen   atomic.Uint32 // sawOOM | sawPanic
 }
 
-const tailSize = 4 << 10
+const (
+	headSize = 2 << 10
+	sawOOM   = 1 << 0
+	sawPanic = 1 << 1
+)
 
-func newTailWriter(log *slog.Logger, stream string) *tailWriter {
-	return &tailWriter{log: log, stream: stream}
+func newStreamWriter(log *slog.Logger, stream string) *streamWriter {
+	return &streamWriter{log: log, stream: stream}
 }
 
-func (w *tailWriter) Write(p []byte) (int, error) {
+func (w *streamWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.tail = append(w.tail, p...)
-	if len(w.tail) > tailSize {
-		w.tail = append(w.tail[:0], w.tail[len(w.tail)-tailSize:]...)
+	if room := headSize - len(w.head); room > 0 {
+		w.head = append(w.head, p[:min(room, len(p))]...)
+	}
+	if bytes.Contains(p, []byte("out of memory")) {
+		w.seen.Or(sawOOM)
+	}
+	if bytes.Contains(p, []byte("panic: ")) || bytes.Contains(p, []byte("fatal error: ")) {
+		w.seen.Or(sawPanic)
 	}
 	if w.log != nil {
 		w.line = append(w.line, p...)
@@ -501,32 +528,50 @@ func (w *tailWriter) Write(p []byte) (int, error) {
 			w.log.Debug("module output", "stream", w.stream, "line", string(w.line[:i]))
 			w.line = w.line[i+1:]
 		}
-		if len(w.line) > tailSize {
+		if len(w.line) > headSize {
 			w.line = w.line[:0]
 		}
 	}
 	return len(p), nil
 }
 
-// String returns the kept tail.
-func (w *tailWriter) String() string {
+// reset forgets what was written, before a call whose failure must be
+// told apart from earlier output.
+func (w *streamWriter) reset() {
+	if w.seen.Load() == 0 && !w.written() {
+		return
+	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return string(w.tail)
+	w.head = w.head[:0]
+	w.seen.Store(0)
+	w.mu.Unlock()
 }
 
-// suffix returns the tail as ": module stderr: …" for error messages, or
-// "" if the module wrote nothing.
-func (w *tailWriter) suffix() string {
+func (w *streamWriter) written() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.head) > 0
+}
+
+// String returns the first bytes written since the last reset.
+func (w *streamWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return string(w.head)
+}
+
+// suffix returns the kept output as "; module stderr: …" for error
+// messages, or "" if the module wrote nothing.
+func (w *streamWriter) suffix() string {
 	s := strings.TrimSpace(w.String())
 	if s == "" {
 		return ""
 	}
-	const keep = 1024
+	const keep = 512
 	if len(s) > keep {
-		s = "…" + s[len(s)-keep:]
+		s = s[:keep] + "…"
 	}
-	return "; module stderr: " + s
+	return "; module " + w.stream + ": " + s
 }
 
-var _ io.Writer = (*tailWriter)(nil)
+var _ io.Writer = (*streamWriter)(nil)

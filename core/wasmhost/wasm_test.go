@@ -113,6 +113,9 @@ func TestMisbehaveSmoke(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			p, reg := newProcessor(t, "misbehave", map[string]any{"mode": mode, "every": 2}, func(c *Config) {
 				c.Timeout = 200 * time.Millisecond
+				if mode == "oom" {
+					c.Timeout = 5 * time.Second
+				}
 				c.MemoryLimit = "128MiB"
 			})
 			for i := range 6 {

@@ -66,7 +66,6 @@ func (g *Guest) Alloc(n int) []byte {
 	return g.in
 }
 
-
 // Init runs the plugin's Init on config and returns the encoded manifest.
 func (g *Guest) Init(config []byte) []byte {
 	m := abi.Manifest{Version: abi.Version, Kind: g.plugin.Kind, Reads: g.plugin.Reads}
