@@ -216,13 +216,9 @@ func classify(o *op) {
 	}
 }
 
-// useSlot turns a setter op into a direct store when the field's slot is
-// verified.
+// useSlot turns a setter op into a direct store into the field's slot.
 func useSlot(o *op) {
 	sl := &slots[o.field]
-	if !sl.ok {
-		return
-	}
 	switch o.kind {
 	case opUint:
 		o.kind = opSlotUint
