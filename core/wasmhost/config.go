@@ -7,9 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
+		"strings"
 	"time"
+
+	"github.com/weir-flow/weir/core/config"
 )
 
 // On-error policies.
@@ -34,10 +35,10 @@ type Config struct {
 	// keeps the batch unchanged, "fail-closed" drops it. Either way the
 	// failure is counted, logged and the instance recreated.
 	OnError string `koanf:"on_error"`
-	// MemoryLimit caps each instance's linear memory: bytes with an
-	// optional unit (KiB, MiB, GiB, or KB, MB, GB), rounded up to 64 KiB
-	// pages. Default "64MiB"; at most "4GiB".
-	MemoryLimit string `koanf:"memory_limit"`
+	// MemoryLimit caps each instance's linear memory, in bytes; YAML takes
+	// units ("64MiB", "1GiB"). Rounded up to 64 KiB pages. Default 64MiB;
+	// at most 4GiB. A Go guest needs a few MiB to start.
+	MemoryLimit config.ByteSize `koanf:"memory_limit"`
 	// Timeout is the longest one batch may run in the module before the
 	// instance is killed. Default 1s.
 	Timeout time.Duration `koanf:"timeout"`
@@ -66,7 +67,7 @@ type Allow struct {
 
 // Defaults.
 const (
-	DefaultMemoryLimit = "64MiB"
+	DefaultMemoryLimit = 64 << 20
 	DefaultTimeout     = time.Second
 	pageSize           = 64 << 10
 	maxPages           = 65536 // 4 GiB, the wasm32 limit
@@ -88,8 +89,8 @@ func (c *Config) Validate() error {
 	if c.OnError != FailOpen && c.OnError != FailClosed {
 		errs = append(errs, fmt.Errorf("on_error: %q: want %q or %q", c.OnError, FailOpen, FailClosed))
 	}
-	if _, err := ParseSize(c.MemoryLimit); err != nil {
-		errs = append(errs, fmt.Errorf("memory_limit: %w", err))
+	if c.MemoryLimit <= 0 || c.MemoryLimit > maxPages*pageSize {
+		errs = append(errs, fmt.Errorf("memory_limit: %s: want more than 0 and at most 4GiB, the most a wasm32 module can address", c.MemoryLimit))
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("timeout: %s: must be positive", c.Timeout))
@@ -113,38 +114,11 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// ParseSize parses a byte size such as "64MiB", "512KB" or "1048576".
-func ParseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mult   int64
-	}{
-		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
-		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1},
-	}
-	mult := int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	switch {
-	case err != nil || n <= 0:
-		return 0, fmt.Errorf("%q: want a positive size such as 64MiB", s)
-	case n > (int64(maxPages)*pageSize)/mult:
-		return 0, fmt.Errorf("%q: more than the 4GiB a wasm32 module can address", s)
-	}
-	return n * mult, nil
-}
-
 // memoryPages returns the memory limit in 64 KiB pages.
 func (c *Config) memoryPages() uint32 {
-	n, err := ParseSize(c.MemoryLimit)
-	if err != nil {
-		n, _ = ParseSize(DefaultMemoryLimit)
+	n := int64(c.MemoryLimit)
+	if n <= 0 || n > maxPages*pageSize {
+		n = DefaultMemoryLimit
 	}
 	return uint32((n + pageSize - 1) / pageSize)
 }

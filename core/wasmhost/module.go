@@ -22,6 +22,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/weir-flow/weir/core/abi"
+	"github.com/weir-flow/weir/core/config"
 	"github.com/weir-flow/weir/core/flow"
 )
 
@@ -131,6 +132,9 @@ func compileModule(ctx context.Context, path string, pages uint32, cacheDir stri
 	m.compiled, err = m.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		m.close(ctx)
+		if strings.Contains(err.Error(), "over limit") {
+			return nil, fmt.Errorf("%s: memory_limit of %s is below the module's own minimum: %v", path, config.ByteSize(pages)*pageSize, err)
+		}
 		return nil, fmt.Errorf("%s: %w: %v", path, ErrNotWasm, err)
 	}
 	return m, nil

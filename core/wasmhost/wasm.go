@@ -137,7 +137,7 @@ func (p *Processor) Start(ctx context.Context) error {
 	p.live = 1
 	p.idle <- in
 	p.log.Info("wasm module loaded", "path", p.path, "kind", manifest.Kind, "abi", manifest.Version,
-		"instances", p.max, "memory_limit", p.cfg.MemoryLimit, "duration", time.Since(t0))
+		"instances", p.max, "memory_limit", p.cfg.MemoryLimit.String(), "duration", time.Since(t0))
 	return nil
 }
 
