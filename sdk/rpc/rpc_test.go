@@ -1,0 +1,117 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/weir-flow/weir/core/abi"
+	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/plugintest"
+)
+
+func TestNewServerNeedsCallback(t *testing.T) {
+	if _, err := NewServer(Plugin{Name: "empty"}); err == nil {
+		t.Fatal("a plugin without Filter or Enrich was accepted")
+	}
+}
+
+func TestKinds(t *testing.T) {
+	keep := func(*flow.Record) bool { return true }
+	enrich := func(*flow.Record) {}
+	tests := []struct {
+		p    Plugin
+		want abi.Kind
+	}{
+		{Plugin{Filter: keep}, abi.KindFilter},
+		{Plugin{Enrich: enrich}, abi.KindEnricher},
+		{Plugin{Filter: keep, Enrich: enrich}, abi.KindProcessor},
+	}
+	for _, tt := range tests {
+		h, err := NewTestHost(tt.p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := h.Manifest().Kind; got != tt.want {
+			t.Errorf("kind %s, want %s", got, tt.want)
+		}
+	}
+}
+
+// TestProcessor checks that Enrich runs on the records Filter keeps only.
+func TestProcessor(t *testing.T) {
+	h, err := NewTestHost(Plugin{
+		Filter: func(r *flow.Record) bool { return r.ProtocolIdentifier == 6 },
+		Enrich: func(r *flow.Record) { r.SetString(flow.TCPState, "seen") },
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := plugintest.MixedBatch(8)
+	if err := h.Process(b); err != nil {
+		t.Fatal(err)
+	}
+	if b.Len() != 2 {
+		t.Fatalf("%d records kept, want 2", b.Len())
+	}
+	for _, r := range b.Records {
+		if r.ProtocolIdentifier != 6 || r.TCPState != "seen" {
+			t.Errorf("record %+v", r)
+		}
+	}
+}
+
+func TestPanicIsReported(t *testing.T) {
+	h, err := NewTestHost(Plugin{Enrich: func(*flow.Record) { panic("boom") }}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := plugintest.MixedBatch(3)
+	err = h.Process(b)
+	var pe *abi.PluginError
+	if !errors.As(err, &pe) || pe.Status != abi.StatusPanic || !strings.Contains(pe.Message, "boom") {
+		t.Fatalf("got %v, want a StatusPanic error", err)
+	}
+	if b.Len() != 3 || b.Records[0].TCPState != "" {
+		t.Error("a failed batch was changed")
+	}
+}
+
+func TestInitPanicIsRejected(t *testing.T) {
+	_, err := NewTestHost(Plugin{Init: func([]byte) error { panic("bad init") }, Enrich: func(*flow.Record) {}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "bad init") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestMalformedBatch(t *testing.T) {
+	srv, err := NewServer(Plugin{Enrich: func(*flow.Record) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, buf := range [][]byte{nil, []byte("WEIP garbage"), []byte("WEIR garbage")} {
+		if _, err := srv.Process(context.Background(), buf); err == nil {
+			t.Errorf("%q accepted", buf)
+		}
+	}
+}
+
+func TestPath(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "t.csv"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("WEIR_BASE_DIR", dir)
+	if got := Path("t.csv"); got != filepath.Join(dir, "t.csv") {
+		t.Errorf("Path(t.csv) = %s", got)
+	}
+	if got := Path("missing.csv"); got != "missing.csv" {
+		t.Errorf("Path(missing.csv) = %s", got)
+	}
+	if got := Path("/abs/x"); got != "/abs/x" {
+		t.Errorf("Path(/abs/x) = %s", got)
+	}
+}
