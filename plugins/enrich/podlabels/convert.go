@@ -94,10 +94,7 @@ func servicePorts(s *corev1.Service) []svcPort {
 			if p.Name != "" {
 				name += ":" + p.Name
 			}
-			ports = append(ports, svcPort{
-				key:  svcKey{addr: ip.Unmap().As16(), port: uint16(p.Port), proto: proto},
-				name: intern(name),
-			})
+			ports = append(ports, svcPort{addr: ip.Unmap(), port: uint16(p.Port), proto: proto, name: intern(name)})
 		}
 	}
 	return ports

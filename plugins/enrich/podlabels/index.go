@@ -23,21 +23,13 @@ type endpoint struct {
 	stale bool
 }
 
-// svcKey identifies one Service port: a ClusterIP (as 16 bytes, IPv4
-// mapped), the Service port and its IANA protocol number.
-type svcKey struct {
-	addr  [16]byte
-	port  uint16
-	proto uint8
-}
-
 // snapshot is an immutable view of the index, read without locks.
 type snapshot struct {
-	ips      map[[16]byte]*endpoint // Pod and Node addresses
-	services map[svcKey]string      // → "namespace/name:port"
+	ips      *addrTable // Pod and Node addresses
+	services *svcTable  // (ClusterIP, port, protocol) → "namespace/name:port"
 }
 
-var emptySnapshot = &snapshot{ips: map[[16]byte]*endpoint{}, services: map[svcKey]string{}}
+var emptySnapshot = &snapshot{ips: newAddrTable(0), services: newSvcTable(0)}
 
 // podInfo is the part of a Pod the index needs.
 type podInfo struct {
@@ -53,10 +45,13 @@ type tombstone struct {
 	expires time.Time
 }
 
-// svcPort is one Service port: its key and its Antrea port name.
+// svcPort is one Service port: a ClusterIP, the port, its IANA protocol
+// number, and its Antrea name.
 type svcPort struct {
-	key  svcKey
-	name string
+	addr  netip.Addr
+	port  uint16
+	proto uint8
+	name  string
 }
 
 // store is the mutable source of truth that backends update. Every change
@@ -74,7 +69,7 @@ type store struct {
 	pods     map[string]*podInfo // by UID (or namespace/name for files)
 	nodes    map[string][]netip.Addr
 	services map[string][]svcPort // by namespace/name
-	tombs    map[[16]byte]tombstone
+	tombs    map[netip.Addr]tombstone
 	dirty    bool
 
 	kick chan struct{}
@@ -89,7 +84,7 @@ func newStore(grace time.Duration) *store {
 		pods:        map[string]*podInfo{},
 		nodes:       map[string][]netip.Addr{},
 		services:    map[string][]svcPort{},
-		tombs:       map[[16]byte]tombstone{},
+		tombs:       map[netip.Addr]tombstone{},
 		kick:        make(chan struct{}, 1),
 	}
 	s.snap.Store(emptySnapshot)
@@ -163,7 +158,7 @@ func (s *store) deletePodLocked(key string) {
 		ep.stale = true
 		expires := s.now().Add(s.grace)
 		for _, ip := range p.ips {
-			s.tombs[ip.As16()] = tombstone{ep: &ep, expires: expires}
+			s.tombs[ip] = tombstone{ep: &ep, expires: expires}
 		}
 	}
 	s.changed()
@@ -259,21 +254,27 @@ func (s *store) rebuild() (next time.Time) {
 
 // publish builds and stores a snapshot; s.mu is held.
 func (s *store) publish() {
-	ips := make(map[[16]byte]*endpoint, len(s.pods)+len(s.nodes)+len(s.tombs))
-	// Deterministic precedence when Pods share an address.
+	size := len(s.tombs)
 	pods := make([]*podInfo, 0, len(s.pods))
 	for _, p := range s.pods {
 		if len(p.ips) > 0 {
 			pods = append(pods, p)
+			size += len(p.ips)
 		}
 	}
+	for _, ips := range s.nodes {
+		size += len(ips)
+	}
+	ips := newAddrTable(size)
+	// Deterministic precedence when Pods share an address: the first added
+	// wins.
 	sort.Slice(pods, func(i, j int) bool {
 		if c := podRank(pods[i], pods[j]); c != 0 {
 			return c < 0
 		}
 		return cmp.Or(cmp.Compare(pods[i].podNamespace, pods[j].podNamespace), cmp.Compare(pods[i].podName, pods[j].podName)) < 0
 	})
-	var stale int
+	var live, stale int
 	for _, p := range pods {
 		ep := &p.endpoint
 		if p.terminal && !ep.stale {
@@ -282,22 +283,21 @@ func (s *store) publish() {
 			ep = &cp
 		}
 		for _, ip := range p.ips {
-			k := ip.As16()
-			if _, taken := ips[k]; !taken {
-				ips[k] = ep
+			if ips.add(ip, ep) {
 				if ep.stale {
 					stale++
+				} else {
+					live++
 				}
 			}
 		}
 	}
-	for k, t := range s.tombs {
-		if _, taken := ips[k]; taken {
+	for ip, t := range s.tombs {
+		if !ips.add(ip, t.ep) {
 			// A new Pod owns the address: it wins at once.
-			delete(s.tombs, k)
+			delete(s.tombs, ip)
 			continue
 		}
-		ips[k] = t.ep
 		stale++
 	}
 	nodeNames := make([]string, 0, len(s.nodes))
@@ -309,22 +309,24 @@ func (s *store) publish() {
 	for _, name := range nodeNames {
 		ep := &endpoint{nodeName: name}
 		for _, ip := range s.nodes[name] {
-			k := ip.As16()
-			if _, taken := ips[k]; !taken {
-				ips[k] = ep
+			if ips.add(ip, ep) {
 				nodes++
 			}
 		}
 	}
-	services := make(map[svcKey]string)
+	n := 0
+	for _, ports := range s.services {
+		n += len(ports)
+	}
+	services := newSvcTable(n)
 	for _, ports := range s.services {
 		for _, p := range ports {
-			services[p.key] = p.name
+			services.add(p.addr, p.port, p.proto, p.name)
 		}
 	}
 	s.snap.Store(&snapshot{ips: ips, services: services})
 	if s.onRebuild != nil {
-		s.onRebuild(len(ips)-nodes-stale, nodes, len(services), stale)
+		s.onRebuild(live, nodes, services.len(), stale)
 	}
 }
 

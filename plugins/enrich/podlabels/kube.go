@@ -120,11 +120,12 @@ func (b *kubeBackend) start(ctx context.Context, _ *sync.WaitGroup) error {
 		{core.Nodes().Informer(), "node", b.upsertNode, b.deleteNode},
 		{core.Services().Informer(), "service", b.upsertService, b.deleteService},
 	}
+	var synced []cache.InformerSynced
 	for _, h := range handlers {
 		added := b.metrics.events.WithLabelValues(h.kind, "add")
 		updated := b.metrics.events.WithLabelValues(h.kind, "update")
 		deleted := b.metrics.events.WithLabelValues(h.kind, "delete")
-		_, err := h.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		reg, err := h.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { added.Inc(); h.upsert(obj) },
 			UpdateFunc: func(_, obj any) { updated.Inc(); h.upsert(obj) },
 			DeleteFunc: func(obj any) {
@@ -138,18 +139,18 @@ func (b *kubeBackend) start(ctx context.Context, _ *sync.WaitGroup) error {
 		if err != nil {
 			return fmt.Errorf("watch %ss: %w", h.kind, err)
 		}
+		synced = append(synced, reg.HasSynced)
 	}
 	b.factory.Start(ctx.Done())
 	if b.syncTimeout <= 0 {
 		return nil
 	}
+	// Wait until the handlers, not only the caches, have seen the initial
+	// list: handlers run asynchronously after the cache syncs.
 	syncCtx, cancel := context.WithTimeout(ctx, b.syncTimeout)
 	defer cancel()
-	for typ, ok := range b.factory.WaitForCacheSync(syncCtx.Done()) {
-		if !ok {
-			b.log.Warn("informer not synced in time; records miss until it is",
-				"type", typ.String(), "sync_timeout", b.syncTimeout)
-		}
+	if !cache.WaitForCacheSync(syncCtx.Done(), synced...) {
+		b.log.Warn("cluster state not listed in time; records miss until it is", "sync_timeout", b.syncTimeout)
 	}
 	return ctx.Err()
 }

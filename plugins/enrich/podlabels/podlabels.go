@@ -60,6 +60,16 @@ type Enricher struct {
 // New builds the processor and its backend. It reads no file and opens no
 // connection; a kubeconfig that cannot be loaded is an error here.
 func New(cfg *Config, set plugin.Settings) (*Enricher, error) {
+	return newEnricher(cfg, set, func(e *Enricher, enc *labelEncoder) (backend, error) {
+		if cfg.File != "" {
+			return newFileBackend(resolve(set.BaseDir, cfg.File), cfg.ReloadInterval, enc, e.store, e.metrics, e.log), nil
+		}
+		return newKubeBackend(resolve(set.BaseDir, cfg.Kubeconfig), cfg.Context, cfg.SyncTimeout, enc, e.store, e.metrics, e.log)
+	})
+}
+
+// newEnricher builds the processor around the backend newBackend returns.
+func newEnricher(cfg *Config, set plugin.Settings, newBackend func(*Enricher, *labelEncoder) (backend, error)) (*Enricher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -77,15 +87,8 @@ func New(cfg *Config, set plugin.Settings) (*Enricher, error) {
 		metrics:   m,
 	}
 	e.store.onRebuild = m.setEntries
-	enc := newLabelEncoder(cfg.Labels)
-	if cfg.File != "" {
-		e.backend = newFileBackend(resolve(set.BaseDir, cfg.File), cfg.ReloadInterval, enc, e.store, m, set.Logger)
-	} else {
-		kb, err := newKubeBackend(resolve(set.BaseDir, cfg.Kubeconfig), cfg.Context, cfg.SyncTimeout, enc, e.store, m, set.Logger)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", ID, err)
-		}
-		e.backend = kb
+	if e.backend, err = newBackend(e, newLabelEncoder(cfg.Labels)); err != nil {
+		return nil, fmt.Errorf("%s: %w", ID, err)
 	}
 	return e, nil
 }
@@ -168,7 +171,7 @@ func (e *Enricher) Process(_ context.Context, b *flow.Batch) error {
 // enrich resolves one record's addresses against s.
 func (e *Enricher) enrich(r *flow.Record, s *snapshot, c *counts) {
 	if r.SourceAddress.IsValid() {
-		ep := s.ips[r.SourceAddress.As16()]
+		ep := s.ips.get(r.SourceAddress)
 		if ep != nil {
 			e.set(r, &r.SourcePodName, flow.SourcePodName, ep.podName)
 			e.set(r, &r.SourcePodNamespace, flow.SourcePodNamespace, ep.podNamespace)
@@ -178,14 +181,20 @@ func (e *Enricher) enrich(r *flow.Record, s *snapshot, c *counts) {
 		c.add(ep, ep != nil)
 	}
 	if r.DestinationAddress.IsValid() {
-		ep := s.ips[r.DestinationAddress.As16()]
+		ep := s.ips.get(r.DestinationAddress)
 		if ep != nil {
 			e.set(r, &r.DestinationPodName, flow.DestinationPodName, ep.podName)
 			e.set(r, &r.DestinationPodNamespace, flow.DestinationPodNamespace, ep.podNamespace)
 			e.set(r, &r.DestinationNodeName, flow.DestinationNodeName, ep.nodeName)
 			e.set(r, &r.DestinationPodLabels, flow.DestinationPodLabels, ep.labels)
 		}
-		svc := len(s.services) > 0 && e.service(r, s)
+		// A Pod or Node address is no ClusterIP: look the Service up only
+		// when the destination is unknown or the exporter named the
+		// ClusterIP.
+		svc := false
+		if ep == nil || r.DestinationClusterIP.IsValid() {
+			svc = e.service(r, s)
+		}
 		c.add(ep, ep != nil || svc)
 	}
 }
@@ -195,20 +204,16 @@ func (e *Enricher) enrich(r *flow.Record, s *snapshot, c *counts) {
 // Antrea sent them (the flow after DNAT), else by the destination address
 // and port (a flow observed before DNAT).
 func (e *Enricher) service(r *flow.Record, s *snapshot) bool {
-	k := svcKey{proto: r.ProtocolIdentifier}
+	addr, port := r.DestinationAddress, r.DestinationTransportPort
 	viaDst := !r.DestinationClusterIP.IsValid()
-	if viaDst {
-		k.addr = r.DestinationAddress.As16()
-		k.port = r.DestinationTransportPort
-	} else {
-		k.addr = r.DestinationClusterIP.As16()
-		k.port = r.DestinationTransportPort
+	if !viaDst {
+		addr = r.DestinationClusterIP
 		if r.Present.Has(flow.DestinationServicePort) {
-			k.port = r.DestinationServicePort
+			port = r.DestinationServicePort
 		}
 	}
-	name, ok := s.services[k]
-	if !ok {
+	name := s.services.get(addr, port, r.ProtocolIdentifier)
+	if name == "" {
 		return false
 	}
 	e.set(r, &r.DestinationServicePortName, flow.DestinationServicePortName, name)
@@ -217,7 +222,7 @@ func (e *Enricher) service(r *flow.Record, s *snapshot) bool {
 		r.Present.Add(flow.DestinationClusterIP)
 	}
 	if e.overwrite || !r.Present.Has(flow.DestinationServicePort) {
-		r.DestinationServicePort = k.port
+		r.DestinationServicePort = port
 		r.Present.Add(flow.DestinationServicePort)
 	}
 	return true
