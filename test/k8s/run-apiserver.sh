@@ -10,7 +10,9 @@
 #   run-apiserver.sh stop DIR    stop what start started (by its PID files)
 #
 # Ports: WEIR_K8S_ETCD_PORT (default 23790; peer port +1) and
-# WEIR_K8S_API_PORT (default 26443), all on 127.0.0.1.
+# WEIR_K8S_API_PORT (default 26443), all on 127.0.0.1. With
+# WEIR_K8S_WATCH_PID set, both are stopped once that process exits (a test
+# binary that dies without running its cleanup leaves nothing behind).
 set -euo pipefail
 
 cmd="${1:-}"
@@ -24,7 +26,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 stop() {
 	local name pid
-	for name in kube-apiserver etcd; do
+	for name in watchdog kube-apiserver etcd; do
 		[[ -f "$dir/$name.pid" ]] || continue
 		pid="$(cat "$dir/$name.pid")"
 		if kill -0 "$pid" 2>/dev/null; then
@@ -119,6 +121,16 @@ echo $! >"$dir/etcd.pid"
 	--endpoint-reconciler-type none \
 	>"$dir/kube-apiserver.log" 2>&1 &
 echo $! >"$dir/kube-apiserver.pid"
+
+if [[ -n "${WEIR_K8S_WATCH_PID:-}" ]]; then
+	(
+		while kill -0 "$WEIR_K8S_WATCH_PID" 2>/dev/null; do sleep 1; done
+		for name in kube-apiserver etcd; do
+			[[ -f "$dir/$name.pid" ]] && kill "$(cat "$dir/$name.pid")" 2>/dev/null
+		done
+	) </dev/null >/dev/null 2>&1 &
+	echo $! >"$dir/watchdog.pid"
+fi
 
 cat >"$dir/kubeconfig" <<KUBECONFIG
 apiVersion: v1
