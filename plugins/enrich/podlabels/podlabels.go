@@ -2,6 +2,7 @@ package podlabels
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,11 @@ import (
 
 // ID is the plugin ID.
 const ID = "enrich.podlabels"
+
+// ExampleYAML is example.yaml, a complete pipeline using the plugin.
+//
+//go:embed example.yaml
+var ExampleYAML string
 
 func init() {
 	plugin.Register(plugin.Info{

@@ -16,6 +16,7 @@ import (
 	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/core/plugintest"
 	"github.com/weir-flow/weir/plugins/enrich/podlabels"
+	"github.com/weir-flow/weir/plugins/export/jsonl"
 )
 
 // antrea is the part of a record this plugin writes.
@@ -529,5 +530,37 @@ func TestRegistered(t *testing.T) {
 	}
 	if _, ok := c.(plugin.Processor); !ok {
 		t.Errorf("%T is not a processor", c)
+	}
+}
+
+// The README's sample output: what export.jsonl prints for an enriched
+// record.
+func TestREADMEOutput(t *testing.T) {
+	e, _ := newFromFile(t, fileConfig("testdata/cluster.yaml"))
+	b := flow.NewBatch(1)
+	plugintest.Record(b, "10.244.1.5", "10.96.0.10", 17, 40000, 53, 1, 100)
+	if err := e.Process(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	line := string(jsonl.AppendRecord(nil, b.Records[0], false))
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sample string
+	for _, l := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(l, `{"sourcePodNamespace"`) {
+			sample = strings.TrimSuffix(l, "}")
+		}
+	}
+	if sample == "" {
+		t.Fatal("README has no sample output line")
+	}
+	// Every key/value of the sample is in the real output.
+	for _, kv := range strings.Split(strings.TrimPrefix(sample, "{"), `,"`) {
+		kv = strings.TrimPrefix(kv, `"`)
+		if !strings.Contains(line, `"`+kv) {
+			t.Errorf("README sample has %q; export.jsonl printed:\n%s", kv, line)
+		}
 	}
 }
