@@ -107,7 +107,7 @@ func BenchmarkProcess(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/records, "ns/record")
 			// CPU time measures the cost better than wall time on a shared
 			// machine.
-			b.ReportMetric(float64((cpuTime() - cpu0).Nanoseconds())/records, "cpu-ns/record")
+			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/records, "cpu-ns/record")
 		})
 	}
 }
