@@ -422,3 +422,25 @@ func TestApply(t *testing.T) {
 		t.Fatalf("status error: %v", err)
 	}
 }
+
+func TestRecordOffsets(t *testing.T) {
+	var pl plan
+	pl.build(All)
+	for i := range pl.n {
+		it := &pl.items[i]
+		if it.kind != flow.KindUnsigned && it.kind != flow.KindTime {
+			continue
+		}
+		var r flow.Record
+		v := uint64(0x0102030405060708) & (1<<(8*uint(it.size)) - 1 | -(uint64(it.size) >> 3))
+		r.SetUint(it.field, v)
+		if got := loadUint(&r, it); got != v {
+			t.Errorf("%s: offset reads %#x, SetUint wrote %#x", it.field, got, v)
+		}
+		var w flow.Record
+		storeUint(&w, it, v)
+		if w.Uint(it.field) != v {
+			t.Errorf("%s: storeUint wrote %#x, Uint reads %#x", it.field, v, w.Uint(it.field))
+		}
+	}
+}

@@ -2,7 +2,6 @@ package abi
 
 import (
 	"encoding/binary"
-	"math/bits"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -38,15 +37,10 @@ func AppendBatchMask(dst []byte, b *flow.Batch, m Mask) []byte {
 			dst = encodeFull(dst, start+BatchHeaderSize+i*RecordSize, dataStart, r)
 		}
 	} else {
-		var list [flow.NumFields]flow.FieldID
-		fields := list[:0]
-		for w := range m.Fields {
-			for word := m.Fields[w]; word != 0; word &= word - 1 {
-				fields = append(fields, flow.FieldID(w*64+bits.TrailingZeros64(word)))
-			}
-		}
+		var pl plan
+		pl.build(m)
 		for i, r := range b.Records {
-			dst = encodeMasked(dst, start+BatchHeaderSize+i*RecordSize, dataStart, r, m, fields)
+			dst = encodeMasked(dst, start+BatchHeaderSize+i*RecordSize, dataStart, r, m, &pl)
 		}
 	}
 
@@ -130,20 +124,21 @@ func encodeFull(dst []byte, blk, dataStart int, r *flow.Record) []byte {
 	return putExtra(dst, blk, dataStart, r)
 }
 
-// encodeMasked writes the parts of r selected by m into the block at blk;
-// fields lists m.Fields.
-func encodeMasked(dst []byte, blk, dataStart int, r *flow.Record, m Mask, fields []flow.FieldID) []byte {
+// encodeMasked writes the parts of r selected by m (listed in pl) into
+// the block at blk.
+func encodeMasked(dst []byte, blk, dataStart int, r *flow.Record, m Mask, pl *plan) []byte {
 	putPrelude(dst[blk:blk+RecordSize], r, m.Flags)
 	present := r.Present
-	for _, f := range fields {
-		off := blk + int(fieldOffset[f])
-		switch flow.Fields[f].Kind {
+	for i := range pl.n {
+		it := &pl.items[i]
+		off := blk + int(it.block)
+		switch it.kind {
 		case flow.KindAddress:
-			putAddr(dst[off:off+addrSize], r.Addr(f))
+			putAddr(dst[off:off+addrSize], r.Addr(it.field))
 		case flow.KindString:
-			dst = putString(dst, off, dataStart, r.String(f), &present, f)
+			dst = putString(dst, off, dataStart, r.String(it.field), &present, it.field)
 		default:
-			putUint(dst[off:off+int(fieldSize[f])], r.Uint(f))
+			putUint(dst[off:off+int(it.size)], loadUint(r, it))
 		}
 	}
 	le.PutUint64(dst[blk+rPresent:], present[0]&m.Fields[0])
@@ -337,7 +332,10 @@ func (v *View) Mask() Mask { return v.mask }
 // label repeated across records and batches is allocated once. The zero
 // value is ready to use; a Decoder is not safe for concurrent use.
 type Decoder struct {
-	strings map[string]string
+	strings  map[string]string
+	plan     plan // fields of planMask, reused while batches keep one mask
+	planMask Mask
+	planned  bool
 }
 
 // Interning bounds: strings longer than maxIntern are not interned, and the
@@ -483,31 +481,31 @@ func (d *Decoder) decodeFull(v *View, p []byte, r *flow.Record) error {
 }
 
 func (d *Decoder) decodeMasked(v *View, p []byte, r *flow.Record) error {
-	present := r.Present
-	for w := range v.mask.Fields {
-		for word := v.mask.Fields[w]; word != 0; word &= word - 1 {
-			f := flow.FieldID(w*64 + bits.TrailingZeros64(word))
-			q := p[fieldOffset[f] : fieldOffset[f]+fieldSize[f]]
-			switch flow.Fields[f].Kind {
-			case flow.KindAddress:
-				a, ok := getAddr(q)
-				if !ok {
-					return &fieldError{f, "address family " + itoa(int(q[16]))}
-				}
-				r.SetAddr(f, a)
-			case flow.KindString:
-				s, err := d.str(v, q)
-				if err != nil {
-					return &fieldError{f, err.Error()}
-				}
-				r.SetString(f, s)
-			default:
-				r.SetUint(f, getUint(q))
+	if !d.planned || d.planMask != v.mask {
+		d.plan.build(v.mask)
+		d.planMask, d.planned = v.mask, true
+	}
+	pl := &d.plan
+	for i := range pl.n {
+		it := &pl.items[i]
+		q := p[it.block : int(it.block)+int(it.size)]
+		switch it.kind {
+		case flow.KindAddress:
+			a, ok := getAddr(q)
+			if !ok {
+				return &fieldError{it.field, "address family " + itoa(int(q[16]))}
 			}
+			*addrField(r, it.field) = a
+		case flow.KindString:
+			s, err := d.str(v, q)
+			if err != nil {
+				return &fieldError{it.field, err.Error()}
+			}
+			*stringField(r, it.field) = s
+		default:
+			storeUint(r, it, getUint(q))
 		}
 	}
-	// The setters mark fields present; presence is what the buffer says.
-	r.Present = present
 	return nil
 }
 

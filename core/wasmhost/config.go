@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-		"strings"
+	"strings"
 	"time"
 
 	"github.com/weir-flow/weir/core/config"
@@ -40,7 +40,11 @@ type Config struct {
 	// at most 4GiB. A Go guest needs a few MiB to start.
 	MemoryLimit config.ByteSize `koanf:"memory_limit"`
 	// Timeout is the longest one batch may run in the module before the
-	// instance is killed. Default 1s.
+	// instance is killed. Default 1s. 0 disables the deadline: the module
+	// is then compiled without interruption checks and runs several times
+	// faster (docs/abi.md has figures), but a module stuck in a loop keeps
+	// its instance and a CPU busy until weir exits. Use 0 only for
+	// trusted modules.
 	Timeout time.Duration `koanf:"timeout"`
 	// Instances is how many instances run batches in parallel. Default 0
 	// means GOMAXPROCS. Instances are created on demand.
@@ -92,8 +96,8 @@ func (c *Config) Validate() error {
 	if c.MemoryLimit <= 0 || c.MemoryLimit > maxPages*pageSize {
 		errs = append(errs, fmt.Errorf("memory_limit: %s: want more than 0 and at most 4GiB, the most a wasm32 module can address", c.MemoryLimit))
 	}
-	if c.Timeout <= 0 {
-		errs = append(errs, fmt.Errorf("timeout: %s: must be positive", c.Timeout))
+	if c.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("timeout: %s: must be positive, or 0 for no deadline", c.Timeout))
 	}
 	if c.Instances < 0 {
 		errs = append(errs, fmt.Errorf("instances: %d: must be 0 (GOMAXPROCS) or more", c.Instances))

@@ -143,7 +143,7 @@ func (p *Processor) Start(ctx context.Context) error {
 
 // load compiles the module at path and makes its first instance.
 func load(ctx context.Context, path string, cfg *Config, baseDir string, config []byte, ic instanceConfig, log *slog.Logger) (*module, *instance, abi.Manifest, error) {
-	mod, err := openModule(ctx, path, cfg.memoryPages(), cfg.cacheDir(baseDir), ic, log)
+	mod, err := openModule(ctx, path, cfg.memoryPages(), cfg.Timeout > 0, cfg.cacheDir(baseDir), ic, log)
 	if err != nil {
 		return nil, nil, abi.Manifest{}, err
 	}
@@ -159,8 +159,8 @@ func load(ctx context.Context, path string, cfg *Config, baseDir string, config 
 // another ABI version is reported as such (a *abi.VersionError naming
 // both versions) rather than by the exports it lacks, if it can tell its
 // version.
-func openModule(ctx context.Context, path string, pages uint32, cacheDir string, ic instanceConfig, log *slog.Logger) (*module, error) {
-	mod, err := compileModule(ctx, path, pages, cacheDir, log)
+func openModule(ctx context.Context, path string, pages uint32, interruptible bool, cacheDir string, ic instanceConfig, log *slog.Logger) (*module, error) {
+	mod, err := compileModule(ctx, path, pages, interruptible, cacheDir, log)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,171 @@
+package wasmhost
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/plugin"
+	"github.com/weir-flow/weir/core/plugintest"
+	"github.com/weir-flow/weir/plugins/filter/protocol"
+)
+
+var benchSizes = []int{1, 64, 256, 1024}
+
+// benchBatch is a mixed batch and a pristine copy to restore it from, so
+// that every iteration filters the same records.
+func benchBatch(n int) (b, orig *flow.Batch) {
+	return plugintest.MixedBatch(n), plugintest.MixedBatch(n)
+}
+
+func restore(b, orig *flow.Batch) {
+	b.Records = b.Records[:len(orig.Records)]
+	copy(b.Records, orig.Records)
+}
+
+// BenchmarkProtocolFilter compares the WASM protocolfilter with the
+// built-in filter.protocol (config {protocols: [tcp, udp]}: half the
+// records kept) per batch size; ns/record is the figure to compare.
+func BenchmarkProtocolFilter(b *testing.B) {
+	config := map[string]any{"protocols": []any{"tcp", "udp"}}
+	for _, n := range benchSizes {
+		for _, timeout := range []time.Duration{time.Second, 0} {
+			b.Run(fmt.Sprintf("wasm/timeout=%s/n=%d", timeout, n), func(b *testing.B) {
+				p := newProcessor(b, "protocolfilter", config, func(c *Config) { c.Instances = 1; c.Timeout = timeout })
+				batch, orig := benchBatch(n)
+				ctx := context.Background()
+				b.ReportAllocs()
+				c0 := cpuNow()
+				for b.Loop() {
+					restore(batch, orig)
+					if err := p.Process(ctx, batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if batch.Len() != (n+1)/2 && n > 1 {
+					b.Fatalf("kept %d of %d", batch.Len(), n)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+				b.ReportMetric(float64(cpuNow()-c0)/float64(b.N*n), "cpu-ns/record")
+			})
+		}
+		b.Run(fmt.Sprintf("builtin/n=%d", n), func(b *testing.B) {
+			var cfg protocol.Config
+			cfg.Protocols = config["protocols"].([]any)
+			f, err := protocol.New(&cfg, plugin.NopSettings(protocol.ID))
+			if err != nil {
+				b.Fatal(err)
+			}
+			batch, orig := benchBatch(n)
+			ctx := context.Background()
+			b.ReportAllocs()
+			c0 := cpuNow()
+			for b.Loop() {
+				restore(batch, orig)
+				if err := f.Process(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+			b.ReportMetric(float64(cpuNow()-c0)/float64(b.N*n), "cpu-ns/record")
+		})
+	}
+}
+
+// BenchmarkEnricher measures subnettag, which sends four fields and gets
+// two label updates per record back.
+func BenchmarkEnricher(b *testing.B) {
+	p := newProcessor(b, "subnettag", map[string]any{"subnets": map[string]any{"10.0.0.0/8": "ten", "fd00::/8": "ula"}},
+		func(c *Config) { c.Instances = 1 })
+	const n = 256
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		batch := plugintest.MixedBatch(n)
+		b.StartTimer()
+		if err := p.Process(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+}
+
+// BenchmarkCompile measures compiling protocolfilter.wasm without a cache
+// (cold) and from a warm on-disk cache.
+func BenchmarkCompile(b *testing.B) {
+	path := guests["protocolfilter"]
+	log := slog.New(slog.DiscardHandler)
+	ctx := context.Background()
+	b.Run("cold", func(b *testing.B) {
+		for b.Loop() {
+			m, err := compileModule(ctx, path, 1024, true, "", log)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m.close(ctx)
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		dir := b.TempDir()
+		m, err := compileModule(ctx, path, 1024, true, dir, log)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m.close(ctx)
+		b.ResetTimer()
+		for b.Loop() {
+			m, err := compileModule(ctx, path, 1024, true, dir, log)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m.close(ctx)
+		}
+	})
+}
+
+// BenchmarkInstantiate measures creating an instance (Go runtime start-up
+// included) and passing it its config, and reports the memory each
+// instance holds: its linear memory and the host heap it adds.
+func BenchmarkInstantiate(b *testing.B) {
+	ctx := context.Background()
+	cfg := testConfig("protocolfilter", map[string]any{"protocols": []any{"tcp"}})
+	ic := instanceConfig{log: slog.New(slog.DiscardHandler), buffer: bufferFor(256)}
+	m, err := compileModule(ctx, cfg.Path, cfg.memoryPages(), true, cfg.CacheDir, ic.log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.close(ctx)
+	config, _ := cfg.configJSON()
+	var linear uint32
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var keep []*instance
+	for b.Loop() {
+		in, _, err := m.newInstance(ctx, config, ic)
+		if err != nil {
+			b.Fatal(err)
+		}
+		linear = in.mem.Size()
+		if len(keep) < 16 {
+			keep = append(keep, in)
+		} else {
+			in.close(ctx)
+		}
+	}
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(linear)/(1<<20), "MiB-linear/instance")
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(keep))/(1<<20), "MiB-heap/instance")
+	for _, in := range keep {
+		in.close(ctx)
+	}
+	_ = os.Stderr
+}
