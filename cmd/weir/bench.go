@@ -55,7 +55,7 @@ Examples:
   weir bench -c pipeline.yaml --synthetic "flows=50000,tcp=1,ipv6=0.5,labels=10" --plot stages.svg`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !cmd.Flags().Changed("rounds") {
+			if f.rounds == 0 {
 				f.rounds = 1
 				if f.compare != "" {
 					f.rounds = 5
@@ -74,7 +74,7 @@ Examples:
 		"\n(also external, pods, nodes, namespaces, services; default: that example)")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed of the synthetic input")
 	fl.IntVar(&f.batch, "batch", 0, "records per batch (default: pipeline.batch.size)")
-	fl.IntVar(&f.rounds, "rounds", 5, "runs of each chain (default 5 with --compare, else 1)")
+	fl.IntVar(&f.rounds, "rounds", 0, "runs of each chain (0: 5 with --compare, else 1)")
 	fl.IntVar(&f.warmup, "warmup", 0, "records fed before measuring (0: automatic, -1: none)")
 	fl.IntVar(&f.allocBatches, "alloc-batches", 0, "batches of the allocation-counting pass (0: 200, -1: skip)")
 	fl.BoolVar(&f.withIO, "with-io", false, "include the configured exporters after the processors")

@@ -169,8 +169,16 @@ func writeComparison(w io.Writer, c *Comparison) {
 	fmt.Fprintf(w, "other     %s\n", c.Other)
 	if med.Base != nil {
 		fmt.Fprintf(w, "input     %s\n", med.Base.Input)
-		fmt.Fprintf(w, "rounds    %d of %d records per chain in batches of %d, the chains fed alternately batch by batch\n",
-			len(c.Rounds), med.Base.Records, med.Base.BatchSize)
+		fed := fmt.Sprintf("%d records per chain", med.Base.Records)
+		if med.Other.Records != med.Base.Records {
+			fed = fmt.Sprintf("%d (base) and %d (other) records", med.Base.Records, med.Other.Records)
+		}
+		size := fmt.Sprint(med.Base.BatchSize)
+		if med.Other.BatchSize != med.Base.BatchSize {
+			size = fmt.Sprintf("%d (base) and %d (other)", med.Base.BatchSize, med.Other.BatchSize)
+		}
+		fmt.Fprintf(w, "rounds    %d of %s in batches of %s, the chains fed alternately batch by batch\n",
+			len(c.Rounds), fed, size)
 	}
 	fmt.Fprintln(w)
 	t := &table{}
