@@ -7,6 +7,8 @@ export PATH := $(GOBIN):$(PATH)
 
 .PHONY: all build run test deps examples bench fuzz lint clean
 
+include test/k8s/k8s.mk
+
 all: build
 
 build:
@@ -20,14 +22,26 @@ run: build
 deps:
 	./scripts/install-deps.sh
 
-## examples: build the example WASM and RPC plugins
-examples:
-	@true
+WASM_EXAMPLES := $(notdir $(wildcard examples/wasm/*))
+RPC_EXAMPLES  := $(notdir $(wildcard examples/rpc/*))
 
-## test: everything CI runs
-test: deps examples
+## examples: build the example WASM modules and RPC plugin binaries
+examples:
+	@for x in $(WASM_EXAMPLES); do \
+	  echo "wasm examples/wasm/$$x/$$x.wasm"; \
+	  GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o examples/wasm/$$x/$$x.wasm ./examples/wasm/$$x || exit 1; \
+	done
+	@for x in $(RPC_EXAMPLES); do \
+	  echo "rpc  examples/rpc/$$x/$$x"; \
+	  $(GO) build -o examples/rpc/$$x/$$x ./examples/rpc/$$x || exit 1; \
+	done
+
+## test: everything CI runs, the Kubernetes e2e test against a real
+## kube-apiserver included (built from the module proxy, cached)
+test: deps examples k8s-apiserver
 	$(GO) vet ./...
-	$(GO) test -race -timeout 25m ./...
+	KUBE_VERSION=$(K8S_VERSION) WEIR_CACHE=$(K8S_CACHE) WEIR_K8S_E2E=1 \
+	  $(GO) test -race -timeout 25m ./...
 
 lint:
 	$(GO) vet ./...
