@@ -28,6 +28,7 @@
 //
 // Each reader fills its own batch and emits it when it reaches the
 // pipeline's batch size or when its first record is older than the batch
-// timeout; read deadlines make an idle reader flush too. Shutdown closes
-// the sockets, emits every partial batch and waits for every goroutine.
+// timeout; read deadlines make an idle reader flush too. Shutdown lets each
+// reader drain what its socket already holds, closes the sockets, emits
+// every partial batch and waits for every goroutine.
 package ipfix

@@ -44,9 +44,13 @@ func init() {
 const (
 	// expireEvery is how often readers call Decoder.Expire.
 	expireEvery = time.Second
-	// drainFor is how long Shutdown lets readers empty their socket
-	// buffers before closing them.
-	drainFor = 100 * time.Millisecond
+	// maxDrain bounds how long Shutdown lets readers empty their socket
+	// buffers: they stop as soon as a buffer is empty, or at this bound if
+	// exporters keep sending.
+	maxDrain = 2 * time.Second
+	// drainStep is how often a draining reader checks whether its socket
+	// buffer is empty.
+	drainStep = 20 * time.Millisecond
 	// maxDatagram is the largest IPFIX message (16-bit length field).
 	maxDatagram = 65535
 )
@@ -73,7 +77,7 @@ type Source struct {
 	emitCtx    context.Context // ends only if Shutdown's ctx ends first
 	emitCancel context.CancelFunc
 	draining   atomic.Bool
-	drainAt    atomic.Int64 // unix nanoseconds; the readers' last deadline
+	drainUntil atomic.Int64 // unix nanoseconds; readers stop draining then
 
 	kernelDrops    atomic.Uint64
 	readErrors     atomic.Uint64
@@ -302,10 +306,10 @@ func (s *Source) readUDP(idx int, c *net.UDPConn, dec *ipfix.Decoder, out plugin
 				deadline = wake
 				_ = c.SetReadDeadline(wake)
 			}
-			// Shutdown may have set the drain deadline between the check
-			// and the set above: restore it.
+			// Shutdown may have woken the reader between the check and
+			// the set above: wake it again.
 			if s.draining.Load() {
-				_ = c.SetReadDeadline(time.Unix(0, s.drainAt.Load()))
+				_ = c.SetReadDeadline(time.Now())
 			}
 		}
 		n, oobn, _, from, err := c.ReadMsgUDPAddrPort(buf, oob)
@@ -314,7 +318,11 @@ func (s *Source) readUDP(idx int, c *net.UDPConn, dec *ipfix.Decoder, out plugin
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				if s.draining.Load() {
-					return
+					if !s.moreToDrain(c, now) {
+						return
+					}
+					_ = c.SetReadDeadline(now.Add(drainStep))
+					continue
 				}
 				bt.flushIfDue(now)
 				if !now.Before(nextExpire) {
@@ -426,13 +434,20 @@ func (r *idleReader) Read(p []byte) (int, error) {
 				_ = r.c.SetReadDeadline(wake)
 			}
 			if r.s.draining.Load() {
-				_ = r.c.SetReadDeadline(time.Unix(0, r.s.drainAt.Load()))
+				_ = r.c.SetReadDeadline(time.Now())
 			}
 		}
 		n, err := r.c.Read(p)
 		var ne net.Error
-		if n == 0 && err != nil && errors.As(err, &ne) && ne.Timeout() && !r.s.draining.Load() {
+		if n == 0 && err != nil && errors.As(err, &ne) && ne.Timeout() {
 			now := time.Now()
+			if r.s.draining.Load() {
+				if !r.s.moreToDrain(r.c, now) {
+					return n, err
+				}
+				_ = r.c.SetReadDeadline(now.Add(drainStep))
+				continue
+			}
 			r.bt.flushIfDue(now)
 			r.expire(now)
 			continue
@@ -498,8 +513,8 @@ func (s *Source) serveTCP(c net.Conn, dec *ipfix.Decoder, out plugin.Emitter) {
 	}
 }
 
-// Shutdown stops reading: it lets the readers drain their socket buffers
-// for up to 100ms, closes every socket, emits every partial batch and waits
+// Shutdown stops reading: it lets the readers drain what their sockets
+// already hold (until empty, for at most 2s), closes every socket, emits every partial batch and waits
 // for the goroutines. If ctx ends first, batches still blocked in Emit are
 // abandoned (and counted) and ctx's error is returned.
 func (s *Source) Shutdown(ctx context.Context) error {
@@ -513,15 +528,17 @@ func (s *Source) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 
 	if started {
-		at := time.Now().Add(drainFor)
-		s.drainAt.Store(at.UnixNano())
+		// Wake every reader; each then drains what its socket already
+		// holds (data the kernel accepted) before it stops.
+		now := time.Now()
+		s.drainUntil.Store(now.Add(maxDrain).UnixNano())
 		s.draining.Store(true)
 		for _, c := range s.udp {
-			_ = c.SetReadDeadline(at)
+			_ = c.SetReadDeadline(now)
 		}
 		s.mu.Lock()
 		for c := range s.conns {
-			_ = c.SetReadDeadline(at)
+			_ = c.SetReadDeadline(now)
 		}
 		s.mu.Unlock()
 	}
@@ -552,6 +569,12 @@ func (s *Source) Shutdown(ctx context.Context) error {
 			"lost_on_shutdown", s.lostOnShutdown.Load())
 	}
 	return err
+}
+
+// moreToDrain reports whether a draining reader should keep reading c: its
+// socket still holds data and the drain bound has not passed.
+func (s *Source) moreToDrain(c any, now time.Time) bool {
+	return now.UnixNano() < s.drainUntil.Load() && pendingBytes(c) > 0
 }
 
 func (s *Source) closeListeners() {

@@ -532,3 +532,61 @@ func Example_ports() {
 	fmt.Println(cfg.UDP, cfg.TCP, cfg.RcvBuf)
 	// Output: :4739 :4739 32MiB
 }
+
+// slowEmitter takes its time with every batch, like a pipeline under load.
+type slowEmitter struct {
+	*emitter
+	delay time.Duration
+}
+
+func (e *slowEmitter) Emit(ctx context.Context, b *flow.Batch) error {
+	time.Sleep(e.delay)
+	return e.emitter.Emit(ctx, b)
+}
+
+// TestShutdownDrainsSockets: datagrams the kernel accepted before Shutdown
+// are read and emitted, however long the pipeline takes, rather than lost
+// with the socket.
+func TestShutdownDrainsSockets(t *testing.T) {
+	cfg := loopbackConfig()
+	cfg.Readers, cfg.RcvBuf = 1, 16<<20
+	em := &slowEmitter{emitter: newEmitter(64, time.Hour), delay: 5 * time.Millisecond}
+	set := plugin.NopSettings(source.ID)
+	reg := prometheus.NewRegistry()
+	set.Metrics = reg
+	s, err := source.New(cfg, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background(), em); err != nil {
+		t.Fatal(err)
+	}
+	c := udpConn(t, s.UDPAddr())
+	const n = 9000 // about 140 batches: 0.7s of emitting
+	send(t, c, encode(t, newEncoder(1), records(0, n)))
+	tc, err := net.Dial("tcp", s.TCPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	send(t, tc, encode(t, newEncoder(2), records(20000, 3000)))
+	// A connection still in the listen backlog is not the source's yet.
+	waitFor(t, "the connection accepted", func() bool { return metric(t, reg, "weir_source_ipfix_tcp_connections_total") == 1 })
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if s.KernelDrops() != 0 {
+		t.Fatalf("kernel dropped %d datagrams; the test needs a larger buffer", s.KernelDrops())
+	}
+	var udp, tcp int
+	for _, r := range em.Records() {
+		if r.ObservationDomainID == 1 {
+			udp++
+		} else {
+			tcp++
+		}
+	}
+	if udp != n || tcp != 3000 {
+		t.Errorf("after Shutdown: %d UDP and %d TCP records emitted, want %d and 3000", udp, tcp, n)
+	}
+}

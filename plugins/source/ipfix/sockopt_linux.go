@@ -94,3 +94,23 @@ func rxqOverflow(oob []byte) (uint32, bool) {
 	}
 	return 0, false
 }
+
+// pendingBytes returns how much data the socket holds unread (SIOCINQ: for
+// UDP the size of the next datagram, for TCP the bytes queued), or 0.
+func pendingBytes(c any) int {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	_ = raw.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil {
+			n = v
+		}
+	})
+	return n
+}
