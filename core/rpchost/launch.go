@@ -153,10 +153,11 @@ type instance struct {
 	pid    int
 	start  time.Time
 
-	failed   atomic.Bool // a call failed in a way that requires a restart
-	healthy  atomic.Bool // answered at least one batch
-	stopOnce sync.Once
-	stopErr  error
+	failed       atomic.Bool // a call failed in a way that requires a restart
+	killedByHost atomic.Bool // the host chose to kill it (not a crash)
+	healthy      atomic.Bool // answered at least one batch
+	stopOnce     sync.Once
+	stopErr      error
 }
 
 // start runs the binary, completes the handshake and calls Init. It gives

@@ -37,6 +37,7 @@ const (
 	portHang    = 7777 // never answer
 	portGarbage = 8888 // answer bytes that are no ABI answer
 	portPanic   = 9999 // panic in Enrich (recovered by the SDK)
+	portSlow    = 5555 // take 300ms
 )
 
 // exampleBin is the subnetlabels example, built by TestMain.
@@ -112,6 +113,8 @@ func serveTestPlugin() {
 				select {}
 			case portPanic:
 				panic("test plugin panics")
+			case portSlow:
+				time.Sleep(300 * time.Millisecond)
 			}
 			r.SetString(flow.SourceNodeName, fmt.Sprintf("pid-%d", os.Getpid()))
 		},

@@ -285,8 +285,13 @@ func (p *Processor) supervise(inst *instance) {
 	}
 }
 
-// fail marks inst failed and wakes the supervisor to restart it.
-func (p *Processor) fail(inst *instance) {
+// fail marks inst failed and wakes the supervisor to restart it. byHost
+// says the host decided to kill it (timeout, garbage, panic), as opposed to
+// the process having died.
+func (p *Processor) fail(inst *instance, byHost bool) {
+	if byHost {
+		inst.killedByHost.Store(true)
+	}
 	if inst.failed.CompareAndSwap(false, true) {
 		// Until the supervisor sets the real time, a restart is imminent.
 		p.restartAt.CompareAndSwap(0, time.Now().UnixNano())
@@ -350,7 +355,7 @@ func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 	ans := p.answers.Get().(*abi.Answer)
 	defer p.answers.Put(ans)
 	if err := abi.DecodeAnswer(reply, ans); err != nil {
-		p.fail(inst)
+		p.fail(inst, true)
 		return p.onError(b, ReasonGarbage, fmt.Errorf("%w: %w", ErrGarbage, err))
 	}
 	if _, err := abi.Apply(b, ans); err != nil {
@@ -358,12 +363,12 @@ func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 		if errors.As(err, &perr) {
 			if perr.Status == abi.StatusPanic {
 				// The SDK recovered a panic: the plugin's state is suspect.
-				p.fail(inst)
+				p.fail(inst, true)
 				return p.onError(b, ReasonCrash, fmt.Errorf("%w: panic: %s", ErrCrashed, perr.Message))
 			}
 			return p.onError(b, ReasonPluginError, fmt.Errorf("%w: %w", ErrPlugin, perr))
 		}
-		p.fail(inst)
+		p.fail(inst, true)
 		return p.onError(b, ReasonGarbage, fmt.Errorf("%w: %w", ErrGarbage, err))
 	}
 	if inst.healthy.CompareAndSwap(false, true) {
@@ -403,13 +408,13 @@ func (p *Processor) ready(ctx context.Context, deadline time.Time) (*instance, e
 // classify maps a failed call to a reason, marking inst for restart when
 // the failure is the plugin's.
 func (p *Processor) classify(inst *instance, err error, timedOut bool) (string, error) {
-	if inst.failed.Load() {
+	if inst.killedByHost.Load() {
 		return ReasonAborted, fmt.Errorf("%w: restarting after another failure: %w", ErrCrashed, err)
 	}
 	st, _ := status.FromError(err)
 	switch {
 	case timedOut || st.Code() == codes.DeadlineExceeded:
-		p.fail(inst)
+		p.fail(inst, true)
 		return ReasonTimeout, fmt.Errorf("%w: no answer within %s", ErrTimeout, p.cfg.Timeout)
 	case st.Code() == codes.Unknown || st.Code() == codes.ResourceExhausted:
 		// The plugin's handler returned an error (gRPC reports a plain
@@ -417,7 +422,7 @@ func (p *Processor) classify(inst *instance, err error, timedOut bool) (string, 
 		// plugin is alive and answering, so there is nothing to restart.
 		return ReasonPluginError, fmt.Errorf("%w: %s", ErrPlugin, st.Message())
 	}
-	p.fail(inst)
+	p.fail(inst, false)
 	return ReasonCrash, fmt.Errorf("%w: %w", ErrCrashed, err)
 }
 

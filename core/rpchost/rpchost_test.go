@@ -383,19 +383,35 @@ func TestFaults(t *testing.T) {
 	}
 }
 
-// TestKill9MidStream kills the plugin with SIGKILL while four goroutines
-// send batches: no record is lost under fail-open, every failed batch is
-// counted, and the restarted plugin enriches again.
+// TestKill9MidStream kills the plugin with SIGKILL while three goroutines
+// send batches and one slow batch is sure to be in flight: that batch is
+// counted as a crash, no record is lost under fail-open, every failed batch
+// is counted, and the restarted plugin enriches again.
 func TestKill9MidStream(t *testing.T) {
-	cfg := exampleConfig()
+	cfg := testPluginConfig_(testPluginConfig{})
+	cfg.Timeout = 2 * time.Second
 	cfg.RestartBackoff.Initial = 50 * time.Millisecond
 	h := start(t, cfg, plugin.NopSettings(ID))
 	first := h.PID()
 
-	var sent, received, failed, enriched atomic.Int64
+	var sent, received, failed atomic.Int64
+	var enrichedAfter atomic.Bool
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for g := 0; g < 4; g++ {
+	send := func(b *flow.Batch) error {
+		sent.Add(int64(b.Len()))
+		err := h.Process(context.Background(), b)
+		var be *BatchError
+		if err != nil && !errors.As(err, &be) {
+			t.Errorf("Process: %v", err)
+		}
+		if err != nil {
+			failed.Add(1)
+		}
+		received.Add(int64(b.Len()))
+		return err
+	}
+	for g := 0; g < 3; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -405,53 +421,43 @@ func TestKill9MidStream(t *testing.T) {
 					return
 				default:
 				}
-				b := batchOf("10.1.2.3", "10.1.0.1", uint16(i), 64)
-				sent.Add(int64(b.Len()))
-				err := h.Process(context.Background(), b)
-				var be *BatchError
-				if err != nil && !errors.As(err, &be) {
-					t.Errorf("Process: %v", err)
-				}
-				if err != nil {
-					failed.Add(1)
-				}
-				received.Add(int64(b.Len()))
-				for _, r := range b.Records {
-					if r.SourcePodLabels != "" {
-						enriched.Add(1)
+				b := batchOf("10.1.2.3", "10.1.0.1", uint16(i%1000), 64)
+				if send(b) == nil {
+					if pid := h.PID(); pid != first && b.Records[0].SourceNodeName == fmt.Sprintf("pid-%d", pid) {
+						enrichedAfter.Store(true)
 					}
 				}
 			}
 		}()
 	}
-	time.Sleep(200 * time.Millisecond)
+	slow := make(chan error, 1)
+	go func() { slow <- send(batchOf("10.0.0.1", "10.0.0.2", portSlow, 64)) }()
+	time.Sleep(100 * time.Millisecond)
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for h.PID() == first || h.PID() == 0 {
-		if ctx.Err() != nil {
-			t.Fatal("plugin not restarted")
-		}
+	var be *BatchError
+	if err := <-slow; !errors.As(err, &be) || be.Reason != ReasonCrash {
+		t.Errorf("batch in flight during the kill: %v, want a crash BatchError", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !enrichedAfter.Load() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	before := enriched.Load()
-	time.Sleep(200 * time.Millisecond)
 	close(stop)
 	wg.Wait()
 
+	if !enrichedAfter.Load() {
+		t.Errorf("no batch enriched by the restarted plugin")
+	}
 	if sent.Load() != received.Load() {
 		t.Errorf("sent %d records, got %d back", sent.Load(), received.Load())
 	}
-	if enriched.Load() <= before {
-		t.Errorf("no records enriched after the restart")
-	}
-	if failed.Load() == 0 {
-		t.Errorf("no batch failed: the kill was not noticed")
-	}
 	if got := errorsTotal(t, h.reg); got != float64(failed.Load()) {
 		t.Errorf("weir_rpc_errors_total sums to %v, %d batches failed", got, failed.Load())
+	}
+	if got := counter(t, h.reg, "weir_rpc_errors_total", "reason="+ReasonCrash); got < 1 {
+		t.Errorf("errors{crash} = %v", got)
 	}
 	if got := counter(t, h.reg, "weir_rpc_restarts_total", ""); got != 1 {
 		t.Errorf("restarts = %v, want 1", got)
