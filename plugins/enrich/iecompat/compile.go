@@ -749,6 +749,9 @@ func decodeShimFile(data []byte) ([]Shim, error) {
 		return nil, fmt.Errorf("%w: parse yaml: %w", ErrShimFile, err)
 	}
 	var f shimFile
+	// mapstructure v2.4.0 panics on a map key that is not a string (YAML
+	// `1: x`) when decoding into a struct; make every key a string first.
+	normalized := stringKeys(raw)
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
 		TagName:     "koanf",
 		Result:      &f,
@@ -757,8 +760,33 @@ func decodeShimFile(data []byte) ([]Shim, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := dec.Decode(raw); err != nil {
+	if err := dec.Decode(normalized); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrShimFile, err)
 	}
 	return f.Shims, nil
+}
+
+// stringKeys returns v with every map key, at any depth, made a string.
+func stringKeys(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = stringKeys(e)
+		}
+		return out
+	case map[any]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[fmt.Sprint(k)] = stringKeys(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = stringKeys(e)
+		}
+		return out
+	}
+	return v
 }
