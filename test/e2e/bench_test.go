@@ -266,7 +266,7 @@ pipeline:
 			{"--synthetic", "flows=0"},
 			{"--synthetic", "tcp=0.9,udp=0.9"},
 			{"--input", "x.pcap", "--synthetic", "flows=1"},
-			{"--rounds", "0"},
+			{"--rounds", "-1"},
 			{"--input", filepath.Join(dir, "missing.pcap")},
 		} {
 			if out, _, err := runWeirCmd(t, append([]string{"bench", "-c", "configs/bench/protocol.yaml"}, args...)...); err == nil {
