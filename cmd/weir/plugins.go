@@ -23,5 +23,6 @@ func newPluginsCmd() *cobra.Command {
 			return w.Flush()
 		},
 	}
+	cmd.AddCommand(newPluginsNewCmd(), newPluginsInspectCmd())
 	return cmd
 }

@@ -1,3 +1,5 @@
+// (Not plugins_wasm.go: a _wasm.go suffix restricts a file to GOARCH=wasm.)
+
 package main
 
 import (
