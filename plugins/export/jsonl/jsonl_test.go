@@ -67,7 +67,7 @@ func TestAppendRecord(t *testing.T) {
 			build: func(b *flow.Batch) *flow.Record {
 				r := plugintest.Record(b, "10.0.0.1", "10.0.0.2", 1, 0, 0, 1, 84)
 				r.Extra = append(r.Extra,
-					flow.Field{Element: 60, Value: b.CopyBytes([]byte{4})},                              // ipVersion
+					flow.Field{Element: 60, Value: b.CopyBytes([]byte{4})},                             // ipVersion
 					flow.Field{Enterprise: 99999, Element: 42, Value: b.CopyBytes([]byte{0xde, 0xad})}, // nobody's
 				)
 				return r
