@@ -501,6 +501,8 @@ func (p *Processor) Shutdown(ctx context.Context) error {
 	if inst == nil {
 		return nil
 	}
+	// Calls still out fail as aborted, not as crashes.
+	inst.killedByHost.Store(true)
 	if err := inst.stop(ctx); err != nil {
 		return fmt.Errorf("stop rpc plugin %s: %w", p.launch.path, err)
 	}
