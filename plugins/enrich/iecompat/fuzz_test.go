@@ -145,20 +145,27 @@ func FuzzShimFile(f *testing.F) {
 		}
 	}
 	f.Add([]byte("shims:\n  - name: x\n    actions: [{op: width, ie: \"1/1\", type: signed8, from_type: unsigned64}]\n"))
-	msgs := seedMessages(f)
+	// Decode the seed messages once; each run shims fresh copies.
+	dec := ipfix.NewDecoder(ipfix.DecoderOptions{})
+	decoded := flow.NewBatch(0)
+	for _, m := range seedMessages(f) {
+		if _, err := dec.Decode(decoded, m, netip.MustParseAddrPort("192.0.2.1:4739")); err != nil {
+			f.Fatal(err)
+		}
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		shims, err := decodeShimFile(data)
 		if err != nil {
 			return
 		}
-		s, err := New(&Config{Shims: shims}, plugin.NopSettings(ID))
-		if err != nil {
+		compiled, errs := compileShims(shims, "shims", nil)
+		if len(errs) > 0 {
 			return // rejected by Validate, as it should be
 		}
-		dec := ipfix.NewDecoder(ipfix.DecoderOptions{})
+		s := build(compiled, nil)
 		b := flow.NewBatch(0)
-		for _, m := range msgs {
-			_, _ = dec.Decode(b, m, netip.MustParseAddrPort("192.0.2.1:4739"))
+		for _, r := range decoded.Records {
+			b.Append().CopyFrom(r, b)
 		}
 		n := b.Len()
 		if err := s.Process(context.Background(), b); err != nil {

@@ -53,6 +53,12 @@ func New(cfg *Config, set plugin.Settings) (*Shims, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ID, err)
 	}
+	return build(shims, set.Metrics), nil
+}
+
+// build makes a Shims of compiled shims whose metrics are registered with
+// reg (nil: not registered).
+func build(shims []compiledShim, reg prometheus.Registerer) *Shims {
 	s := &Shims{shims: shims}
 	matched := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "weir_enrich_iecompat_records_matched_total",
@@ -62,9 +68,9 @@ func New(cfg *Config, set plugin.Settings) (*Shims, error) {
 		Name: "weir_enrich_iecompat_actions_skipped_total",
 		Help: "Shim actions not applied to a record: conflict (target already set), overflow (value does not fit), convert (value of the wrong type).",
 	}, []string{"shim", "reason"})
-	if set.Metrics != nil {
-		matched = register(set.Metrics, matched)
-		skipped = register(set.Metrics, skipped)
+	if reg != nil {
+		matched = register(reg, matched)
+		skipped = register(reg, skipped)
 	}
 	for _, sh := range shims {
 		s.matched = append(s.matched, matched.WithLabelValues(sh.name))
@@ -74,7 +80,7 @@ func New(cfg *Config, set plugin.Settings) (*Shims, error) {
 		}
 		s.skipped = append(s.skipped, sk)
 	}
-	return s, nil
+	return s
 }
 
 // register registers c, or returns the collector already registered under

@@ -12,5 +12,5 @@
 //
 // The expression is compiled and type-checked once; evaluation reuses a
 // virtual machine per goroutine and does not allocate, except to format an
-// address or a non-numeric Extra IE that the expression reads.
+// Extra IE of a non-numeric, non-string type that the expression reads.
 package expr

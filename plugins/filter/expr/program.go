@@ -18,8 +18,9 @@ import (
 
 // program is a compiled expression and the variables it reads.
 type program struct {
-	prog *vm.Program
-	vars []variable // sorted by name
+	prog  *vm.Program
+	vars  []variable     // sorted by name
+	funcs map[string]any // helper functions it calls
 }
 
 // identifiers collects the names an expression reads.
@@ -32,15 +33,19 @@ func (ids identifiers) Visit(node *ast.Node) {
 }
 
 // functions are the helpers expressions may call besides expr's built-ins.
-var functions = []exprlang.Option{
-	exprlang.Function("inCIDR", func(params ...any) (any, error) {
-		return inCIDR(params[0].(string), params[1].(string)), nil
-	}, inCIDR),
+// They are typed variables of the environment rather than expr.Function
+// options: expr calls a variable of a common func type directly, where an
+// expr.Function call allocates its argument slice.
+var functions = map[string]any{
+	"inCIDR": inCIDR,
 }
 
 // inCIDR reports whether addr (text form, as the address variables hold it)
 // is in prefix ("10.0.0.0/8", "fd00::/8"). Malformed input is false.
 func inCIDR(addr, prefix string) bool {
+	if addr == "" || prefix == "" {
+		return false // the common absent address, without an error value
+	}
 	a, err := netip.ParseAddr(addr)
 	if err != nil {
 		return false
@@ -69,19 +74,21 @@ func compile(source string) (*program, error) {
 	}
 	env := map[string]any{}
 	var vars []variable
+	funcs := map[string]any{}
 	for name := range ids {
-		if v, ok := lookupVariable(name); ok {
+		if fn, ok := functions[name]; ok {
+			env[name], funcs[name] = fn, fn
+		} else if v, ok := lookupVariable(name); ok {
 			env[name] = v.sample
 			vars = append(vars, v)
 		}
 	}
 	sort.Slice(vars, func(i, j int) bool { return vars[i].name < vars[j].name })
-	opts := append([]exprlang.Option{exprlang.Env(env), exprlang.AsBool()}, functions...)
-	prog, err := exprlang.Compile(source, opts...)
+	prog, err := exprlang.Compile(source, exprlang.Env(env), exprlang.AsBool())
 	if err != nil {
 		return nil, positioned(err)
 	}
-	return &program{prog: prog, vars: vars}, nil
+	return &program{prog: prog, vars: vars, funcs: funcs}, nil
 }
 
 // positioned rewrites expr's error as "line L, column C: message", adding a
@@ -144,7 +151,10 @@ type evaluator struct {
 }
 
 func (p *program) newEvaluator() *evaluator {
-	ev := &evaluator{env: make(map[string]any, len(p.vars))}
+	ev := &evaluator{env: make(map[string]any, len(p.vars)+len(p.funcs))}
+	for name, fn := range p.funcs {
+		ev.env[name] = fn
+	}
 	for _, v := range p.vars {
 		b := v.bind()
 		ev.env[v.name] = b.box

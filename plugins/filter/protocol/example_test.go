@@ -4,8 +4,9 @@ import (
 	"testing"
 
 	"github.com/weir-flow/weir/core/plugintest"
-	_ "github.com/weir-flow/weir/plugins/all"
+	_ "github.com/weir-flow/weir/plugins/export/jsonl"
 	"github.com/weir-flow/weir/plugins/filter/protocol"
+	_ "github.com/weir-flow/weir/plugins/source/ipfix"
 )
 
 func TestExample(t *testing.T) { plugintest.CheckExample(t, protocol.ExampleYAML) }
