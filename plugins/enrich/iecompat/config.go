@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/weir-flow/weir/core/config"
+	"github.com/weir-flow/weir/core/plugin"
 )
 
 // Config configures enrich.iecompat.
@@ -113,3 +116,8 @@ func (c *Config) Check(_ context.Context, baseDir string) error {
 	_, err := loadShims(c, baseDir)
 	return err
 }
+
+var (
+	_ plugin.Config  = (*Config)(nil)
+	_ config.Checker = (*Config)(nil)
+)

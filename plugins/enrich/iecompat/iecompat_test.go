@@ -470,3 +470,31 @@ func TestRegistered(t *testing.T) {
 		t.Fatalf("%T is not a processor", c)
 	}
 }
+
+// TestConcurrentProcess runs the shipped shims from several goroutines (run
+// with -race): the plugin keeps no per-call state outside Process.
+func TestConcurrentProcess(t *testing.T) {
+	s := shippedShims(t)
+	done := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < 50; i++ {
+				b := antreaBatch(64)
+				if err := s.Process(context.Background(), b); err != nil {
+					t.Error(err)
+					return
+				}
+				for _, r := range b.Records {
+					if r.EgressNodeName != "unknown" || len(extra(r, antrea, prioIE)) != 4 {
+						t.Errorf("record not shimmed: %q % x", r.EgressNodeName, extra(r, antrea, prioIE))
+						return
+					}
+				}
+			}
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		<-done
+	}
+}
