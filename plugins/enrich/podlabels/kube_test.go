@@ -2,7 +2,10 @@ package podlabels
 
 import (
 	"context"
+	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -151,4 +154,62 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// unreachableKubeconfig writes a kubeconfig for an API server that refuses
+// connections (a closed loopback port).
+func unreachableKubeconfig(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	err := os.WriteFile(path, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestKubeUnreachable(t *testing.T) {
+	t.Run("sync timeout: Start goes on", func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.Kubeconfig = unreachableKubeconfig(t)
+		cfg.SyncTimeout = 200 * time.Millisecond
+		e, err := New(cfg, plugin.NopSettings(ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Start(context.Background()); err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		b := flow.NewBatch(1)
+		b.Append().SetAddr(flow.SourceAddress, netip.MustParseAddr("10.244.0.5"))
+		if err := e.Process(context.Background(), b); err != nil || b.Len() != 1 {
+			t.Fatalf("Process: %v, %d records", err, b.Len())
+		}
+		if err := e.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("cancelled Start", func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.Kubeconfig = unreachableKubeconfig(t)
+		cfg.SyncTimeout = time.Hour
+		e, err := New(cfg, plugin.NopSettings(ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		if err := e.Start(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Start: %v, want %v", err, context.DeadlineExceeded)
+		}
+		if err := e.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

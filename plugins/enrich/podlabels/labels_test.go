@@ -61,7 +61,7 @@ func TestLabelEncoder(t *testing.T) {
 func TestLabelEncoderMatchesEncodingJSON(t *testing.T) {
 	for _, labels := range []map[string]string{
 		{"a": `quote " backslash \ slash /`},
-		{"ctl": "tab\t nl\n cr\r nul\x00 bell\x07", "html": "<b>&</b>"},
+		{"ctl": "tab\t nl\n cr\r nul\x00 bell\x07 bs\b ff\f", "html": "<b>&</b>"},
 		{"utf8": "héllo 世界 \u2028 \u2029", "bad": "\xff\xfe"},
 		{"example.com/k": "", "z": "1", "A": "2"},
 	} {

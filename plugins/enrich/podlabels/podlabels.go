@@ -94,6 +94,7 @@ func newEnricher(cfg *Config, set plugin.Settings, newBackend func(*Enricher, *l
 	}
 	e.store.onRebuild = m.setEntries
 	if e.backend, err = newBackend(e, newLabelEncoder(cfg.Labels)); err != nil {
+		m.unregister(set.Metrics)
 		return nil, fmt.Errorf("%s: %w", ID, err)
 	}
 	return e, nil
@@ -115,8 +116,15 @@ func (e *Enricher) Start(ctx context.Context) error {
 	if e.started || e.done {
 		return nil
 	}
+	// The backend outlives Start's ctx (it runs until Shutdown), but a ctx
+	// cancelled while Start waits for the initial state aborts the wait.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	if err := e.backend.start(runCtx, &e.wg); err != nil {
+	detach := context.AfterFunc(ctx, cancel)
+	err := e.backend.start(runCtx, &e.wg)
+	if !detach() {
+		err = ctx.Err()
+	}
+	if err != nil {
 		cancel()
 		e.wg.Wait()
 		e.backend.stop()
@@ -250,6 +258,7 @@ type metrics struct {
 	truncated        prometheus.Counter
 	reloads          *prometheus.CounterVec
 	events           *prometheus.CounterVec
+	collectors       []prometheus.Collector
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -280,14 +289,23 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{lookups, m.entries, m.truncated, m.reloads, m.events} {
 		if err := reg.Register(c); err != nil {
+			m.unregister(reg)
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
 				return nil, fmt.Errorf("%w (one %s per pipeline)", err, ID)
 			}
 			return nil, err
 		}
+		m.collectors = append(m.collectors, c)
 	}
 	return m, nil
+}
+
+// unregister removes what newMetrics registered, for a New that fails.
+func (m *metrics) unregister(reg prometheus.Registerer) {
+	for _, c := range m.collectors {
+		reg.Unregister(c)
+	}
 }
 
 func (m *metrics) count(c *counts) {

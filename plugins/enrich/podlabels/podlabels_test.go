@@ -232,7 +232,7 @@ func TestLabelsConfig(t *testing.T) {
 	cfg := fileConfig("testdata/cluster.yaml")
 	cfg.Labels.Allow = []string{"app", "app.kubernetes.io/*", "statefulset.*"}
 	cfg.Labels.Deny = []string{"statefulset.kubernetes.io/pod-name"}
-	e, reg := newFromFile(t, cfg)
+	e, _ := newFromFile(t, cfg)
 	b := flow.NewBatch(1)
 	build(b, recordSpec{src: "10.244.1.5", dst: "10.244.2.7", proto: 6, sport: 40000, dport: 5432})
 	if err := e.Process(context.Background(), b); err != nil {
@@ -246,7 +246,7 @@ func TestLabelsConfig(t *testing.T) {
 	// A cap that leaves labels out counts them.
 	cfg = fileConfig("testdata/cluster.yaml")
 	cfg.Labels.MaxBytes = 16
-	e, reg = newFromFile(t, cfg)
+	e, reg := newFromFile(t, cfg)
 	b = flow.NewBatch(1)
 	build(b, recordSpec{src: "10.244.1.5", dst: "10.244.2.7", proto: 6, sport: 40000, dport: 5432})
 	if err := e.Process(context.Background(), b); err != nil {

@@ -44,7 +44,6 @@ type addrSlot struct {
 type addrTable struct {
 	slots []addrSlot
 	shift uint
-	n     int
 }
 
 func newAddrTable(n int) *addrTable {
@@ -75,7 +74,6 @@ func (t *addrTable) add(a netip.Addr, ep *endpoint) bool {
 		s := &t.slots[i]
 		if s.ep == nil {
 			s.key, s.ep = k, ep
-			t.n++
 			return true
 		}
 		if s.key == k {
@@ -83,9 +81,6 @@ func (t *addrTable) add(a netip.Addr, ep *endpoint) bool {
 		}
 	}
 }
-
-// len returns the number of addresses.
-func (t *addrTable) len() int { return t.n }
 
 type svcSlot struct {
 	key  addrKey
