@@ -66,7 +66,7 @@ func Inspect(ctx context.Context, path string) (Info, error) {
 	cfg.Path = path
 	log := slog.New(slog.DiscardHandler)
 	ic := instanceConfig{log: log, buffer: bufferFor(0)}
-	mod, err := openModule(ctx, path, cfg.memoryPages(), true, cfg.cacheDir(""), ic, log)
+	mod, err := openModule(ctx, path, cfg.memoryPages(), checksFor(cfg.Timeout), cfg.cacheDir(""), ic, log)
 	if err != nil {
 		return Info{}, err
 	}
@@ -80,7 +80,11 @@ func Inspect(ctx context.Context, path string) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("%s: %w", path, err)
 	}
-	res, err := in.kind.Call(ctx)
+	var res []uint64
+	err = in.guard(ctx, initTimeout, func(ctx context.Context) (err error) {
+		res, err = in.kind.Call(ctx)
+		return err
+	})
 	if err != nil {
 		return Info{}, fmt.Errorf("%s: call %s: %w", path, exportKind, err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/config"
 	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/wasmhost/internal/interrupt"
 )
 
 // Errors about a module file, matched with errors.Is.
@@ -90,10 +91,46 @@ func (e *ExportError) Error() string {
 
 func (e *ExportError) Unwrap() error { return ErrNotPlugin }
 
+// checks is how a module's code is made interruptible, so that a batch
+// past its deadline can be stopped.
+type checks int
+
+const (
+	// checksNone: no interruption checks (timeout 0, trusted modules).
+	checksNone checks = iota
+	// checksInstrumented: the module is rewritten with a cheap check at
+	// every loop header (package interrupt), which the host trips by
+	// setting a global. The default; falls back to checksWazero for a
+	// module the instrumenter does not handle.
+	checksInstrumented
+	// checksWazero: wazero's WithCloseOnContextDone, which checks at every
+	// loop header by calling out of native code into Go (~100 ns each).
+	checksWazero
+)
+
+func (c checks) String() string {
+	switch c {
+	case checksNone:
+		return "none"
+	case checksInstrumented:
+		return "instrumented"
+	}
+	return "wazero"
+}
+
+// checksFor returns the checks a module running with timeout needs.
+func checksFor(timeout time.Duration) checks {
+	if timeout > 0 {
+		return checksInstrumented
+	}
+	return checksNone
+}
+
 // module is a compiled module in its own runtime (one runtime per module,
 // since the memory limit is a runtime setting).
 type module struct {
 	path     string
+	checks   checks // what compileModule settled on
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
 	cache    wazero.CompilationCache
@@ -101,9 +138,10 @@ type module struct {
 	exports  []string
 }
 
-// compileModule reads and compiles the module at path, with the
-// on-disk compilation cache in cacheDir ("" for none).
-func compileModule(ctx context.Context, path string, pages uint32, interruptible bool, cacheDir string, log *slog.Logger) (*module, error) {
+// compileModule reads and compiles the module at path with the given
+// interruption checks, using the on-disk compilation cache in cacheDir
+// ("" for none).
+func compileModule(ctx context.Context, path string, pages uint32, want checks, cacheDir string, log *slog.Logger) (*module, error) {
 	wasm, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read wasm module: %w", err)
@@ -111,13 +149,20 @@ func compileModule(ctx context.Context, path string, pages uint32, interruptible
 	if !bytes.HasPrefix(wasm, []byte("\x00asm")) {
 		return nil, fmt.Errorf("%s: %w (no \\0asm magic)", path, ErrNotWasm)
 	}
-	// Interruptible code checks at every loop header whether the module
-	// was closed, so that a timeout can stop an endless loop; the check
-	// leaves native code, which makes Go guests several times slower.
+	m := &module{path: path, checks: want}
+	if want == checksInstrumented {
+		patched, _, err := interrupt.Instrument(wasm)
+		if err != nil {
+			// Safe, only slower: wazero's own checks stop it instead.
+			log.Warn("wasm module cannot be instrumented for cheap deadline checks; using wazero's slower checks", "path", path, "error", err)
+			m.checks = checksWazero
+		} else {
+			wasm = patched
+		}
+	}
 	rc := wazero.NewRuntimeConfig().
-		WithCloseOnContextDone(interruptible).
+		WithCloseOnContextDone(m.checks == checksWazero).
 		WithMemoryLimitPages(pages)
-	m := &module{path: path}
 	if cacheDir != "" {
 		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
 		if err != nil {
@@ -244,12 +289,15 @@ type instance struct {
 }
 
 // instantiate creates an instance and runs its _initialize (Go reactors:
-// the runtime and the package init functions), within initTimeout.
+// the runtime and the package init functions) under a deadline of
+// initTimeout and ctx's cancellation.
 func (m *module) instantiate(ctx context.Context, ic instanceConfig, initTimeout time.Duration) (*instance, error) {
 	in := &instance{stderr: newStreamWriter(ic.log, "stderr"), call: newCallCtx()}
+	// No start functions: _initialize is called below, once the interrupt
+	// global can be reached, so that its deadline holds in every mode.
 	mc := wazero.NewModuleConfig().
 		WithName(fmt.Sprintf("weir-wasm-%d", m.names.Add(1))).
-		WithStartFunctions("_initialize").
+		WithStartFunctions().
 		WithStdout(newStreamWriter(ic.log, "stdout")).
 		WithStderr(in.stderr).
 		WithSysWalltime().WithSysNanotime().
@@ -266,8 +314,6 @@ func (m *module) instantiate(ctx context.Context, ic instanceConfig, initTimeout
 			mc = mc.WithEnv(k, v)
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, initTimeout)
-	defer cancel()
 	mod, err := m.rt.InstantiateModule(ctx, m.compiled, mc)
 	if err != nil {
 		return nil, fmt.Errorf("instantiate %s: %w%s", m.path, err, in.stderr.suffix())
@@ -279,12 +325,50 @@ func (m *module) instantiate(ctx context.Context, ic instanceConfig, initTimeout
 	in.alloc = mod.ExportedFunction(exportAlloc)
 	in.init = mod.ExportedFunction(exportInit)
 	in.process = mod.ExportedFunction(exportProcess)
+	if m.checks == checksInstrumented {
+		g, ok := mod.ExportedGlobal(interrupt.Export).(api.MutableGlobal)
+		if !ok {
+			_ = mod.Close(ctx)
+			return nil, fmt.Errorf("instantiate %s: instrumented module lacks its interrupt global", m.path)
+		}
+		in.call.flag = g
+	}
+	if f := mod.ExportedFunction("_initialize"); f != nil {
+		err := in.guard(ctx, initTimeout, func(ctx context.Context) error {
+			_, err := f.Call(ctx)
+			return err
+		})
+		if err != nil {
+			in.close(ctx)
+			return nil, fmt.Errorf("instantiate %s: _initialize: %w%s", m.path, firstLine{err}, in.stderr.suffix())
+		}
+	}
 	return in, nil
+}
+
+// guard runs f with the instance's deadline armed at d and ctx's
+// cancellation: either stops the module (trips its interrupt global, or
+// closes it under wazero's checks). A stop is reported as an error
+// wrapping context.DeadlineExceeded; the instance is then unusable.
+func (in *instance) guard(ctx context.Context, d time.Duration, f func(ctx context.Context) error) error {
+	stop := context.AfterFunc(ctx, in.call.fire)
+	in.call.arm(d)
+	err := f(in.call)
+	in.call.disarm()
+	stop()
+	if in.call.fired.Load() {
+		return fmt.Errorf("stopped after %s or on cancellation: %w (%v)", d, context.DeadlineExceeded, firstLine{err})
+	}
+	return err
 }
 
 // abiVersion calls weir_abi_version and checks the result.
 func (in *instance) abiVersion(ctx context.Context) (uint16, error) {
-	res, err := in.version.Call(ctx)
+	var res []uint64
+	err := in.guard(ctx, initTimeout, func(ctx context.Context) (err error) {
+		res, err = in.version.Call(ctx)
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("call %s: %w", exportVersion, err)
 	}
@@ -297,13 +381,18 @@ func (in *instance) abiVersion(ctx context.Context) (uint16, error) {
 
 // initialize passes the config to weir_init and returns the manifest.
 func (in *instance) initialize(ctx context.Context, config []byte, buffer int) (abi.Manifest, error) {
-	if err := in.grow(ctx, max(len(config), buffer)); err != nil {
-		return abi.Manifest{}, err
-	}
-	if !in.mem.Write(in.inPtr, config) {
-		return abi.Manifest{}, fmt.Errorf("write config: %d bytes at %d beyond guest memory", len(config), in.inPtr)
-	}
-	res, err := in.init.Call(ctx, uint64(in.inPtr), uint64(len(config)))
+	var res []uint64
+	err := in.guard(ctx, initTimeout, func(ctx context.Context) error {
+		if err := in.grow(ctx, max(len(config), buffer)); err != nil {
+			return err
+		}
+		if !in.mem.Write(in.inPtr, config) {
+			return fmt.Errorf("write config: %d bytes at %d beyond guest memory", len(config), in.inPtr)
+		}
+		var err error
+		res, err = in.init.Call(ctx, uint64(in.inPtr), uint64(len(config)))
+		return err
+	})
 	if err != nil {
 		return abi.Manifest{}, fmt.Errorf("call %s: %w%s", exportInit, err, in.stderr.suffix())
 	}
@@ -415,6 +504,11 @@ func (in *instance) classify(err error) string {
 	if errors.Is(err, errTooLarge) {
 		return reasonOOM
 	}
+	if in.call.fired.Load() {
+		// An instrumented module trapped on its interrupt global, or
+		// wazero closed the module.
+		return reasonTimeout
+	}
 	seen := in.stderr.seen.Load()
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
@@ -456,15 +550,19 @@ func (e firstLine) Error() string {
 
 func (e firstLine) Unwrap() error { return e.error }
 
-// callCtx is the context of an instance's calls: its Done channel closes
-// when the armed deadline passes, which makes wazero close the module
-// (WithCloseOnContextDone) and so stops an endless loop. Unlike
-// context.WithTimeout it is reused across calls and does not allocate.
+// callCtx is the context of an instance's calls and its deadline. When
+// the armed deadline passes, fire stops the module: it sets the module's
+// interrupt global (flag, instrumented modules), on which the module traps
+// at its next loop header, and closes Done, on which wazero closes a
+// module compiled with its own checks. Unlike context.WithTimeout it is
+// reused across calls and does not allocate. Once fired, the instance is
+// discarded.
 type callCtx struct {
 	context.Context // Background: values and no deadline
 	done            chan struct{}
 	fired           atomic.Bool
 	timer           *time.Timer
+	flag            api.MutableGlobal // nil unless instrumented; set before the first arm
 }
 
 func newCallCtx() *callCtx {
@@ -475,7 +573,12 @@ func newCallCtx() *callCtx {
 }
 
 func (c *callCtx) fire() {
-	c.fired.Store(true)
+	if !c.fired.CompareAndSwap(false, true) {
+		return
+	}
+	if c.flag != nil {
+		c.flag.Set(1)
+	}
 	close(c.done)
 }
 
@@ -490,8 +593,8 @@ func (c *callCtx) Err() error {
 
 func (c *callCtx) arm(d time.Duration) { c.timer.Reset(d) }
 
-// disarm stops the deadline; false means it has fired.
-func (c *callCtx) disarm() bool { return c.timer.Stop() || !c.fired.Load() }
+// disarm stops the deadline; false means it has fired (or is firing).
+func (c *callCtx) disarm() bool { return c.timer.Stop() && !c.fired.Load() }
 
 // streamWriter receives a module's stdout or stderr. It logs complete
 // lines at debug level, keeps the first bytes written since the last

@@ -143,7 +143,7 @@ func (p *Processor) Start(ctx context.Context) error {
 
 // load compiles the module at path and makes its first instance.
 func load(ctx context.Context, path string, cfg *Config, baseDir string, config []byte, ic instanceConfig, log *slog.Logger) (*module, *instance, abi.Manifest, error) {
-	mod, err := openModule(ctx, path, cfg.memoryPages(), cfg.Timeout > 0, cfg.cacheDir(baseDir), ic, log)
+	mod, err := openModule(ctx, path, cfg.memoryPages(), checksFor(cfg.Timeout), cfg.cacheDir(baseDir), ic, log)
 	if err != nil {
 		return nil, nil, abi.Manifest{}, err
 	}
@@ -159,8 +159,8 @@ func load(ctx context.Context, path string, cfg *Config, baseDir string, config 
 // another ABI version is reported as such (a *abi.VersionError naming
 // both versions) rather than by the exports it lacks, if it can tell its
 // version.
-func openModule(ctx context.Context, path string, pages uint32, interruptible bool, cacheDir string, ic instanceConfig, log *slog.Logger) (*module, error) {
-	mod, err := compileModule(ctx, path, pages, interruptible, cacheDir, log)
+func openModule(ctx context.Context, path string, pages uint32, want checks, cacheDir string, ic instanceConfig, log *slog.Logger) (*module, error) {
+	mod, err := compileModule(ctx, path, pages, want, cacheDir, log)
 	if err != nil {
 		return nil, err
 	}
@@ -191,12 +191,10 @@ func (m *module) newInstance(ctx context.Context, config []byte, ic instanceConf
 		in.close(ctx)
 		return nil, abi.Manifest{}, fmt.Errorf("%s: %w", m.path, err)
 	}
-	ictx, cancel := context.WithTimeout(ctx, initTimeout)
-	defer cancel()
-	if _, err := in.abiVersion(ictx); err != nil {
+	if _, err := in.abiVersion(ctx); err != nil {
 		return fail(err)
 	}
-	manifest, err := in.initialize(ictx, config, ic.buffer)
+	manifest, err := in.initialize(ctx, config, ic.buffer)
 	if err != nil {
 		return fail(err)
 	}

@@ -104,7 +104,7 @@ func BenchmarkCompile(b *testing.B) {
 	ctx := context.Background()
 	b.Run("cold", func(b *testing.B) {
 		for b.Loop() {
-			m, err := compileModule(ctx, path, 1024, true, "", log)
+			m, err := compileModule(ctx, path, 1024, checksInstrumented, "", log)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -113,14 +113,14 @@ func BenchmarkCompile(b *testing.B) {
 	})
 	b.Run("cached", func(b *testing.B) {
 		dir := b.TempDir()
-		m, err := compileModule(ctx, path, 1024, true, dir, log)
+		m, err := compileModule(ctx, path, 1024, checksInstrumented, dir, log)
 		if err != nil {
 			b.Fatal(err)
 		}
 		m.close(ctx)
 		b.ResetTimer()
 		for b.Loop() {
-			m, err := compileModule(ctx, path, 1024, true, dir, log)
+			m, err := compileModule(ctx, path, 1024, checksInstrumented, dir, log)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -136,7 +136,7 @@ func BenchmarkInstantiate(b *testing.B) {
 	ctx := context.Background()
 	cfg := testConfig("protocolfilter", map[string]any{"protocols": []any{"tcp"}})
 	ic := instanceConfig{log: slog.New(slog.DiscardHandler), buffer: bufferFor(256)}
-	m, err := compileModule(ctx, cfg.Path, cfg.memoryPages(), true, cfg.CacheDir, ic.log)
+	m, err := compileModule(ctx, cfg.Path, cfg.memoryPages(), checksInstrumented, cfg.CacheDir, ic.log)
 	if err != nil {
 		b.Fatal(err)
 	}
