@@ -72,9 +72,8 @@ func run(ctx context.Context, cfg *config.Config, shutdownTimeout time.Duration)
 	log := newLogger(cfg.Log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if err := cfg.Check(ctx); err != nil {
-		return err
-	}
+	// No cfg.Check here: building the pipeline loads WASM modules and starts
+	// RPC plugins, and reports the same errors.
 	p, err := pipeline.New(ctx, cfg, pipeline.Options{Logger: log, Registerer: reg})
 	if err != nil {
 		return err

@@ -20,7 +20,9 @@ type StageStats struct {
 	Errored  atomic.Uint64 // records in batches the stage failed on (passed on unchanged)
 	Overflow atomic.Uint64 // records dropped because the stage's queue was full
 	Batches  atomic.Uint64 // batches handled
-	Nanos    atomic.Uint64 // time spent in the stage, nanoseconds
+	// ErrorBatches counts batches the stage failed on.
+	ErrorBatches atomic.Uint64
+	Nanos        atomic.Uint64 // time spent in the stage, nanoseconds
 
 	duration prometheus.Observer
 }

@@ -319,7 +319,10 @@ func (p *Pipeline) runWorker() {
 			if err != nil {
 				// Fail open: an erroring processor never costs records.
 				st.Errored.Add(n)
-				p.log.Warn("processor failed on a batch; passing it on unchanged", "stage", pr.name, "records", n, "err", err)
+				if shouldLog(st.ErrorBatches.Add(1)) {
+					p.log.Warn("processor failed on a batch; passing it on unchanged", "stage", pr.name,
+						"records", n, "failed_batches", st.ErrorBatches.Load(), "err", err)
+				}
 			}
 			st.Filtered.Add(n - out)
 			st.Out.Add(out)
@@ -364,13 +367,20 @@ func (p *Pipeline) runExporter(e *exporter) {
 		e.stats.duration.Observe(elapsed.Seconds())
 		if err != nil {
 			e.stats.Errored.Add(n)
-			p.log.Warn("exporter failed on a batch", "stage", e.name, "records", n, "err", err)
+			if shouldLog(e.stats.ErrorBatches.Add(1)) {
+				p.log.Warn("exporter failed on a batch", "stage", e.name, "records", n,
+					"failed_batches", e.stats.ErrorBatches.Load(), "err", err)
+			}
 		} else {
 			e.stats.Out.Add(n)
 		}
 		p.unref(it)
 	}
 }
+
+// shouldLog rate-limits per-batch failure logs during an outage: the first
+// three failures of a stage, then every thousandth (the counters have all).
+func shouldLog(failures uint64) bool { return failures <= 3 || failures%1000 == 0 }
 
 func (p *Pipeline) unref(it *item) {
 	if it.refs.Add(-1) == 0 {
