@@ -80,7 +80,7 @@ func (m *matcher) matchesIEs(r *flow.Record) bool {
 
 // op is a compiled action. apply returns why it was skipped, or ok.
 type op interface {
-	apply(r *flow.Record, b *flow.Batch) errReason
+	apply(r *flow.Record, w writer) errReason
 }
 
 type renameOp struct {
@@ -88,7 +88,7 @@ type renameOp struct {
 	overwrite bool
 }
 
-func (o *renameOp) apply(r *flow.Record, b *flow.Batch) errReason {
+func (o *renameOp) apply(r *flow.Record, w writer) errReason {
 	if !present(r, &o.from) {
 		return ok
 	}
@@ -103,7 +103,7 @@ func (o *renameOp) apply(r *flow.Record, b *flow.Batch) errReason {
 		return ok
 	}
 	v, _ := get(r, &o.from)
-	if reason := set(r, b, &o.to, &v); reason != ok {
+	if reason := set(r, w, &o.to, &v); reason != ok {
 		return reason
 	}
 	remove(r, &o.from)
@@ -117,7 +117,7 @@ type widthOp struct {
 	srcSigned bool // the value as sent is signed
 }
 
-func (o *widthOp) apply(r *flow.Record, b *flow.Batch) errReason {
+func (o *widthOp) apply(r *flow.Record, w writer) errReason {
 	f := r.FindExtra(o.ie.key)
 	if f == nil || len(f.Value) == 0 || len(f.Value) == o.n {
 		return ok
@@ -138,13 +138,13 @@ func (o *widthOp) apply(r *flow.Record, b *flow.Batch) errReason {
 	if reason != ok {
 		return reason
 	}
-	f.Value, f.Variable = b.CopyBytes(enc), false
+	f.Value, f.Variable = w.b.CopyBytes(enc), false
 	return ok
 }
 
 type dropOp struct{ ie ieRef }
 
-func (o *dropOp) apply(r *flow.Record, _ *flow.Batch) errReason {
+func (o *dropOp) apply(r *flow.Record, _ writer) errReason {
 	remove(r, &o.ie)
 	return ok
 }
@@ -165,14 +165,14 @@ type deriveOp struct {
 	overwrite bool
 }
 
-func (o *deriveOp) apply(r *flow.Record, b *flow.Batch) errReason {
+func (o *deriveOp) apply(r *flow.Record, w writer) errReason {
 	if !o.overwrite && present(r, &o.ie) {
 		return ok // the record's own value wins
 	}
 	if o.fn == deriveCopy {
 		for i := range o.from {
 			if v, has := get(r, &o.from[i]); has {
-				return set(r, b, &o.ie, &v)
+				return set(r, w, &o.ie, &v)
 			}
 		}
 		return ok
@@ -208,7 +208,7 @@ func (o *deriveOp) apply(r *flow.Record, b *flow.Batch) errReason {
 	if !found {
 		return ok
 	}
-	return set(r, b, &o.ie, &value{kind: vUint, u: acc})
+	return set(r, w, &o.ie, &value{kind: vUint, u: acc})
 }
 
 type defaultOp struct {
@@ -216,11 +216,11 @@ type defaultOp struct {
 	v  value
 }
 
-func (o *defaultOp) apply(r *flow.Record, b *flow.Batch) errReason {
+func (o *defaultOp) apply(r *flow.Record, w writer) errReason {
 	if present(r, &o.ie) {
 		return ok
 	}
-	return set(r, b, &o.ie, &o.v)
+	return set(r, w, &o.ie, &o.v)
 }
 
 // compileShims compiles shims; at names the key of each problem, e.g.

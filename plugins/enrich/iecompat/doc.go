@@ -11,8 +11,8 @@
 // An action reads and writes an IE wherever the record keeps it: a typed
 // field of [flow.Record] or a verbatim IE in [flow.Record.Extra]; renaming an
 // IE onto a typed field moves it out of Extra. Shims are compiled once into
-// per-record operations with no map lookups; steady state does not allocate
-// (except to move a verbatim string IE onto a typed string field).
+// per-record operations with no map lookups, and steady state does not
+// allocate.
 //
 // The plugin works on records. The codec (core/ipfix) already keeps every
 // unknown IE verbatim and never rejects a template for one, and it owns

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/weir-flow/weir/core/flow"
@@ -208,22 +209,54 @@ const (
 
 var reasonNames = [numReasons]string{"", "conflict", "overflow", "convert"}
 
+// writer is where actions write: the batch's arena for verbatim values and
+// the plugin's string interner for typed strings.
+type writer struct {
+	b  *flow.Batch
+	in *interner
+}
+
+// interner hands out Go strings for byte values that repeat from record to
+// record (node names, namespaces), so moving them onto typed fields does not
+// allocate each time. It is a fixed-size, lock-free cache: a slot holds the
+// last string hashed to it; a miss allocates and replaces it.
+type interner struct {
+	slots [1024]atomic.Pointer[string]
+}
+
+func (in *interner) intern(b []byte) string {
+	if len(b) > 256 {
+		return string(b) // rarely repeated; not worth a slot
+	}
+	h := uint32(2166136261) // FNV-1a
+	for _, c := range b {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	slot := &in.slots[h%uint32(len(in.slots))]
+	if p := slot.Load(); p != nil && *p == string(b) {
+		return *p
+	}
+	s := string(b)
+	slot.Store(&s)
+	return s
+}
+
 // set writes v to ref in r, converting it to the IE's type. Bytes written to
 // Extra are copied into b's arena.
-func set(r *flow.Record, b *flow.Batch, ref *ieRef, v *value) errReason {
+func set(r *flow.Record, w writer, ref *ieRef, v *value) errReason {
 	if ref.typed {
-		return setTyped(r, ref, v)
+		return setTyped(r, w, ref, v)
 	}
 	var tmp [16]byte
 	enc, reason := encode(ref, v, &tmp)
 	if reason != ok {
 		return reason
 	}
-	putExtra(r, b, ref, enc)
+	putExtra(r, w.b, ref, enc)
 	return ok
 }
 
-func setTyped(r *flow.Record, ref *ieRef, v *value) errReason {
+func setTyped(r *flow.Record, w writer, ref *ieRef, v *value) errReason {
 	f := ref.field
 	switch ref.kind() {
 	case flow.KindUnsigned:
@@ -248,7 +281,7 @@ func setTyped(r *flow.Record, ref *ieRef, v *value) errReason {
 		case vBytes:
 			// Typed strings may be retained by later stages, so this copy
 			// cannot point into the batch arena.
-			r.SetString(f, string(v.b))
+			r.SetString(f, w.in.intern(v.b))
 		default:
 			return reasonConvert
 		}

@@ -35,6 +35,7 @@ func init() {
 // Shims applies compiled shims to records. It mutates records in place,
 // never drops one, and is safe for concurrent use.
 type Shims struct {
+	in      interner
 	shims   []compiledShim
 	matched []prometheus.Counter
 	skipped [][numReasons]prometheus.Counter
@@ -127,6 +128,7 @@ func (s *Shims) Process(_ context.Context, b *flow.Batch) error {
 		cached       bool
 		cacheable    = len(s.shims) <= 64
 	)
+	w := writer{b: b, in: &s.in}
 	for _, r := range b.Records {
 		if cacheable && (!cached || r.Exporter != lastExporter || r.ObservationDomainID != lastDomain) {
 			lastExporter, lastDomain, cached, bySource = r.Exporter, r.ObservationDomainID, true, 0
@@ -150,7 +152,7 @@ func (s *Shims) Process(_ context.Context, b *flow.Batch) error {
 			}
 			matched[i]++
 			for _, o := range sh.ops {
-				if reason := o.apply(r, b); reason != ok {
+				if reason := o.apply(r, w); reason != ok {
 					skipped[i][reason]++
 				}
 			}

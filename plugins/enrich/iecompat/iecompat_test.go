@@ -498,3 +498,30 @@ func TestConcurrentProcess(t *testing.T) {
 		<-done
 	}
 }
+
+// TestProcessDoesNotAllocate: fixing records (a rename onto a typed string
+// field, a width change, a default) allocates nothing once the interner has
+// seen the strings.
+func TestProcessDoesNotAllocate(t *testing.T) {
+	s, _ := newShims(t, threeShims()...)
+	src := antreaBatch(flow.DefaultBatchSize)
+	work := flow.NewBatch(src.Len())
+	fill := func() {
+		work.Reset()
+		for _, r := range src.Records {
+			work.Append().CopyFrom(r, work)
+		}
+	}
+	fill()
+	process(t, s, work)
+	if r := work.Records[0]; r.EgressNodeName != "node-a" || len(extra(r, antrea, prioIE)) != 4 {
+		t.Fatalf("shims not applied: %+v", r)
+	}
+	allocs := testing.AllocsPerRun(20, func() {
+		fill()
+		_ = s.Process(context.Background(), work)
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocs per batch, want 0", allocs)
+	}
+}
