@@ -265,8 +265,8 @@ func decodeStages(path string, want plugin.Stage, raw any) ([]Stage, error) {
 
 // prefix names the config path in front of every joined error.
 func prefix(at string, err error) error {
-	var joined interface{ Unwrap() []error }
-	if errors.As(err, &joined) {
+	// Only a bare errors.Join is split; a wrapped one keeps its wrapper's text.
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
 		var out []error
 		for _, e := range joined.Unwrap() {
 			out = append(out, prefix(at, e))
@@ -304,8 +304,7 @@ func decode(src map[string]any, dst any, weak bool) error {
 
 // cleanup turns mapstructure's joined errors into one error per problem.
 func cleanup(err error) error {
-	var joined interface{ Unwrap() []error }
-	if errors.As(err, &joined) {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
 		var out []error
 		for _, e := range joined.Unwrap() {
 			out = append(out, cleanup(e))

@@ -23,10 +23,14 @@ func (c *testConfig) Validate() error {
 	if c.Count < 0 {
 		errs = append(errs, fmt.Errorf("count: %d must not be negative", c.Count))
 	}
+	var perr []error
 	for i, p := range c.Protocols {
 		if p == "" {
-			errs = append(errs, fmt.Errorf("protocols[%d]: empty", i))
+			perr = append(perr, fmt.Errorf("[%d]: empty", i))
 		}
+	}
+	if len(perr) > 0 {
+		errs = append(errs, fmt.Errorf("protocols: %w", errors.Join(perr...)))
 	}
 	return errors.Join(errs...)
 }
@@ -106,7 +110,7 @@ pipeline:
   batch: {size: 0}
   sources: [{source.cfgtest: {count: -1, protocols: [""]}}]
 `,
-			wantErr: []string{"pipeline.batch.size: 0", "count: -1 must not be negative", "protocols[0]: empty"},
+			wantErr: []string{"pipeline.batch.size: 0", "count: -1 must not be negative", "protocols: [0]: empty"},
 		},
 		{
 			name:    "unknown top-level key",
