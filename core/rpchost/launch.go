@@ -149,7 +149,10 @@ type instance struct {
 	cmd    *exec.Cmd
 	rpc    *wire.Client
 	man    abi.Manifest
-	packed bool // send batches packed (wire.Pack): the plugin reads few fields
+	packed bool // send batches packed: the plugin reads few fields
+	// layout encodes packed batches straight from the records; nil when
+	// they are packed through wire.Pack (a mask this build cannot lay out).
+	layout *wire.Layout
 	pid    int
 	start  time.Time
 
@@ -228,6 +231,9 @@ func (l *launcher) start(ctx context.Context) (*instance, error) {
 		return fail(ErrInit, &abi.PluginError{Status: inst.man.Status, Message: inst.man.Message})
 	}
 	inst.packed = wire.Packable(inst.man.Reads)
+	if inst.packed && inst.man.Reads.Flags&^(abi.FlagExtra|abi.FlagExporter) == 0 {
+		inst.layout, _ = wire.NewLayout(inst.man.Reads)
+	}
 	l.log.Debug("plugin started", "pid", inst.pid, "kind", inst.man.Kind, "took", time.Since(begin))
 	return inst, nil
 }

@@ -97,7 +97,7 @@ type Processor struct {
 	failed  chan struct{} // signals the supervisor that cur failed (capacity 1)
 
 	bufs    sync.Pool // *[]byte batch buffers
-	answers sync.Pool // *abi.Answer
+	scratch sync.Pool // *scratch
 
 	restartAt atomic.Int64 // unix ns of the next start attempt; 0 when none is pending
 	stopping  atomic.Bool
@@ -178,7 +178,7 @@ func New(cfg *Config, set plugin.Settings) (*Processor, error) {
 		m:       m,
 		changed: make(chan struct{}),
 		failed:  make(chan struct{}, 1),
-		answers: sync.Pool{New: func() any { return new(abi.Answer) }},
+		scratch: sync.Pool{New: func() any { return new(scratch) }},
 	}, nil
 }
 
@@ -329,15 +329,22 @@ func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 	}
 	bp := p.buffer()
 	defer p.bufs.Put(bp)
-	*bp = abi.AppendBatchMask((*bp)[:0], b, inst.man.Reads)
-	payload := *bp
-	if inst.packed {
+	var payload []byte
+	switch {
+	case inst.layout != nil:
+		*bp = inst.layout.Append((*bp)[:0], b)
+		payload = *bp
+	case inst.packed:
+		*bp = abi.AppendBatchMask((*bp)[:0], b, inst.man.Reads)
 		pp := p.buffer()
 		defer p.bufs.Put(pp)
-		if *pp, err = wire.Pack((*pp)[:0], payload); err != nil {
+		if *pp, err = wire.Pack((*pp)[:0], *bp); err != nil {
 			return p.onError(b, ReasonPluginError, err) // a bug in this build: say so, never panic
 		}
 		payload = *pp
+	default:
+		*bp = abi.AppendBatchMask((*bp)[:0], b, inst.man.Reads)
+		payload = *bp
 	}
 
 	cctx, cancel := context.WithDeadline(ctx, deadline)
@@ -352,13 +359,11 @@ func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 		reason, cause := p.classify(inst, err, timedOut)
 		return p.onError(b, reason, cause)
 	}
-	ans := p.answers.Get().(*abi.Answer)
-	defer p.answers.Put(ans)
-	if err := abi.DecodeAnswer(reply, ans); err != nil {
-		p.fail(inst, true)
-		return p.onError(b, ReasonGarbage, fmt.Errorf("%w: %w", ErrGarbage, err))
-	}
-	if _, err := abi.Apply(b, ans); err != nil {
+	sc := p.scratch.Get().(*scratch)
+	defer p.scratch.Put(sc)
+	// One pass checks the answer, a second applies it; on error b is
+	// unchanged.
+	if _, err := wire.ApplyAnswer(b, reply, &sc.strings, &sc.verdicts); err != nil {
 		var perr *abi.PluginError
 		if errors.As(err, &perr) {
 			if perr.Status == abi.StatusPanic {
@@ -439,6 +444,14 @@ func (p *Processor) onError(b *flow.Batch, reason string, err error) error {
 		return nil
 	}
 	return berr
+}
+
+// scratch is what applying one answer reuses: the strings interned from
+// earlier answers (labels repeat across records and batches, so applying
+// them mostly allocates nothing) and the verdict words.
+type scratch struct {
+	strings  wire.Strings
+	verdicts abi.Verdicts
 }
 
 func (p *Processor) buffer() *[]byte {

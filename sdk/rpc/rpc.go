@@ -205,17 +205,32 @@ type server struct {
 	kind    abi.Kind
 	mask    abi.Mask
 	scratch sync.Pool // *scratch
+	answers sync.Pool // *[]byte answer buffers, back from gRPC (Release)
 }
 
 // scratch is one goroutine's working set for a batch.
 type scratch struct {
 	dec      abi.Decoder
+	strings  wire.Strings // interned strings of packed batches
+	layout   *wire.Layout // of the last packed batch
 	rec      flow.Record
 	before   flow.Record
 	extra    []flow.Field
 	upd      abi.Updates
 	verdicts abi.Verdicts
-	unpacked []byte // a packed batch, unpacked
+}
+
+// batch is a decoded batch buffer: plain ABI or packed.
+type batch struct {
+	plain  *abi.View
+	packed *wire.Packed
+}
+
+func (b *batch) len() int {
+	if b.packed != nil {
+		return b.packed.Len()
+	}
+	return b.plain.Len()
 }
 
 // NewServer returns the wire.Server that Serve serves for p, for tests and
@@ -271,28 +286,47 @@ func (s *server) Init(_ context.Context, raw []byte) (out []byte, err error) {
 func (s *server) Process(_ context.Context, buf []byte) ([]byte, error) {
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
+	var b batch
 	if len(buf) >= 4 && binary.LittleEndian.Uint32(buf) == wire.MagicPacked {
-		var err error
-		if sc.unpacked, err = wire.Unpack(sc.unpacked[:0], buf); err != nil {
+		// Decoded straight from the packed bytes.
+		p, err := wire.ParsePacked(buf, sc.layout)
+		if err != nil {
 			return nil, fmt.Errorf("batch: %w", err)
 		}
-		buf = sc.unpacked
+		sc.layout = p.Layout()
+		b.packed = &p
+	} else {
+		v, err := abi.ParseBatch(buf)
+		if err != nil {
+			return nil, fmt.Errorf("batch: %w", err)
+		}
+		b.plain = &v
 	}
-	v, err := abi.ParseBatch(buf)
+	ans, err := s.run(sc, &b)
 	if err != nil {
-		return nil, fmt.Errorf("batch: %w", err)
+		return nil, err
 	}
-	ans, err := s.run(sc, &v)
-	var out []byte
-	if err == nil {
-		// A fresh buffer: gRPC marshals it after Process returns.
-		out = ans.Append(make([]byte, 0, abi.AnswerHeaderSize+8*abi.Words(ans.Count)+len(ans.Updates)+len(ans.Message)))
-	}
-	return out, err
+	// A buffer of the pool: gRPC copies it after Process returns and
+	// hands it back through Release.
+	out := s.answerBuffer()
+	return ans.Append(out), nil
 }
 
-func (s *server) run(sc *scratch, v *abi.View) (ans abi.Answer, err error) {
-	n := v.Len()
+func (s *server) answerBuffer() []byte {
+	if bp, ok := s.answers.Get().(*[]byte); ok {
+		return (*bp)[:0]
+	}
+	return make([]byte, 0, 16<<10)
+}
+
+// Release takes back an answer of Process once gRPC has copied it.
+func (s *server) Release(out []byte) {
+	out = out[:0]
+	s.answers.Put(&out)
+}
+
+func (s *server) run(sc *scratch, v *batch) (ans abi.Answer, err error) {
+	n := v.len()
 	ans.Count = n
 	defer func() {
 		if p := recover(); p != nil {
@@ -306,7 +340,12 @@ func (s *server) run(sc *scratch, v *abi.View) (ans abi.Answer, err error) {
 	r := &sc.rec
 	for i := 0; i < n; i++ {
 		r.Reset()
-		if err := sc.dec.Record(v, i, r); err != nil {
+		if v.packed != nil {
+			err = v.packed.Record(i, r, &sc.strings)
+		} else {
+			err = sc.dec.Record(v.plain, i, r)
+		}
+		if err != nil {
 			return ans, fmt.Errorf("batch: %w", err)
 		}
 		if s.p.Filter != nil && !s.p.Filter(r) {
@@ -331,4 +370,7 @@ func (s *server) run(sc *scratch, v *abi.View) (ans abi.Answer, err error) {
 	return ans, nil
 }
 
-var _ wire.Server = (*server)(nil)
+var (
+	_ wire.Server   = (*server)(nil)
+	_ wire.Releaser = (*server)(nil)
+)

@@ -15,12 +15,12 @@ import (
 // handling; only the process and gRPC are left out. Use it to test a
 // plugin with `go test`. It is not safe for concurrent use.
 type TestHost struct {
-	srv    wire.Server
-	man    abi.Manifest
-	packed bool
-	buf    []byte
-	pkt    []byte
-	ans    abi.Answer
+	srv      wire.Server
+	man      abi.Manifest
+	layout   *wire.Layout // packed batches, as Weir sends them; nil for plain
+	buf      []byte
+	strings  wire.Strings
+	verdicts abi.Verdicts
 }
 
 // NewTestHost initialises p with config (any value that marshals to JSON,
@@ -50,7 +50,11 @@ func NewTestHost(p Plugin, config any) (*TestHost, error) {
 	if man.Status != abi.StatusOK {
 		return nil, &abi.PluginError{Status: man.Status, Message: man.Message}
 	}
-	return &TestHost{srv: srv, man: man, packed: wire.Packable(man.Reads)}, nil
+	h := &TestHost{srv: srv, man: man}
+	if wire.Packable(man.Reads) {
+		h.layout, _ = wire.NewLayout(man.Reads)
+	}
+	return h, nil
 }
 
 // Manifest returns what the plugin declared at Init.
@@ -59,22 +63,18 @@ func (h *TestHost) Manifest() abi.Manifest { return h.man }
 // Process sends b through the plugin and applies its answer to b: the
 // updated fields, then the verdicts. On error b is unchanged.
 func (h *TestHost) Process(b *flow.Batch) error {
-	h.buf = abi.AppendBatchMask(h.buf[:0], b, h.man.Reads)
-	payload := h.buf
-	if h.packed {
-		var err error
-		if h.pkt, err = wire.Pack(h.pkt[:0], h.buf); err != nil {
-			return err
-		}
-		payload = h.pkt
+	if h.layout != nil {
+		h.buf = h.layout.Append(h.buf[:0], b)
+	} else {
+		h.buf = abi.AppendBatchMask(h.buf[:0], b, h.man.Reads)
 	}
-	rep, err := h.srv.Process(context.Background(), payload)
+	rep, err := h.srv.Process(context.Background(), h.buf)
 	if err != nil {
 		return err
 	}
-	if err := abi.DecodeAnswer(rep, &h.ans); err != nil {
-		return err
+	_, err = wire.ApplyAnswer(b, rep, &h.strings, &h.verdicts)
+	if r, ok := h.srv.(wire.Releaser); ok {
+		r.Release(rep)
 	}
-	_, err = abi.Apply(b, &h.ans)
 	return err
 }

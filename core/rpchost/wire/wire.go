@@ -25,7 +25,6 @@ import (
 
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // Handshake values. A plugin binary refuses to run unless the host sets the
@@ -75,6 +74,9 @@ func DialOptions() []grpc.DialOption {
 	}
 }
 
+// callCodec is the host's codec for the service's calls (see codec).
+var callCodec = grpc.ForceCodec(newCodec())
+
 // ServerOptions are the plugin's gRPC server options, matching
 // DialOptions; a batch may also exceed gRPC's default 4 MiB message limit.
 func ServerOptions() []grpc.ServerOption {
@@ -85,6 +87,9 @@ func ServerOptions() []grpc.ServerOption {
 		grpc.WriteBufferSize(ioBufferLen),
 		grpc.MaxRecvMsgSize(math.MaxInt32),
 		grpc.MaxSendMsgSize(math.MaxInt32),
+		// The proto codec, with a copy-free path for the service's
+		// payloads; go-plugin's services on the same server are unchanged.
+		grpc.ForceServerCodec(newCodec()),
 	}
 }
 
@@ -108,6 +113,13 @@ type Server interface {
 	Init(ctx context.Context, req []byte) ([]byte, error)
 	// Process handles one ABI batch buffer and returns an ABI answer.
 	Process(ctx context.Context, batch []byte) ([]byte, error)
+}
+
+// Releaser is implemented by a Server that reuses its answer buffers:
+// Release(out) is called once gRPC no longer needs an answer out returned
+// by Process (it has copied it into its own frame).
+type Releaser interface {
+	Release(out []byte)
 }
 
 // Client calls a plugin's service over a go-plugin gRPC connection. It is
@@ -136,13 +148,15 @@ func (c *Client) Process(ctx context.Context, batch []byte) ([]byte, error) {
 	return c.call(ctx, methodProcess, batch)
 }
 
+// call sends in and returns the reply, which the caller owns. in is not
+// retained after call returns.
 func (c *Client) call(ctx context.Context, method string, in []byte) ([]byte, error) {
-	req := wrapperspb.BytesValue{Value: in}
-	var rep wrapperspb.BytesValue
-	if err := c.conn.Invoke(ctx, method, &req, &rep); err != nil {
+	req := payload{data: in}
+	var rep payload
+	if err := c.conn.Invoke(ctx, method, &req, &rep, callCodec); err != nil {
 		return nil, err
 	}
-	return rep.Value, nil
+	return rep.data, nil
 }
 
 // serviceDesc is what protoc-gen-go-grpc would generate for the service in
@@ -161,16 +175,20 @@ type method func(Server, context.Context, []byte) ([]byte, error)
 
 func unary(m method, fullName string) func(any, context.Context, func(any) error, grpc.UnaryServerInterceptor) (any, error) {
 	return func(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
-		in := new(wrapperspb.BytesValue)
+		in := new(payload)
 		if err := dec(in); err != nil {
 			return nil, err
 		}
 		call := func(ctx context.Context, req any) (any, error) {
-			out, err := m(srv.(Server), ctx, req.(*wrapperspb.BytesValue).GetValue())
+			out, err := m(srv.(Server), ctx, req.(*payload).data)
 			if err != nil {
 				return nil, err
 			}
-			return &wrapperspb.BytesValue{Value: out}, nil
+			rep := &payload{data: out}
+			if r, ok := srv.(Releaser); ok && out != nil {
+				rep.release = func() { r.Release(out) }
+			}
+			return rep, nil
 		}
 		if icpt == nil {
 			return call(ctx, in)

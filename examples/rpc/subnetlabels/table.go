@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // Table maps address prefixes to labels, loaded from CSV rows
@@ -22,13 +24,28 @@ type Table struct {
 	// v4 and v6 hold each family's prefixes grouped by length, longest
 	// first.
 	v4, v6 []level
+	// cache remembers the answer for recently seen addresses: a flow
+	// source sees the same few addresses over and over, and one probe
+	// here replaces a map lookup per prefix length.
+	cache [cacheSize]atomic.Pointer[cached]
+}
+
+// cacheSize is the number of addresses Lookup remembers (direct-mapped;
+// a power of two).
+const cacheSize = 4096
+
+// cached is an address and its Lookup result (nil: no prefix matches).
+type cached struct {
+	addr netip.Addr
+	e    *entry
 }
 
 // level holds the prefixes of one length, keyed by their masked address
-// bytes (a cheaper map key than netip.Prefix).
+// as integers (cheaper map keys than netip.Prefix or bytes).
 type level struct {
-	bits     int
-	prefixes map[[16]byte]*entry
+	bits int
+	v4   map[uint32]*entry
+	v6   map[[2]uint64]*entry
 }
 
 // entry is a prefix's effective labels: its own, plus those of the shorter
@@ -135,10 +152,14 @@ func build(own map[netip.Prefix]map[string]string) *Table {
 		}
 		i := slices.IndexFunc(*levels, func(l level) bool { return l.bits == p.Bits() })
 		if i < 0 {
-			*levels = append(*levels, level{bits: p.Bits(), prefixes: map[[16]byte]*entry{}})
+			*levels = append(*levels, level{bits: p.Bits(), v4: map[uint32]*entry{}, v6: map[[2]uint64]*entry{}})
 			i = len(*levels) - 1
 		}
-		(*levels)[i].prefixes[p.Addr().As16()] = e
+		if p.Addr().Is4() {
+			(*levels)[i].v4[v4Key(p.Addr())] = e
+		} else {
+			(*levels)[i].v6[v6Key(p.Addr())] = e
+		}
 	}
 	for _, levels := range [][]level{t.v4, t.v6} {
 		slices.SortFunc(levels, func(a, b level) int { return b.bits - a.bits })
@@ -149,22 +170,72 @@ func build(own map[netip.Prefix]map[string]string) *Table {
 // Lookup returns the labels of a: those of its longest matching prefix,
 // merged with the prefixes containing it. It returns nil if no prefix
 // matches.
+//
+// It is safe for concurrent use.
 func (t *Table) Lookup(a netip.Addr) *entry {
 	if !a.IsValid() {
 		return nil
 	}
-	a = a.Unmap()
-	levels := t.v6
-	if a.Is4() {
-		levels = t.v4
+	a = a.Unmap().WithZone("")
+	slot := &t.cache[cacheIndex(a)]
+	if c := slot.Load(); c != nil && c.addr == a {
+		return c.e
 	}
-	for _, l := range levels {
-		p, _ := a.Prefix(l.bits)
-		if e := l.prefixes[p.Addr().As16()]; e != nil {
+	e := t.lookup(a)
+	slot.Store(&cached{addr: a, e: e})
+	return e
+}
+
+func (t *Table) lookup(a netip.Addr) *entry {
+	if a.Is4() {
+		k := v4Key(a)
+		for _, l := range t.v4 {
+			if e := l.v4[k&maskBits32(l.bits)]; e != nil {
+				return e
+			}
+		}
+		return nil
+	}
+	k := v6Key(a)
+	for _, l := range t.v6 {
+		if e := l.v6[[2]uint64{k[0] & maskBits64(l.bits), k[1] & maskBits64(l.bits-64)}]; e != nil {
 			return e
 		}
 	}
 	return nil
+}
+
+func v4Key(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.BigEndian.Uint32(b[:])
+}
+
+func v6Key(a netip.Addr) [2]uint64 {
+	b := a.As16()
+	return [2]uint64{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+}
+
+// maskBits32 and maskBits64 keep the first bits bits of a word (all for
+// 32/64 or more, none for 0 or less).
+func maskBits32(bits int) uint32 {
+	if bits <= 0 {
+		return 0
+	}
+	return ^uint32(0) << (32 - min(bits, 32))
+}
+
+func maskBits64(bits int) uint64 {
+	if bits <= 0 {
+		return 0
+	}
+	return ^uint64(0) << (64 - min(bits, 64))
+}
+
+// cacheIndex hashes an address to a cache slot (Fibonacci hashing).
+func cacheIndex(a netip.Addr) int {
+	k := v6Key(a)
+	h := (k[0]*0x9e3779b97f4a7c15 ^ k[1]) * 0x9e3779b97f4a7c15
+	return int(h >> (64 - 12)) // cacheSize = 1<<12
 }
 
 // Merge returns existing (a JSON object of labels, or "") with e's labels

@@ -1,0 +1,269 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"reflect"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weir-flow/weir/core/abi"
+	"github.com/weir-flow/weir/core/flow"
+)
+
+var layoutMasks = map[string]abi.Mask{
+	"addresses":          abi.MaskOf(0, flow.SourceAddress, flow.DestinationAddress),
+	"labels":             abi.MaskOf(0, flow.SourceAddress, flow.DestinationAddress, flow.SourcePodLabels, flow.DestinationPodLabels),
+	"ports and exporter": abi.MaskOf(abi.FlagExporter, flow.SourceTransportPort, flow.DestinationTransportPort, flow.ProtocolIdentifier, flow.FlowStart),
+	"strings and extra":  abi.MaskOf(abi.FlagExtra, flow.DestinationPodName, flow.SourcePodLabels, flow.OctetDeltaCount),
+	"nothing":            abi.MaskOf(0),
+	"all":                abi.All,
+}
+
+// TestLayoutAppend checks that Layout.Append gives the bytes of Pack over
+// the ABI encoder, and that Packed.Record decodes what Unpack and the ABI
+// decoder decode.
+func TestLayoutAppend(t *testing.T) {
+	b := testBatch()
+	b.Records[1].Exporter = netip.MustParseAddrPort("192.0.2.1:4739")
+	b.Records[1].ObservationDomainID = 7
+	b.Records[2].Present.Add(flow.SourcePodName) // present but empty: kept as the ABI keeps it
+	for name, m := range layoutMasks {
+		t.Run(name, func(t *testing.T) {
+			want, err := Pack([]byte("x"), abi.AppendBatchMask(nil, b, m))
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, ok := NewLayout(m)
+			if !ok {
+				t.Fatal("no layout")
+			}
+			got := l.Append([]byte("x"), b)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("Append differs from Pack:\n got %x\nwant %x", got, want)
+			}
+			p, err := ParsePacked(got[1:], nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := decodeAll(t, mustUnpack(t, got[1:]))
+			var st Strings
+			for i := range p.Len() {
+				var r flow.Record
+				if err := p.Record(i, &r, &st); err != nil {
+					t.Fatal(err)
+				}
+				if !sameRecord(&r, ref.Records[i]) {
+					t.Errorf("record %d:\n got %+v\nwant %+v", i, r, *ref.Records[i])
+				}
+			}
+		})
+	}
+}
+
+func mustUnpack(t *testing.T, buf []byte) []byte {
+	t.Helper()
+	out, err := Unpack(nil, buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestParsePackedMalformed(t *testing.T) {
+	m := abi.MaskOf(abi.FlagExtra, flow.SourceAddress, flow.SourcePodLabels)
+	l, _ := NewLayout(m)
+	good := l.Append(nil, testBatch())
+	if _, err := ParsePacked(good, nil); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string][]byte{
+		"empty":     nil,
+		"magic":     append([]byte("XXXX"), good[4:]...),
+		"short":     good[:30],
+		"truncated": good[:len(good)-1],
+		"longer":    append(append([]byte(nil), good...), 0),
+	}
+	for name, buf := range cases {
+		if _, err := ParsePacked(buf, l); !errors.Is(err, ErrPacked) {
+			t.Errorf("%s: %v, want ErrPacked", name, err)
+		}
+	}
+	// A string reference past the data section fails the record, not the
+	// process.
+	bad := append([]byte(nil), good...)
+	ref := 4 + minHeader + l.items[1].off
+	le.PutUint32(bad[ref:], 1<<20)
+	p, err := ParsePacked(bad, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st Strings
+	if err := p.Record(0, new(flow.Record), &st); !errors.Is(err, ErrPacked) {
+		t.Errorf("bad string reference: %v", err)
+	}
+}
+
+func FuzzParsePacked(f *testing.F) {
+	l, _ := NewLayout(abi.MaskOf(abi.FlagExtra|abi.FlagExporter, flow.SourceAddress, flow.SourcePodLabels, flow.OctetDeltaCount))
+	f.Add(l.Append(nil, testBatch()))
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		p, err := ParsePacked(buf, nil)
+		if err != nil {
+			return
+		}
+		var st Strings
+		var r flow.Record
+		for i := range p.Len() {
+			_ = p.Record(i, &r, &st)
+		}
+	})
+}
+
+// TestApplyAnswer checks ApplyAnswer against abi.DecodeAnswer + abi.Apply
+// on good and bad answers.
+func TestApplyAnswer(t *testing.T) {
+	var u abi.Updates
+	u.SetString(0, flow.SourcePodLabels, `{"a":"b"}`)
+	u.SetString(2, flow.SourcePodLabels, `{"a":"b"}`)
+	u.SetUint(1, flow.OctetDeltaCount, 77)
+	u.SetAddr(3, flow.DestinationAddress, netip.MustParseAddr("fd00::9"))
+	u.SetAddr(4, flow.SourceAddress, netip.MustParseAddr("10.9.9.9"))
+	u.Clear(5, flow.DestinationPodName)
+	u.SetExtra(6, flow.Field{Enterprise: 9, Element: 77, Value: []byte{7}})
+	u.AddExtra(7, flow.Field{Enterprise: 9, Element: 78, Variable: true, Value: []byte{8, 8}})
+	u.DeleteExtra(8, flow.IEKey{Enterprise: 9, Element: 77})
+	answer := func(mut func(a *abi.Answer)) []byte {
+		a := abi.Answer{Count: 9, Verdicts: abi.Verdicts(nil).KeepAll(9), Updates: u.Bytes(), UpdateCount: u.Len()}
+		if mut != nil {
+			mut(&a)
+		}
+		return a.Append(nil)
+	}
+	cases := map[string][]byte{
+		"enrich":        answer(nil),
+		"filter":        answer(func(a *abi.Answer) { a.Verdicts[0] = 0b101010101 }),
+		"drop all":      answer(func(a *abi.Answer) { a.Verdicts[0] = 0 }),
+		"plugin error":  answer(func(a *abi.Answer) { a.Status, a.Message = abi.StatusError, "no" }),
+		"panic":         answer(func(a *abi.Answer) { a.Status, a.Message = abi.StatusPanic, "boom" }),
+		"count":         answer(func(a *abi.Answer) { a.Count, a.Verdicts = 8, a.Verdicts.KeepAll(8) }),
+		"update count":  answer(func(a *abi.Answer) { a.UpdateCount++ }),
+		"truncated":     answer(func(a *abi.Answer) { a.Updates = a.Updates[:len(a.Updates)-1] }),
+		"bad record":    badUpdate(answer(nil), uRecord, 200),
+		"bad op":        badUpdate(answer(nil), uOp, 99),
+		"bad field":     badUpdate(answer(nil), uField, 200),
+		"wrong kind":    badUpdate(answer(nil), uField, byte(flow.OctetDeltaCount)),
+		"short":         answer(nil)[:20],
+		"magic":         append([]byte("XXXX"), answer(nil)[4:]...),
+		"version":       setByte(answer(nil), aVersion, 9),
+		"no updates":    (&abi.Answer{Count: 9, Verdicts: abi.Verdicts(nil).KeepAll(9)}).Append(nil),
+		"verdict words": answer(func(a *abi.Answer) { a.Count = 200 }),
+	}
+	for name, buf := range cases {
+		t.Run(name, func(t *testing.T) {
+			want, got := testBatch(), testBatch()
+			var ans abi.Answer
+			wantN, wantErr := 0, abi.DecodeAnswer(buf, &ans)
+			if wantErr == nil {
+				wantN, wantErr = abi.Apply(want, &ans)
+			}
+			var st Strings
+			var v abi.Verdicts
+			gotN, gotErr := ApplyAnswer(got, buf, &st, &v)
+			if (gotErr == nil) != (wantErr == nil) || gotN != wantN {
+				t.Fatalf("ApplyAnswer = %d, %v; abi = %d, %v", gotN, gotErr, wantN, wantErr)
+			}
+			if wantErr != nil {
+				var pe *abi.PluginError
+				if errors.As(wantErr, &pe) != errors.As(gotErr, new(*abi.PluginError)) {
+					t.Errorf("error kinds differ: %v vs %v", gotErr, wantErr)
+				}
+				if !errors.As(wantErr, &pe) && !errors.Is(gotErr, abi.ErrMalformed) && !errors.As(gotErr, new(*abi.VersionError)) {
+					t.Errorf("error %v does not wrap ErrMalformed", gotErr)
+				}
+			}
+			if got.Len() != want.Len() {
+				t.Fatalf("%d records, want %d", got.Len(), want.Len())
+			}
+			for i := range want.Records {
+				if !sameRecord(got.Records[i], want.Records[i]) {
+					t.Errorf("record %d:\n got %+v\nwant %+v", i, *got.Records[i], *want.Records[i])
+				}
+			}
+		})
+	}
+}
+
+// badUpdate sets byte off of the first update entry to v.
+func badUpdate(buf []byte, off int, v byte) []byte {
+	return setByte(buf, int(le.Uint32(buf[aUpdatesOff:]))+off, v)
+}
+
+func setByte(buf []byte, off int, v byte) []byte {
+	buf = append([]byte(nil), buf...)
+	buf[off] = v
+	return buf
+}
+
+func TestApplyAnswerInterns(t *testing.T) {
+	var u abi.Updates
+	for i := range 9 {
+		u.SetString(i, flow.SourcePodLabels, `{"app":"web"}`)
+	}
+	buf := (&abi.Answer{Count: 9, Verdicts: abi.Verdicts(nil).KeepAll(9), Updates: u.Bytes(), UpdateCount: u.Len()}).Append(nil)
+	var st Strings
+	var v abi.Verdicts
+	b := testBatch()
+	if _, err := ApplyAnswer(b, buf, &st, &v); err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := ApplyAnswer(b, buf, &st, &v); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per answer, want 0", allocs)
+	}
+}
+
+func TestCodec(t *testing.T) {
+	c := newCodec()
+	for _, data := range [][]byte{nil, {1}, bytes.Repeat([]byte{7}, 300)} {
+		released := false
+		out, err := c.Marshal(&payload{data: data, release: func() { released = true }})
+		if err != nil || !released {
+			t.Fatalf("Marshal: %v, released %v", err, released)
+		}
+		// The bytes are a BytesValue's.
+		var bv wrapperspb.BytesValue
+		if err := proto.Unmarshal(out, &bv); err != nil || !bytes.Equal(bv.Value, data) {
+			t.Fatalf("proto reads %x, %v; want %x", bv.Value, err, data)
+		}
+		want, _ := proto.Marshal(&bv)
+		var p payload
+		if err := c.Unmarshal(want, &p); err != nil || !bytes.Equal(p.data, data) {
+			t.Fatalf("Unmarshal = %x, %v; want %x", p.data, err, data)
+		}
+	}
+	// Unknown fields are skipped, garbage is an error.
+	var p payload
+	if err := c.Unmarshal([]byte{0x10, 0x05, 0x0a, 0x01, 0x09}, &p); err != nil || !reflect.DeepEqual(p.data, []byte{9}) {
+		t.Errorf("unknown field: %x, %v", p.data, err)
+	}
+	if err := c.Unmarshal([]byte{0x0a, 0x09, 0x01}, &p); err == nil {
+		t.Error("truncated value accepted")
+	}
+	// Other messages go to the proto codec.
+	out, err := c.Marshal(wrapperspb.String("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s wrapperspb.StringValue
+	if err := c.Unmarshal(out, &s); err != nil || s.Value != "x" {
+		t.Errorf("proto fallback: %q, %v", s.Value, err)
+	}
+}
