@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -53,7 +54,16 @@ type level struct {
 type entry struct {
 	labels map[string]string
 	json   string // labels as a JSON object, keys sorted
+	// merged caches Merge's results by existing labels (string → string):
+	// records carry the labels of a few pods, over and over, and a merge
+	// decodes and re-encodes JSON. It holds at most maxMerged results.
+	merged  sync.Map
+	nMerged atomic.Int64
 }
+
+// maxMerged bounds each entry's Merge cache, so memory stays bounded
+// whatever labels arrive.
+const maxMerged = 4096
 
 // LoadTable reads CSV rows "cidr,key,value". A first row "cidr,key,value"
 // is a header; blank lines and lines starting with '#' are skipped. A bare
@@ -243,9 +253,26 @@ func cacheIndex(a netip.Addr) int {
 // win over the table's. ok is false when existing is not a JSON object; it
 // is then left as it is.
 func (e *entry) Merge(existing string) (out string, ok bool) {
-	if strings.TrimSpace(existing) == "" || existing == "{}" {
+	if existing == "" || existing == "{}" || strings.TrimSpace(existing) == "" {
 		return e.json, true
 	}
+	if v, hit := e.merged.Load(existing); hit {
+		r := v.(mergeResult)
+		return r.out, r.ok
+	}
+	out, ok = e.merge(existing)
+	if e.nMerged.Add(1) <= maxMerged {
+		e.merged.Store(existing, mergeResult{out, ok})
+	}
+	return out, ok
+}
+
+type mergeResult struct {
+	out string
+	ok  bool
+}
+
+func (e *entry) merge(existing string) (out string, ok bool) {
 	var cur map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(existing), &cur); err != nil || cur == nil {
 		return existing, false
