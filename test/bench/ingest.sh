@@ -18,7 +18,7 @@
 # then, per collector, the highest offered rate with < 0.1 % loss.
 #
 # Collectors (-c, default all):
-#   weir          weir's engine and source.ipfix (32 MiB buffers, 2
+#   weir          weir's engine and source.ipfix (128 MiB buffers as nfacctd, 2
 #                 SO_REUSEPORT readers) → export.count, a counting sink
 #                 (test/bench/cmd/weircount: weir's pipeline plus that
 #                 bench-only exporter); counted by the sink
@@ -128,7 +128,7 @@ telemetry: {metrics_address: "127.0.0.1:$mport"}
 pipeline:
   batch: {size: 256, timeout: 200ms}
   sources:
-    - source.ipfix: {udp: "127.0.0.1:$port", tcp: "", readers: 2, rcvbuf: 32MiB}
+    - source.ipfix: {udp: "127.0.0.1:$port", tcp: "", readers: 2, rcvbuf: 128MiB}
   exporters:
     - $exporter
 EOF
