@@ -48,3 +48,29 @@ func TestLayout(t *testing.T) {
 		})
 	}
 }
+
+func TestPresentSet(t *testing.T) {
+	var r Record
+	r.SetUint(OctetDeltaCount, 0)
+	r.SourcePodName = "web-0" // assigned directly: present by being non-empty
+	r.SetAddr(DestinationAddress, netip.MustParseAddr("fd00::1"))
+	s := r.PresentSet()
+	var got []FieldID
+	for f, ok := s.Next(0); ok; f, ok = s.Next(f + 1) {
+		got = append(got, f)
+	}
+	want := []FieldID{DestinationAddress, OctetDeltaCount, SourcePodName}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+	for i := range Fields {
+		if f := FieldID(i); s.Has(f) != r.Has(f) {
+			t.Errorf("%s: PresentSet %v, Has %v", f, s.Has(f), r.Has(f))
+		}
+	}
+}

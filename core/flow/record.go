@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"math/bits"
 	"net/netip"
 )
 
@@ -115,6 +116,78 @@ func (r *Record) Has(f FieldID) bool {
 		return r.String(f) != ""
 	}
 	return false
+}
+
+// PresentSet returns every present typed field: the Present bits plus the
+// non-empty strings. Iterating it is cheaper than calling Has per field.
+func (r *Record) PresentSet() FieldSet {
+	s := r.Present
+	if r.SourcePodNamespace != "" {
+		s.Add(SourcePodNamespace)
+	}
+	if r.SourcePodName != "" {
+		s.Add(SourcePodName)
+	}
+	if r.DestinationPodNamespace != "" {
+		s.Add(DestinationPodNamespace)
+	}
+	if r.DestinationPodName != "" {
+		s.Add(DestinationPodName)
+	}
+	if r.SourceNodeName != "" {
+		s.Add(SourceNodeName)
+	}
+	if r.DestinationNodeName != "" {
+		s.Add(DestinationNodeName)
+	}
+	if r.DestinationServicePortName != "" {
+		s.Add(DestinationServicePortName)
+	}
+	if r.IngressNetworkPolicyName != "" {
+		s.Add(IngressNetworkPolicyName)
+	}
+	if r.IngressNetworkPolicyNamespace != "" {
+		s.Add(IngressNetworkPolicyNamespace)
+	}
+	if r.IngressNetworkPolicyRuleName != "" {
+		s.Add(IngressNetworkPolicyRuleName)
+	}
+	if r.EgressNetworkPolicyName != "" {
+		s.Add(EgressNetworkPolicyName)
+	}
+	if r.EgressNetworkPolicyNamespace != "" {
+		s.Add(EgressNetworkPolicyNamespace)
+	}
+	if r.EgressNetworkPolicyRuleName != "" {
+		s.Add(EgressNetworkPolicyRuleName)
+	}
+	if r.TCPState != "" {
+		s.Add(TCPState)
+	}
+	if r.EgressNodeName != "" {
+		s.Add(EgressNodeName)
+	}
+	if r.SourcePodLabels != "" {
+		s.Add(SourcePodLabels)
+	}
+	if r.DestinationPodLabels != "" {
+		s.Add(DestinationPodLabels)
+	}
+	return s
+}
+
+// Next returns the smallest field in s at or after f, or false.
+func (s *FieldSet) Next(f FieldID) (FieldID, bool) {
+	for w := int(f) >> 6; w < len(s); w++ {
+		word := s[w]
+		if w == int(f)>>6 {
+			word &= ^uint64(0) << (f & 63)
+		}
+		if word != 0 {
+			return FieldID(w<<6 + bits.TrailingZeros64(word)), true
+		}
+	}
+	return 0, false
 }
 
 // Clear removes field f from r and zeroes it.

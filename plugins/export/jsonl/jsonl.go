@@ -150,11 +150,9 @@ func AppendRecord(dst []byte, r *flow.Record, extra bool) []byte {
 	}
 	key("observationDomainId")
 	dst = strconv.AppendUint(dst, uint64(r.ObservationDomainID), 10)
-	for i := range flow.Fields {
-		f := &flow.Fields[i]
-		if !r.Has(f.ID) {
-			continue
-		}
+	present := r.PresentSet()
+	for id, ok := present.Next(0); ok; id, ok = present.Next(id + 1) {
+		f := &flow.Fields[id]
 		switch f.Kind {
 		case flow.KindAddress:
 			a := r.Addr(f.ID)
