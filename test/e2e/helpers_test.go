@@ -231,6 +231,26 @@ func (w *weirProc) scrape(t *testing.T) map[string]float64 {
 	return out
 }
 
+// hasSample reports whether the metrics endpoint has a non-zero sample of
+// name whose labels include label (e.g. `ie="99999/42"`).
+func (w *weirProc) hasSample(t *testing.T, name, label string) bool {
+	t.Helper()
+	resp, err := http.Get("http://" + w.metrics + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, name+"{") && strings.Contains(line, label) && !strings.HasSuffix(line, " 0") {
+			return true
+		}
+	}
+	return false
+}
+
 // waitMetric polls until metric name reaches at least want.
 func (w *weirProc) waitMetric(t *testing.T, name string, want float64) {
 	t.Helper()

@@ -168,6 +168,13 @@ pipeline:
 	}
 	ep.CloseConnToCollector()
 	w.waitMetric(t, "weir_source_ipfix_records_total", n)
+	// The unknown IEs never rejected the template, and each is counted by
+	// its own label.
+	for _, ie := range []string{`ie="99999/42"`, `ie="99999/43"`} {
+		if !w.hasSample(t, "weir_source_ipfix_unknown_ie_total", ie) {
+			t.Errorf("no weir_source_ipfix_unknown_ie_total sample with %s", ie)
+		}
+	}
 	w.stop(t)
 
 	msgs := out.messages()

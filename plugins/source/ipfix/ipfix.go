@@ -72,6 +72,7 @@ type Source struct {
 	conns    map[net.Conn]struct{} // live TCP connections
 	decoders map[*ipfix.Decoder]struct{}
 	retired  statsTotals // counters of decoders whose connection closed
+	unknown  *unknownIEs
 
 	wg         sync.WaitGroup
 	emitCtx    context.Context // ends only if Shutdown's ctx ends first
@@ -110,6 +111,7 @@ func New(cfg Config, set plugin.Settings) (*Source, error) {
 		log:      set.Logger,
 		conns:    map[net.Conn]struct{}{},
 		decoders: map[*ipfix.Decoder]struct{}{},
+		unknown:  newUnknownIEs(),
 	}
 	s.emitCtx, s.emitCancel = context.WithCancel(context.Background())
 	if err := s.listen(); err != nil {
@@ -218,6 +220,7 @@ func (s *Source) decoderOptions() ipfix.DecoderOptions {
 
 func (s *Source) newDecoderLocked() *ipfix.Decoder {
 	d := ipfix.NewDecoder(s.decoderOptions())
+	d.UnknownIE(s.unknown.observe)
 	s.decoders[d] = struct{}{}
 	return d
 }

@@ -2,10 +2,12 @@ package ipfix
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/ipfix"
 )
 
@@ -15,7 +17,7 @@ type statsTotals struct {
 	v [numStats]uint64
 }
 
-const numStats = 11
+const numStats = 12
 
 // statFields lists the decoder counters in metric order.
 var statFields = [numStats]struct {
@@ -33,6 +35,47 @@ var statFields = [numStats]struct {
 	{"pending_decoded_total", "Held data sets decoded when their template arrived.", func(s *ipfix.Stats) *atomic.Uint64 { return &s.PendingDecoded }},
 	{"pending_expired_total", "Held data sets dropped without their template (TTL or limit).", func(s *ipfix.Stats) *atomic.Uint64 { return &s.PendingExpired }},
 	{"unknown_ies_total", "Template fields with an IE Weir has no name for (kept verbatim).", func(s *ipfix.Stats) *atomic.Uint64 { return &s.UnknownIEs }},
+	{"times_approximated_total", "Records whose sysUpTime times were resolved before the exporter's systemInitTimeMilliseconds was known.", func(s *ipfix.Stats) *atomic.Uint64 { return &s.TimesApproximated }},
+}
+
+// maxUnknownIELabels bounds the ie label of weir_source_ipfix_unknown_ie_total:
+// exporters choose IE numbers, so past this many distinct IEs the rest are
+// counted under ie="other".
+const maxUnknownIELabels = 256
+
+// unknownIEs counts template fields per unknown IE, labelled
+// "<enterprise>/<element>".
+type unknownIEs struct {
+	vec  *prometheus.CounterVec
+	mu   sync.Mutex
+	seen map[flow.IEKey]prometheus.Counter
+}
+
+func newUnknownIEs() *unknownIEs {
+	return &unknownIEs{
+		vec: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weir_source_ipfix_unknown_ie_total",
+			Help: "Template fields with an IE in no registry, by IE (enterprise/element); the IE is kept verbatim and the template accepted.",
+		}, []string{"ie"}),
+		seen: map[flow.IEKey]prometheus.Counter{},
+	}
+}
+
+// observe is the decoders' UnknownIE hook; it runs when a template is
+// stored, not per record.
+func (u *unknownIEs) observe(k flow.IEKey) {
+	u.mu.Lock()
+	c, ok := u.seen[k]
+	if !ok {
+		label := "other"
+		if len(u.seen) < maxUnknownIELabels {
+			label = fmt.Sprintf("%d/%d", k.Enterprise, k.Element)
+		}
+		c = u.vec.WithLabelValues(label)
+		u.seen[k] = c
+	}
+	u.mu.Unlock()
+	c.Inc()
 }
 
 func (t *statsTotals) add(st *ipfix.Stats) {
@@ -86,6 +129,7 @@ func (s *Source) registerMetrics() error {
 			Help: c.help,
 		}, func() float64 { return float64(v.Load()) }))
 	}
+	cs = append(cs, s.unknown.vec)
 	for _, c := range cs {
 		if err := s.set.Metrics.Register(c); err != nil {
 			return fmt.Errorf("%s: register metrics: %w", ID, err)
