@@ -44,3 +44,32 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFilter measures the guest SDK's filter loop natively (the
+// guest runs the same code compiled to WebAssembly).
+func BenchmarkFilter(b *testing.B) {
+	for _, n := range []int{256, 1024} {
+		for name, m := range map[string]Mask{
+			"columns": MaskOf(FlagColumns, flow.ProtocolIdentifier, flow.SourceTransportPort, flow.DestinationTransportPort),
+			"plain":   MaskOf(0, flow.ProtocolIdentifier, flow.SourceTransportPort, flow.DestinationTransportPort),
+		} {
+			b.Run(fmt.Sprintf("%s/n=%d", name, n), func(b *testing.B) {
+				buf := AppendBatchMask(nil, plugintest.MixedBatch(n), m)
+				v, err := ParseBatch(buf)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var d Decoder
+				var r flow.Record
+				keep := func(r *flow.Record) bool { return r.ProtocolIdentifier == 6 || r.ProtocolIdentifier == 17 }
+				verdicts := Verdicts(nil).KeepAll(n)
+				for b.Loop() {
+					if err := d.Filter(&v, &r, keep, verdicts); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+			})
+		}
+	}
+}

@@ -134,6 +134,10 @@ func TestRoundTrip(t *testing.T) {
 		"everything-1": func() Mask { m := All; m.Fields.Remove(flow.FlowEnd); return m }(),
 	}
 	for name, m := range masks {
+		m.Flags |= FlagColumns
+		masks["columns/"+name] = m
+	}
+	for name, m := range masks {
 		t.Run(name, func(t *testing.T) {
 			src := fullBatch(100)
 			buf := AppendBatchMask([]byte("prefix"), src, m)
@@ -425,7 +429,7 @@ func TestApply(t *testing.T) {
 
 func TestRecordOffsets(t *testing.T) {
 	var pl plan
-	pl.build(All)
+	pl.build(All, 0)
 	for i := range pl.n {
 		it := &pl.items[i]
 		if it.kind != flow.KindUnsigned && it.kind != flow.KindTime {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"unsafe"
 
 	"github.com/weir-flow/weir/core/flow"
 )
@@ -27,6 +28,9 @@ func AppendBatch(dst []byte, b *flow.Batch) []byte {
 // unspecified (whatever dst held), and decoders ignore them.
 func AppendBatchMask(dst []byte, b *flow.Batch, m Mask) []byte {
 	m = m.normalize()
+	if m.Columns() {
+		return appendColumns(dst, b, m)
+	}
 	n := len(b.Records)
 	start := len(dst)
 	dataStart := start + BatchHeaderSize + n*RecordSize
@@ -38,7 +42,7 @@ func AppendBatchMask(dst []byte, b *flow.Batch, m Mask) []byte {
 		}
 	} else {
 		var pl plan
-		pl.build(m)
+		pl.build(m, 0)
 		for i, r := range b.Records {
 			dst = encodeMasked(dst, start+BatchHeaderSize+i*RecordSize, dataStart, r, m, &pl)
 		}
@@ -121,7 +125,7 @@ func encodeFull(dst []byte, blk, dataStart int, r *flow.Record) []byte {
 	dst = putString(dst, blk+oDestinationPodLabels, dataStart, r.DestinationPodLabels, &present, flow.DestinationPodLabels)
 	le.PutUint64(dst[blk+rPresent:], present[0]&All.Fields[0])
 	le.PutUint64(dst[blk+rPresent+8:], present[1]&All.Fields[1])
-	return putExtra(dst, blk, dataStart, r)
+	return putExtra(dst, blk+rExtraOff, dataStart, r)
 }
 
 // encodeMasked writes the parts of r selected by m (listed in pl) into
@@ -146,7 +150,108 @@ func encodeMasked(dst []byte, blk, dataStart int, r *flow.Record, m Mask, pl *pl
 	if m.Flags&FlagExtra == 0 {
 		return dst
 	}
-	return putExtra(dst, blk, dataStart, r)
+	return putExtra(dst, blk+rExtraOff, dataStart, r)
+}
+
+// appendColumns is AppendBatchMask for the columnar layout.
+func appendColumns(dst []byte, b *flow.Batch, m Mask) []byte {
+	n := len(b.Records)
+	start := len(dst)
+	var pl plan
+	pl.build(m, n)
+	recs := start + BatchHeaderSize
+	dataStart := recs + pl.size
+	dst = extend(dst, dataStart-start)
+	if pl.scalar && littleEndian {
+		encodeScalarColumns(dst[recs:dataStart], b, m, &pl)
+	} else {
+		for i, r := range b.Records {
+			dst = encodeColumns(dst, recs, dataStart, i, r, m, &pl)
+		}
+	}
+	h := dst[start : start+BatchHeaderSize]
+	le.PutUint32(h[hMagic:], MagicBatch)
+	le.PutUint16(h[hVersion:], Version)
+	le.PutUint16(h[hHeaderSize:], BatchHeaderSize)
+	le.PutUint32(h[hCount:], uint32(n))
+	le.PutUint32(h[hRecordSize:], 0) // no record blocks
+	le.PutUint32(h[hRecordsOff:], BatchHeaderSize)
+	le.PutUint32(h[hDataOff:], uint32(dataStart-start))
+	le.PutUint32(h[hDataLen:], uint32(len(dst)-dataStart))
+	le.PutUint32(h[hFlags:], m.Flags)
+	le.PutUint64(h[hFields:], m.Fields[0])
+	le.PutUint64(h[hFieldsWord1:], m.Fields[1])
+	return dst
+}
+
+// encodeColumns writes the parts of record i (r) selected by m into the
+// columns at recs.
+func encodeColumns(dst []byte, recs, dataStart, i int, r *flow.Record, m Mask, pl *plan) []byte {
+	if m.Flags&FlagExporter != 0 {
+		off := recs + pl.exporter + i*colExporter
+		putExporter(dst[off:off+colExporter], r)
+	}
+	present := r.Present
+	for k := range pl.n {
+		it := &pl.items[k]
+		off := recs + int(it.col) + i*int(it.size)
+		switch it.kind {
+		case flow.KindAddress:
+			putAddr(dst[off:off+addrSize], r.Addr(it.field))
+		case flow.KindString:
+			dst = putString(dst, off, dataStart, r.String(it.field), &present, it.field)
+		default:
+			putUint(dst[off:off+int(it.size)], loadUint(r, it))
+		}
+	}
+	off := recs + pl.presence + i*colPresence
+	le.PutUint64(dst[off:], present[0]&m.Fields[0])
+	le.PutUint64(dst[off+8:], present[1]&m.Fields[1])
+	if m.Flags&FlagExtra == 0 {
+		return dst
+	}
+	ref := recs + pl.extra + i*colExtra
+	le.PutUint64(dst[ref:], 0)
+	return putExtra(dst, ref, dataStart, r)
+}
+
+// encodeScalarColumns writes the columns of a mask of unsigned and time
+// fields only (pl.scalar) into cols, on a little-endian machine: a value
+// is one load and one store.
+func encodeScalarColumns(cols []byte, b *flow.Batch, m Mask, pl *plan) {
+	n := len(b.Records)
+	_ = cols[pl.size-1]
+	base := unsafe.Pointer(unsafe.SliceData(cols))
+	for k := range pl.n {
+		it := &pl.items[k]
+		col := unsafe.Add(base, it.col)
+		switch it.size {
+		case 1:
+			c := unsafe.Slice((*uint8)(col), n)
+			for i, r := range b.Records {
+				c[i] = *(*uint8)(unsafe.Add(unsafe.Pointer(r), it.record))
+			}
+		case 2:
+			c := unsafe.Slice((*uint16)(col), n)
+			for i, r := range b.Records {
+				c[i] = *(*uint16)(unsafe.Add(unsafe.Pointer(r), it.record))
+			}
+		case 4:
+			c := unsafe.Slice((*uint32)(col), n)
+			for i, r := range b.Records {
+				c[i] = *(*uint32)(unsafe.Add(unsafe.Pointer(r), it.record))
+			}
+		default:
+			c := unsafe.Slice((*uint64)(col), n)
+			for i, r := range b.Records {
+				c[i] = *(*uint64)(unsafe.Add(unsafe.Pointer(r), it.record))
+			}
+		}
+	}
+	pres := unsafe.Slice((*[2]uint64)(unsafe.Add(base, pl.presence)), n)
+	for i, r := range b.Records {
+		pres[i] = [2]uint64{r.Present[0] & m.Fields[0], r.Present[1] & m.Fields[1]}
+	}
 }
 
 // putPrelude writes the exporter (if flags has FlagExporter) and an empty
@@ -154,14 +259,34 @@ func encodeMasked(dst []byte, blk, dataStart int, r *flow.Record, m Mask, pl *pl
 func putPrelude(p []byte, r *flow.Record, flags uint32) {
 	_ = p[rFields-1]
 	if flags&FlagExporter != 0 {
-		putAddr(p[rExporter:rExporter+addrSize], r.Exporter.Addr())
-		le.PutUint16(p[rExporterPort:], r.Exporter.Port())
-		le.PutUint32(p[rDomain:], r.ObservationDomainID)
+		putExporter(p[rExporter:rExtraOff], r)
 	} else {
 		p[rExporterFamily] = 0
+		p[rExporterFamily+1] = 0
 	}
-	p[rExporterFamily+1] = 0
 	le.PutUint64(p[rExtraOff:], 0) // offset and count
+}
+
+// putExporter writes the exporter prelude (address, family, reserved,
+// port, domain: 24 bytes) at the start of p.
+func putExporter(p []byte, r *flow.Record) {
+	_ = p[colExporter-1]
+	putAddr(p[:addrSize], r.Exporter.Addr())
+	p[rExporterFamily+1-rExporter] = 0
+	le.PutUint16(p[rExporterPort-rExporter:], r.Exporter.Port())
+	le.PutUint32(p[rDomain-rExporter:], r.ObservationDomainID)
+}
+
+// getExporter reads what putExporter wrote into r.
+func getExporter(p []byte, r *flow.Record) bool {
+	_ = p[colExporter-1]
+	a, ok := getAddr(p[:addrSize])
+	if !ok {
+		return false
+	}
+	r.Exporter = netip.AddrPortFrom(a, le.Uint16(p[rExporterPort-rExporter:]))
+	r.ObservationDomainID = le.Uint32(p[rDomain-rExporter:])
+	return true
 }
 
 // putUint writes v in len(p) little-endian bytes (1, 2, 4 or 8).
@@ -236,8 +361,8 @@ func putString(dst []byte, ref, dataStart int, s string, present *flow.FieldSet,
 }
 
 // putExtra appends r's Extra entries and values and references them from
-// the block at blk.
-func putExtra(dst []byte, blk, dataStart int, r *flow.Record) []byte {
+// the Extra reference (offset, count) at ref.
+func putExtra(dst []byte, ref, dataStart int, r *flow.Record) []byte {
 	k := len(r.Extra)
 	if k == 0 {
 		return dst
@@ -259,8 +384,8 @@ func putExtra(dst []byte, blk, dataStart int, r *flow.Record) []byte {
 		le.PutUint32(e[eValueOff:], uint32(voff))
 		le.PutUint32(e[eValueLen:], uint32(len(f.Value)))
 	}
-	le.PutUint32(dst[blk+rExtraOff:], uint32(entries-dataStart))
-	le.PutUint32(dst[blk+rExtraCount:], uint32(k))
+	le.PutUint32(dst[ref:], uint32(entries-dataStart))
+	le.PutUint32(dst[ref+4:], uint32(k))
 	return dst
 }
 
@@ -274,6 +399,7 @@ type View struct {
 	data     []byte
 	mask     Mask // header mask ∩ fields that fit in recSize
 	fullFast bool // the block has the v1 layout and the mask is All
+	columns  bool // columnar layout (FlagColumns)
 }
 
 // ParseBatch validates the header of a batch buffer. It returns a
@@ -295,21 +421,31 @@ func ParseBatch(buf []byte) (View, error) {
 	ro := int(le.Uint32(buf[hRecordsOff:]))
 	do := int(le.Uint32(buf[hDataOff:]))
 	dl := int(le.Uint32(buf[hDataLen:]))
-	switch {
-	case hs < BatchHeaderSize:
+	mask := Mask{
+		Fields: flow.FieldSet{le.Uint64(buf[hFields:]), le.Uint64(buf[hFieldsWord1:])},
+		Flags:  le.Uint32(buf[hFlags:]),
+	}.normalize()
+	if hs < BatchHeaderSize {
 		return View{}, malformed("batch header size %d, want at least %d", hs, BatchHeaderSize)
+	}
+	if uint64(do)+uint64(dl) > uint64(len(buf)) {
+		return View{}, malformed("data section %d+%d beyond the %d-byte buffer", do, dl, len(buf))
+	}
+	if mask.Columns() {
+		// Columns of fields this reader does not know come after the
+		// ones it knows.
+		if ro < hs || ro%8 != 0 || n > len(buf) || uint64(ro)+uint64(ColumnsSize(mask, n)) > uint64(do) {
+			return View{}, malformed("columns of %d records at offset %d overlap the header (%d bytes) or the data section (offset %d), or are not 8-byte aligned", n, ro, hs, do)
+		}
+		return View{buf: buf, n: n, recOff: ro, data: buf[do : do+dl : do+dl], mask: mask, columns: true}, nil
+	}
+	switch {
 	case rs < rFields:
 		return View{}, malformed("record size %d, want at least %d", rs, rFields)
 	case ro < hs || uint64(ro)+uint64(n)*uint64(rs) > uint64(do):
 		return View{}, malformed("%d records of %d bytes at offset %d overlap the header (%d bytes) or the data section (offset %d)", n, rs, ro, hs, do)
-	case uint64(do)+uint64(dl) > uint64(len(buf)):
-		return View{}, malformed("data section %d+%d beyond the %d-byte buffer", do, dl, len(buf))
 	}
-	v := View{buf: buf, n: n, recSize: rs, recOff: ro, data: buf[do : do+dl : do+dl]}
-	v.mask = Mask{
-		Fields: flow.FieldSet{le.Uint64(buf[hFields:]), le.Uint64(buf[hFieldsWord1:])},
-		Flags:  le.Uint32(buf[hFlags:]),
-	}.normalize()
+	v := View{buf: buf, n: n, recSize: rs, recOff: ro, data: buf[do : do+dl : do+dl], mask: mask}
 	if rs < RecordSize {
 		// A block from an older layout: fields past its end are absent.
 		for f := range flow.NumFields {
@@ -372,16 +508,14 @@ func (d *Decoder) Record(v *View, i int, r *flow.Record) error {
 	if i < 0 || i >= v.n {
 		return malformed("record %d of a %d-record batch", i, v.n)
 	}
+	if v.columns {
+		return d.recordColumns(v, i, r)
+	}
 	off := v.recOff + i*v.recSize
 	p := v.buf[off : off+v.recSize]
 	r.Present = flow.FieldSet{le.Uint64(p[rPresent:]) & v.mask.Fields[0], le.Uint64(p[rPresent+8:]) & v.mask.Fields[1]}
-	if v.mask.Flags&FlagExporter != 0 {
-		a, ok := getAddr(p[rExporter : rExporter+addrSize])
-		if !ok {
-			return malformed("record %d: exporter address family %d", i, p[rExporterFamily])
-		}
-		r.Exporter = netip.AddrPortFrom(a, le.Uint16(p[rExporterPort:]))
-		r.ObservationDomainID = le.Uint32(p[rDomain:])
+	if v.mask.Flags&FlagExporter != 0 && !getExporter(p[rExporter:rExtraOff], r) {
+		return malformed("record %d: exporter address family %d", i, p[rExporterFamily])
 	}
 	var err error
 	if v.fullFast {
@@ -393,11 +527,49 @@ func (d *Decoder) Record(v *View, i int, r *flow.Record) error {
 		return decodeErr(i, err)
 	}
 	if v.mask.Flags&FlagExtra != 0 {
-		if err := d.decodeExtra(v, p, r); err != nil {
+		if err := d.decodeExtra(v, p[rExtraOff:rFields], r); err != nil {
 			return decodeErr(i, err)
 		}
 	}
 	return nil
+}
+
+// recordColumns is Record for the columnar layout.
+func (d *Decoder) recordColumns(v *View, i int, r *flow.Record) error {
+	pl := d.planFor(v)
+	cols := v.buf[v.recOff : v.recOff+pl.size]
+	p := cols[pl.presence+i*colPresence:]
+	r.Present = flow.FieldSet{le.Uint64(p) & v.mask.Fields[0], le.Uint64(p[8:]) & v.mask.Fields[1]}
+	if v.mask.Flags&FlagExporter != 0 {
+		off := pl.exporter + i*colExporter
+		if !getExporter(cols[off:off+colExporter], r) {
+			return malformed("record %d: exporter address family %d", i, cols[off+addrSize-1])
+		}
+	}
+	for k := range pl.n {
+		it := &pl.items[k]
+		off := int(it.col) + i*int(it.size)
+		if err := d.field(v, cols[off:off+int(it.size)], it, r); err != nil {
+			return decodeErr(i, err)
+		}
+	}
+	if v.mask.Flags&FlagExtra != 0 {
+		off := pl.extra + i*colExtra
+		if err := d.decodeExtra(v, cols[off:off+colExtra], r); err != nil {
+			return decodeErr(i, err)
+		}
+	}
+	return nil
+}
+
+// planFor returns the plan of v's layout, built once per mask (and, for
+// columns, per record count).
+func (d *Decoder) planFor(v *View) *plan {
+	if !d.planned || d.planMask != v.mask || (v.columns && d.plan.records != v.n) {
+		d.plan.build(v.mask, v.n)
+		d.planMask, d.planned = v.mask, true
+	}
+	return &d.plan
 }
 
 func decodeErr(i int, err error) error {
@@ -481,30 +653,33 @@ func (d *Decoder) decodeFull(v *View, p []byte, r *flow.Record) error {
 }
 
 func (d *Decoder) decodeMasked(v *View, p []byte, r *flow.Record) error {
-	if !d.planned || d.planMask != v.mask {
-		d.plan.build(v.mask)
-		d.planMask, d.planned = v.mask, true
-	}
-	pl := &d.plan
+	pl := d.planFor(v)
 	for i := range pl.n {
 		it := &pl.items[i]
-		q := p[it.block : int(it.block)+int(it.size)]
-		switch it.kind {
-		case flow.KindAddress:
-			a, ok := getAddr(q)
-			if !ok {
-				return &fieldError{it.field, "address family " + itoa(int(q[16]))}
-			}
-			*addrField(r, it.field) = a
-		case flow.KindString:
-			s, err := d.str(v, q)
-			if err != nil {
-				return &fieldError{it.field, err.Error()}
-			}
-			*stringField(r, it.field) = s
-		default:
-			storeUint(r, it, getUint(q))
+		if err := d.field(v, p[it.block:int(it.block)+int(it.size)], it, r); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// field decodes the value q of field it into r.
+func (d *Decoder) field(v *View, q []byte, it *planItem, r *flow.Record) error {
+	switch it.kind {
+	case flow.KindAddress:
+		a, ok := getAddr(q)
+		if !ok {
+			return &fieldError{it.field, "address family " + itoa(int(q[16]))}
+		}
+		*addrField(r, it.field) = a
+	case flow.KindString:
+		s, err := d.str(v, q)
+		if err != nil {
+			return &fieldError{it.field, err.Error()}
+		}
+		*stringField(r, it.field) = s
+	default:
+		storeUint(r, it, getUint(q))
 	}
 	return nil
 }
@@ -533,9 +708,11 @@ func (d *Decoder) str(v *View, q []byte) (string, error) {
 	return s, nil
 }
 
-func (d *Decoder) decodeExtra(v *View, p []byte, r *flow.Record) error {
+// decodeExtra decodes the Extra entries of the reference ref (offset,
+// count).
+func (d *Decoder) decodeExtra(v *View, ref []byte, r *flow.Record) error {
 	r.Extra = r.Extra[:0]
-	off, k := uint64(le.Uint32(p[rExtraOff:])), uint64(le.Uint32(p[rExtraCount:]))
+	off, k := uint64(le.Uint32(ref)), uint64(le.Uint32(ref[4:]))
 	if k == 0 {
 		return nil
 	}

@@ -11,6 +11,8 @@ import (
 func FuzzDecode(f *testing.F) {
 	f.Add(AppendBatch(nil, fullBatch(3)))
 	f.Add(AppendBatchMask(nil, fullBatch(2), MaskOf(FlagExtra, flow.SourcePodName)))
+	f.Add(AppendBatchMask(nil, fullBatch(3), MaskOf(FlagColumns|FlagExtra|FlagExporter, flow.SourcePodName, flow.SourceAddress, flow.FlowEnd)))
+	f.Add(AppendBatchMask(nil, fullBatch(3), MaskOf(FlagColumns, flow.ProtocolIdentifier, flow.SourceTransportPort)))
 	f.Add((&Answer{Count: 3, Verdicts: Verdicts(nil).KeepAll(3)}).Append(nil))
 	var u Updates
 	u.SetString(0, flow.SourcePodName, "x")
@@ -20,6 +22,14 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, buf []byte) {
 		var d Decoder
 		_ = d.Decode(buf, flow.NewBatch(0))
+		if v, err := ParseBatch(buf); err == nil && v.Len() < 1<<16 {
+			var r flow.Record
+			_ = d.Filter(&v, &r, func(*flow.Record) bool { return false }, Verdicts(nil).KeepAll(v.Len()))
+			for f := range flow.NumFields {
+				_ = d.Column(&v, flow.FieldID(f))
+			}
+			_ = d.PresenceColumn(&v)
+		}
 		var a Answer
 		if DecodeAnswer(buf, &a) == nil {
 			_, _ = Apply(plugintest.MixedBatch(a.Count%300), &a)

@@ -3,6 +3,7 @@ package abi
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 
 	"github.com/weir-flow/weir/core/flow"
 )
@@ -159,8 +160,14 @@ const (
 	FlagExtra uint32 = 1 << 0
 	// FlagExporter: Exporter and ObservationDomainID are encoded.
 	FlagExporter uint32 = 1 << 1
+	// FlagColumns is a layout flag, not a part of the record: the records
+	// are stored by column instead of in record blocks, and only the parts
+	// the mask selects are stored (see [ColumnsSize] and docs/abi.md,
+	// "Columns"). A plugin asks for it in its manifest; a host that does
+	// not know the flag sends record blocks, so a reader handles both.
+	FlagColumns uint32 = 1 << 2
 
-	flagsKnown = FlagExtra | FlagExporter
+	flagsKnown = FlagExtra | FlagExporter | FlagColumns
 )
 
 // Mask selects what of each record a batch buffer carries: the plugin
@@ -173,13 +180,13 @@ type Mask struct {
 	Flags uint32
 }
 
-// All is the mask that encodes every part of a record.
+// All is the mask that encodes every part of a record, in record blocks.
 var All = func() Mask {
 	var m Mask
 	for i := 0; i < flow.NumFields; i++ {
 		m.Fields.Add(flow.FieldID(i))
 	}
-	m.Flags = flagsKnown
+	m.Flags = FlagExtra | FlagExporter
 	return m
 }()
 
@@ -194,8 +201,44 @@ func MaskOf(flags uint32, fields ...flow.FieldID) Mask {
 	return m
 }
 
-// IsAll reports whether m encodes every part of a record.
+// IsAll reports whether m encodes every part of a record in record
+// blocks.
 func (m Mask) IsAll() bool { return m == All }
+
+// Columns reports whether m asks for the columnar layout.
+func (m Mask) Columns() bool { return m.Flags&FlagColumns != 0 }
+
+// Column widths of the record prelude in the columnar layout.
+const (
+	colPresence = 16                    // presence bitmap, two u64
+	colExporter = rExtraOff - rExporter // address, family, reserved, port, domain: 24 bytes
+	colExtra    = 8                     // Extra offset and count
+)
+
+// align8 rounds n up to a multiple of 8.
+func align8(n int) int { return (n + 7) &^ 7 }
+
+// ColumnsSize returns the size in bytes of the columns of n records with
+// mask m: the presence column (16 bytes a record), the exporter column
+// (24) if m has FlagExporter, the Extra column (8) if m has FlagExtra,
+// then a column per typed field of m at its canonical size, in field
+// order; each column starts at a multiple of 8 bytes.
+func ColumnsSize(m Mask, n int) int {
+	m = m.normalize()
+	size := align8(n * colPresence)
+	if m.Flags&FlagExporter != 0 {
+		size += align8(n * colExporter)
+	}
+	if m.Flags&FlagExtra != 0 {
+		size += align8(n * colExtra)
+	}
+	for w := range m.Fields {
+		for word := m.Fields[w]; word != 0; word &= word - 1 {
+			size += align8(n * int(fieldSize[w*64+bits.TrailingZeros64(word)]))
+		}
+	}
+	return size
+}
 
 // normalize drops bits for fields and flags this build does not know.
 func (m Mask) normalize() Mask {

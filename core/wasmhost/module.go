@@ -96,12 +96,15 @@ func (e *ExportError) Unwrap() error { return ErrNotPlugin }
 type checks int
 
 const (
-	// checksNone: no interruption checks (timeout 0, trusted modules).
+	// checksNone: no interruption checks. Benchmarks only: a module
+	// looping in native code cannot be stopped, and blocks the Go
+	// runtime's next stop-the-world, hence the whole process.
 	checksNone checks = iota
-	// checksInstrumented: the module is rewritten with a cheap check at
-	// every loop header (package interrupt), which the host trips by
-	// setting a global. The default; falls back to checksWazero for a
-	// module the instrumenter does not handle.
+	// checksInstrumented: the module is rewritten with a countdown at
+	// every loop header that calls the host every interrupt.Budget checks
+	// (package interrupt); the host ends the call there once the deadline
+	// has passed. The default; falls back to checksWazero for a module the
+	// instrumenter does not handle.
 	checksInstrumented
 	// checksWazero: wazero's WithCloseOnContextDone, which checks at every
 	// loop header by calling out of native code into Go (~100 ns each).
@@ -118,13 +121,11 @@ func (c checks) String() string {
 	return "wazero"
 }
 
-// checksFor returns the checks a module running with timeout needs.
-func checksFor(timeout time.Duration) checks {
-	if timeout > 0 {
-		return checksInstrumented
-	}
-	return checksNone
-}
+// checksFor returns the checks a module running with timeout needs: the
+// instrumented ones in every case, since even without a deadline (timeout
+// 0) a module must leave native code now and then for the Go runtime to
+// stop the world.
+func checksFor(time.Duration) checks { return checksInstrumented }
 
 // module is a compiled module in its own runtime (one runtime per module,
 // since the memory limit is a runtime setting).
@@ -176,6 +177,17 @@ func compileModule(ctx context.Context, path string, pages uint32, want checks, 
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, m.rt); err != nil {
 		m.close(ctx)
 		return nil, fmt.Errorf("instantiate WASI: %w", err)
+	}
+	if m.checks == checksInstrumented {
+		_, err := m.rt.NewHostModuleBuilder(interrupt.ImportModule).
+			NewFunctionBuilder().
+			WithGoFunction(api.GoFunc(yield), nil, []api.ValueType{api.ValueTypeI32}).
+			Export(interrupt.ImportName).
+			Instantiate(ctx)
+		if err != nil {
+			m.close(ctx)
+			return nil, fmt.Errorf("instantiate the %s host module: %w", interrupt.ImportModule, err)
+		}
 	}
 	m.compiled, err = m.rt.CompileModule(ctx, wasm)
 	if err != nil {
@@ -293,8 +305,8 @@ type instance struct {
 // initTimeout and ctx's cancellation.
 func (m *module) instantiate(ctx context.Context, ic instanceConfig, initTimeout time.Duration) (*instance, error) {
 	in := &instance{stderr: newStreamWriter(ic.log, "stderr"), call: newCallCtx()}
-	// No start functions: _initialize is called below, once the interrupt
-	// global can be reached, so that its deadline holds in every mode.
+	// No start functions: _initialize is called below, under the instance's
+	// deadline, which InstantiateModule would not arm.
 	mc := wazero.NewModuleConfig().
 		WithName(fmt.Sprintf("weir-wasm-%d", m.names.Add(1))).
 		WithStartFunctions().
@@ -325,14 +337,6 @@ func (m *module) instantiate(ctx context.Context, ic instanceConfig, initTimeout
 	in.alloc = mod.ExportedFunction(exportAlloc)
 	in.init = mod.ExportedFunction(exportInit)
 	in.process = mod.ExportedFunction(exportProcess)
-	if m.checks == checksInstrumented {
-		g, ok := mod.ExportedGlobal(interrupt.Export).(api.MutableGlobal)
-		if !ok {
-			_ = mod.Close(ctx)
-			return nil, fmt.Errorf("instantiate %s: instrumented module lacks its interrupt global", m.path)
-		}
-		in.call.flag = g
-	}
 	if f := mod.ExportedFunction("_initialize"); f != nil {
 		err := in.guard(ctx, initTimeout, func(ctx context.Context) error {
 			_, err := f.Call(ctx)
@@ -347,7 +351,7 @@ func (m *module) instantiate(ctx context.Context, ic instanceConfig, initTimeout
 }
 
 // guard runs f with the instance's deadline armed at d and ctx's
-// cancellation: either stops the module (trips its interrupt global, or
+// cancellation: either stops the module (ends it at its next weir.yield, or
 // closes it under wazero's checks). A stop is reported as an error
 // wrapping context.DeadlineExceeded; the instance is then unusable.
 func (in *instance) guard(ctx context.Context, d time.Duration, f func(ctx context.Context) error) error {
@@ -505,8 +509,7 @@ func (in *instance) classify(err error) string {
 		return reasonOOM
 	}
 	if in.call.fired.Load() {
-		// An instrumented module trapped on its interrupt global, or
-		// wazero closed the module.
+		// weir.yield ended the call, or wazero closed the module.
 		return reasonTimeout
 	}
 	seen := in.stderr.seen.Load()
@@ -551,19 +554,20 @@ func (e firstLine) Error() string {
 func (e firstLine) Unwrap() error { return e.error }
 
 // callCtx is the context of an instance's calls and its deadline. When
-// the armed deadline passes, fire stops the module: it sets the module's
-// interrupt global (flag, instrumented modules), on which the module traps
-// at its next loop header, and closes Done, on which wazero closes a
-// module compiled with its own checks. Unlike context.WithTimeout it is
-// reused across calls and does not allocate. Once fired, the instance is
-// discarded.
+// the armed deadline passes, fire marks it fired, which stops the module:
+// an instrumented module's next call to weir.yield ends the call (see
+// yield), and wazero closes a module compiled with its own checks when
+// Done closes. Unlike context.WithTimeout it is reused across calls and
+// does not allocate. Once fired, the instance is discarded.
 type callCtx struct {
 	context.Context // Background: values and no deadline
 	done            chan struct{}
 	fired           atomic.Bool
 	timer           *time.Timer
-	flag            api.MutableGlobal // nil unless instrumented; set before the first arm
 }
+
+// callKey finds the callCtx in the context wazero passes host functions.
+type callKey struct{}
 
 func newCallCtx() *callCtx {
 	c := &callCtx{Context: context.Background(), done: make(chan struct{})}
@@ -573,13 +577,30 @@ func newCallCtx() *callCtx {
 }
 
 func (c *callCtx) fire() {
-	if !c.fired.CompareAndSwap(false, true) {
-		return
+	if c.fired.CompareAndSwap(false, true) {
+		close(c.done)
 	}
-	if c.flag != nil {
-		c.flag.Set(1)
+}
+
+func (c *callCtx) Value(key any) any {
+	if key == (callKey{}) {
+		return c
 	}
-	close(c.done)
+	return c.Context.Value(key)
+}
+
+// errInterrupted ends a call whose deadline has passed.
+var errInterrupted = errors.New("interrupted at its deadline")
+
+// yield is weir.yield, which an instrumented module calls every
+// interrupt.Budget loop headers: it ends the call once its deadline has
+// passed, and otherwise returns the next budget. Leaving native code is
+// also what lets the Go runtime stop the world while a module runs.
+func yield(ctx context.Context, stack []uint64) {
+	if c, ok := ctx.Value(callKey{}).(*callCtx); ok && c.fired.Load() {
+		panic(errInterrupted) // wazero ends the call with this error
+	}
+	stack[0] = interrupt.Budget
 }
 
 func (c *callCtx) Done() <-chan struct{} { return c.done }

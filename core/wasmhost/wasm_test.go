@@ -105,7 +105,7 @@ func (p *Processor) errorCount(reason string) float64 {
 
 func TestProtocolFilter(t *testing.T) {
 	p := newProcessor(t, "protocolfilter", map[string]any{"protocols": []any{"tcp", 1}})
-	if m := p.Manifest(); m.Kind != abi.KindFilter || m.Reads != abi.MaskOf(0, flow.ProtocolIdentifier, flow.SourceTransportPort, flow.DestinationTransportPort) {
+	if m := p.Manifest(); m.Kind != abi.KindFilter || m.Reads != abi.MaskOf(abi.FlagColumns, flow.ProtocolIdentifier, flow.SourceTransportPort, flow.DestinationTransportPort) {
 		t.Fatalf("manifest %+v", m)
 	}
 	b := plugintest.MixedBatch(8) // tcp udp icmp icmpv6 …

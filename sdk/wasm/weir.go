@@ -94,11 +94,14 @@ func ReadsExtra() Option { return func(m *abi.Mask) { m.Flags |= abi.FlagExtra }
 // Record.ObservationDomainID along with the fields of Reads.
 func ReadsExporter() Option { return func(m *abi.Mask) { m.Flags |= abi.FlagExporter } }
 
+// mask returns what the plugin reads, in the columnar layout (docs/abi.md):
+// the batch then carries only those parts, by column, which the host
+// writes and the SDK reads in few bytes.
 func mask(opts []Option) abi.Mask {
 	if len(opts) == 0 {
 		return abi.All
 	}
-	var m abi.Mask
+	m := abi.Mask{Flags: abi.FlagColumns}
 	for _, o := range opts {
 		o(&m)
 	}

@@ -44,11 +44,17 @@ type portRange struct{ lo, hi uint16 }
 
 // Keep reports whether r passes.
 func (f *Filter) Keep(r *weir.Record) bool {
-	if f.keepAll || f.whole[r.ProtocolIdentifier] {
+	return f.KeepValues(r.ProtocolIdentifier, r.SourceTransportPort, r.DestinationTransportPort)
+}
+
+// KeepValues reports whether a record with protocolIdentifier proto and
+// transport ports src and dst passes.
+func (f *Filter) KeepValues(proto uint8, src, dst uint16) bool {
+	if f.keepAll || f.whole[proto] {
 		return true
 	}
-	if ps := f.ports[r.ProtocolIdentifier]; ps != nil {
-		return ps.has(r.SourceTransportPort) || ps.has(r.DestinationTransportPort)
+	if ps := f.ports[proto]; ps != nil {
+		return ps.has(src) || ps.has(dst)
 	}
 	return false
 }

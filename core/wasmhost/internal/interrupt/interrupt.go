@@ -1,40 +1,50 @@
-// Package interrupt instruments a WebAssembly module so that the host can
-// stop it cheaply: it adds one mutable i32 global, exported as [Export],
-// and at every loop header (and, in modules that use tail calls, at every
-// function entry) the check
+// Package interrupt instruments a WebAssembly module so that a host can
+// stop it at a deadline cheaply and the Go runtime can always stop the
+// world: it adds a countdown global and, at every loop header (and, in
+// modules that use tail calls, at every function entry), the check
 //
-//	global.get $interrupt
+//	global.get $budget  i32.const 1  i32.sub  global.set $budget
+//	global.get $budget  i32.eqz
 //	if
-//	  unreachable
+//	  call $weir.yield  global.set $budget
 //	end
 //
-// The host sets the global to 1 from another goroutine when a deadline
-// passes; the module traps at its next loop header.
+// so that every Budget-th check calls the host function weir.yield
+// (imported as [ImportModule].[ImportName], type () -> i32), which
+// returns the next budget, or ends the call — by panicking, which wazero
+// turns into the call's error — once the deadline has passed.
 //
-// This replaces wazero's WithCloseOnContextDone, which makes the same
-// check at every loop header by a call out of native code into Go: about
-// 100 ns each, paid at almost every function call of a Go guest (Go's
-// WebAssembly functions begin with a loop). The instrumented check is a
-// load, a compare and a branch inside native code.
+// This replaces wazero's WithCloseOnContextDone, which calls out of native
+// code into Go at every loop header: about 100 ns each, paid at almost
+// every function call of a Go guest (Go's WebAssembly functions begin with
+// a loop). The instrumented check is a few instructions in native code;
+// the call out happens once per Budget checks.
 //
 // # Notes
+//   - The call out is also what lets the Go runtime stop the world: native
+//     code cannot be preempted, so a module looping without leaving native
+//     code would block the next garbage collection, and with it the whole
+//     process, before any timer could fire.
 //   - Every backward branch in WebAssembly targets a loop header, so a
 //     module cannot run forever without passing a check, except through
 //     tail calls (return_call*), which is why modules that use them are
 //     checked at every function entry too; plain recursion ends in a
 //     stack overflow trap. Host functions that block are not interrupted
 //     (as with wazero's own checks).
-//   - The module's own code cannot clear the flag: [Instrument] refuses a
-//     module whose code names a global past its own, and the new global's
-//     index comes after them all.
+//   - The module's own code cannot touch the budget: [Instrument] refuses
+//     code that names a global or function past the module's own, and the
+//     new global and import are not reachable otherwise. Adding the import
+//     shifts the module's function indexes by one; calls, exports,
+//     element segments, constant expressions and the name section are
+//     renumbered.
 //   - Modules with a start section are refused ([ErrUnsupported]): the
-//     start function runs inside instantiation, before the host can reach
-//     the global. Go reactors have none (their _initialize is an export).
-//   - Anything the instrumenter does not understand (an unknown section
-//     order, opcode or encoding) is refused with [ErrUnsupported], never
-//     guessed: the caller then falls back to wazero's own checks. A module
-//     that is not valid WebAssembly may still be instrumented; the
-//     compiler rejects it afterwards.
+//     start function would run during instantiation, outside the host's
+//     deadline. Go reactors have none (their _initialize is an export).
+//   - Anything the instrumenter does not understand (an unknown section,
+//     opcode or encoding) is refused with [ErrUnsupported], never guessed:
+//     the caller then falls back to wazero's own checks. A module that is
+//     not valid WebAssembly may still be instrumented; the compiler
+//     rejects it afterwards.
 //   - WebAssembly binary format: https://webassembly.github.io/spec/core/binary/
 package interrupt
 
@@ -44,8 +54,18 @@ import (
 	"fmt"
 )
 
-// Export is the name under which the interrupt global is exported.
-const Export = "weir.interrupt"
+// The imported host function the checks call.
+const (
+	ImportModule = "weir"
+	ImportName   = "yield"
+)
+
+// Budget is how many checks pass between two calls to the host function,
+// the value weir.yield returns to carry on: large enough that the calls
+// cost nothing measurable, small enough that a deadline or a stop of the
+// world waits well under a millisecond (a check runs every few
+// nanoseconds in a busy loop).
+const Budget = 1 << 14
 
 // ErrUnsupported is wrapped by every error of Instrument: the module uses
 // something the instrumenter does not handle, or is malformed.
@@ -78,8 +98,10 @@ var order = map[byte]int{
 
 // Stats describes what Instrument did.
 type Stats struct {
-	// Global is the index of the interrupt global.
+	// Global is the index of the budget global.
 	Global uint32
+	// Yield is the function index of the imported weir.yield.
+	Yield uint32
 	// Loops is the number of loop headers checked.
 	Loops int
 	// Entries is the number of function entries checked (tail-call modules).
@@ -95,16 +117,35 @@ type section struct {
 	body []byte
 }
 
-// Instrument returns a copy of the module in wasm with the interrupt
-// global and its checks. It returns an error wrapping ErrUnsupported when
-// it cannot, and then the module must run with another way to stop it.
+// ins is the state of one instrumentation.
+type ins struct {
+	st       Stats
+	types    uint32 // type count before ours
+	funcs    uint32 // imported functions before ours: indexes from here shift by one
+	globals  uint32 // globals before ours
+	tail     bool
+	declared uint32 // globals declared in the global section
+}
+
+// shift renumbers a function index of the original module.
+func (s *ins) shift(idx uint32) uint32 {
+	if idx >= s.funcs {
+		return idx + 1
+	}
+	return idx
+}
+
+// Instrument returns a copy of the module in wasm with the budget global,
+// the weir.yield import and the checks. It returns an error wrapping
+// ErrUnsupported when it cannot, and then the module must run with
+// another way to stop it.
 func Instrument(wasm []byte) ([]byte, Stats, error) {
-	var st Stats
+	var s ins
 	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte("\x00asm")) {
-		return nil, st, fail("no \\0asm header")
+		return nil, s.st, fail("no \\0asm header")
 	}
 	if !bytes.Equal(wasm[4:8], []byte{1, 0, 0, 0}) {
-		return nil, st, fail("binary format version %x, want 1", wasm[4:8])
+		return nil, s.st, fail("binary format version %x, want 1", wasm[4:8])
 	}
 	var secs []section
 	last := 0
@@ -113,130 +154,160 @@ func Instrument(wasm []byte) ([]byte, Stats, error) {
 		n := r.u32()
 		body := r.bytes(int(n))
 		if r.err != nil {
-			return nil, st, fail("section %d: %v", id, r.err)
+			return nil, s.st, fail("section %d: %v", id, r.err)
 		}
 		if id != secCustom {
 			o, ok := order[id]
 			if !ok {
-				return nil, st, fail("unknown section %d", id)
+				return nil, s.st, fail("unknown section %d", id)
 			}
 			if o <= last {
-				return nil, st, fail("section %d out of order", id)
+				return nil, s.st, fail("section %d out of order", id)
 			}
 			last = o
 		}
 		secs = append(secs, section{id, body})
 	}
 
-	var importedGlobals, declaredGlobals uint32
-	for _, s := range secs {
-		switch s.id {
+	var importedGlobals uint32
+	for _, sec := range secs {
+		r := reader{b: sec.body}
+		switch sec.id {
 		case secStart:
-			return nil, st, fail("module has a start section")
+			return nil, s.st, fail("module has a start section")
+		case secType:
+			s.types = r.u32()
 		case secImport:
-			n, err := countImportedGlobals(s.body)
+			funcs, globals, err := countImports(sec.body)
 			if err != nil {
-				return nil, st, err
+				return nil, s.st, err
 			}
-			importedGlobals = n
+			s.funcs, importedGlobals = funcs, globals
 		case secGlobal:
-			r := reader{b: s.body}
-			declaredGlobals = r.u32()
-			if r.err != nil {
-				return nil, st, fail("global section: %v", r.err)
-			}
+			s.declared = r.u32()
+		}
+		if r.err != nil {
+			return nil, s.st, fail("section %d: %v", sec.id, r.err)
 		}
 	}
-	st.Global = importedGlobals + declaredGlobals
-	if st.Global < importedGlobals {
-		return nil, st, fail("too many globals")
+	s.globals = importedGlobals + s.declared
+	if s.globals < importedGlobals || s.types == ^uint32(0) || s.funcs == ^uint32(0) {
+		return nil, s.st, fail("too many globals, types or imports")
+	}
+	s.st.Global, s.st.Yield = s.globals, s.funcs
+	for _, sec := range secs {
+		if sec.id == secCode {
+			// Tail calls anywhere mean checks at every function entry.
+			tail, err := usesTailCalls(sec.body, &s)
+			if err != nil {
+				return nil, s.st, err
+			}
+			s.tail = tail
+		}
 	}
 
 	out := make([]byte, 0, len(wasm)+len(wasm)/8+64)
 	out = append(out, wasm[:8]...)
-	haveGlobal, haveExport := false, false
 	emit := func(id byte, body []byte) {
 		out = append(out, id)
 		out = appendU32(out, uint32(len(body)))
 		out = append(out, body...)
 	}
-	// newGlobal is a mutable i32 initialised to 0: i32, var, i32.const 0, end.
-	newGlobal := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
-	newExport := func(dst []byte) []byte {
-		dst = appendName(dst, Export)
-		dst = append(dst, 0x03) // global
-		return appendU32(dst, st.Global)
-	}
+	newType := []byte{0x60, 0x00, 0x01, 0x7f} // () -> i32
+	newImport := appendName(appendName(nil, ImportModule), ImportName)
+	newImport = appendU32(append(newImport, 0x00), s.types)
+	newGlobal := appendS32([]byte{0x7f, 0x01, 0x41}, Budget) // i32, var, i32.const Budget
+	newGlobal = append(newGlobal, 0x0b)                      // end
+	have := map[byte]bool{}
+	// Sections the module lacks are added at their place.
 	insertBefore := func(id byte) {
-		// Sections the module lacks are added at their place.
-		if !haveGlobal && order[id] > order[secGlobal] {
-			emit(secGlobal, append(appendU32(nil, 1), newGlobal...))
-			haveGlobal = true
-		}
-		if !haveExport && order[id] > order[secExport] {
-			emit(secExport, newExport(appendU32(nil, 1)))
-			haveExport = true
+		for _, need := range []struct {
+			id   byte
+			body []byte
+		}{
+			{secType, append([]byte{1}, newType...)},
+			{secImport, append([]byte{1}, newImport...)},
+			{secGlobal, append([]byte{1}, newGlobal...)},
+		} {
+			if !have[need.id] && order[id] > order[need.id] {
+				emit(need.id, need.body)
+				have[need.id] = true
+			}
 		}
 	}
-	for _, s := range secs {
-		if s.id == secCustom {
-			name, _ := customName(s.body)
-			if bytes.HasPrefix([]byte(name), []byte(".debug_")) {
+	for _, sec := range secs {
+		if sec.id == secCustom {
+			r := reader{b: sec.body}
+			name := r.name()
+			switch {
+			case r.err != nil:
+				return nil, s.st, fail("custom section: %v", r.err)
+			case bytes.HasPrefix([]byte(name), []byte(".debug_")):
 				continue // DWARF refers to code offsets, which move
+			case name == "name":
+				emit(sec.id, renameFunctions(sec.body, r.off, &s))
+				continue
 			}
-			emit(s.id, s.body)
+			emit(sec.id, sec.body)
 			continue
 		}
-		insertBefore(s.id)
-		switch s.id {
+		insertBefore(sec.id)
+		var body []byte
+		var err error
+		switch sec.id {
+		case secType:
+			body = appendToVector(sec.body, s.types, newType)
+		case secImport:
+			body = appendToVector(sec.body, countOf(sec.body), newImport)
 		case secGlobal:
-			body, err := appendGlobal(s.body, declaredGlobals, newGlobal)
-			if err != nil {
-				return nil, st, err
-			}
-			emit(s.id, body)
-			haveGlobal = true
+			body, err = rewriteGlobals(sec.body, &s, newGlobal)
 		case secExport:
-			body, err := appendExport(s.body, newExport)
-			if err != nil {
-				return nil, st, err
-			}
-			emit(s.id, body)
-			haveExport = true
+			body, err = rewriteExports(sec.body, &s)
+		case secElement:
+			body, err = rewriteElements(sec.body, &s)
 		case secCode:
-			body, err := instrumentCode(s.body, &st)
-			if err != nil {
-				return nil, st, err
-			}
-			emit(s.id, body)
+			body, err = rewriteCode(sec.body, &s)
 		default:
-			emit(s.id, s.body)
+			body = sec.body
 		}
+		if err != nil {
+			return nil, s.st, err
+		}
+		emit(sec.id, body)
+		have[sec.id] = true
 	}
 	insertBefore(0xff)
-	return out, st, nil
+	return out, s.st, nil
 }
 
 // insertBefore's sentinel: larger than every section's order.
 func init() { order[0xff] = 100 }
 
-func customName(body []byte) (string, error) {
+// countOf returns the count opening a vector section.
+func countOf(body []byte) uint32 {
 	r := reader{b: body}
-	name := r.name()
-	return name, r.err
+	return r.u32()
 }
 
-// countImportedGlobals counts the global imports (spec §5.5.5).
-func countImportedGlobals(body []byte) (uint32, error) {
+// appendToVector returns a vector section of count entries with entry
+// appended.
+func appendToVector(body []byte, count uint32, entry []byte) []byte {
+	out := appendU32(make([]byte, 0, len(body)+len(entry)+5), count+1)
+	out = append(out, body[lenU32(body):]...)
+	return append(out, entry...)
+}
+
+// countImports counts the function and global imports (spec §5.5.5).
+func countImports(body []byte) (funcs, globals uint32, err error) {
 	r := reader{b: body}
 	n := r.u32()
-	var globals uint32
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		r.name()
 		r.name()
 		switch kind := r.byte(); kind {
 		case 0x00: // func: type index
 			r.u32()
+			funcs++
 		case 0x01: // table: reftype, limits
 			r.refType()
 			r.limits()
@@ -245,7 +316,7 @@ func countImportedGlobals(body []byte) (uint32, error) {
 		case 0x03: // global: valtype, mut
 			r.valType()
 			if m := r.byte(); m > 1 {
-				return 0, fail("import %d: global mutability %d", i, m)
+				return 0, 0, fail("import %d: global mutability %d", i, m)
 			}
 			globals++
 		case 0x04: // tag: attribute, type index
@@ -253,27 +324,31 @@ func countImportedGlobals(body []byte) (uint32, error) {
 			r.u32()
 		default:
 			if r.err == nil {
-				return 0, fail("import %d: kind %d", i, kind)
+				return 0, 0, fail("import %d: kind %d", i, kind)
 			}
 		}
 	}
 	if r.err == nil && !r.done() {
-		return 0, fail("import section: %d trailing bytes", len(r.b)-r.off)
+		return 0, 0, fail("import section: %d trailing bytes", len(r.b)-r.off)
 	}
 	if r.err != nil {
-		return 0, fail("import section: %v", r.err)
+		return 0, 0, fail("import section: %v", r.err)
 	}
-	return globals, nil
+	return funcs, globals, nil
 }
 
-// appendGlobal returns the global section with one more global.
-func appendGlobal(body []byte, count uint32, global []byte) ([]byte, error) {
+// rewriteGlobals renumbers ref.func in the initialisers and appends the
+// budget global.
+func rewriteGlobals(body []byte, s *ins, global []byte) ([]byte, error) {
 	r := reader{b: body}
-	r.u32()
-	for i := uint32(0); i < count && r.err == nil; i++ {
+	n := r.u32()
+	out := appendU32(make([]byte, 0, len(body)+len(global)+5), n+1)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		start := r.off
 		r.valType()
 		r.byte()
-		r.constExpr()
+		out = append(out, r.b[start:r.off]...)
+		out = r.constExpr(out, s)
 	}
 	if r.err != nil {
 		return nil, fail("global section: %v", r.err)
@@ -281,21 +356,24 @@ func appendGlobal(body []byte, count uint32, global []byte) ([]byte, error) {
 	if !r.done() {
 		return nil, fail("global section: %d trailing bytes", len(r.b)-r.off)
 	}
-	out := appendU32(make([]byte, 0, len(body)+len(global)+5), count+1)
-	out = append(out, body[lenU32(body):]...)
 	return append(out, global...), nil
 }
 
-// appendExport returns the export section with the interrupt export.
-func appendExport(body []byte, export func([]byte) []byte) ([]byte, error) {
+// rewriteExports renumbers exported functions.
+func rewriteExports(body []byte, s *ins) ([]byte, error) {
 	r := reader{b: body}
 	n := r.u32()
+	out := appendU32(make([]byte, 0, len(body)+8), n)
 	for i := uint32(0); i < n && r.err == nil; i++ {
-		if name := r.name(); name == Export {
-			return nil, fail("module already exports %q", Export)
+		start := r.off
+		r.name()
+		kind := r.byte()
+		out = append(out, r.b[start:r.off]...)
+		idx := r.u32()
+		if kind == 0x00 {
+			idx = s.shift(idx)
 		}
-		r.byte()
-		r.u32()
+		out = appendU32(out, idx)
 	}
 	if r.err != nil {
 		return nil, fail("export section: %v", r.err)
@@ -303,29 +381,146 @@ func appendExport(body []byte, export func([]byte) []byte) ([]byte, error) {
 	if !r.done() {
 		return nil, fail("export section: %d trailing bytes", len(r.b)-r.off)
 	}
-	out := appendU32(make([]byte, 0, len(body)+len(Export)+8), n+1)
-	out = append(out, body[lenU32(body):]...)
-	return export(out), nil
+	return out, nil
 }
 
-// check is the instrumented test of the interrupt global g.
-func appendCheck(dst []byte, g uint32) []byte {
+// rewriteElements renumbers the functions of element segments (spec
+// §5.5.12, the eight segment encodings).
+func rewriteElements(body []byte, s *ins) ([]byte, error) {
+	r := reader{b: body}
+	n := r.u32()
+	out := appendU32(make([]byte, 0, len(body)+16), n)
+	funcs := func() {
+		k := r.u32()
+		out = appendU32(out, k)
+		for j := uint32(0); j < k && r.err == nil; j++ {
+			out = appendU32(out, s.shift(r.u32()))
+		}
+	}
+	exprs := func() {
+		k := r.u32()
+		out = appendU32(out, k)
+		for j := uint32(0); j < k && r.err == nil; j++ {
+			out = r.constExpr(out, s)
+		}
+	}
+	copyByte := func() { out = append(out, r.byte()) }
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		flags := r.u32()
+		out = appendU32(out, flags)
+		switch flags {
+		case 0:
+			out = r.constExpr(out, s)
+			funcs()
+		case 1, 3:
+			copyByte() // elemkind
+			funcs()
+		case 2:
+			out = appendU32(out, r.u32()) // table
+			out = r.constExpr(out, s)
+			copyByte()
+			funcs()
+		case 4:
+			out = r.constExpr(out, s)
+			exprs()
+		case 5, 7:
+			copyByte() // reftype
+			exprs()
+		case 6:
+			out = appendU32(out, r.u32())
+			out = r.constExpr(out, s)
+			copyByte()
+			exprs()
+		default:
+			return nil, fail("element segment %d: flags %d", i, flags)
+		}
+	}
+	if r.err != nil {
+		return nil, fail("element section: %v", r.err)
+	}
+	if !r.done() {
+		return nil, fail("element section: %d trailing bytes", len(r.b)-r.off)
+	}
+	return out, nil
+}
+
+// renameFunctions renumbers the function indexes of the name section
+// (subsections 1 function names, 2 local names, 3 label names); the
+// others name other index spaces and are copied. A malformed name section
+// is dropped: it only serves stack traces.
+func renameFunctions(body []byte, at int, s *ins) []byte {
+	out := append([]byte(nil), body[:at]...)
+	r := reader{b: body, off: at}
+	for !r.done() && r.err == nil {
+		id := r.byte()
+		size := r.u32()
+		sub := r.bytes(int(size))
+		if r.err != nil {
+			break
+		}
+		if id < 1 || id > 3 {
+			out = append(out, id)
+			out = appendU32(out, size)
+			out = append(out, sub...)
+			continue
+		}
+		sr := reader{b: sub}
+		k := sr.u32()
+		o := appendU32(nil, k)
+		for j := uint32(0); j < k && sr.err == nil; j++ {
+			o = appendU32(o, s.shift(sr.u32()))
+			start := sr.off
+			if id == 1 {
+				sr.name()
+			} else {
+				m := sr.u32()
+				for l := uint32(0); l < m && sr.err == nil; l++ {
+					sr.u32()
+					sr.name()
+				}
+			}
+			o = append(o, sr.b[start:sr.off]...)
+		}
+		if sr.err != nil || !sr.done() {
+			break
+		}
+		out = append(out, id)
+		out = appendU32(out, uint32(len(o)))
+		out = append(out, o...)
+	}
+	if r.err != nil {
+		return body[:at] // the name alone: an empty name section
+	}
+	return out
+}
+
+// appendCheck appends the check: count down, call weir.yield at zero.
+func appendCheck(dst []byte, s *ins) []byte {
+	g := s.st.Global
 	dst = append(dst, 0x23) // global.get
 	dst = appendU32(dst, g)
-	return append(dst, 0x04, 0x40, 0x00, 0x0b) // if (empty) unreachable end
+	dst = append(dst, 0x41, 0x01, 0x6b, 0x24) // i32.const 1, i32.sub, global.set
+	dst = appendU32(dst, g)
+	dst = append(dst, 0x23)
+	dst = appendU32(dst, g)
+	dst = append(dst, 0x45, 0x04, 0x40, 0x10) // i32.eqz, if (empty), call
+	dst = appendU32(dst, s.st.Yield)
+	dst = append(dst, 0x24) // global.set
+	dst = appendU32(dst, g)
+	return append(dst, 0x0b) // end
 }
 
-// instrumentCode rewrites every function body of the code section.
-func instrumentCode(body []byte, st *Stats) ([]byte, error) {
+// function is one body of the code section.
+type function struct{ locals, code []byte }
+
+// functions splits the code section into bodies.
+func functions(body []byte) ([]function, error) {
 	r := reader{b: body}
 	n := r.u32()
 	if r.err != nil {
 		return nil, fail("code section: %v", r.err)
 	}
-	// First pass: are tail calls used anywhere? Then every entry is checked.
-	type fn struct{ locals, code []byte }
-	fns := make([]fn, 0, n)
-	tail := false
+	fns := make([]function, 0, min(n, uint32(len(body))))
 	for i := uint32(0); i < n; i++ {
 		size := r.u32()
 		b := r.bytes(int(size))
@@ -341,55 +536,85 @@ func instrumentCode(body []byte, st *Stats) ([]byte, error) {
 		if fr.err != nil {
 			return nil, fail("function %d: locals: %v", i, fr.err)
 		}
-		f := fn{locals: b[:fr.off], code: b[fr.off:]}
-		hasTail, err := scan(f.code, st.Global, nil)
-		if err != nil {
-			return nil, fmt.Errorf("function %d: %w", i, err)
-		}
-		tail = tail || hasTail
-		fns = append(fns, f)
+		fns = append(fns, function{locals: b[:fr.off], code: b[fr.off:]})
 	}
 	if !r.done() {
 		return nil, fail("code section: %d trailing bytes", len(r.b)-r.off)
 	}
-	out := appendU32(make([]byte, 0, len(body)+len(body)/8), n)
-	var buf []byte
-	for _, f := range fns {
-		buf = append(buf[:0], f.locals...)
-		if tail {
-			buf = appendCheck(buf, st.Global)
-			st.Entries++
+	return fns, nil
+}
+
+// usesTailCalls scans every body (validating it) and reports whether any
+// uses return_call or return_call_indirect.
+func usesTailCalls(body []byte, s *ins) (bool, error) {
+	fns, err := functions(body)
+	if err != nil {
+		return false, err
+	}
+	tail := false
+	for i, f := range fns {
+		t, err := scan(f.code, s, nil)
+		if err != nil {
+			return false, fmt.Errorf("function %d: %w", i, err)
 		}
-		var loops int
-		buf, loops = rewrite(buf, f.code, st.Global)
-		st.Loops += loops
+		tail = tail || t
+	}
+	return tail, nil
+}
+
+// rewriteCode rewrites every function body: checks at loop headers (and
+// entries), function indexes renumbered.
+func rewriteCode(body []byte, s *ins) ([]byte, error) {
+	fns, err := functions(body)
+	if err != nil {
+		return nil, err
+	}
+	out := appendU32(make([]byte, 0, len(body)+len(body)/8), uint32(len(fns)))
+	var buf []byte
+	for i, f := range fns {
+		buf = append(buf[:0], f.locals...)
+		if s.tail {
+			buf = appendCheck(buf, s)
+			s.st.Entries++
+		}
+		prev := 0
+		_, err := scan(f.code, s, func(at, end int, fn bool, idx uint32) {
+			buf = append(buf, f.code[prev:at]...)
+			if fn {
+				buf = appendU32(buf, s.shift(idx))
+			} else {
+				buf = appendCheck(buf, s)
+				s.st.Loops++
+			}
+			prev = end
+		})
+		if err != nil {
+			return nil, fmt.Errorf("function %d: %w", i, err)
+		}
+		buf = append(buf, f.code[prev:]...)
 		out = appendU32(out, uint32(len(buf)))
 		out = append(out, buf...)
 	}
 	return out, nil
 }
 
-// rewrite appends code to dst with a check after each loop's block type,
-// and returns how many it added. code has been scanned without error.
-func rewrite(dst, code []byte, g uint32) ([]byte, int) {
-	prev, loops := 0, 0
-	_, _ = scan(code, g, func(at int) {
-		dst = append(dst, code[prev:at]...)
-		dst = appendCheck(dst, g)
-		prev = at
-		loops++
-	})
-	return append(dst, code[prev:]...), loops
-}
-
 // scan walks the instructions of a function body's expression. It calls
-// loop with the offset just past each loop's block type, and reports
-// whether the code uses tail calls. It refuses unknown opcodes, global
-// indexes from g on (the interrupt global must stay the host's) and a
-// body whose blocks do not balance.
-func scan(code []byte, g uint32, loop func(at int)) (tail bool, err error) {
+// visit with the offset just past each loop's block type (fn false, at ==
+// end), and with the position of each function index (call, return_call,
+// ref.func: fn true, the index's bytes at [at, end)); it reports whether
+// the code uses tail calls. It refuses unknown opcodes, global indexes
+// from s.globals on (the budget global is the host's) and a body whose
+// blocks do not balance.
+func scan(code []byte, s *ins, visit func(at, end int, fn bool, idx uint32)) (tail bool, err error) {
 	r := reader{b: code}
 	depth := 1 // the function body's implicit block
+	funcIndex := func() {
+		at := r.off
+		idx := r.u32()
+		if visit != nil && r.err == nil {
+			visit(at, r.off, true, idx)
+		}
+	}
 	for depth > 0 {
 		if r.done() {
 			return tail, fail("code ends inside a block")
@@ -405,8 +630,8 @@ func scan(code []byte, g uint32, loop func(at int)) (tail bool, err error) {
 		case op == 0x03: // loop
 			r.blockType()
 			depth++
-			if loop != nil && r.err == nil {
-				loop(r.off)
+			if visit != nil && r.err == nil {
+				visit(r.off, r.off, false, 0)
 			}
 		case op == 0x1f: // try_table: blocktype, vec(catch)
 			r.blockType()
@@ -425,11 +650,12 @@ func scan(code []byte, g uint32, loop func(at int)) (tail bool, err error) {
 			depth++
 		case op == 0x0b: // end
 			depth--
-		case op == 0x0c || op == 0x0d || op == 0x08 || op == 0x10 || op == 0xd2:
-			// br, br_if, throw, call, ref.func: one index
+		case op == 0x0c || op == 0x0d || op == 0x08: // br, br_if, throw: one index
 			r.u32()
+		case op == 0x10 || op == 0xd2: // call, ref.func
+			funcIndex()
 		case op == 0x12: // return_call
-			r.u32()
+			funcIndex()
 			tail = true
 		case op == 0x11: // call_indirect: type, table
 			r.u32()
@@ -451,8 +677,8 @@ func scan(code []byte, g uint32, loop func(at int)) (tail bool, err error) {
 		case op >= 0x20 && op <= 0x22: // local.get/set/tee
 			r.u32()
 		case op == 0x23 || op == 0x24: // global.get/set
-			if idx := r.u32(); idx >= g && r.err == nil {
-				return tail, fail("offset %d: global %d does not exist (the module has %d)", at, idx, g)
+			if idx := r.u32(); idx >= s.globals && r.err == nil {
+				return tail, fail("offset %d: global %d does not exist (the module has %d)", at, idx, s.globals)
 			}
 		case op == 0x25 || op == 0x26: // table.get/set
 			r.u32()
@@ -679,20 +905,29 @@ func (r *reader) memArg() {
 	r.s64() // offset: u32, or u64 with memory64
 }
 
-// constExpr skips a constant expression up to and including its end.
-func (r *reader) constExpr() {
+// constExpr copies a constant expression, up to and including its end,
+// to dst with its function indexes renumbered.
+func (r *reader) constExpr(dst []byte, s *ins) []byte {
 	for r.err == nil {
+		start := r.off
 		switch op := r.byte(); op {
 		case 0x0b:
-			return
+			return append(dst, op)
 		case 0x41, 0x42, 0xd0:
 			r.s64()
 		case 0x43:
 			r.bytes(4)
 		case 0x44:
 			r.bytes(8)
-		case 0x23, 0xd2:
-			r.u32()
+		case 0x23:
+			if idx := r.u32(); idx >= s.globals && r.err == nil {
+				r.err = fmt.Errorf("constant global.get %d: no such global", idx)
+			}
+		case 0xd2: // ref.func
+			idx := r.u32()
+			dst = append(dst, op)
+			dst = appendU32(dst, s.shift(idx))
+			continue
 		case 0x6a, 0x6b, 0x6c, 0x7c, 0x7d, 0x7e: // extended const: add, sub, mul
 		case 0xfd:
 			if sub := r.u32(); sub == 0x0c {
@@ -705,7 +940,11 @@ func (r *reader) constExpr() {
 				r.err = fmt.Errorf("constant opcode %#x", op)
 			}
 		}
+		if r.err == nil {
+			dst = append(dst, r.b[start:r.off]...)
+		}
 	}
+	return dst
 }
 
 func appendU32(dst []byte, v uint32) []byte {
@@ -724,6 +963,18 @@ func lenU32(b []byte) int {
 		}
 	}
 	return len(b)
+}
+
+// appendS32 appends v as a signed LEB128.
+func appendS32(dst []byte, v int32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(dst, c)
+		}
+		dst = append(dst, c|0x80)
+	}
 }
 
 func appendName(dst []byte, s string) []byte {

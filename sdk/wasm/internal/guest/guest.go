@@ -4,7 +4,6 @@
 package guest
 
 import (
-	"errors"
 	"fmt"
 	"runtime/debug"
 
@@ -17,6 +16,9 @@ type Plugin struct {
 	Kind abi.Kind
 	// Keep decides a filter's or processor's verdict.
 	Keep func(*flow.Record) bool
+	// Batch is a batch filter: it clears the verdicts of the records it
+	// drops (all are kept on entry). d decodes v.
+	Batch func(v *abi.View, d *abi.Decoder, verdicts abi.Verdicts)
 	// Enrich modifies a record (enrichers).
 	Enrich func(*flow.Record)
 	// Init receives the config as JSON; a non-nil error rejects it.
@@ -34,7 +36,8 @@ type Guest struct {
 
 	in, out []byte
 	dec     abi.Decoder
-	recs    []flow.Record
+	rec     flow.Record   // a filter's record, reused for every record
+	recs    []flow.Record // an enricher's or processor's records
 	before  flow.Record
 	extra   []flow.Field
 	answer  abi.Answer
@@ -94,14 +97,16 @@ func (g *Guest) Process(buf []byte) []byte {
 	}
 	n := v.Len()
 	g.answer.Count = n
-	if cap(g.recs) < n {
-		g.recs = make([]flow.Record, n)
+	if g.plugin.Kind != abi.KindFilter {
+		if cap(g.recs) < n {
+			g.recs = make([]flow.Record, n)
+		}
+		g.recs = g.recs[:n]
 	}
-	g.recs = g.recs[:n]
-	err = protect(func() error { return g.run(&v) })
-	var pe *panicError
+	err = g.runProtected(&v)
+	pe, _ := err.(*panicError)
 	switch {
-	case errors.As(err, &pe):
+	case pe != nil:
 		g.answer = abi.Answer{Status: abi.StatusPanic, Count: n, Message: pe.Error(), Verdicts: g.answer.Verdicts[:0]}
 		g.updates.Reset()
 	case err != nil:
@@ -119,17 +124,13 @@ func (g *Guest) run(v *abi.View) error {
 	g.answer.Verdicts = g.answer.Verdicts.KeepAll(n)
 	switch p.Kind {
 	case abi.KindFilter:
-		// Records are reused without a reset: decoding overwrites every
-		// part in the mask, and a filter does not modify records.
-		for i := range n {
-			r := &g.recs[i]
-			if err := g.dec.Record(v, i, r); err != nil {
-				return err
-			}
-			if !p.Keep(r) {
-				g.answer.Verdicts.Set(i, false)
-			}
+		if p.Batch != nil {
+			p.Batch(v, &g.dec, g.answer.Verdicts)
+			return nil
 		}
+		// One record is reused without a reset: decoding overwrites every
+		// part in the mask, and a filter does not modify records.
+		return g.dec.Filter(v, &g.rec, p.Keep, g.answer.Verdicts)
 	default:
 		for i := range n {
 			r := &g.recs[i]
@@ -158,6 +159,17 @@ type panicError struct {
 }
 
 func (e *panicError) Error() string { return fmt.Sprintf("panic: %v\n\n%s", e.value, e.stack) }
+
+// runProtected is run, turning a panic into a *panicError. It is protect
+// without a closure, which would be allocated on every batch.
+func (g *Guest) runProtected(v *abi.View) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &panicError{value: r, stack: debug.Stack()}
+		}
+	}()
+	return g.run(v)
+}
 
 // protect runs f, turning a panic into a *panicError.
 func protect(f func() error) (err error) {

@@ -1,0 +1,127 @@
+package abi
+
+import (
+	"unsafe"
+
+	"github.com/weir-flow/weir/core/flow"
+)
+
+// Filter runs keep over every record of v and clears, in verdicts, the
+// bit of each record keep rejects (verdicts must hold at least
+// Words(v.Len()) words; bits of kept records are left as they are). Each
+// record is decoded into r, which is reused: only the parts in v's mask
+// are written, so keep must not rely on the others, nor retain r.
+//
+// It is the guest SDK's loop for filters. In the columnar layout with a
+// mask of unsigned and time fields only (no addresses, strings, exporter
+// or Extra IEs), a record is decoded with a load and a store per field
+// and no function call, so the only call per record is keep; otherwise
+// each record decodes as with [Decoder.Record].
+func (d *Decoder) Filter(v *View, r *flow.Record, keep func(*flow.Record) bool, verdicts Verdicts) error {
+	n := v.n
+	if n == 0 {
+		return nil
+	}
+	if len(verdicts) < Words(n) {
+		return malformed("%d verdict words for %d records", len(verdicts), n)
+	}
+	if !v.columns || !d.planFor(v).scalar || !littleEndian {
+		for i := range n {
+			if err := d.Record(v, i, r); err != nil {
+				return err
+			}
+			if !keep(r) {
+				verdicts[i>>6] &^= 1 << (i & 63)
+			}
+		}
+		return nil
+	}
+	pl := &d.plan
+	items := pl.items[:pl.n]
+	// Go's WebAssembly code goes back to its function's dispatch loop on
+	// every backward jump, so a loop over the items would cost a dispatch
+	// per field: the first four are copied in straight-line code. Unused
+	// slots copy the record's presence word into r.Present, which is
+	// written after them.
+	var first [4]planItem
+	for k := range first {
+		first[k] = planItem{size: 8, col: uint32(pl.presence), record: presentOffset}
+	}
+	copy(first[:], items)
+	rest := items[min(len(items), len(first)):]
+	m0, m1 := v.mask.Fields[0], v.mask.Fields[1]
+	cols := v.buf[v.recOff : v.recOff+pl.size] // ParseBatch checked the bounds
+	base := unsafe.Pointer(unsafe.SliceData(cols))
+	pres := unsafe.Slice((*[2]uint64)(unsafe.Add(base, pl.presence)), n)
+	rp := unsafe.Pointer(r)
+	for i := range n {
+		// Every column holds n values within cols.
+		copyScalar(rp, base, i, &first[0])
+		copyScalar(rp, base, i, &first[1])
+		copyScalar(rp, base, i, &first[2])
+		copyScalar(rp, base, i, &first[3])
+		for k := range rest {
+			copyScalar(rp, base, i, &rest[k])
+		}
+		r.Present[0] = pres[i][0] & m0
+		r.Present[1] = pres[i][1] & m1
+		if !keep(r) {
+			verdicts[i>>6] &^= 1 << (i & 63)
+		}
+	}
+	return nil
+}
+
+// presentOffset is the offset of Present in flow.Record.
+const presentOffset = unsafe.Offsetof(flow.Record{}.Present)
+
+// copyScalar copies value i of the unsigned column of it, in the columns
+// at base, into the record at r: little-endian machines only.
+func copyScalar(r, base unsafe.Pointer, i int, it *planItem) {
+	src, dst := unsafe.Add(base, int(it.col)+i*int(it.size)), unsafe.Add(r, it.record)
+	switch it.size {
+	case 1:
+		*(*uint8)(dst) = *(*uint8)(src)
+	case 2:
+		*(*uint16)(dst) = *(*uint16)(src)
+	case 4:
+		*(*uint32)(dst) = *(*uint32)(src)
+	default:
+		*(*uint64)(dst) = *(*uint64)(src)
+	}
+}
+
+// Columnar reports whether v has the columnar layout, in which
+// [Decoder.Column] gives whole columns.
+func (v *View) Columnar() bool { return v.columns }
+
+// Column returns the column of typed field f in v: Len() values of the
+// field's canonical width (docs/abi.md), little-endian, starting at a
+// multiple of 8 bytes from the start of the buffer; string columns hold
+// references into the data section and address columns 17-byte values.
+// It returns nil if v is not columnar or f is not in its mask.
+func (d *Decoder) Column(v *View, f flow.FieldID) []byte {
+	if !v.columns || int(f) >= flow.NumFields || !v.mask.Fields.Has(f) {
+		return nil
+	}
+	pl := d.planFor(v)
+	for k := range pl.n {
+		if it := &pl.items[k]; it.field == f {
+			off := v.recOff + int(it.col)
+			return v.buf[off : off+v.n*int(it.size) : off+v.n*int(it.size)]
+		}
+	}
+	return nil
+}
+
+// PresenceColumn returns the presence column of a columnar v: for each
+// record two little-endian u64 words of flow.FieldSet, masked. It returns
+// nil if v is not columnar.
+func (d *Decoder) PresenceColumn(v *View) []byte {
+	if !v.columns {
+		return nil
+	}
+	pl := d.planFor(v)
+	off := v.recOff + pl.presence
+	return v.buf[off : off+v.n*colPresence : off+v.n*colPresence]
+}

@@ -1,0 +1,126 @@
+package abi
+
+import (
+	"fmt"
+	"testing"
+	"unsafe"
+
+	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/plugintest"
+)
+
+// TestFilter checks that the filter loop decodes the records as Record
+// does and sets the verdicts keep returns, in both layouts, on the fast
+// path (scalar fields in columns) and the general one.
+func TestFilter(t *testing.T) {
+	masks := map[string]Mask{
+		"blocks":          MaskOf(0, flow.ProtocolIdentifier, flow.SourceTransportPort),
+		"columns/scalar":  MaskOf(FlagColumns, flow.ProtocolIdentifier, flow.SourceTransportPort, flow.DestinationTransportPort, flow.IngressInterface, flow.FlowEnd, flow.OctetDeltaCount),
+		"columns/one":     MaskOf(FlagColumns, flow.ProtocolIdentifier),
+		"columns/general": MaskOf(FlagColumns|FlagExporter, flow.ProtocolIdentifier, flow.SourceAddress, flow.SourcePodName),
+	}
+	for name, m := range masks {
+		for _, n := range []int{1, 63, 64, 65, 200} {
+			t.Run(fmt.Sprintf("%s/n=%d", name, n), func(t *testing.T) {
+				src := fullBatch(n)
+				for i, r := range src.Records {
+					r.ProtocolIdentifier = uint8(i * 7)
+					r.Present.Add(flow.ProtocolIdentifier)
+					if i%3 == 0 {
+						r.Present.Remove(flow.SourceTransportPort)
+						r.SourceTransportPort = 0
+					}
+				}
+				buf := AppendBatchMask(nil, src, m)
+				v, err := ParseBatch(buf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var d, d2 Decoder
+				var r flow.Record
+				i := 0
+				verdicts := Verdicts(nil).KeepAll(n)
+				err = d.Filter(&v, &r, func(r *flow.Record) bool {
+					var want flow.Record
+					if err := d2.Record(&v, i, &want); err != nil {
+						t.Fatal(err)
+					}
+					got := project(r, m)
+					equalRecords(t, i, &got, &want)
+					i++
+					return r.ProtocolIdentifier%2 == 0
+				}, verdicts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i != n {
+					t.Fatalf("keep called %d times for %d records", i, n)
+				}
+				for j := range n {
+					if want := src.Records[j].ProtocolIdentifier%2 == 0; verdicts.Keep(j) != want {
+						t.Fatalf("record %d: verdict %v, want %v", j, verdicts.Keep(j), want)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestColumn(t *testing.T) {
+	src := plugintest.MixedBatch(10)
+	m := MaskOf(FlagColumns, flow.ProtocolIdentifier, flow.DestinationTransportPort, flow.FlowEnd)
+	buf := AppendBatchMask(nil, src, m)
+	if got, want := len(buf)-BatchHeaderSize, ColumnsSize(m, 10); got < want {
+		t.Fatalf("buffer holds %d bytes of columns, ColumnsSize says %d", got, want)
+	}
+	v, err := ParseBatch(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d Decoder
+	protos := d.Column(&v, flow.ProtocolIdentifier)
+	ports := d.Column(&v, flow.DestinationTransportPort)
+	pres := d.PresenceColumn(&v)
+	if len(protos) != 10 || len(ports) != 20 || len(pres) != 160 {
+		t.Fatalf("column sizes %d %d %d", len(protos), len(ports), len(pres))
+	}
+	for i, r := range src.Records {
+		if protos[i] != r.ProtocolIdentifier || le.Uint16(ports[2*i:]) != r.DestinationTransportPort {
+			t.Errorf("record %d: columns %d %d, record %d %d", i, protos[i], le.Uint16(ports[2*i:]), r.ProtocolIdentifier, r.DestinationTransportPort)
+		}
+		if got := (flow.FieldSet{le.Uint64(pres[16*i:]), le.Uint64(pres[16*i+8:])}); got != project(r, m).Present {
+			t.Errorf("record %d: presence %v", i, got)
+		}
+	}
+	if d.Column(&v, flow.SourceTransportPort) != nil {
+		t.Error("a column outside the mask is not nil")
+	}
+	plain, _ := ParseBatch(AppendBatchMask(nil, src, MaskOf(0, flow.ProtocolIdentifier)))
+	if plain.Columnar() || d.Column(&plain, flow.ProtocolIdentifier) != nil {
+		t.Error("record blocks give a column")
+	}
+	// Columns start 8-byte aligned, whatever the widths before them.
+	for _, f := range []flow.FieldID{flow.ProtocolIdentifier, flow.DestinationTransportPort, flow.FlowEnd} {
+		off := uintptr(unsafe.Pointer(&d.Column(&v, f)[0])) - uintptr(unsafe.Pointer(&buf[0]))
+		if off%8 != 0 {
+			t.Errorf("%s column at offset %d", f, off)
+		}
+	}
+}
+
+func TestParseColumnsErrors(t *testing.T) {
+	good := AppendBatchMask(nil, plugintest.MixedBatch(4), MaskOf(FlagColumns, flow.ProtocolIdentifier, flow.FlowEnd))
+	for name, edit := range map[string]func([]byte){
+		"columns overlap data": func(b []byte) { le.PutUint32(b[hDataOff:], BatchHeaderSize+8) },
+		"unaligned columns":    func(b []byte) { le.PutUint32(b[hRecordsOff:], BatchHeaderSize+4) },
+		"count too large":      func(b []byte) { le.PutUint32(b[hCount:], 1<<30) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := append([]byte(nil), good...)
+			edit(b)
+			if _, err := ParseBatch(b); err == nil {
+				t.Fatal("no error")
+			}
+		})
+	}
+}
