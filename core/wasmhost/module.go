@@ -96,19 +96,21 @@ func (e *ExportError) Unwrap() error { return ErrNotPlugin }
 type checks int
 
 const (
-	// checksNone: no interruption checks. Benchmarks only: a module
-	// looping in native code cannot be stopped, and blocks the Go
-	// runtime's next stop-the-world, hence the whole process.
-	checksNone checks = iota
 	// checksInstrumented: the module is rewritten with a countdown at
 	// every loop header that calls the host every interrupt.Budget checks
 	// (package interrupt); the host ends the call there once the deadline
-	// has passed. The default; falls back to checksWazero for a module the
+	// has passed. The default, with or without a deadline (timeout 0): a
+	// module must leave native code now and then for the Go runtime to
+	// stop the world. Falls back to checksWazero for a module the
 	// instrumenter does not handle.
-	checksInstrumented
+	checksInstrumented checks = iota
 	// checksWazero: wazero's WithCloseOnContextDone, which checks at every
 	// loop header by calling out of native code into Go (~100 ns each).
 	checksWazero
+	// checksNone: no checks. Benchmarks only: a module looping in native
+	// code cannot be stopped, and blocks the Go runtime's next
+	// stop-the-world, hence the whole process.
+	checksNone
 )
 
 func (c checks) String() string {
@@ -120,12 +122,6 @@ func (c checks) String() string {
 	}
 	return "wazero"
 }
-
-// checksFor returns the checks a module running with timeout needs: the
-// instrumented ones in every case, since even without a deadline (timeout
-// 0) a module must leave native code now and then for the Go runtime to
-// stop the world.
-func checksFor(time.Duration) checks { return checksInstrumented }
 
 // module is a compiled module in its own runtime (one runtime per module,
 // since the memory limit is a runtime setting).
@@ -181,7 +177,7 @@ func compileModule(ctx context.Context, path string, pages uint32, want checks, 
 	if m.checks == checksInstrumented {
 		_, err := m.rt.NewHostModuleBuilder(interrupt.ImportModule).
 			NewFunctionBuilder().
-			WithGoFunction(api.GoFunc(yield), nil, []api.ValueType{api.ValueTypeI32}).
+			WithGoModuleFunction(api.GoModuleFunc(yield), nil, []api.ValueType{api.ValueTypeI32}).
 			Export(interrupt.ImportName).
 			Instantiate(ctx)
 		if err != nil {
@@ -279,7 +275,8 @@ type instanceConfig struct {
 	allowFS  []string // absolute host directories, mounted read-only
 	allowEnv []string
 	log      *slog.Logger
-	buffer   int // initial input buffer, bytes
+	buffer   int    // initial input buffer, bytes
+	checks   checks // interruption checks; the zero value is the default
 }
 
 // instance is one instantiated module. It is used by one goroutine at a
@@ -594,14 +591,21 @@ var errInterrupted = errors.New("interrupted at its deadline")
 
 // yield is weir.yield, which an instrumented module calls every
 // interrupt.Budget loop headers: it ends the call once its deadline has
-// passed, and otherwise returns the next budget. Leaving native code is
-// also what lets the Go runtime stop the world while a module runs.
-func yield(ctx context.Context, stack []uint64) {
+// passed or the module is closed (Shutdown), and otherwise returns the
+// next budget. Leaving native code is also what lets the Go runtime stop
+// the world while a module runs.
+func yield(ctx context.Context, mod api.Module, stack []uint64) {
 	if c, ok := ctx.Value(callKey{}).(*callCtx); ok && c.fired.Load() {
 		panic(errInterrupted) // wazero ends the call with this error
 	}
+	if mod.IsClosed() {
+		panic(errClosedModule)
+	}
 	stack[0] = interrupt.Budget
 }
+
+// errClosedModule ends a call into a module closed under it.
+var errClosedModule = errors.New("module closed")
 
 func (c *callCtx) Done() <-chan struct{} { return c.done }
 

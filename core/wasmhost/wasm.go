@@ -143,7 +143,7 @@ func (p *Processor) Start(ctx context.Context) error {
 
 // load compiles the module at path and makes its first instance.
 func load(ctx context.Context, path string, cfg *Config, baseDir string, config []byte, ic instanceConfig, log *slog.Logger) (*module, *instance, abi.Manifest, error) {
-	mod, err := openModule(ctx, path, cfg.memoryPages(), checksFor(cfg.Timeout), cfg.cacheDir(baseDir), ic, log)
+	mod, err := openModule(ctx, path, cfg.memoryPages(), ic.checks, cfg.cacheDir(baseDir), ic, log)
 	if err != nil {
 		return nil, nil, abi.Manifest{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -33,6 +34,7 @@ var guests = map[string]string{
 	"noexports":      "./core/wasmhost/testdata/guests/noexports",
 	"sdkpanic":       "./core/wasmhost/testdata/guests/sdkpanic",
 	"sandbox":        "./core/wasmhost/testdata/guests/sandbox",
+	"recordfilter":   "./core/wasmhost/testdata/guests/recordfilter",
 }
 
 func TestMain(m *testing.M) {
@@ -250,6 +252,46 @@ func TestTimeoutKillsLoopPromptly(t *testing.T) {
 	}
 	if p.errorCount(reasonTimeout) != 1 {
 		t.Fatal("timeout not counted")
+	}
+}
+
+// TestLoopLetsGCRun checks that a module looping in native code does not
+// block the Go runtime's stop-the-world: a garbage collection started
+// during the loop finishes long before the loop's deadline.
+func TestLoopLetsGCRun(t *testing.T) {
+	for _, timeout := range []time.Duration{time.Minute, 0} {
+		t.Run(fmt.Sprintf("timeout=%s", timeout), func(t *testing.T) {
+			p := newProcessor(t, "misbehave", map[string]any{"mode": "loop"}, func(c *Config) {
+				c.Timeout = timeout
+				c.Instances = 1
+			})
+			go p.Process(context.Background(), plugintest.MixedBatch(3)) //nolint:errcheck // loops until Shutdown
+			time.Sleep(200 * time.Millisecond)                           // into the loop
+			done := make(chan struct{})
+			go func() {
+				runtime.GC()
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("runtime.GC blocked by a module looping in native code")
+			}
+			// Shutdown stops the loop: it closes the module under it.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+			defer cancel()
+			_ = p.Shutdown(ctx)
+			stopped := make(chan struct{})
+			go func() {
+				p.inflight.Wait()
+				close(stopped)
+			}()
+			select {
+			case <-stopped:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the loop survived Shutdown")
+			}
+		})
 	}
 }
 
