@@ -40,11 +40,11 @@ type Config struct {
 	// at most 4GiB. A Go guest needs a few MiB to start.
 	MemoryLimit config.ByteSize `koanf:"memory_limit"`
 	// Timeout is the longest one batch may run in the module before the
-	// instance is killed. Default 1s. 0 disables the deadline: the module
-	// is then compiled without interruption checks and runs several times
-	// faster (docs/abi.md has figures), but a module stuck in a loop keeps
-	// its instance and a CPU busy until weir exits. Use 0 only for
-	// trusted modules.
+	// call is stopped (within about a millisecond) and the instance
+	// replaced. Default 1s. 0 disables the deadline: a module stuck in a
+	// loop then keeps its instance and a CPU busy until Shutdown. The
+	// deadline costs a few instructions per loop (docs/abi.md), so 0 is
+	// not faster.
 	Timeout time.Duration `koanf:"timeout"`
 	// Instances is how many instances run batches in parallel. Default 0
 	// means GOMAXPROCS. Instances are created on demand.

@@ -14,7 +14,11 @@
 // # Notes
 //   - Sandbox: no filesystem, environment or network unless allow grants
 //     them; a memory ceiling per instance (memory_limit); a deadline per
-//     batch (timeout) that kills an endless loop.
+//     batch (timeout) that stops an endless loop. The module is rewritten
+//     before compiling (internal/interrupt) with a countdown at every loop
+//     header that calls the host every few thousand checks, where the
+//     deadline is enforced; modules the rewriter does not handle fall back
+//     to wazero's own, slower, checks.
 //   - A trap, panic, out-of-memory, timeout or malformed answer never
 //     reaches the pipeline: the batch follows on_error, the failure is
 //     counted in weir_wasm_errors_total{reason} and logged, and the

@@ -67,12 +67,19 @@ func configure(config []byte) error {
 // weir.RegisterFilter(func(r *weir.Record) bool { return filter.Keep(r) }, …),
 // is simpler and about ten times slower in WebAssembly.
 func filterBatch(b *weir.Batch) {
+	f := filter
+	if f.keepAll {
+		return
+	}
 	protos := b.Uint8(weir.ProtocolIdentifier)
 	src := b.Uint16(weir.SourceTransportPort)[:len(protos)]
 	dst := b.Uint16(weir.DestinationTransportPort)[:len(protos)]
-	f := filter
+	whole, ports := &f.whole, &f.ports
 	for i, p := range protos {
-		if !f.KeepValues(p, src[i], dst[i]) {
+		if whole[p] {
+			continue
+		}
+		if ps := ports[p]; ps == nil || !ps.has(src[i]) && !ps.has(dst[i]) {
 			b.Drop(i)
 		}
 	}

@@ -35,6 +35,7 @@ type Guest struct {
 	initErr    error
 
 	in, out []byte
+	view    abi.View
 	dec     abi.Decoder
 	rec     flow.Record   // a filter's record, reused for every record
 	recs    []flow.Record // an enricher's or processor's records
@@ -89,7 +90,11 @@ func (g *Guest) Init(config []byte) []byte {
 func (g *Guest) Process(buf []byte) []byte {
 	g.answer = abi.Answer{Verdicts: g.answer.Verdicts}
 	g.updates.Reset()
-	v, err := abi.ParseBatch(buf)
+	var err error
+	// The view lives in g: passed to the plugin, a local would escape and
+	// be allocated on every batch.
+	g.view, err = abi.ParseBatch(buf)
+	v := &g.view
 	if err != nil {
 		g.answer.Status, g.answer.Message = abi.StatusError, "decode batch: "+err.Error()
 		g.out = g.answer.Append(g.out[:0])
@@ -103,7 +108,7 @@ func (g *Guest) Process(buf []byte) []byte {
 		}
 		g.recs = g.recs[:n]
 	}
-	err = g.runProtected(&v)
+	err = g.runProtected(v)
 	pe, _ := err.(*panicError)
 	switch {
 	case pe != nil:
