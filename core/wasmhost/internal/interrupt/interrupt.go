@@ -123,7 +123,6 @@ type ins struct {
 	types    uint32 // type count before ours
 	funcs    uint32 // imported functions before ours: indexes from here shift by one
 	globals  uint32 // globals before ours
-	tail     bool
 	declared uint32 // globals declared in the global section
 }
 
@@ -195,16 +194,6 @@ func Instrument(wasm []byte) ([]byte, Stats, error) {
 		return nil, s.st, fail("too many globals, types or imports")
 	}
 	s.st.Global, s.st.Yield = s.globals, s.funcs
-	for _, sec := range secs {
-		if sec.id == secCode {
-			// Tail calls anywhere mean checks at every function entry.
-			tail, err := usesTailCalls(sec.body, &s)
-			if err != nil {
-				return nil, s.st, err
-			}
-			s.tail = tail
-		}
-	}
 
 	out := make([]byte, 0, len(wasm)+len(wasm)/8+64)
 	out = append(out, wasm[:8]...)
@@ -544,41 +533,39 @@ func functions(body []byte) ([]function, error) {
 	return fns, nil
 }
 
-// usesTailCalls scans every body (validating it) and reports whether any
-// uses return_call or return_call_indirect.
-func usesTailCalls(body []byte, s *ins) (bool, error) {
-	fns, err := functions(body)
-	if err != nil {
-		return false, err
-	}
-	tail := false
-	for i, f := range fns {
-		t, err := scan(f.code, s, nil)
-		if err != nil {
-			return false, fmt.Errorf("function %d: %w", i, err)
-		}
-		tail = tail || t
-	}
-	return tail, nil
-}
-
-// rewriteCode rewrites every function body: checks at loop headers (and
-// entries), function indexes renumbered.
+// rewriteCode rewrites every function body: checks at loop headers (and,
+// if any body uses tail calls, at every entry), function indexes
+// renumbered.
 func rewriteCode(body []byte, s *ins) ([]byte, error) {
 	fns, err := functions(body)
 	if err != nil {
 		return nil, err
 	}
-	out := appendU32(make([]byte, 0, len(body)+len(body)/8), uint32(len(fns)))
+	out, tail, err := rewriteFunctions(fns, s, false)
+	if err == nil && tail {
+		// Tail calls can loop without a loop header: start over with
+		// checks at every entry.
+		s.st.Loops = 0
+		out, _, err = rewriteFunctions(fns, s, true)
+	}
+	return out, err
+}
+
+func rewriteFunctions(fns []function, s *ins, entries bool) (out []byte, tail bool, err error) {
+	size := 0
+	for _, f := range fns {
+		size += len(f.locals) + len(f.code)
+	}
+	out = appendU32(make([]byte, 0, size+size/8+16), uint32(len(fns)))
 	var buf []byte
 	for i, f := range fns {
 		buf = append(buf[:0], f.locals...)
-		if s.tail {
+		if entries {
 			buf = appendCheck(buf, s)
 			s.st.Entries++
 		}
 		prev := 0
-		_, err := scan(f.code, s, func(at, end int, fn bool, idx uint32) {
+		t, err := scan(f.code, s, func(at, end int, fn bool, idx uint32) {
 			buf = append(buf, f.code[prev:at]...)
 			if fn {
 				buf = appendU32(buf, s.shift(idx))
@@ -589,13 +576,14 @@ func rewriteCode(body []byte, s *ins) ([]byte, error) {
 			prev = end
 		})
 		if err != nil {
-			return nil, fmt.Errorf("function %d: %w", i, err)
+			return nil, false, fmt.Errorf("function %d: %w", i, err)
 		}
+		tail = tail || t
 		buf = append(buf, f.code[prev:]...)
 		out = appendU32(out, uint32(len(buf)))
 		out = append(out, buf...)
 	}
-	return out, nil
+	return out, tail, nil
 }
 
 // scan walks the instructions of a function body's expression. It calls
