@@ -10,7 +10,11 @@ import (
 
 func BenchmarkAppendBatch(b *testing.B) {
 	for _, n := range []int{1, 64, 256, 1024} {
-		for name, m := range map[string]Mask{"all": All, "protocol": MaskOf(0, flow.ProtocolIdentifier)} {
+		for name, m := range map[string]Mask{
+			"all":      All,
+			"protocol": MaskOf(0, flow.ProtocolIdentifier),
+			"columns":  MaskOf(FlagColumns, flow.ProtocolIdentifier, flow.SourceTransportPort, flow.DestinationTransportPort),
+		} {
 			b.Run(fmt.Sprintf("%s/n=%d", name, n), func(b *testing.B) {
 				batch := plugintest.MixedBatch(n)
 				buf := AppendBatchMask(nil, batch, m)
