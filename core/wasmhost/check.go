@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/weir-flow/weir/core/abi"
+	"github.com/weir-flow/weir/core/wasmhost/internal/interrupt"
 )
 
 // Check loads the module as Start would — compile, check the ABI version
@@ -91,6 +92,9 @@ func Inspect(ctx context.Context, path string) (Info, error) {
 	info := Info{Path: path, ABIVersion: v, Kind: abi.Kind(uint32(res[0])), Exports: mod.exports}
 	for _, f := range mod.compiled.ImportedFunctions() {
 		m, n, _ := f.Import()
+		if mod.checks == checksInstrumented && m == interrupt.ImportModule && n == interrupt.ImportName {
+			continue // added by the host, not the module's own
+		}
 		info.Imports = append(info.Imports, m+"."+n)
 	}
 	sort.Strings(info.Imports)
