@@ -24,7 +24,8 @@ import (
 
 // EnvPrefix starts every environment override. WEIR_PIPELINE__BATCH__SIZE=512
 // sets pipeline.batch.size: the prefix is dropped, the rest lower-cased, and
-// "__" separates keys (single underscores stay, as in on_error).
+// "__" separates keys (single underscores stay, as in on_error). Variables
+// without "__" (WEIR_CACHE, say) name no key path and are left alone.
 const EnvPrefix = "WEIR_"
 
 // Config is a whole Weir configuration file.
@@ -195,7 +196,7 @@ func loadEnv(k *koanf.Koanf, environ []string) error {
 	vals := map[string]any{}
 	for _, kv := range environ {
 		key, v, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(key, EnvPrefix) {
+		if !ok || !strings.HasPrefix(key, EnvPrefix) || !strings.Contains(key, "__") {
 			continue
 		}
 		key = strings.ToLower(strings.TrimPrefix(key, EnvPrefix))

@@ -76,7 +76,7 @@ pipeline:
 		{
 			name: "env overrides",
 			yaml: `pipeline: {sources: [{source.cfgtest: {}}]}`,
-			env:  []string{"WEIR_PIPELINE__BATCH__SIZE=512", "WEIR_PIPELINE__QUEUE__WHEN_FULL=block", "OTHER=1"},
+			env:  []string{"WEIR_PIPELINE__BATCH__SIZE=512", "WEIR_PIPELINE__QUEUE__WHEN_FULL=block", "OTHER=1", "WEIR_CACHE=/tmp/x", "WEIR_K8S_E2E=1"},
 			check: func(t *testing.T, c *config.Config) {
 				if c.Pipeline.Batch.Size != 512 || c.Pipeline.Queue.WhenFull != "block" {
 					t.Errorf("env not applied: %+v", c.Pipeline)
