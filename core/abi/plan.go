@@ -57,6 +57,9 @@ type planItem struct {
 type plan struct {
 	items [flow.NumFields]planItem
 	n     int
+	// byField is 1 + the index in items of each field of the mask, 0 for
+	// the others.
+	byField [flow.NumFields]uint8
 	// columns: the layout is columnar; the offsets below are those of the
 	// prelude columns, from the records offset, for records records.
 	columns                   bool
@@ -74,6 +77,7 @@ type plan struct {
 // columns of n records.
 func (p *plan) build(m Mask, n int) {
 	p.n = 0
+	p.byField = [flow.NumFields]uint8{}
 	p.columns, p.records = m.Columns(), n
 	p.presence, p.exporter, p.extra, p.size = rPresent, rExporter, rExtraOff, RecordSize
 	at := 0
@@ -104,6 +108,7 @@ func (p *plan) build(m Mask, n int) {
 			}
 			p.items[p.n] = it
 			p.n++
+			p.byField[f] = uint8(p.n)
 			if kind == flow.KindAddress || kind == flow.KindString {
 				p.scalar = false
 			}

@@ -101,17 +101,18 @@ func (v *View) Columnar() bool { return v.columns }
 // references into the data section and address columns 17-byte values.
 // It returns nil if v is not columnar or f is not in its mask.
 func (d *Decoder) Column(v *View, f flow.FieldID) []byte {
-	if !v.columns || int(f) >= flow.NumFields || !v.mask.Fields.Has(f) {
+	if !v.columns || int(f) >= flow.NumFields {
 		return nil
 	}
 	pl := d.planFor(v)
-	for k := range pl.n {
-		if it := &pl.items[k]; it.field == f {
-			off := v.recOff + int(it.col)
-			return v.buf[off : off+v.n*int(it.size) : off+v.n*int(it.size)]
-		}
+	k := pl.byField[f]
+	if k == 0 {
+		return nil
 	}
-	return nil
+	it := &pl.items[k-1]
+	off := v.recOff + int(it.col)
+	end := off + v.n*int(it.size)
+	return v.buf[off:end:end]
 }
 
 // PresenceColumn returns the presence column of a columnar v: for each
