@@ -49,6 +49,9 @@ func BenchmarkProtocolFilter(b *testing.B) {
 		{"no-checks", "protocolfilter", 0, checksNone},
 		// The same filter through the per-record API (weir.RegisterFilter).
 		{"record-api", "recordfilter", time.Second, checksInstrumented},
+		// TCP and UDP kept by a module written directly in WebAssembly:
+		// the host and the ABI without a Go runtime in the guest.
+		{"handwritten", "handwritten", time.Second, checksInstrumented},
 	}
 	for _, n := range benchSizes {
 		for _, v := range variants {

@@ -52,6 +52,11 @@ func TestMain(m *testing.M) {
 		}
 		guests[name] = p
 	}
+	if guests["handwritten"], err = writeHandwritten(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
