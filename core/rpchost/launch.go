@@ -230,6 +230,10 @@ func (l *launcher) start(ctx context.Context) (*instance, error) {
 	if inst.man.Status != abi.StatusOK {
 		return fail(ErrInit, &abi.PluginError{Status: inst.man.Status, Message: inst.man.Message})
 	}
+	// The RPC transport packs record blocks itself (wire); a plugin asking
+	// for the WASM columnar layout gets record blocks, which readers of ABI
+	// v1 accept either way.
+	inst.man.Reads.Flags &^= abi.FlagColumns
 	inst.packed = wire.Packable(inst.man.Reads)
 	if inst.packed && inst.man.Reads.Flags&^(abi.FlagExtra|abi.FlagExporter) == 0 {
 		inst.layout, _ = wire.NewLayout(inst.man.Reads)
