@@ -28,10 +28,12 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/weir-flow/weir/plugins/filter/protocol/match"
 	weir "github.com/weir-flow/weir/sdk/wasm"
 )
 
-var filter *Filter
+// filter is the same matcher the built-in filter.protocol uses.
+var filter *match.Matcher
 
 func init() {
 	weir.RegisterInit(configure)
@@ -42,7 +44,7 @@ func init() {
 
 // configure decodes the config from JSON, strictly, and builds the filter.
 func configure(config []byte) error {
-	var cfg Config
+	var cfg match.Config
 	if len(bytes.TrimSpace(config)) > 0 {
 		dec := json.NewDecoder(bytes.NewReader(config))
 		dec.DisallowUnknownFields()
@@ -51,7 +53,7 @@ func configure(config []byte) error {
 			return fmt.Errorf("protocolfilter config: %w", err)
 		}
 	}
-	f, warnings, err := New(&cfg)
+	f, warnings, err := match.New(&cfg)
 	for _, w := range warnings {
 		fmt.Fprintln(os.Stderr, "protocolfilter:", w)
 	}
@@ -68,18 +70,18 @@ func configure(config []byte) error {
 // is simpler and about ten times slower in WebAssembly.
 func filterBatch(b *weir.Batch) {
 	f := filter
-	if f.keepAll {
+	if f.KeepAll {
 		return
 	}
 	protos := b.Uint8(weir.ProtocolIdentifier)
 	src := b.Uint16(weir.SourceTransportPort)[:len(protos)]
 	dst := b.Uint16(weir.DestinationTransportPort)[:len(protos)]
-	whole, ports := &f.whole, &f.ports
+	whole, ports := &f.Whole, &f.Ports
 	for i, p := range protos {
 		if whole[p] {
 			continue
 		}
-		if ps := ports[p]; ps == nil || !ps.has(src[i]) && !ps.has(dst[i]) {
+		if ps := ports[p]; ps == nil || !ps.Has(src[i]) && !ps.Has(dst[i]) {
 			b.Drop(i)
 		}
 	}
