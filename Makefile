@@ -38,8 +38,7 @@ examples:
 
 ## test: everything CI runs, the Kubernetes e2e test against a real
 ## kube-apiserver included (built from the module proxy, cached)
-test: deps examples k8s-apiserver
-	$(GO) vet ./...
+test: deps examples k8s-apiserver lint
 	KUBE_VERSION=$(K8S_VERSION) WEIR_CACHE=$(K8S_CACHE) WEIR_K8S_E2E=1 \
 	  $(GO) test -race -timeout 25m ./...
 

@@ -24,21 +24,6 @@ var slots = func() (s [flow.NumFields]slot) {
 	return s
 }()
 
-// store writes the unsigned value v, truncated to the field's width.
-func (s *slot) store(r *flow.Record, v uint64) {
-	p := unsafe.Add(unsafe.Pointer(r), s.off)
-	switch s.size {
-	case 1:
-		*(*uint8)(p) = uint8(v)
-	case 2:
-		*(*uint16)(p) = uint16(v)
-	case 4:
-		*(*uint32)(p) = uint32(v)
-	default:
-		*(*uint64)(p) = v
-	}
-}
-
 // getString returns string field f of r.
 func getString(r *flow.Record, f flow.FieldID) string {
 	return *(*string)(unsafe.Add(unsafe.Pointer(r), slots[f].off))

@@ -86,8 +86,6 @@ type op struct {
 	ent    uint32
 	off    uintptr // slot offset in flow.Record (opSlot*)
 	size   uint8   // slot bytes (opSlotUint)
-	pw     uint8   // word of the field's Present bit
-	pm     uint64  // mask of the field's Present bit
 	// last is the string this op decoded last: consecutive records often
 	// repeat it (namespaces, node names), and comparing beats hashing.
 	last string

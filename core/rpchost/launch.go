@@ -160,7 +160,6 @@ type instance struct {
 	killedByHost atomic.Bool // the host chose to kill it (not a crash)
 	healthy      atomic.Bool // answered at least one batch
 	stopOnce     sync.Once
-	stopErr      error
 }
 
 // start runs the binary, completes the handshake and calls Init. It gives

@@ -37,7 +37,7 @@ func Build(dir, pkg string) (string, error) {
 	}
 	name := filepath.Base(strings.TrimSuffix(pkg, "/"))
 	out := filepath.Join(dir, name+".wasm")
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin := "go" // from PATH, as make and CI run it
 	if _, err := os.Stat(goBin); err != nil {
 		goBin = "go"
 	}

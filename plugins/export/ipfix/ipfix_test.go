@@ -99,14 +99,13 @@ func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
 
 // udpCollector receives datagrams on loopback and decodes them.
 type udpCollector struct {
-	conn     *net.UDPConn
-	mu       sync.Mutex
-	sizes    []int
-	dec      *ipfix.Decoder
-	got      *flow.Batch
-	errs     []error
-	stopped  chan struct{}
-	sessions int
+	conn    *net.UDPConn
+	mu      sync.Mutex
+	sizes   []int
+	dec     *ipfix.Decoder
+	got     *flow.Batch
+	errs    []error
+	stopped chan struct{}
 }
 
 func newUDPCollector(t *testing.T) *udpCollector {

@@ -32,7 +32,6 @@ type Plugin struct {
 type Guest struct {
 	plugin     Plugin
 	registered bool
-	initErr    error
 
 	in, out []byte
 	view    abi.View
