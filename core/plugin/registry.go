@@ -104,3 +104,26 @@ func IDs(stage Stage) []string {
 	}
 	return ids
 }
+
+// Constructor adapts a plugin's typed constructor, New(*Config, Settings),
+// to Info.New: the engine passes the value NewConfig returned, decoded and
+// validated.
+func Constructor[C Config, T Component](build func(C, Settings) (T, error)) func(Config, Settings) (Component, error) {
+	return func(cfg Config, set Settings) (Component, error) {
+		c, ok := cfg.(C)
+		if !ok {
+			var want C
+			return nil, fmt.Errorf("plugin: config is %T, want %T", cfg, want)
+		}
+		t, err := build(c, set)
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	}
+}
+
+// Defaults adapts a plugin's DefaultConfig to Info.NewConfig.
+func Defaults[C Config](defaults func() C) func() Config {
+	return func() Config { return defaults() }
+}

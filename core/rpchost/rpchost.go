@@ -32,10 +32,8 @@ func init() {
 	plugin.Register(plugin.Info{
 		ID:        ID,
 		Summary:   "run a filter or enricher out of process (hashicorp/go-plugin over gRPC)",
-		NewConfig: func() plugin.Config { return DefaultConfig() },
-		New: func(cfg plugin.Config, set plugin.Settings) (plugin.Component, error) {
-			return New(cfg.(*Config), set)
-		},
+		NewConfig: plugin.Defaults(DefaultConfig),
+		New:       plugin.Constructor(New),
 	})
 }
 

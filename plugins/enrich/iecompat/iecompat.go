@@ -25,10 +25,8 @@ func init() {
 	plugin.Register(plugin.Info{
 		ID:        ID,
 		Summary:   "IE compatibility shims: rename, re-width, drop, derive or default IEs per exporter version",
-		NewConfig: func() plugin.Config { return DefaultConfig() },
-		New: func(cfg plugin.Config, set plugin.Settings) (plugin.Component, error) {
-			return New(cfg.(*Config), set)
-		},
+		NewConfig: plugin.Defaults(DefaultConfig),
+		New:       plugin.Constructor(New),
 	})
 }
 

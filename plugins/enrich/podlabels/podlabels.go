@@ -27,14 +27,8 @@ func init() {
 	plugin.Register(plugin.Info{
 		ID:        ID,
 		Summary:   "add Kubernetes Pod, Node and Service names and Pod labels (Antrea fields) from a cluster or a kubectl List file",
-		NewConfig: func() plugin.Config { return DefaultConfig() },
-		New: func(cfg plugin.Config, set plugin.Settings) (plugin.Component, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("%s: config is %T, want *podlabels.Config", ID, cfg)
-			}
-			return New(c, set)
-		},
+		NewConfig: plugin.Defaults(DefaultConfig),
+		New:       plugin.Constructor(New),
 	})
 }
 

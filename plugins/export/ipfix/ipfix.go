@@ -26,14 +26,10 @@ func init() {
 	plugin.Register(plugin.Info{
 		ID:        ID,
 		Summary:   "sends records to an IPFIX collector over UDP or TCP, verbatim IEs included",
-		NewConfig: func() plugin.Config { return DefaultConfig() },
-		New: func(cfg plugin.Config, set plugin.Settings) (plugin.Component, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("%s: config is %T, want *Config", ID, cfg)
-			}
+		NewConfig: plugin.Defaults(DefaultConfig),
+		New: plugin.Constructor(func(c *Config, set plugin.Settings) (*Exporter, error) {
 			return New(*c, set)
-		},
+		}),
 	})
 }
 

@@ -26,10 +26,8 @@ func init() {
 	plugin.Register(plugin.Info{
 		ID:        ID,
 		Summary:   "keep records for which an expr-language expression over IE names is true",
-		NewConfig: func() plugin.Config { return DefaultConfig() },
-		New: func(cfg plugin.Config, set plugin.Settings) (plugin.Component, error) {
-			return New(cfg.(*Config), set)
-		},
+		NewConfig: plugin.Defaults(DefaultConfig),
+		New:       plugin.Constructor(New),
 	})
 }
 

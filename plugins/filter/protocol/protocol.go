@@ -23,10 +23,8 @@ func init() {
 	plugin.Register(plugin.Info{
 		ID:        ID,
 		Summary:   "keep records whose protocolIdentifier (and optionally ports) is in a set; drop the rest",
-		NewConfig: func() plugin.Config { return DefaultConfig() },
-		New: func(cfg plugin.Config, set plugin.Settings) (plugin.Component, error) {
-			return New(cfg.(*Config), set)
-		},
+		NewConfig: plugin.Defaults(DefaultConfig),
+		New:       plugin.Constructor(New),
 	})
 }
 

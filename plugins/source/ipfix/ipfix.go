@@ -30,14 +30,10 @@ func init() {
 	plugin.Register(plugin.Info{
 		ID:        ID,
 		Summary:   "IPFIX collector on UDP (SO_REUSEPORT readers) and TCP",
-		NewConfig: func() plugin.Config { return DefaultConfig() },
-		New: func(cfg plugin.Config, set plugin.Settings) (plugin.Component, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("%s: config is %T, want *Config", ID, cfg)
-			}
+		NewConfig: plugin.Defaults(DefaultConfig),
+		New: plugin.Constructor(func(c *Config, set plugin.Settings) (*Source, error) {
 			return New(*c, set)
-		},
+		}),
 	})
 }
 

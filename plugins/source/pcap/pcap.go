@@ -31,14 +31,10 @@ func init() {
 	plugin.Register(plugin.Info{
 		ID:        ID,
 		Summary:   "replays the IPFIX messages of a pcap/pcapng file, at full speed or capture pace",
-		NewConfig: func() plugin.Config { return DefaultConfig() },
-		New: func(cfg plugin.Config, set plugin.Settings) (plugin.Component, error) {
-			c, ok := cfg.(*Config)
-			if !ok {
-				return nil, fmt.Errorf("%s: config is %T, want *Config", ID, cfg)
-			}
+		NewConfig: plugin.Defaults(DefaultConfig),
+		New: plugin.Constructor(func(c *Config, set plugin.Settings) (*Source, error) {
 			return New(*c, set)
-		},
+		}),
 	})
 }
 
