@@ -133,26 +133,39 @@ func sink(name string) *plugintest.Sink {
 	return sinks[name]
 }
 
-func runToDone(t *testing.T, yaml string) *pipeline.Pipeline {
+// start parses yaml and starts the pipeline it describes.
+func start(t *testing.T, yaml string) *pipeline.Pipeline {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	p, err := pipeline.New(ctx, cfg, pipeline.Options{})
+	p, err := pipeline.New(context.Background(), cfg, pipeline.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Start(ctx); err != nil {
+	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+// waitDone waits for the finite sources to finish; why names the failure.
+func waitDone(t *testing.T, p *pipeline.Pipeline, why string) {
+	t.Helper()
 	select {
 	case <-p.Done():
 	case <-time.After(10 * time.Second):
-		t.Fatal("finite source never finished")
+		t.Fatal(why)
 	}
-	if err := p.Shutdown(ctx); err != nil {
+}
+
+// runToDone starts yaml's pipeline, waits for its sources and shuts it down.
+func runToDone(t *testing.T, yaml string) *pipeline.Pipeline {
+	t.Helper()
+	p := start(t, yaml)
+	waitDone(t, p, "finite source never finished")
+	if err := p.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -219,7 +232,7 @@ pipeline:
 // A stuck exporter costs only its own queue: the other exporter gets every
 // record, and the stuck one's overflow is counted, never silently lost.
 func TestSlowExporterDoesNotStallOthers(t *testing.T) {
-	cfg, err := config.Parse([]byte(`
+	p := start(t, `
 pipeline:
   batch: {size: 10, timeout: 50ms}
   queue: {size: 4, exporter_size: 256}
@@ -228,23 +241,9 @@ pipeline:
   exporters:
     - export.test_gated: {name: stuck}
     - export.test_sink: {name: healthy}
-`), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	ctx := context.Background()
-	p, err := pipeline.New(ctx, cfg, pipeline.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-p.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("source stalled behind the stuck exporter")
-	}
+	waitDone(t, p, "source stalled behind the stuck exporter")
 	sinksMu.Lock()
 	close(gates["stuck"])
 	sinksMu.Unlock()
@@ -267,7 +266,7 @@ pipeline:
 // With when_full: block, a slow exporter backpressures the source and
 // nothing is dropped anywhere.
 func TestBlockingQueueLosesNothing(t *testing.T) {
-	cfg, err := config.Parse([]byte(`
+	p := start(t, `
 pipeline:
   batch: {size: 10, timeout: 50ms}
   queue: {size: 2, exporter_size: 2, when_full: block}
@@ -276,18 +275,8 @@ pipeline:
   exporters:
     - export.test_gated: {name: slow-block}
     - export.test_sink: {name: fast-block}
-`), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	ctx := context.Background()
-	p, err := pipeline.New(ctx, cfg, pipeline.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	time.Sleep(50 * time.Millisecond)
 	select {
 	case <-p.Done():
