@@ -148,6 +148,7 @@ type instance struct {
 	client *goplugin.Client
 	cmd    *exec.Cmd
 	rpc    *wire.Client
+	stream *wire.Stream // batches
 	man    abi.Manifest
 	packed bool // send batches packed: the plugin reads few fields
 	// layout encodes packed batches straight from the records; nil when
@@ -179,7 +180,12 @@ func (l *launcher) start(ctx context.Context) (*instance, error) {
 	errw := &lineWriter{log: func(line string) { l.log.Info(line, "stream", "stderr") }}
 	cfg := &goplugin.ClientConfig{
 		HandshakeConfig:  wire.Handshake(),
-		Plugins:          goplugin.PluginSet{wire.PluginName: &wire.Plugin{}},
+		// Version 1 is accepted at the handshake only to refuse it with a
+		// clearer error than go-plugin's.
+		VersionedPlugins: map[int]goplugin.PluginSet{
+			1:                    {wire.PluginName: &wire.Plugin{}},
+			wire.ProtocolVersion: {wire.PluginName: &wire.Plugin{}},
+		},
 		Cmd:              cmd,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 		AutoMTLS:         true,
@@ -209,6 +215,9 @@ func (l *launcher) start(ctx context.Context) (*instance, error) {
 		}
 		return fail(ErrHandshake, err)
 	}
+	if v := client.NegotiatedVersion(); v != wire.ProtocolVersion {
+		return fail(ErrHandshake, fmt.Errorf("the plugin speaks rpc protocol %d, this Weir speaks %d: rebuild the plugin with this Weir's sdk/rpc", v, wire.ProtocolVersion))
+	}
 	raw, err := proto.Dispense(wire.PluginName)
 	if err != nil {
 		return fail(ErrHandshake, err)
@@ -237,6 +246,9 @@ func (l *launcher) start(ctx context.Context) (*instance, error) {
 	if inst.packed && inst.man.Reads.Flags&^(abi.FlagExtra|abi.FlagExporter) == 0 {
 		inst.layout, _ = wire.NewLayout(inst.man.Reads)
 	}
+	if inst.stream, err = inst.rpc.OpenStream(ctx); err != nil {
+		return fail(ErrHandshake, grpcCause(err))
+	}
 	l.log.Debug("plugin started", "pid", inst.pid, "kind", inst.man.Kind, "took", time.Since(begin))
 	return inst, nil
 }
@@ -248,6 +260,7 @@ func (in *instance) kill() {
 			_ = in.cmd.Process.Kill()
 		}
 		in.client.Kill()
+		in.closeStream()
 	})
 }
 
@@ -257,7 +270,12 @@ func (in *instance) stop(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		in.stopOnce.Do(in.client.Kill) // graceful: closes the connection, waits up to 2s, then kills
+		in.stopOnce.Do(func() {
+			// Ending the stream first lets the plugin's server stop
+			// without waiting for it.
+			in.closeStream()
+			in.client.Kill() // graceful: closes the connection, waits up to 2s, then kills
+		})
 	}()
 	select {
 	case <-done:
@@ -268,6 +286,12 @@ func (in *instance) stop(ctx context.Context) error {
 		}
 		<-done
 		return ctx.Err()
+	}
+}
+
+func (in *instance) closeStream() {
+	if in.stream != nil {
+		in.stream.Close()
 	}
 }
 

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
@@ -95,7 +93,7 @@ type Processor struct {
 	failed  chan struct{} // signals the supervisor that cur failed (capacity 1)
 
 	bufs    sync.Pool // *[]byte batch buffers
-	scratch sync.Pool // *scratch
+	scratch sync.Pool // *wire.Scratch
 
 	restartAt atomic.Int64 // unix ns of the next start attempt; 0 when none is pending
 	stopping  atomic.Bool
@@ -176,7 +174,7 @@ func New(cfg *Config, set plugin.Settings) (*Processor, error) {
 		m:       m,
 		changed: make(chan struct{}),
 		failed:  make(chan struct{}, 1),
-		scratch: sync.Pool{New: func() any { return new(scratch) }},
+		scratch: sync.Pool{New: func() any { return new(wire.Scratch) }},
 	}, nil
 }
 
@@ -241,6 +239,12 @@ func (p *Processor) supervise(inst *instance) {
 			// Exited on its own: a crash, even between batches.
 			if inst.failed.CompareAndSwap(false, true) {
 				p.log.Warn("rpc plugin exited", "pid", inst.pid)
+			}
+		case <-inst.stream.Done():
+			// The batch stream ended while the process runs: it cannot
+			// take batches any more.
+			if inst.failed.CompareAndSwap(false, true) {
+				p.log.Warn("rpc plugin ended its batch stream", "pid", inst.pid, "err", inst.stream.Err())
 			}
 		}
 		if inst.healthy.Load() {
@@ -325,28 +329,29 @@ func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 	if inst == nil {
 		return p.onError(b, ReasonUnavailable, ErrUnavailable)
 	}
+	// The buffer goes back to the pool only after an answer: until then
+	// gRPC may still be sending it.
 	bp := p.buffer()
-	defer p.bufs.Put(bp)
-	var payload []byte
+	buf := (*bp)[:wire.FrameHeadroom]
 	switch {
 	case inst.layout != nil:
-		*bp = inst.layout.Append((*bp)[:0], b)
-		payload = *bp
+		buf = inst.layout.Append(buf, b)
 	case inst.packed:
-		*bp = abi.AppendBatchMask((*bp)[:0], b, inst.man.Reads)
-		pp := p.buffer()
-		defer p.bufs.Put(pp)
-		if *pp, err = wire.Pack((*pp)[:0], *bp); err != nil {
+		plain := p.buffer()
+		*plain = abi.AppendBatchMask((*plain)[:0], b, inst.man.Reads)
+		buf, err = wire.Pack(buf, *plain)
+		p.bufs.Put(plain)
+		if err != nil {
+			p.bufs.Put(bp)
 			return p.onError(b, ReasonPluginError, err) // a bug in this build: say so, never panic
 		}
-		payload = *pp
 	default:
-		*bp = abi.AppendBatchMask((*bp)[:0], b, inst.man.Reads)
-		payload = *bp
+		buf = abi.AppendBatchMask(buf, b, inst.man.Reads)
 	}
+	*bp = buf
 
 	cctx, cancel := context.WithDeadline(ctx, deadline)
-	reply, err := inst.rpc.Process(cctx, payload)
+	reply, err := inst.stream.Call(cctx, buf)
 	timedOut := cctx.Err() == context.DeadlineExceeded
 	cancel()
 	if err != nil {
@@ -357,11 +362,12 @@ func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 		reason, cause := p.classify(inst, err, timedOut)
 		return p.onError(b, reason, cause)
 	}
-	sc := p.scratch.Get().(*scratch)
+	p.bufs.Put(bp)
+	sc := p.scratch.Get().(*wire.Scratch)
 	defer p.scratch.Put(sc)
 	// One pass checks the answer, a second applies it; on error b is
 	// unchanged.
-	if _, err := wire.ApplyAnswer(b, reply, &sc.strings, &sc.verdicts); err != nil {
+	if _, err := wire.ApplyAnswer(b, reply, sc); err != nil {
 		var perr *abi.PluginError
 		if errors.As(err, &perr) {
 			if perr.Status == abi.StatusPanic {
@@ -408,22 +414,16 @@ func (p *Processor) ready(ctx context.Context, deadline time.Time) (*instance, e
 	}
 }
 
-// classify maps a failed call to a reason, marking inst for restart when
-// the failure is the plugin's.
+// classify maps a failed call to a reason and marks inst for restart: a
+// call fails when its batch times out or when the batch stream ended (the
+// process died, the connection broke, or the host killed it).
 func (p *Processor) classify(inst *instance, err error, timedOut bool) (string, error) {
 	if inst.killedByHost.Load() {
 		return ReasonAborted, fmt.Errorf("%w: restarting after another failure: %w", ErrCrashed, err)
 	}
-	st, _ := status.FromError(err)
-	switch {
-	case timedOut || st.Code() == codes.DeadlineExceeded:
+	if timedOut {
 		p.fail(inst, true)
 		return ReasonTimeout, fmt.Errorf("%w: no answer within %s", ErrTimeout, p.cfg.Timeout)
-	case st.Code() == codes.Unknown || st.Code() == codes.ResourceExhausted:
-		// The plugin's handler returned an error (gRPC reports a plain
-		// handler error as Unknown) or the batch was too large for it: the
-		// plugin is alive and answering, so there is nothing to restart.
-		return ReasonPluginError, fmt.Errorf("%w: %s", ErrPlugin, st.Message())
 	}
 	p.fail(inst, false)
 	return ReasonCrash, fmt.Errorf("%w: %w", ErrCrashed, err)
@@ -442,14 +442,6 @@ func (p *Processor) onError(b *flow.Batch, reason string, err error) error {
 		return nil
 	}
 	return berr
-}
-
-// scratch is what applying one answer reuses: the strings interned from
-// earlier answers (labels repeat across records and batches, so applying
-// them mostly allocates nothing) and the verdict words.
-type scratch struct {
-	strings  wire.Strings
-	verdicts abi.Verdicts
 }
 
 func (p *Processor) buffer() *[]byte {

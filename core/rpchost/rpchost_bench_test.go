@@ -15,6 +15,7 @@ import (
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/core/plugintest"
+	"github.com/weir-flow/weir/core/rpchost/wire"
 )
 
 func benchProcessor(b *testing.B, inFlight int) *Processor {
@@ -79,21 +80,22 @@ func BenchmarkEnrich(b *testing.B) {
 }
 
 // BenchmarkEmptyCall is the round trip of one call carrying an empty
-// batch: gRPC over the AutoMTLS unix socket, both ABI codecs, no records.
+// batch: the batch stream over the AutoMTLS unix socket, both codecs, no
+// records.
 func BenchmarkEmptyCall(b *testing.B) {
 	p := benchProcessor(b, 1)
 	inst := p.current()
-	buf := abi.AppendBatch(nil, flow.NewBatch(0))
-	var ans abi.Answer
+	buf := abi.AppendBatch(make([]byte, wire.FrameHeadroom), flow.NewBatch(0))
+	var sc wire.Scratch
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu := cpuTime(inst.pid)
 	for i := 0; i < b.N; i++ {
-		rep, err := inst.rpc.Process(context.Background(), buf)
+		rep, err := inst.stream.Call(context.Background(), buf)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := abi.DecodeAnswer(rep, &ans); err != nil {
+		if _, err := wire.ApplyAnswer(flow.NewBatch(0), rep, &sc); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -4,15 +4,17 @@ import (
 	"bytes"
 	"math/bits"
 
-	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/rpchost/wire"
 )
 
-// diff appends the updates that turn before into after, as record rec. It
-// gives the same updates as abi.Updates.Diff, faster: it compares only the
+// diff appends the updates that turn before into after, as record rec, to
+// ans: strings through its table, the rest as ABI updates. It gives the same
+// updates as abi.Updates.Diff, faster: it compares only the
 // fields present in either record instead of asking every field whether it
 // is present, which dominated an enricher's cost.
-func diff(u *abi.Updates, rec int, before, after *flow.Record) {
+func diff(ans *wire.AnswerWriter, rec int, before, after *flow.Record) {
+	u := &ans.Updates
 	pb, pa := presence(before), presence(after)
 	for w := range pb {
 		for word := pb[w] | pa[w]; word != 0; word &= word - 1 {
@@ -29,7 +31,7 @@ func diff(u *abi.Updates, rec int, before, after *flow.Record) {
 				}
 			case flow.KindString:
 				if s := after.String(f); !bh || before.String(f) != s {
-					u.SetString(rec, f, s)
+					ans.SetString(rec, f, s)
 				}
 			default:
 				if v := after.Uint(f); !bh || before.Uint(f) != v {

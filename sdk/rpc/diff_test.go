@@ -1,13 +1,14 @@
 package rpc
 
 import (
-	"bytes"
 	"math/rand/v2"
 	"net/netip"
+	"reflect"
 	"testing"
 
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/rpchost/wire"
 )
 
 // TestPresenceCoversStrings checks presence against flow.Record.Has for
@@ -54,9 +55,12 @@ func randomRecord(rng *rand.Rand) flow.Record {
 	return r
 }
 
-// TestDiffMatchesABI checks that diff gives abi.Updates.Diff's updates.
+// TestDiffMatchesABI checks that diff's answer, applied by the host,
+// gives the record abi.Updates.Diff's updates give.
 func TestDiffMatchesABI(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
+	var w wire.AnswerWriter
+	var sc wire.Scratch
 	for i := range 20000 {
 		before, after := randomRecord(rng), randomRecord(rng)
 		if i%3 == 0 {
@@ -64,13 +68,45 @@ func TestDiffMatchesABI(t *testing.T) {
 			after.Extra = append([]flow.Field(nil), before.Extra...)
 			after.SetString(flow.SourcePodLabels, "changed")
 		}
-		var want, got abi.Updates
-		want.Diff(0, &before, &after)
-		diff(&got, 0, &before, &after)
-		if want.Len() != got.Len() || !bytes.Equal(want.Bytes(), got.Bytes()) {
-			t.Fatalf("case %d: diff gives %d updates, abi %d\nbefore %+v\nafter  %+v", i, got.Len(), want.Len(), before, after)
+		var u abi.Updates
+		u.Diff(0, &before, &after)
+		want := batchOf(before)
+		ans := abi.Answer{Count: 1, Verdicts: abi.Verdicts{}.KeepAll(1), Updates: u.Bytes(), UpdateCount: u.Len()}
+		var dec abi.Answer
+		if err := abi.DecodeAnswer(ans.Append(nil), &dec); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := abi.Apply(want, &dec); err != nil {
+			t.Fatal(err)
+		}
+		w.Reset()
+		diff(&w, 0, &before, &after)
+		got := batchOf(before)
+		if _, err := wire.ApplyAnswer(got, w.Append(nil, abi.StatusOK, 1, abi.Verdicts{}.KeepAll(1), ""), &sc); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(normal(want.Records[0]), normal(got.Records[0])) {
+			t.Fatalf("case %d: diff gives\n%+v\nabi gives\n%+v\nbefore %+v\nafter  %+v", i, *got.Records[0], *want.Records[0], before, after)
 		}
 	}
+}
+
+// batchOf returns a batch holding a copy of r.
+func batchOf(r flow.Record) *flow.Batch {
+	b := flow.NewBatch(1)
+	c := b.Append()
+	*c = r
+	c.Extra = append([]flow.Field(nil), r.Extra...)
+	return b
+}
+
+// normal makes nil and empty Extra compare equal.
+func normal(r *flow.Record) flow.Record {
+	c := *r
+	if len(c.Extra) == 0 {
+		c.Extra = nil
+	}
+	return c
 }
 
 func BenchmarkDiff(b *testing.B) {
@@ -80,17 +116,18 @@ func BenchmarkDiff(b *testing.B) {
 	after := before
 	after.SetString(flow.SourcePodLabels, `{"env":"prod"}`)
 	after.SetString(flow.DestinationPodLabels, `{"env":"dev"}`)
-	var u abi.Updates
 	b.Run("abi", func(b *testing.B) {
+		var u abi.Updates
 		for b.Loop() {
 			u.Reset()
 			u.Diff(0, &before, &after)
 		}
 	})
 	b.Run("rpc", func(b *testing.B) {
+		var w wire.AnswerWriter
 		for b.Loop() {
-			u.Reset()
-			diff(&u, 0, &before, &after)
+			w.Reset()
+			diff(&w, 0, &before, &after)
 		}
 	})
 }

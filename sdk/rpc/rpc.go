@@ -216,7 +216,7 @@ type scratch struct {
 	rec      flow.Record
 	before   flow.Record
 	extra    []flow.Field
-	upd      abi.Updates
+	answer   wire.AnswerWriter
 	verdicts abi.Verdicts
 }
 
@@ -302,14 +302,9 @@ func (s *server) Process(_ context.Context, buf []byte) ([]byte, error) {
 		}
 		b.plain = &v
 	}
-	ans, err := s.run(sc, &b)
-	if err != nil {
-		return nil, err
-	}
 	// A buffer of the pool: gRPC copies it after Process returns and
 	// hands it back through Release.
-	out := s.answerBuffer()
-	return ans.Append(out), nil
+	return s.run(sc, &b, s.answerBuffer())
 }
 
 func (s *server) answerBuffer() []byte {
@@ -325,16 +320,17 @@ func (s *server) Release(out []byte) {
 	s.answers.Put(&out)
 }
 
-func (s *server) run(sc *scratch, v *batch) (ans abi.Answer, err error) {
+// run runs the callbacks over the batch and appends the compact answer to
+// out.
+func (s *server) run(sc *scratch, v *batch, out []byte) (ans []byte, err error) {
 	n := v.len()
-	ans.Count = n
 	defer func() {
 		if p := recover(); p != nil {
-			ans = abi.Answer{Status: abi.StatusPanic, Count: n, Message: fmt.Sprintf("panic: %v\n%s", p, debug.Stack())}
+			ans = wire.ErrorAnswer(abi.StatusPanic, fmt.Sprintf("panic: %v\n%s", p, debug.Stack()))
 			err = nil
 		}
 	}()
-	sc.upd.Reset()
+	sc.answer.Reset()
 	sc.verdicts = sc.verdicts.KeepAll(n)
 	copyExtra := s.mask.Flags&abi.FlagExtra != 0
 	r := &sc.rec
@@ -346,7 +342,7 @@ func (s *server) run(sc *scratch, v *batch) (ans abi.Answer, err error) {
 			err = sc.dec.Record(v.plain, i, r)
 		}
 		if err != nil {
-			return ans, fmt.Errorf("batch: %w", err)
+			return nil, fmt.Errorf("batch: %w", err)
 		}
 		if s.p.Filter != nil && !s.p.Filter(r) {
 			sc.verdicts.Set(i, false)
@@ -362,12 +358,9 @@ func (s *server) run(sc *scratch, v *batch) (ans abi.Answer, err error) {
 			sc.before.Extra = sc.extra
 		}
 		s.p.Enrich(r)
-		diff(&sc.upd, i, &sc.before, r)
+		diff(&sc.answer, i, &sc.before, r)
 	}
-	ans.Verdicts = sc.verdicts
-	ans.Updates = sc.upd.Bytes()
-	ans.UpdateCount = sc.upd.Len()
-	return ans, nil
+	return sc.answer.Append(out, abi.StatusOK, n, sc.verdicts, ""), nil
 }
 
 var (

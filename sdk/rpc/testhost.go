@@ -15,12 +15,11 @@ import (
 // handling; only the process and gRPC are left out. Use it to test a
 // plugin with `go test`. It is not safe for concurrent use.
 type TestHost struct {
-	srv      wire.Server
-	man      abi.Manifest
-	layout   *wire.Layout // packed batches, as Weir sends them; nil for plain
-	buf      []byte
-	strings  wire.Strings
-	verdicts abi.Verdicts
+	srv     wire.Server
+	man     abi.Manifest
+	layout  *wire.Layout // packed batches, as Weir sends them; nil for plain
+	buf     []byte
+	scratch wire.Scratch
 }
 
 // NewTestHost initialises p with config (any value that marshals to JSON,
@@ -72,7 +71,7 @@ func (h *TestHost) Process(b *flow.Batch) error {
 	if err != nil {
 		return err
 	}
-	_, err = wire.ApplyAnswer(b, rep, &h.strings, &h.verdicts)
+	_, err = wire.ApplyAnswer(b, rep, &h.scratch)
 	if r, ok := h.srv.(wire.Releaser); ok {
 		r.Release(rep)
 	}

@@ -40,24 +40,36 @@ var kinds = func() (k [256]flow.Kind) {
 	return k
 }()
 
-// ApplyAnswer decodes the ABI answer buf and applies it to b, the batch it
-// answers, as abi.DecodeAnswer followed by abi.Apply do: it returns a
-// *abi.PluginError for a status other than OK, an error wrapping
-// abi.ErrMalformed (or a *abi.VersionError) for a buffer that does not
-// follow the layout, and otherwise applies the updates, then the verdicts,
-// and returns how many records the verdicts removed. On error b is
-// unchanged.
+// Scratch is what applying answers reuses: the strings interned from
+// earlier answers (labels repeat across records and batches, so applying
+// them mostly allocates nothing), a string table and the verdict words.
+// The zero value is ready; it is not safe for concurrent use.
+type Scratch struct {
+	Strings  Strings
+	table    []string
+	verdicts abi.Verdicts
+}
+
+// ApplyAnswer decodes the answer buf, a compact answer ([MagicCompact]) or
+// an ABI answer, and applies it to b, the batch it answers, as
+// abi.DecodeAnswer followed by abi.Apply do: it returns a *abi.PluginError
+// for a status other than OK, an error wrapping abi.ErrMalformed (or a
+// *abi.VersionError) for a buffer that does not follow the layout, and
+// otherwise applies the updates, then the verdicts, and returns how many
+// records the verdicts removed. On error b is unchanged.
 //
 // It differs in cost only: the updates are checked in one pass and applied
 // in a second (abi walks them three times), and strings are interned in
-// st, so labels repeated across records do not allocate. verdicts is
-// scratch space, reused across calls.
-func ApplyAnswer(b *flow.Batch, buf []byte, st *Strings, verdicts *abi.Verdicts) (removed int, err error) {
+// sc, so labels repeated across records do not allocate.
+func ApplyAnswer(b *flow.Batch, buf []byte, sc *Scratch) (removed int, err error) {
+	if len(buf) >= 4 && le.Uint32(buf) == MagicCompact {
+		return applyCompact(b, buf, sc)
+	}
 	if len(buf) < abi.AnswerHeaderSize {
 		return 0, malformed("answer of %d bytes is shorter than its %d-byte header", len(buf), abi.AnswerHeaderSize)
 	}
 	if m := le.Uint32(buf[aMagic:]); m != abi.MagicAnswer {
-		return 0, malformed("answer magic %#08x, want %#08x", m, abi.MagicAnswer)
+		return 0, malformed("answer magic %#08x, want %#08x or %#08x", m, abi.MagicAnswer, MagicCompact)
 	}
 	if err := abi.CheckVersion(le.Uint16(buf[aVersion:])); err != nil {
 		return 0, err
@@ -91,20 +103,33 @@ func ApplyAnswer(b *flow.Batch, buf []byte, st *Strings, verdicts *abi.Verdicts)
 	if err := checkUpdates(updates, int(le.Uint32(buf[aUpdateCount:])), n); err != nil {
 		return 0, err
 	}
+	applyUpdates(b, updates, &sc.Strings)
+	return applyVerdicts(b, buf[vo:vo+8*vw], n, &sc.verdicts), nil
+}
+
+// applyUpdates applies checked ABI update entries to b.
+func applyUpdates(b *flow.Batch, updates []byte, st *Strings) {
 	for off := 0; off < len(updates); {
 		h := updates[off:]
 		vl := int(le.Uint32(h[uLen:]))
 		apply(b, h, h[abi.UpdateHeadSize:abi.UpdateHeadSize+vl:abi.UpdateHeadSize+vl], st)
 		off += abi.UpdateHeadSize + vl
 	}
+}
+
+// applyVerdicts drops the records of b (n of them) whose bit is clear in
+// words, the little-endian verdict words of an answer, and returns how
+// many it dropped. verdicts is scratch space.
+func applyVerdicts(b *flow.Batch, words []byte, n int, verdicts *abi.Verdicts) int {
+	vw := len(words) / 8
 	v := *verdicts
-	if cap(v) < int(vw) {
+	if cap(v) < vw {
 		v = make(abi.Verdicts, vw)
 	}
 	v = v[:vw]
 	all := true
 	for i := range v {
-		v[i] = le.Uint64(buf[vo+8*uint64(i):])
+		v[i] = le.Uint64(words[8*i:])
 		want := ^uint64(0)
 		if r := n & 63; i == len(v)-1 && r != 0 {
 			want = 1<<r - 1
@@ -113,9 +138,9 @@ func ApplyAnswer(b *flow.Batch, buf []byte, st *Strings, verdicts *abi.Verdicts)
 	}
 	*verdicts = v
 	if all {
-		return 0, nil // an enricher keeps every record: skip the walk
+		return 0 // an enricher keeps every record: skip the walk
 	}
-	return b.RetainMask(v), nil
+	return b.RetainMask(v)
 }
 
 // checkUpdates validates the updates of an answer to a batch of records

@@ -38,6 +38,9 @@ func (codec) Name() string { return "proto" }
 const valueField protowire.Number = 1
 
 func (c codec) Marshal(v any) ([]byte, error) {
+	if f, ok := v.(*frame); ok {
+		return marshalFrame(f), nil
+	}
 	m, ok := v.(*payload)
 	if !ok {
 		return c.proto.Marshal(v)
@@ -56,10 +59,50 @@ func (c codec) Marshal(v any) ([]byte, error) {
 }
 
 func (c codec) Unmarshal(data []byte, v any) error {
+	if f, ok := v.(*frame); ok {
+		var m payload
+		if err := m.unmarshal(data); err != nil {
+			return err
+		}
+		if len(m.data) < seqSize {
+			return fmt.Errorf("stream message of %d bytes has no sequence number", len(m.data))
+		}
+		f.seq, f.data = le.Uint64(m.data), m.data[seqSize:]
+		return nil
+	}
 	m, ok := v.(*payload)
 	if !ok {
 		return c.proto.Unmarshal(data, v)
 	}
+	return m.unmarshal(data)
+}
+
+// marshalFrame writes f as a BytesValue: in place in f.buf's headroom when
+// it has one, else into a new buffer (then f.release runs).
+func marshalFrame(f *frame) []byte {
+	n := seqSize + len(f.data)
+	head := protowire.SizeTag(valueField) + protowire.SizeVarint(uint64(n)) + seqSize
+	if f.buf != nil && head <= FrameHeadroom {
+		out := f.buf[FrameHeadroom-head:]
+		p := protowire.AppendTag(out[:0], valueField, protowire.BytesType)
+		p = protowire.AppendVarint(p, uint64(n))
+		le.PutUint64(out[len(p):], f.seq)
+		return out
+	}
+	out := make([]byte, 0, head+len(f.data))
+	out = protowire.AppendTag(out, valueField, protowire.BytesType)
+	out = protowire.AppendVarint(out, uint64(n))
+	out = le.AppendUint64(out, f.seq)
+	out = append(out, f.data...)
+	if f.release != nil {
+		f.release()
+		f.release, f.data = nil, nil
+	}
+	return out
+}
+
+// unmarshal reads a BytesValue, keeping a reference to data.
+func (m *payload) unmarshal(data []byte) error {
 	m.data = nil
 	for len(data) > 0 {
 		num, typ, n := protowire.ConsumeTag(data)

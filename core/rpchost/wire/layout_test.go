@@ -170,9 +170,8 @@ func TestApplyAnswer(t *testing.T) {
 			if wantErr == nil {
 				wantN, wantErr = abi.Apply(want, &ans)
 			}
-			var st Strings
-			var v abi.Verdicts
-			gotN, gotErr := ApplyAnswer(got, buf, &st, &v)
+			var sc Scratch
+			gotN, gotErr := ApplyAnswer(got, buf, &sc)
 			if (gotErr == nil) != (wantErr == nil) || gotN != wantN {
 				t.Fatalf("ApplyAnswer = %d, %v; abi = %d, %v", gotN, gotErr, wantN, wantErr)
 			}
@@ -214,14 +213,13 @@ func TestApplyAnswerInterns(t *testing.T) {
 		u.SetString(i, flow.SourcePodLabels, `{"app":"web"}`)
 	}
 	buf := (&abi.Answer{Count: 9, Verdicts: abi.Verdicts(nil).KeepAll(9), Updates: u.Bytes(), UpdateCount: u.Len()}).Append(nil)
-	var st Strings
-	var v abi.Verdicts
+	var sc Scratch
 	b := testBatch()
-	if _, err := ApplyAnswer(b, buf, &st, &v); err != nil {
+	if _, err := ApplyAnswer(b, buf, &sc); err != nil {
 		t.Fatal(err)
 	}
 	allocs := testing.AllocsPerRun(100, func() {
-		if _, err := ApplyAnswer(b, buf, &st, &v); err != nil {
+		if _, err := ApplyAnswer(b, buf, &sc); err != nil {
 			t.Fatal(err)
 		}
 	})

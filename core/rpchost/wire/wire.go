@@ -6,16 +6,17 @@
 // google.protobuf.BytesValue, so a plugin in another language can serve it
 // from this definition:
 //
-//	service weir.rpc.v1.Processor {
+//	service weir.rpc.v2.Processor {
 //	  rpc Init(google.protobuf.BytesValue) returns (google.protobuf.BytesValue);
-//	  rpc Process(google.protobuf.BytesValue) returns (google.protobuf.BytesValue);
+//	  rpc Stream(stream google.protobuf.BytesValue) returns (stream google.protobuf.BytesValue);
 //	}
 //
 // Init sends a JSON [InitRequest] and returns an ABI manifest (the plugin's
-// kind, the record parts it reads, or why it rejects its config); Process
-// sends one ABI batch buffer and returns an ABI answer buffer (verdicts and
-// field updates). The buffers are those of package [abi], as for WASM
-// plugins; see docs/abi.md, "RPC transport".
+// kind, the record parts it reads, or why it rejects its config). Stream
+// carries batches, each an ABI batch buffer or a packed batch
+// ([MagicPacked]) after a sequence number, and their answers, each a
+// compact answer ([MagicCompact]) or an ABI answer after the number of the
+// batch it answers (see [Stream]). See docs/abi.md, "RPC transport".
 package wire
 
 import (
@@ -31,8 +32,9 @@ import (
 // cookie in its environment; the protocol version must match exactly.
 const (
 	// ProtocolVersion is the version of this service, negotiated by
-	// go-plugin at start.
-	ProtocolVersion = 1
+	// go-plugin at start. Version 1 had a unary Process call per batch
+	// and ABI answers only.
+	ProtocolVersion = 2
 	// MagicCookieKey and MagicCookieValue mark a process started by Weir.
 	// They are a UX check, not a security measure.
 	MagicCookieKey   = "WEIR_PLUGIN_MAGIC_COOKIE"
@@ -40,10 +42,10 @@ const (
 	// PluginName is the name the processor is dispensed under.
 	PluginName = "processor"
 	// ServiceName is the gRPC service's full name.
-	ServiceName = "weir.rpc.v1.Processor"
+	ServiceName = "weir.rpc.v2.Processor"
 
-	methodInit    = "/" + ServiceName + "/Init"
-	methodProcess = "/" + ServiceName + "/Process"
+	methodInit   = "/" + ServiceName + "/Init"
+	methodStream = "/" + ServiceName + "/Stream"
 )
 
 // Handshake returns the go-plugin handshake both sides use.
@@ -111,7 +113,9 @@ type Server interface {
 	// Init configures the plugin from a JSON InitRequest and returns an
 	// ABI manifest.
 	Init(ctx context.Context, req []byte) ([]byte, error)
-	// Process handles one ABI batch buffer and returns an ABI answer.
+	// Process handles one batch (an ABI batch buffer or a packed batch)
+	// and returns a compact answer or an ABI answer. An error is sent to
+	// the host as an answer with abi.StatusError and the error's text.
 	Process(ctx context.Context, batch []byte) ([]byte, error)
 }
 
@@ -143,11 +147,6 @@ func (c *Client) Init(ctx context.Context, req []byte) ([]byte, error) {
 	return c.call(ctx, methodInit, req)
 }
 
-// Process sends one ABI batch buffer and returns the plugin's ABI answer.
-func (c *Client) Process(ctx context.Context, batch []byte) ([]byte, error) {
-	return c.call(ctx, methodProcess, batch)
-}
-
 // call sends in and returns the reply, which the caller owns. in is not
 // retained after call returns.
 func (c *Client) call(ctx context.Context, method string, in []byte) ([]byte, error) {
@@ -166,9 +165,9 @@ var serviceDesc = grpc.ServiceDesc{
 	HandlerType: (*Server)(nil),
 	Methods: []grpc.MethodDesc{
 		{MethodName: "Init", Handler: unary(Server.Init, methodInit)},
-		{MethodName: "Process", Handler: unary(Server.Process, methodProcess)},
 	},
-	Metadata: "weir/rpc/v1/processor.proto",
+	Streams:  []grpc.StreamDesc{{StreamName: "Stream", Handler: serveStream, ServerStreams: true, ClientStreams: true}},
+	Metadata: "weir/rpc/v2/processor.proto",
 }
 
 type method func(Server, context.Context, []byte) ([]byte, error)

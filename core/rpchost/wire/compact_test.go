@@ -1,0 +1,192 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weir-flow/weir/core/abi"
+	"github.com/weir-flow/weir/core/flow"
+)
+
+// compactCase builds the same updates as an ABI answer (abi) and as a
+// compact answer (w), strings through w's table.
+func compactCase() (abiUpdates abi.Updates, w *AnswerWriter) {
+	w = new(AnswerWriter)
+	both := func(f func(u *abi.Updates)) {
+		f(&abiUpdates)
+		f(&w.Updates)
+	}
+	for _, rec := range []int{0, 2, 4} {
+		abiUpdates.SetString(rec, flow.SourcePodLabels, `{"a":"b"}`)
+		w.SetString(rec, flow.SourcePodLabels, `{"a":"b"}`)
+	}
+	abiUpdates.SetString(1, flow.DestinationPodName, "")
+	w.SetString(1, flow.DestinationPodName, "")
+	both(func(u *abi.Updates) { u.SetUint(1, flow.OctetDeltaCount, 77) })
+	both(func(u *abi.Updates) { u.SetAddr(3, flow.DestinationAddress, netip.MustParseAddr("fd00::9")) })
+	both(func(u *abi.Updates) { u.Clear(5, flow.DestinationPodName) })
+	both(func(u *abi.Updates) { u.AddExtra(7, flow.Field{Enterprise: 9, Element: 78, Variable: true, Value: []byte{8, 8}}) })
+	return abiUpdates, w
+}
+
+// TestCompactAnswer checks that a compact answer applies as the ABI answer
+// with the same updates does, and that malformed ones change nothing.
+func TestCompactAnswer(t *testing.T) {
+	u, w := compactCase()
+	if len(w.ends) != 2 || len(w.refs) != 4*refSize {
+		t.Fatalf("table of %d strings, %d references; want 2, 4", len(w.ends), len(w.refs)/refSize)
+	}
+	keep := abi.Verdicts(nil).KeepAll(9)
+	good := w.Append(nil, abi.StatusOK, 9, keep, "")
+	filter := w.Append(nil, abi.StatusOK, 9, abi.Verdicts{0b101010101}, "")
+	abiAnswer := func(v abi.Verdicts) []byte {
+		return (&abi.Answer{Count: 9, Verdicts: v, Updates: u.Bytes(), UpdateCount: u.Len()}).Append(nil)
+	}
+	headerAt := func(off int, v uint32) []byte {
+		buf := bytes.Clone(good)
+		le.PutUint32(buf[off:], v)
+		return buf
+	}
+	refAt := func(k, off int, v uint32) []byte {
+		buf := bytes.Clone(good)
+		ro := CompactHeaderSize + 8 + 4*2 + len(`{"a":"b"}`)
+		le.PutUint32(buf[ro+k*refSize+off:], v)
+		return buf
+	}
+	type tc struct {
+		buf  []byte
+		want []byte // the ABI answer it equals; nil: an error
+	}
+	cases := map[string]tc{
+		"enrich":       {good, abiAnswer(keep)},
+		"filter":       {filter, abiAnswer(abi.Verdicts{0b101010101})},
+		"short":        {good[:30], nil},
+		"truncated":    {good[:len(good)-1], nil},
+		"longer":       {append(bytes.Clone(good), 0), nil},
+		"count":        {headerAt(cCount, 8), nil},
+		"ref record":   {refAt(0, 0, 9), nil},
+		"ref field":    {refAt(0, 4, 0<<8|uint32(flow.OctetDeltaCount)), nil},
+		"ref index":    {refAt(0, 4, 2<<8|uint32(flow.SourcePodLabels)), nil},
+		"string ends":  {headerAt(CompactHeaderSize+8, 99), nil},
+		"update count": {headerAt(cUpdateCount, 9), nil},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := testBatch()
+			var sc Scratch
+			_, err := ApplyAnswer(got, c.buf, &sc)
+			want := testBatch()
+			if c.want == nil {
+				if !errors.Is(err, abi.ErrMalformed) {
+					t.Fatalf("error %v, want ErrMalformed", err)
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ans abi.Answer
+				if err := abi.DecodeAnswer(c.want, &ans); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := abi.Apply(want, &ans); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got.Len() != want.Len() {
+				t.Fatalf("%d records, want %d", got.Len(), want.Len())
+			}
+			for i := range want.Records {
+				if !sameRecord(got.Records[i], want.Records[i]) {
+					t.Errorf("record %d:\n got %+v\nwant %+v", i, *got.Records[i], *want.Records[i])
+				}
+			}
+		})
+	}
+	t.Run("error", func(t *testing.T) {
+		var pe *abi.PluginError
+		_, err := ApplyAnswer(testBatch(), ErrorAnswer(abi.StatusError, "no table"), new(Scratch))
+		if !errors.As(err, &pe) || pe.Status != abi.StatusError || pe.Message != "no table" {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+// TestCompactAnswerAllocs checks that applying a compact answer whose
+// strings were seen before allocates nothing.
+func TestCompactAnswerAllocs(t *testing.T) {
+	var w AnswerWriter
+	labels := []string{`{"app":"web"}`, `{"app":"db"}`}
+	for i := range 9 {
+		w.SetString(i, flow.SourcePodLabels, labels[i%2])
+		w.SetString(i, flow.DestinationPodLabels, labels[(i+1)%2])
+	}
+	if len(w.ends) != 2 {
+		t.Fatalf("%d strings in the table, want 2", len(w.ends))
+	}
+	buf := w.Append(nil, abi.StatusOK, 9, abi.Verdicts(nil).KeepAll(9), "")
+	var sc Scratch
+	b := testBatch()
+	if _, err := ApplyAnswer(b, buf, &sc); err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := ApplyAnswer(b, buf, &sc); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per answer, want 0", allocs)
+	}
+	if b.Records[3].DestinationPodLabels != labels[0] {
+		t.Errorf("record 3: %q", b.Records[3].DestinationPodLabels)
+	}
+}
+
+func FuzzApplyCompact(f *testing.F) {
+	_, w := compactCase()
+	f.Add(w.Append(nil, abi.StatusOK, 9, abi.Verdicts(nil).KeepAll(9), ""))
+	f.Add(ErrorAnswer(abi.StatusError, "x"))
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		b := testBatch()
+		_, _ = ApplyAnswer(b, buf, new(Scratch)) // must not panic
+	})
+}
+
+// TestFrameCodec checks stream messages: a BytesValue holding the sequence
+// number and the payload, framed in place when the buffer has headroom.
+func TestFrameCodec(t *testing.T) {
+	c := newCodec()
+	for _, size := range []int{0, 1, 200, 70000} {
+		data := bytes.Repeat([]byte{7}, size)
+		buf := append(make([]byte, FrameHeadroom), data...)
+		for _, f := range []*frame{
+			{seq: 42, buf: buf, data: buf[FrameHeadroom:]},
+			{seq: 42, data: data},
+		} {
+			out, err := c.Marshal(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.buf != nil && &out[len(out)-1] != &buf[len(buf)-1] {
+				t.Error("framed with a copy despite the headroom")
+			}
+			var bv wrapperspb.BytesValue
+			if err := proto.Unmarshal(out, &bv); err != nil || len(bv.Value) != 8+size || le.Uint64(bv.Value) != 42 {
+				t.Fatalf("proto reads %d bytes, %v", len(bv.Value), err)
+			}
+			var g frame
+			if err := c.Unmarshal(out, &g); err != nil || g.seq != 42 || !bytes.Equal(g.data, data) {
+				t.Fatalf("Unmarshal: seq %d, %d bytes, %v", g.seq, len(g.data), err)
+			}
+		}
+	}
+	var g frame
+	if err := c.Unmarshal([]byte{0x0a, 0x02, 1, 2}, &g); err == nil {
+		t.Error("frame without a sequence number accepted")
+	}
+}

@@ -1,0 +1,221 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"google.golang.org/grpc"
+
+	"github.com/weir-flow/weir/core/abi"
+)
+
+// Batches travel on one long-lived bidirectional Stream call: each message
+// is a google.protobuf.BytesValue whose value is a little-endian u64
+// sequence number followed by a batch (host to plugin) or by the answer to
+// the batch of that number (plugin to host). The host sends several
+// batches before the first answer returns; the plugin answers each as soon
+// as it is done, in any order. A unary call per batch would pay gRPC's
+// per-call cost (a new HTTP/2 stream, headers, trailers, status) every
+// time.
+
+// FrameHeadroom is the number of bytes a batch buffer given to
+// [Stream.Call] keeps free before its payload: Call writes the message's
+// framing (BytesValue tag and length, sequence number) there, so the
+// batch is not copied.
+const FrameHeadroom = 1 + 5 + 8 // tag, varint length, u64 sequence
+
+// seqSize is the size of the sequence number that starts a frame's value.
+const seqSize = 8
+
+// frame is a message of the Stream call.
+type frame struct {
+	seq  uint64
+	data []byte // payload, after the sequence number
+	// buf, if set, is the payload with FrameHeadroom free bytes before
+	// it (data is then buf[FrameHeadroom:]); Marshal frames it in place.
+	buf []byte
+	// release, if set, is called once Marshal has copied data.
+	release func()
+}
+
+var streamDesc = grpc.StreamDesc{StreamName: "Stream", ServerStreams: true, ClientStreams: true}
+
+// Stream carries batches to a plugin on one Stream call, several at a
+// time, and matches answers to calls by sequence number. It is safe for
+// concurrent use. Its receiving goroutine runs until the call ends: the
+// plugin exits or the connection breaks, or Close.
+type Stream struct {
+	cs     grpc.ClientStream
+	cancel context.CancelFunc
+	sendMu sync.Mutex // gRPC allows one SendMsg at a time
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	seq     uint64
+	pending map[uint64]chan []byte
+	err     error         // why the stream ended; set before done closes
+	done    chan struct{} // closed when the stream has ended
+}
+
+// OpenStream starts the Stream call. The stream lives until Close or until
+// the connection ends, whatever ctx does after OpenStream returns.
+func (c *Client) OpenStream(ctx context.Context) (*Stream, error) {
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	cs, err := c.conn.NewStream(sctx, &streamDesc, methodStream, callCodec)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("open batch stream: %w", err)
+	}
+	s := &Stream{cs: cs, cancel: cancel, pending: make(map[uint64]chan []byte), done: make(chan struct{})}
+	s.wg.Add(1)
+	go s.receive()
+	return s, nil
+}
+
+// Call sends the batch buf[FrameHeadroom:] and waits for its answer, which
+// the caller owns. Call overwrites buf[:FrameHeadroom]. It returns early
+// with ctx's error when ctx ends, or with the stream's error when the
+// stream ends (the plugin exited, the connection broke).
+//
+// # Notes
+//   - gRPC may still hold buf when Call returns an error: reuse buf only
+//     after Call returned an answer.
+func (s *Stream) Call(ctx context.Context, buf []byte) ([]byte, error) {
+	if len(buf) < FrameHeadroom {
+		return nil, fmt.Errorf("batch buffer of %d bytes has no %d-byte headroom", len(buf), FrameHeadroom)
+	}
+	ch := make(chan []byte, 1)
+	s.mu.Lock()
+	if s.err != nil {
+		err := s.err
+		s.mu.Unlock()
+		return nil, err
+	}
+	s.seq++
+	seq := s.seq
+	s.pending[seq] = ch
+	s.mu.Unlock()
+
+	s.sendMu.Lock()
+	err := s.cs.SendMsg(&frame{seq: seq, buf: buf, data: buf[FrameHeadroom:]})
+	s.sendMu.Unlock()
+	if err != nil {
+		// io.EOF: the call ended, and its status comes from the receiver.
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			s.forget(seq)
+			return nil, ctx.Err()
+		}
+	}
+	select {
+	case rep := <-ch:
+		return rep, nil
+	case <-s.done:
+		select {
+		case rep := <-ch: // answered just before the end
+			return rep, nil
+		default:
+		}
+		return nil, s.err
+	case <-ctx.Done():
+		s.forget(seq)
+		return nil, ctx.Err()
+	}
+}
+
+// Done is closed when the stream has ended; Err then says why.
+func (s *Stream) Done() <-chan struct{} { return s.done }
+
+// Err returns why the stream ended, or nil while it runs.
+func (s *Stream) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *Stream) forget(seq uint64) {
+	s.mu.Lock()
+	delete(s.pending, seq)
+	s.mu.Unlock()
+}
+
+// receive hands each answer to its call until the stream ends.
+func (s *Stream) receive() {
+	defer s.wg.Done()
+	for {
+		var f frame
+		if err := s.cs.RecvMsg(&f); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("plugin ended the batch stream")
+			}
+			s.mu.Lock()
+			s.err = err
+			clear(s.pending)
+			s.mu.Unlock()
+			close(s.done)
+			return
+		}
+		s.mu.Lock()
+		ch := s.pending[f.seq]
+		delete(s.pending, f.seq)
+		s.mu.Unlock()
+		if ch != nil { // nil: an answer to a call that gave up
+			ch <- f.data
+		}
+	}
+}
+
+// Close ends the call and waits for the receiving goroutine. Calls still
+// waiting fail.
+func (s *Stream) Close() {
+	s.cancel()
+	s.wg.Wait()
+}
+
+// serveStream is the plugin side of Stream: it reads batches and answers
+// each through srv.Process, several at once. A receiving goroutine that
+// gets a batch starts the next receiver and then processes its batch
+// itself, so a batch is not handed between goroutines on its way in.
+func serveStream(srv any, ss grpc.ServerStream) error {
+	s := srv.(Server)
+	var (
+		sendMu sync.Mutex
+		wg     sync.WaitGroup
+		ended  = make(chan error, 1) // only the current receiver sends
+	)
+	var receive func()
+	receive = func() {
+		defer wg.Done()
+		var in frame
+		if err := ss.RecvMsg(&in); err != nil {
+			ended <- err
+			return
+		}
+		wg.Add(1)
+		go receive()
+		out, err := s.Process(ss.Context(), in.data)
+		if err != nil {
+			out = ErrorAnswer(abi.StatusError, err.Error())
+		}
+		rep := &frame{seq: in.seq, data: out}
+		if r, ok := s.(Releaser); ok && err == nil && out != nil {
+			rep.release = func() { r.Release(out) }
+		}
+		sendMu.Lock()
+		// An error ends the call: the receiver sees it too.
+		_ = ss.SendMsg(rep)
+		sendMu.Unlock()
+	}
+	wg.Add(1)
+	go receive()
+	err := <-ended
+	wg.Wait()
+	if errors.Is(err, io.EOF) {
+		return nil // the host closed its side
+	}
+	return err
+}
