@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -101,6 +102,9 @@ func startProfile(path string) (stop func()) {
 	if path == "" {
 		return func() {}
 	}
+	// Several plugin processes may run at once (restarts, several rpc
+	// stages): %p keeps their profiles apart.
+	path = strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid()))
 	f, err := os.Create(path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cpu profile:", err)
@@ -116,7 +120,8 @@ func startProfile(path string) (stop func()) {
 
 // EnvCPUProfile names an environment variable: when set (in Weir's
 // environment, which the plugin inherits), the plugin writes a CPU profile
-// of its life to that path, flushed when Weir stops it.
+// of its life to that path, flushed when Weir stops it. A "%p" in the path
+// is replaced by the plugin's process ID.
 const EnvCPUProfile = "WEIR_RPC_CPUPROFILE"
 
 // serve runs go-plugin's server until the host closes the connection.
