@@ -13,9 +13,11 @@ import (
 // updates as abi.Updates.Diff, faster: it compares only the
 // fields present in either record instead of asking every field whether it
 // is present, which dominated an enricher's cost.
-func diff(ans *wire.AnswerWriter, rec int, before, after *flow.Record) {
+//
+// pb is presence(before), which the caller may know for less.
+func diff(ans *wire.AnswerWriter, rec int, before, after *flow.Record, pb flow.FieldSet) {
 	u := &ans.Updates
-	pb, pa := presence(before), presence(after)
+	pa := presence(after)
 	for w := range pb {
 		for word := pb[w] | pa[w]; word != 0; word &= word - 1 {
 			f := flow.FieldID(w*64 + bits.TrailingZeros64(word))

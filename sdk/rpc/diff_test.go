@@ -80,7 +80,7 @@ func TestDiffMatchesABI(t *testing.T) {
 			t.Fatal(err)
 		}
 		w.Reset()
-		diff(&w, 0, &before, &after)
+		diff(&w, 0, &before, &after, presence(&before))
 		got := batchOf(before)
 		if _, err := wire.ApplyAnswer(got, w.Append(nil, abi.StatusOK, 1, abi.Verdicts{}.KeepAll(1), ""), &sc); err != nil {
 			t.Fatal(err)
@@ -127,7 +127,7 @@ func BenchmarkDiff(b *testing.B) {
 		var w wire.AnswerWriter
 		for b.Loop() {
 			w.Reset()
-			diff(&w, 0, &before, &after)
+			diff(&w, 0, &before, &after, presence(&before))
 		}
 	})
 }

@@ -363,7 +363,11 @@ func (s *server) run(sc *scratch, v *batch, out []byte) (ans []byte, err error) 
 			sc.before.Extra = sc.extra
 		}
 		s.p.Enrich(r)
-		diff(&sc.answer, i, &sc.before, r)
+		pb := sc.before.Present // a packed record has the bit of each string it holds
+		if v.packed == nil {
+			pb = presence(&sc.before)
+		}
+		diff(&sc.answer, i, &sc.before, r, pb)
 	}
 	return sc.answer.Append(out, abi.StatusOK, n, sc.verdicts, ""), nil
 }

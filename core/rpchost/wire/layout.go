@@ -280,7 +280,7 @@ func (p *Packed) Layout() *Layout { return p.l }
 
 // Record decodes record i into r as abi.Decoder.Record does: it sets
 // r.Present and every part in the mask and leaves the other fields of r as
-// they are. Strings are interned in st; Extra values point into the
+// they are. A non-empty string always has its Present bit. Strings are interned in st; Extra values point into the
 // buffer. A malformed record returns an error wrapping ErrPacked.
 func (p *Packed) Record(i int, r *flow.Record, st *Strings) error {
 	if i < 0 || i >= p.n {
@@ -317,6 +317,7 @@ func (p *Packed) Record(i int, r *flow.Record, st *Strings) error {
 					return fmt.Errorf("%w: record %d: %s: string %d+%d beyond the %d-byte data section", ErrPacked, i, it.field, off, n, len(p.data))
 				}
 				s = st.Intern(p.data[off : off+n])
+				r.Present.Add(it.field) // so that Present alone says what is set
 			}
 			*(*string)(unsafe.Add(rp, it.slot)) = s
 		default:

@@ -186,7 +186,9 @@ func (t *Table) Lookup(a netip.Addr) *entry {
 	if !a.IsValid() {
 		return nil
 	}
-	a = a.Unmap().WithZone("")
+	if a.Is4In6() || a.Zone() != "" {
+		a = a.Unmap().WithZone("")
+	}
 	slot := &t.cache[cacheIndex(a)]
 	if c := slot.Load(); c != nil && c.addr == a {
 		return c.e
@@ -241,10 +243,11 @@ func maskBits64(bits int) uint64 {
 	return ^uint64(0) << (64 - min(bits, 64))
 }
 
-// cacheIndex hashes an address to a cache slot (Fibonacci hashing).
+// cacheIndex hashes an address to a cache slot (Fibonacci hashing). Byte
+// order does not matter here, so the words are read as they lie.
 func cacheIndex(a netip.Addr) int {
-	k := v6Key(a)
-	h := (k[0]*0x9e3779b97f4a7c15 ^ k[1]) * 0x9e3779b97f4a7c15
+	b := a.As16()
+	h := (binary.LittleEndian.Uint64(b[:8])*0x9e3779b97f4a7c15 ^ binary.LittleEndian.Uint64(b[8:])) * 0x9e3779b97f4a7c15
 	return int(h >> (64 - 12)) // cacheSize = 1<<12
 }
 
