@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"reflect"
 	"testing"
+	"unsafe"
 
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugintest"
@@ -446,5 +447,29 @@ func TestRecordOffsets(t *testing.T) {
 		if w.Uint(it.field) != v {
 			t.Errorf("%s: storeUint wrote %#x, Uint reads %#x", it.field, v, w.Uint(it.field))
 		}
+	}
+}
+
+// TestHeaderLayout checks Header against the documented offsets.
+func TestHeaderLayout(t *testing.T) {
+	var h Header
+	offsets := map[string][2]uintptr{
+		"Magic": {unsafe.Offsetof(h.Magic), hMagic}, "Version": {unsafe.Offsetof(h.Version), hVersion},
+		"HeaderSize": {unsafe.Offsetof(h.HeaderSize), hHeaderSize}, "Count": {unsafe.Offsetof(h.Count), hCount},
+		"RecordSize": {unsafe.Offsetof(h.RecordSize), hRecordSize}, "RecordsOff": {unsafe.Offsetof(h.RecordsOff), hRecordsOff},
+		"DataOff": {unsafe.Offsetof(h.DataOff), hDataOff}, "DataLen": {unsafe.Offsetof(h.DataLen), hDataLen},
+		"Flags": {unsafe.Offsetof(h.Flags), hFlags}, "Fields": {unsafe.Offsetof(h.Fields), hFields},
+	}
+	for name, o := range offsets {
+		if o[0] != o[1] {
+			t.Errorf("Header.%s at %d, layout says %d", name, o[0], o[1])
+		}
+	}
+	if unsafe.Sizeof(h) != BatchHeaderSize {
+		t.Errorf("Header is %d bytes, want %d", unsafe.Sizeof(h), BatchHeaderSize)
+	}
+	buf := AppendBatchMask(nil, plugintest.MixedBatch(3), MaskOf(FlagColumns, flow.ProtocolIdentifier))
+	if h := ReadHeader(buf); h.Magic != MagicBatch || h.Count != 3 || h.Flags != FlagColumns || !h.Fields.Has(flow.ProtocolIdentifier) {
+		t.Errorf("ReadHeader = %+v", h)
 	}
 }

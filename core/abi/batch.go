@@ -204,9 +204,11 @@ func encodeColumns(dst []byte, recs, dataStart, i int, r *flow.Record, m Mask, p
 			putUint(dst[off:off+int(it.size)], loadUint(r, it))
 		}
 	}
-	off := recs + pl.presence + i*colPresence
-	le.PutUint64(dst[off:], present[0]&m.Fields[0])
-	le.PutUint64(dst[off+8:], present[1]&m.Fields[1])
+	if pl.presence >= 0 {
+		off := recs + pl.presence + i*colPresence
+		le.PutUint64(dst[off:], present[0]&m.Fields[0])
+		le.PutUint64(dst[off+8:], present[1]&m.Fields[1])
+	}
 	if m.Flags&FlagExtra == 0 {
 		return dst
 	}
@@ -220,37 +222,48 @@ func encodeColumns(dst []byte, recs, dataStart, i int, r *flow.Record, m Mask, p
 // is one load and one store.
 func encodeScalarColumns(cols []byte, b *flow.Batch, m Mask, pl *plan) {
 	n := len(b.Records)
+	if n == 0 || pl.size == 0 {
+		return
+	}
 	_ = cols[pl.size-1]
 	base := unsafe.Pointer(unsafe.SliceData(cols))
-	for k := range pl.n {
-		it := &pl.items[k]
-		col := unsafe.Add(base, it.col)
-		switch it.size {
-		case 1:
-			c := unsafe.Slice((*uint8)(col), n)
-			for i, r := range b.Records {
-				c[i] = *(*uint8)(unsafe.Add(unsafe.Pointer(r), it.record))
-			}
-		case 2:
-			c := unsafe.Slice((*uint16)(col), n)
-			for i, r := range b.Records {
-				c[i] = *(*uint16)(unsafe.Add(unsafe.Pointer(r), it.record))
-			}
-		case 4:
-			c := unsafe.Slice((*uint32)(col), n)
-			for i, r := range b.Records {
-				c[i] = *(*uint32)(unsafe.Add(unsafe.Pointer(r), it.record))
-			}
-		default:
-			c := unsafe.Slice((*uint64)(col), n)
-			for i, r := range b.Records {
-				c[i] = *(*uint64)(unsafe.Add(unsafe.Pointer(r), it.record))
+	items := pl.items[:pl.n]
+	// One pass over the records, not one per column: the records are
+	// scattered in memory and reading each once is what costs.
+	if pl.presence >= 0 {
+		pres := unsafe.Slice((*[2]uint64)(unsafe.Add(base, pl.presence)), n)
+		m0, m1 := m.Fields[0], m.Fields[1]
+		for i, r := range b.Records {
+			pres[i] = [2]uint64{r.Present[0] & m0, r.Present[1] & m1}
+			rp := unsafe.Pointer(r)
+			for k := range items {
+				storeScalar(base, i, &items[k], rp)
 			}
 		}
+		return
 	}
-	pres := unsafe.Slice((*[2]uint64)(unsafe.Add(base, pl.presence)), n)
 	for i, r := range b.Records {
-		pres[i] = [2]uint64{r.Present[0] & m.Fields[0], r.Present[1] & m.Fields[1]}
+		rp := unsafe.Pointer(r)
+		for k := range items {
+			storeScalar(base, i, &items[k], rp)
+		}
+	}
+}
+
+// storeScalar copies the unsigned or time field of it from the record at r
+// into value i of its column, in the columns at base: the inverse of
+// copyScalar.
+func storeScalar(base unsafe.Pointer, i int, it *planItem, r unsafe.Pointer) {
+	dst, src := unsafe.Add(base, int(it.col)+i*int(it.size)), unsafe.Add(r, it.record)
+	switch it.size {
+	case 1:
+		*(*uint8)(dst) = *(*uint8)(src)
+	case 2:
+		*(*uint16)(dst) = *(*uint16)(src)
+	case 4:
+		*(*uint32)(dst) = *(*uint32)(src)
+	default:
+		*(*uint64)(dst) = *(*uint64)(src)
 	}
 }
 
@@ -409,22 +422,16 @@ func ParseBatch(buf []byte) (View, error) {
 	if len(buf) < BatchHeaderSize {
 		return View{}, malformed("batch buffer of %d bytes is shorter than its %d-byte header", len(buf), BatchHeaderSize)
 	}
-	if m := le.Uint32(buf[hMagic:]); m != MagicBatch {
-		return View{}, malformed("batch buffer magic %#08x, want %#08x", m, MagicBatch)
+	h := ReadHeader(buf)
+	if h.Magic != MagicBatch {
+		return View{}, malformed("batch buffer magic %#08x, want %#08x", h.Magic, MagicBatch)
 	}
-	if err := CheckVersion(le.Uint16(buf[hVersion:])); err != nil {
+	if err := CheckVersion(h.Version); err != nil {
 		return View{}, err
 	}
-	hs := int(le.Uint16(buf[hHeaderSize:]))
-	n := int(le.Uint32(buf[hCount:]))
-	rs := int(le.Uint32(buf[hRecordSize:]))
-	ro := int(le.Uint32(buf[hRecordsOff:]))
-	do := int(le.Uint32(buf[hDataOff:]))
-	dl := int(le.Uint32(buf[hDataLen:]))
-	mask := Mask{
-		Fields: flow.FieldSet{le.Uint64(buf[hFields:]), le.Uint64(buf[hFieldsWord1:])},
-		Flags:  le.Uint32(buf[hFlags:]),
-	}.normalize()
+	hs, n, rs, ro := int(h.HeaderSize), int(h.Count), int(h.RecordSize), int(h.RecordsOff)
+	do, dl := int(h.DataOff), int(h.DataLen)
+	mask := Mask{Fields: h.Fields, Flags: h.Flags}.normalize()
 	if hs < BatchHeaderSize {
 		return View{}, malformed("batch header size %d, want at least %d", hs, BatchHeaderSize)
 	}
@@ -472,6 +479,46 @@ type Decoder struct {
 	plan     plan // fields of planMask, reused while batches keep one mask
 	planMask Mask
 	planned  bool
+
+	// The last batch Parse accepted: its header, length and data section,
+	// which the next batch's are compared with.
+	last           View
+	lastHdr        [BatchHeaderSize / 8]uint64
+	lastLen        int
+	lastDo, lastDe int
+}
+
+// Parse is [ParseBatch] for a stream of batches, as a guest receives
+// them: a batch whose header and length equal the last accepted one's is
+// not validated again, which spares a guest most of its per-batch cost;
+// same reports it, so that a caller can keep what it derived from the
+// last layout. The View is valid until the next call.
+func (d *Decoder) Parse(buf []byte) (v *View, same bool, err error) {
+	if len(buf) == d.lastLen && len(buf) >= BatchHeaderSize && sameHeader(buf, &d.lastHdr) {
+		v := &d.last
+		v.buf, v.data = buf, buf[d.lastDo:d.lastDe:d.lastDe]
+		return v, true, nil
+	}
+	d.lastLen = 0
+	pv, err := ParseBatch(buf)
+	if err != nil {
+		return nil, false, err
+	}
+	v = &pv
+	for k := range d.lastHdr {
+		d.lastHdr[k] = le.Uint64(buf[8*k:])
+	}
+	h := ReadHeader(buf)
+	d.last, d.lastLen, d.lastDo, d.lastDe = *v, len(buf), int(h.DataOff), int(h.DataOff+h.DataLen)
+	return &d.last, false, nil
+}
+
+// sameHeader compares the header at the start of buf with h word by word:
+// comparing the Header structs costs several times more in WebAssembly.
+func sameHeader(buf []byte, h *[BatchHeaderSize / 8]uint64) bool {
+	_ = buf[BatchHeaderSize-1]
+	return le.Uint64(buf) == h[0] && le.Uint64(buf[8:]) == h[1] && le.Uint64(buf[16:]) == h[2] &&
+		le.Uint64(buf[24:]) == h[3] && le.Uint64(buf[32:]) == h[4] && le.Uint64(buf[40:]) == h[5]
 }
 
 // Interning bounds: strings longer than maxIntern are not interned, and the
@@ -538,8 +585,12 @@ func (d *Decoder) Record(v *View, i int, r *flow.Record) error {
 func (d *Decoder) recordColumns(v *View, i int, r *flow.Record) error {
 	pl := d.planFor(v)
 	cols := v.buf[v.recOff : v.recOff+pl.size]
-	p := cols[pl.presence+i*colPresence:]
-	r.Present = flow.FieldSet{le.Uint64(p) & v.mask.Fields[0], le.Uint64(p[8:]) & v.mask.Fields[1]}
+	if pl.presence >= 0 {
+		p := cols[pl.presence+i*colPresence:]
+		r.Present = flow.FieldSet{le.Uint64(p) & v.mask.Fields[0], le.Uint64(p[8:]) & v.mask.Fields[1]}
+	} else {
+		r.Present = v.mask.Fields
+	}
 	if v.mask.Flags&FlagExporter != 0 {
 		off := pl.exporter + i*colExporter
 		if !getExporter(cols[off:off+colExporter], r) {

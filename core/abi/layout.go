@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"unsafe"
 
 	"github.com/weir-flow/weir/core/flow"
 )
@@ -40,6 +41,37 @@ const (
 	// BatchHeaderSize is the size of the batch header in bytes.
 	BatchHeaderSize = 48
 )
+
+// Header is a batch header, field by field (docs/abi.md, "Batch
+// header").
+type Header struct {
+	Magic      uint32 // MagicBatch
+	Version    uint16 // ABI version
+	HeaderSize uint16 // BatchHeaderSize or more
+	Count      uint32 // records
+	RecordSize uint32 // bytes per record block; 0 for columns
+	RecordsOff uint32 // offset of the record blocks or columns
+	DataOff    uint32 // offset of the data section
+	DataLen    uint32 // length of the data section
+	Flags      uint32 // mask flags
+	Fields     flow.FieldSet
+}
+
+// ReadHeader reads the header at the start of buf, which must be at least
+// BatchHeaderSize bytes long; it does not check it (see [ParseBatch]). On
+// a little-endian machine it is one copy: guests read it on every batch.
+func ReadHeader(buf []byte) Header {
+	_ = buf[BatchHeaderSize-1]
+	if littleEndian {
+		return *(*Header)(unsafe.Pointer(unsafe.SliceData(buf)))
+	}
+	return Header{
+		Magic: le.Uint32(buf[hMagic:]), Version: le.Uint16(buf[hVersion:]), HeaderSize: le.Uint16(buf[hHeaderSize:]),
+		Count: le.Uint32(buf[hCount:]), RecordSize: le.Uint32(buf[hRecordSize:]), RecordsOff: le.Uint32(buf[hRecordsOff:]),
+		DataOff: le.Uint32(buf[hDataOff:]), DataLen: le.Uint32(buf[hDataLen:]), Flags: le.Uint32(buf[hFlags:]),
+		Fields: flow.FieldSet{le.Uint64(buf[hFields:]), le.Uint64(buf[hFieldsWord1:])},
+	}
+}
 
 // Record block layout: byte offsets from the start of a record block. The
 // fixed prelude is followed by the typed fields in [flow.Fields] order.
@@ -166,8 +198,13 @@ const (
 	// "Columns"). A plugin asks for it in its manifest; a host that does
 	// not know the flag sends record blocks, so a reader handles both.
 	FlagColumns uint32 = 1 << 2
+	// FlagNoPresence, with FlagColumns, leaves out the presence column:
+	// every field of the mask reads as present, an absent one as zero. A
+	// batch filter that treats absent as zero asks for it and spares the
+	// host 16 bytes per record.
+	FlagNoPresence uint32 = 1 << 3
 
-	flagsKnown = FlagExtra | FlagExporter | FlagColumns
+	flagsKnown = FlagExtra | FlagExporter | FlagColumns | FlagNoPresence
 )
 
 // Mask selects what of each record a batch buffer carries: the plugin
@@ -176,7 +213,8 @@ const (
 type Mask struct {
 	// Fields are the typed fields whose values and presence are encoded.
 	Fields flow.FieldSet
-	// Flags are FlagExtra and FlagExporter.
+	// Flags are FlagExtra and FlagExporter, and the layout flags
+	// FlagColumns and FlagNoPresence.
 	Flags uint32
 }
 
@@ -208,6 +246,9 @@ func (m Mask) IsAll() bool { return m == All }
 // Columns reports whether m asks for the columnar layout.
 func (m Mask) Columns() bool { return m.Flags&FlagColumns != 0 }
 
+// presence reports whether a columnar buffer of m has a presence column.
+func (m Mask) presence() bool { return m.Flags&FlagNoPresence == 0 }
+
 // Column widths of the record prelude in the columnar layout.
 const (
 	colPresence = 16                    // presence bitmap, two u64
@@ -219,13 +260,17 @@ const (
 func align8(n int) int { return (n + 7) &^ 7 }
 
 // ColumnsSize returns the size in bytes of the columns of n records with
-// mask m: the presence column (16 bytes a record), the exporter column
+// mask m: the presence column (16 bytes a record) unless m has
+// FlagNoPresence, the exporter column
 // (24) if m has FlagExporter, the Extra column (8) if m has FlagExtra,
 // then a column per typed field of m at its canonical size, in field
 // order; each column starts at a multiple of 8 bytes.
 func ColumnsSize(m Mask, n int) int {
 	m = m.normalize()
-	size := align8(n * colPresence)
+	size := 0
+	if m.presence() {
+		size = align8(n * colPresence)
+	}
 	if m.Flags&FlagExporter != 0 {
 		size += align8(n * colExporter)
 	}

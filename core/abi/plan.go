@@ -61,7 +61,8 @@ type plan struct {
 	// the others.
 	byField [flow.NumFields]uint8
 	// columns: the layout is columnar; the offsets below are those of the
-	// prelude columns, from the records offset, for records records.
+	// prelude columns, from the records offset, for records records
+	// (presence is -1 without a presence column).
 	columns                   bool
 	records                   int
 	presence, exporter, extra int
@@ -82,7 +83,10 @@ func (p *plan) build(m Mask, n int) {
 	p.presence, p.exporter, p.extra, p.size = rPresent, rExporter, rExtraOff, RecordSize
 	at := 0
 	if p.columns {
-		p.presence, at = 0, align8(n*colPresence)
+		p.presence = -1
+		if m.presence() {
+			p.presence, at = 0, align8(n*colPresence)
+		}
 		if m.Flags&FlagExporter != 0 {
 			p.exporter, at = at, at+align8(n*colExporter)
 		}

@@ -25,7 +25,7 @@ func (d *Decoder) Filter(v *View, r *flow.Record, keep func(*flow.Record) bool, 
 	if len(verdicts) < Words(n) {
 		return malformed("%d verdict words for %d records", len(verdicts), n)
 	}
-	if !v.columns || !d.planFor(v).scalar || !littleEndian {
+	if pl := d.planFor(v); !v.columns || !pl.scalar || pl.n == 0 || !littleEndian {
 		for i := range n {
 			if err := d.Record(v, i, r); err != nil {
 				return err
@@ -41,18 +41,23 @@ func (d *Decoder) Filter(v *View, r *flow.Record, keep func(*flow.Record) bool, 
 	// Go's WebAssembly code goes back to its function's dispatch loop on
 	// every backward jump, so a loop over the items would cost a dispatch
 	// per field: the first four are copied in straight-line code. Unused
-	// slots copy the record's presence word into r.Present, which is
-	// written after them.
+	// slots copy the first field again.
 	var first [4]planItem
 	for k := range first {
-		first[k] = planItem{size: 8, col: uint32(pl.presence), record: presentOffset}
+		first[k] = items[0]
 	}
 	copy(first[:], items)
 	rest := items[min(len(items), len(first)):]
 	m0, m1 := v.mask.Fields[0], v.mask.Fields[1]
 	cols := v.buf[v.recOff : v.recOff+pl.size] // ParseBatch checked the bounds
 	base := unsafe.Pointer(unsafe.SliceData(cols))
-	pres := unsafe.Slice((*[2]uint64)(unsafe.Add(base, pl.presence)), n)
+	var pres [][2]uint64
+	if pl.presence >= 0 {
+		pres = unsafe.Slice((*[2]uint64)(unsafe.Add(base, pl.presence)), n)
+	} else {
+		// Without a presence column every field of the mask is present.
+		r.Present = v.mask.Fields
+	}
 	rp := unsafe.Pointer(r)
 	for i := range n {
 		// Every column holds n values within cols.
@@ -63,17 +68,16 @@ func (d *Decoder) Filter(v *View, r *flow.Record, keep func(*flow.Record) bool, 
 		for k := range rest {
 			copyScalar(rp, base, i, &rest[k])
 		}
-		r.Present[0] = pres[i][0] & m0
-		r.Present[1] = pres[i][1] & m1
+		if pres != nil {
+			r.Present[0] = pres[i][0] & m0
+			r.Present[1] = pres[i][1] & m1
+		}
 		if !keep(r) {
 			verdicts[i>>6] &^= 1 << (i & 63)
 		}
 	}
 	return nil
 }
-
-// presentOffset is the offset of Present in flow.Record.
-const presentOffset = unsafe.Offsetof(flow.Record{}.Present)
 
 // copyScalar copies value i of the unsigned column of it, in the columns
 // at base, into the record at r: little-endian machines only.
@@ -117,12 +121,15 @@ func (d *Decoder) Column(v *View, f flow.FieldID) []byte {
 
 // PresenceColumn returns the presence column of a columnar v: for each
 // record two little-endian u64 words of flow.FieldSet, masked. It returns
-// nil if v is not columnar.
+// nil if v is not columnar or has no presence column (FlagNoPresence).
 func (d *Decoder) PresenceColumn(v *View) []byte {
 	if !v.columns {
 		return nil
 	}
 	pl := d.planFor(v)
+	if pl.presence < 0 {
+		return nil
+	}
 	off := v.recOff + pl.presence
 	return v.buf[off : off+v.n*colPresence : off+v.n*colPresence]
 }

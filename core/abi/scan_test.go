@@ -1,7 +1,9 @@
 package abi
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -17,6 +19,7 @@ func TestFilter(t *testing.T) {
 		"blocks":          MaskOf(0, flow.ProtocolIdentifier, flow.SourceTransportPort),
 		"columns/scalar":  MaskOf(FlagColumns, flow.ProtocolIdentifier, flow.SourceTransportPort, flow.DestinationTransportPort, flow.IngressInterface, flow.FlowEnd, flow.OctetDeltaCount),
 		"columns/one":     MaskOf(FlagColumns, flow.ProtocolIdentifier),
+		"columns/nopres":  MaskOf(FlagColumns|FlagNoPresence, flow.ProtocolIdentifier, flow.SourceTransportPort, flow.FlowEnd),
 		"columns/general": MaskOf(FlagColumns|FlagExporter, flow.ProtocolIdentifier, flow.SourceAddress, flow.SourcePodName),
 	}
 	for name, m := range masks {
@@ -122,5 +125,68 @@ func TestParseColumnsErrors(t *testing.T) {
 				t.Fatal("no error")
 			}
 		})
+	}
+}
+
+// TestNoPresence checks the columnar layout without the presence column:
+// 16 bytes a record fewer, every field of the mask reads as present and
+// an absent one as zero.
+func TestNoPresence(t *testing.T) {
+	src := plugintest.MixedBatch(70)
+	src.Records[3].Present.Remove(flow.DestinationTransportPort)
+	src.Records[3].DestinationTransportPort = 0
+	fields := []flow.FieldID{flow.ProtocolIdentifier, flow.DestinationTransportPort, flow.FlowEnd, flow.SourcePodName}
+	with, without := MaskOf(FlagColumns, fields...), MaskOf(FlagColumns|FlagNoPresence, fields...)
+	if got, want := ColumnsSize(with, 70)-ColumnsSize(without, 70), 70*16; got != want {
+		t.Fatalf("presence column costs %d bytes, want %d", got, want)
+	}
+	buf := AppendBatchMask(nil, src, without)
+	v, err := ParseBatch(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d Decoder
+	if d.PresenceColumn(&v) != nil {
+		t.Error("a presence column without one")
+	}
+	got := flow.NewBatch(0)
+	if err := d.Decode(buf, got); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range src.Records {
+		want := project(r, with)
+		want.Present = without.Fields
+		equalRecords(t, i, got.Records[i], &want)
+	}
+}
+
+// TestDecoderParse checks that Parse reuses the last view only for a
+// batch of the same shape, and still refuses a bad one after a good one.
+func TestDecoderParse(t *testing.T) {
+	m := MaskOf(FlagColumns, flow.ProtocolIdentifier, flow.SourcePodName)
+	var d Decoder
+	for k, n := range []int{5, 5, 7} {
+		src := plugintest.MixedBatch(n)
+		src.Records[n-1].SourcePodName = strings.Repeat("x", n)
+		buf := AppendBatchMask(nil, src, m)
+		v, same, err := d.Parse(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if same {
+			t.Errorf("batch %d: same as a refused one", k)
+		}
+		if _, same, err = d.Parse(buf); !same || err != nil {
+			t.Errorf("batch %d again: same = %v, %v", k, same, err)
+		}
+		var r flow.Record
+		if err := d.Record(v, n-1, &r); err != nil || r.SourcePodName != src.Records[n-1].SourcePodName || v.Len() != n {
+			t.Fatalf("n=%d: record %+v, %v", n, r.SourcePodName, err)
+		}
+		bad := append([]byte(nil), buf...)
+		bad[0] ^= 0xff
+		if _, _, err := d.Parse(bad); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("n=%d: bad magic after a good batch: %v", n, err)
+		}
 	}
 }

@@ -2,6 +2,8 @@ package weir_test
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -35,7 +37,7 @@ func TestBatchColumns(t *testing.T) {
 				failures = append(failures, "Kept")
 			}
 		}
-	}, weir.Reads(weir.ProtocolIdentifier, weir.DestinationTransportPort, weir.IngressInterface, weir.OctetDeltaCount, weir.FlowEnd))
+	}, weir.Reads(weir.ProtocolIdentifier, weir.DestinationTransportPort, weir.IngressInterface, weir.OctetDeltaCount, weir.FlowEnd), weir.ReadsPresence())
 	h, err := wasmtest.New(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +53,7 @@ func TestBatchColumns(t *testing.T) {
 		"wrong width": func(b *weir.Batch) { b.Uint16(weir.ProtocolIdentifier) },
 		"time as u64": func(b *weir.Batch) { b.Uint64(weir.FlowEnd) },
 		"string":      func(b *weir.Batch) { b.Uint64(weir.SourcePodName) },
+		"presence":    func(b *weir.Batch) { b.Has(0, weir.ProtocolIdentifier) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			weir.RegisterBatchFilter(misuse, weir.Reads(weir.ProtocolIdentifier, weir.FlowEnd))
@@ -60,9 +63,82 @@ func TestBatchColumns(t *testing.T) {
 			}
 			_, err = h.Process(plugintest.MixedBatch(3))
 			var pe *abi.PluginError
-			if !errors.As(err, &pe) || pe.Status != abi.StatusPanic || !strings.Contains(pe.Message, "weir: Batch column") {
+			if !errors.As(err, &pe) || pe.Status != abi.StatusPanic || !strings.Contains(pe.Message, "weir: Batch") {
 				t.Fatalf("got %v, want a panic naming the column", err)
 			}
 		})
+	}
+}
+
+// TestKeepWhere checks KeepWhere and Select against a per-record loop, for
+// batch sizes around the 64-record words, with records dropped before.
+func TestKeepWhere(t *testing.T) {
+	var set [256]bool
+	set[6], set[17], set[255] = true, true, true
+	for _, n := range []int{1, 7, 63, 64, 65, 128, 200} {
+		src := plugintest.MixedBatch(n)
+		for i, r := range src.Records {
+			r.ProtocolIdentifier = uint8(i * 37)
+		}
+		var failures []string
+		weir.RegisterBatchFilter(func(b *weir.Batch) {
+			protos := b.Uint8(weir.ProtocolIdentifier)
+			sel := weir.Select(nil, protos, &set)
+			for i, p := range protos {
+				if got := sel[i>>6]&(1<<(i&63)) != 0; got != set[p] {
+					failures = append(failures, fmt.Sprintf("Select record %d (%d): %v", i, p, got))
+				}
+			}
+			if i := len(protos) & 63; i != 0 && sel[len(sel)-1]>>i != 0 {
+				failures = append(failures, "Select sets bits past the end")
+			}
+			b.Drop(0)
+			b.KeepWhere(protos, &set)
+		}, weir.Reads(weir.ProtocolIdentifier))
+		h, err := wasmtest.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Manifest().Reads.Flags&abi.FlagNoPresence == 0 {
+			t.Error("a batch filter without ReadsPresence asks for presence")
+		}
+		b := plugintest.MixedBatch(n)
+		for i, r := range b.Records {
+			r.ProtocolIdentifier = uint8(i * 37)
+		}
+		var want []uint8
+		for i, r := range b.Records {
+			if i > 0 && set[r.ProtocolIdentifier] {
+				want = append(want, r.ProtocolIdentifier)
+			}
+		}
+		if _, err := h.Process(b); err != nil || len(failures) > 0 {
+			t.Fatalf("n=%d: %v %v", n, err, failures)
+		}
+		var got []uint8
+		for _, r := range b.Records {
+			got = append(got, r.ProtocolIdentifier)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("n=%d: kept %v, want %v", n, got, want)
+		}
+	}
+}
+
+// TestSetReads checks that Init can narrow what the plugin reads.
+func TestSetReads(t *testing.T) {
+	weir.RegisterBatchFilter(func(*weir.Batch) {}, weir.Reads(weir.ProtocolIdentifier, weir.SourceTransportPort))
+	weir.RegisterInit(func([]byte) error {
+		weir.SetReads(weir.Reads(weir.ProtocolIdentifier))
+		return nil
+	})
+	defer weir.RegisterInit(nil)
+	h, err := wasmtest.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := abi.MaskOf(abi.FlagColumns|abi.FlagNoPresence, weir.ProtocolIdentifier)
+	if got := h.Manifest().Reads; got != want {
+		t.Fatalf("reads %+v, want %+v", got, want)
 	}
 }

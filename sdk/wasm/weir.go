@@ -137,6 +137,22 @@ func RegisterInit(init func(config []byte) error) {
 	guest.Default.SetInit(init)
 }
 
+// SetReads replaces what the plugin reads with reads and more, as given
+// when it registered. Call it from the Init function when the config
+// makes some fields irrelevant: the host then encodes only what is left.
+//
+//	if !cfg.UsesPorts {
+//		weir.SetReads(weir.Reads(weir.ProtocolIdentifier))
+//	}
+func SetReads(reads Option, more ...Option) {
+	opts := append([]Option{reads}, more...)
+	if p, _ := guest.Default.Registered(); p.Batch != nil {
+		guest.Default.SetReads(batchMask(opts))
+		return
+	}
+	guest.Default.SetReads(mask(opts))
+}
+
 // pendingInit survives a RegisterFilter/RegisterEnricher that comes after
 // RegisterInit.
 var pendingInit func([]byte) error

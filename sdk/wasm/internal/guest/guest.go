@@ -6,6 +6,7 @@ package guest
 import (
 	"fmt"
 	"runtime/debug"
+	"unsafe"
 
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
@@ -17,8 +18,8 @@ type Plugin struct {
 	// Keep decides a filter's or processor's verdict.
 	Keep func(*flow.Record) bool
 	// Batch is a batch filter: it clears the verdicts of the records it
-	// drops (all are kept on entry). d decodes v.
-	Batch func(v *abi.View, d *abi.Decoder, verdicts abi.Verdicts)
+	// drops (all are kept on entry).
+	Batch func(c *Columns)
 	// Enrich modifies a record (enrichers).
 	Enrich func(*flow.Record)
 	// Init receives the config as JSON; a non-nil error rejects it.
@@ -34,7 +35,6 @@ type Guest struct {
 	registered bool
 
 	in, out []byte
-	view    abi.View
 	dec     abi.Decoder
 	rec     flow.Record   // a filter's record, reused for every record
 	recs    []flow.Record // an enricher's or processor's records
@@ -42,6 +42,97 @@ type Guest struct {
 	extra   []flow.Field
 	answer  abi.Answer
 	updates abi.Updates
+	// okCount is the record count of the status-OK answer of a batch
+	// filter that out holds, or -1: the next batch of that size rewrites
+	// only its verdict words.
+	okCount int
+	// cols is a batch filter's view of the batch; laid tells that its
+	// offsets are those of the last batch's layout.
+	cols Columns
+	laid bool
+}
+
+// Column kinds, by value type.
+const (
+	ColUint8  = 1
+	ColUint16 = 2
+	ColUint32 = 4
+	ColUint64 = 8
+	ColTime   = 16 // int64 nanoseconds
+)
+
+// Columns is a columnar batch as a batch filter sees it, valid during the
+// call: the columns are read in place in the host's buffer.
+type Columns struct {
+	N        int
+	Verdicts abi.Verdicts
+	buf      []byte
+	off      [flow.NumFields]int32 // offset of each column in buf
+	kind     [flow.NumFields]uint8 // Col* of each column sent, 0 for the others
+	presence int32                 // offset of the presence column, -1 if not sent
+}
+
+// Column returns the start of field f's column if the batch has it with
+// kind k, or nil.
+func (c *Columns) Column(f flow.FieldID, k uint8) unsafe.Pointer {
+	if int(f) >= flow.NumFields || c.kind[f] != k {
+		return nil
+	}
+	return unsafe.Pointer(&c.buf[c.off[f]])
+}
+
+// Kind returns the kind of field f's column, 0 if the batch has none.
+func (c *Columns) Kind(f flow.FieldID) uint8 {
+	if int(f) >= flow.NumFields {
+		return 0
+	}
+	return c.kind[f]
+}
+
+// Presence returns the presence column (two u64 words per record), or nil
+// if the batch has none.
+func (c *Columns) Presence() []uint64 {
+	if c.presence < 0 {
+		return nil
+	}
+	return unsafe.Slice((*uint64)(unsafe.Pointer(&c.buf[c.presence])), 2*c.N)
+}
+
+// lay computes the column offsets of v, whose buffer is buf, or says why
+// a batch filter cannot read it.
+func (g *Guest) lay(v *abi.View, buf []byte) string {
+	g.laid = false
+	switch {
+	case !v.Columnar():
+		return "the host sent record blocks, not columns: it is older than this SDK's batch filters"
+	case !littleEndian:
+		return "batch filters read columns in place, which needs a little-endian machine"
+	}
+	c := &g.cols
+	c.kind = [flow.NumFields]uint8{}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+	offset := func(col []byte) int32 { return int32(uintptr(unsafe.Pointer(unsafe.SliceData(col))) - base) }
+	c.presence = -1
+	if p := g.dec.PresenceColumn(v); p != nil && v.Len() > 0 {
+		c.presence = offset(p)
+	}
+	for f := range flow.FieldID(flow.NumFields) {
+		col := g.dec.Column(v, f)
+		if col == nil || v.Len() == 0 {
+			continue
+		}
+		switch d := flow.Fields[f]; {
+		case d.Kind == flow.KindTime:
+			c.kind[f] = ColTime
+		case d.Kind == flow.KindUnsigned:
+			c.kind[f] = uint8(len(col) / v.Len())
+		default:
+			continue
+		}
+		c.off[f] = offset(col)
+	}
+	g.laid = true
+	return ""
 }
 
 // Default is the module's guest, used by the WASM exports.
@@ -50,8 +141,12 @@ var Default Guest
 // Register sets the plugin; a second call replaces the first (tests
 // register several).
 func (g *Guest) Register(p Plugin) {
-	g.plugin, g.registered = p, true
+	g.plugin, g.registered, g.okCount = p, true, -1
 }
+
+// SetReads replaces what the plugin reads; Init may call it, before the
+// manifest is written, to narrow the fields to those its config needs.
+func (g *Guest) SetReads(m abi.Mask) { g.plugin.Reads = m }
 
 // SetInit sets the plugin's Init function.
 func (g *Guest) SetInit(f func([]byte) error) { g.plugin.Init = f }
@@ -71,7 +166,7 @@ func (g *Guest) Alloc(n int) []byte {
 
 // Init runs the plugin's Init on config and returns the encoded manifest.
 func (g *Guest) Init(config []byte) []byte {
-	m := abi.Manifest{Version: abi.Version, Kind: g.plugin.Kind, Reads: g.plugin.Reads}
+	var m abi.Manifest
 	switch {
 	case !g.registered:
 		m.Status, m.Message = abi.StatusError, "no plugin registered: call weir.RegisterFilter or weir.RegisterEnricher from an init function"
@@ -80,6 +175,9 @@ func (g *Guest) Init(config []byte) []byte {
 			m.Status, m.Message = abi.StatusError, err.Error()
 		}
 	}
+	// After Init, which may have narrowed the reads.
+	m.Version, m.Kind, m.Reads = abi.Version, g.plugin.Kind, g.plugin.Reads
+	g.okCount = -1
 	g.out = m.Append(g.out[:0])
 	return g.out
 }
@@ -87,37 +185,81 @@ func (g *Guest) Init(config []byte) []byte {
 // Process runs the plugin over the batch in buf and returns the encoded
 // answer. A panic in the plugin is recovered and answered as StatusPanic.
 func (g *Guest) Process(buf []byte) []byte {
-	g.answer = abi.Answer{Verdicts: g.answer.Verdicts}
-	g.updates.Reset()
-	var err error
-	// The view lives in g: passed to the plugin, a local would escape and
-	// be allocated on every batch.
-	g.view, err = abi.ParseBatch(buf)
-	v := &g.view
+	v, same, err := g.dec.Parse(buf)
 	if err != nil {
-		g.answer.Status, g.answer.Message = abi.StatusError, "decode batch: "+err.Error()
-		g.out = g.answer.Append(g.out[:0])
-		return g.out
+		return g.fail(abi.StatusError, 0, "decode batch: "+err.Error())
 	}
 	n := v.Len()
-	g.answer.Count = n
+	if g.plugin.Batch != nil {
+		if !same || !g.laid {
+			if msg := g.lay(v, buf); msg != "" {
+				return g.fail(abi.StatusError, n, msg)
+			}
+		}
+		return g.processBatch(buf, n)
+	}
+	g.answer = abi.Answer{Verdicts: g.answer.Verdicts, Count: n}
+	g.updates.Reset()
 	if g.plugin.Kind != abi.KindFilter {
 		if cap(g.recs) < n {
 			g.recs = make([]flow.Record, n)
 		}
 		g.recs = g.recs[:n]
 	}
-	err = g.runProtected(v)
-	pe, _ := err.(*panicError)
-	switch {
-	case pe != nil:
-		g.answer = abi.Answer{Status: abi.StatusPanic, Count: n, Message: pe.Error(), Verdicts: g.answer.Verdicts[:0]}
-		g.updates.Reset()
-	case err != nil:
-		g.answer = abi.Answer{Status: abi.StatusError, Count: n, Message: err.Error(), Verdicts: g.answer.Verdicts[:0]}
-		g.updates.Reset()
+	if err := g.runProtected(v); err != nil {
+		return g.failed(err, n)
 	}
 	g.answer.Updates, g.answer.UpdateCount = g.updates.Bytes(), g.updates.Len()
+	g.okCount = -1
+	g.out = g.answer.Append(g.out[:0])
+	return g.out
+}
+
+// processBatch runs a batch filter over the n records of buf, laid out in
+// g.cols. The answer of a batch that went well (status OK, n verdicts, no
+// updates) differs from the last one's only by its verdict words when n is
+// the same, so those words, in out, are the filter's bitmap: nothing is
+// copied or encoded per batch.
+func (g *Guest) processBatch(buf []byte, n int) []byte {
+	if g.okCount != n {
+		g.answer = abi.Answer{Count: n, Verdicts: g.answer.Verdicts.KeepAll(n)}
+		g.out = g.answer.Append(g.out[:0])
+		g.okCount = n
+	}
+	if n == 0 {
+		return g.out
+	}
+	// out is 8-byte aligned (allocated by Go) and so are the verdicts.
+	w := abi.Words(n)
+	verdicts := unsafe.Slice((*uint64)(unsafe.Pointer(&g.out[abi.AnswerHeaderSize])), w)
+	for k := range verdicts {
+		verdicts[k] = ^uint64(0)
+	}
+	if r := n & 63; r != 0 {
+		verdicts[w-1] = 1<<r - 1
+	}
+	c := &g.cols
+	c.N, c.Verdicts, c.buf = n, verdicts, buf
+	if err := g.batchProtected(); err != nil {
+		return g.failed(err, n)
+	}
+	return g.out
+}
+
+// failed answers a batch the plugin failed on: StatusPanic for a panic,
+// StatusError otherwise.
+func (g *Guest) failed(err error, n int) []byte {
+	if pe, ok := err.(*panicError); ok {
+		return g.fail(abi.StatusPanic, n, pe.Error())
+	}
+	return g.fail(abi.StatusError, n, err.Error())
+}
+
+// fail answers status with message and no verdicts or updates.
+func (g *Guest) fail(status abi.Status, n int, message string) []byte {
+	g.answer = abi.Answer{Status: status, Count: n, Message: message, Verdicts: g.answer.Verdicts[:0]}
+	g.updates.Reset()
+	g.okCount = -1
 	g.out = g.answer.Append(g.out[:0])
 	return g.out
 }
@@ -128,10 +270,6 @@ func (g *Guest) run(v *abi.View) error {
 	g.answer.Verdicts = g.answer.Verdicts.KeepAll(n)
 	switch p.Kind {
 	case abi.KindFilter:
-		if p.Batch != nil {
-			p.Batch(v, &g.dec, g.answer.Verdicts)
-			return nil
-		}
 		// One record is reused without a reset: decoding overwrites every
 		// part in the mask, and a filter does not modify records.
 		return g.dec.Filter(v, &g.rec, p.Keep, g.answer.Verdicts)
@@ -164,6 +302,18 @@ type panicError struct {
 
 func (e *panicError) Error() string { return fmt.Sprintf("panic: %v\n\n%s", e.value, e.stack) }
 
+// batchProtected runs the batch filter, turning a panic into a
+// *panicError.
+func (g *Guest) batchProtected() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &panicError{value: r, stack: debug.Stack()}
+		}
+	}()
+	g.plugin.Batch(&g.cols)
+	return nil
+}
+
 // runProtected is run, turning a panic into a *panicError. It is protect
 // without a closure, which would be allocated on every batch.
 func (g *Guest) runProtected(v *abi.View) (err error) {
@@ -184,3 +334,10 @@ func protect(f func() error) (err error) {
 	}()
 	return f()
 }
+
+// littleEndian: the verdict words can be written in place in the answer,
+// whose encoding is little-endian (always, on WebAssembly).
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
