@@ -215,14 +215,17 @@ type server struct {
 
 // scratch is one goroutine's working set for a batch.
 type scratch struct {
-	dec      abi.Decoder
-	strings  wire.Strings // interned strings of packed batches
-	layout   *wire.Layout // of the last packed batch
-	rec      flow.Record
-	before   flow.Record
-	extra    []flow.Field
-	answer   wire.AnswerWriter
-	verdicts abi.Verdicts
+	dec     abi.Decoder
+	strings wire.Strings // interned strings of packed batches
+	layout  *wire.Layout // of the last packed batch
+	rec     flow.Record
+	before  flow.Record
+	// beforeLayout is the layout of the packed record fully copied into
+	// before last; nil when before holds a plain record.
+	beforeLayout *wire.Layout
+	extra        []flow.Field
+	answer       wire.AnswerWriter
+	verdicts     abi.Verdicts
 }
 
 // batch is a decoded batch buffer: plain ABI or packed.
@@ -356,7 +359,17 @@ func (s *server) run(sc *scratch, v *batch, out []byte) (ans []byte, err error) 
 		if s.p.Enrich == nil {
 			continue
 		}
-		sc.before = *r
+		if v.packed != nil && sc.beforeLayout == v.packed.Layout() {
+			// Only the mask's fields were decoded: copy those, the
+			// rest of before stays zero.
+			v.packed.Layout().CopyMasked(&sc.before, r)
+		} else {
+			sc.before = *r
+			sc.beforeLayout = nil
+			if v.packed != nil {
+				sc.beforeLayout = v.packed.Layout()
+			}
+		}
 		if copyExtra {
 			// Enrich may append to or edit r.Extra; Diff needs the original.
 			sc.extra = append(sc.extra[:0], r.Extra...)

@@ -158,13 +158,20 @@ func (l *Layout) encode(dst []byte, blk, dataStart int, r *flow.Record) []byte {
 // then the family (0, 4 or 6).
 func putAddr(p []byte, a netip.Addr) {
 	_ = p[16]
-	*(*[16]byte)(p) = a.As16()
-	switch a.BitLen() {
-	case 32:
+	// IPv4 through As4: As16's 16-byte result is built from two 8-byte
+	// stores and copied whole, which stalls on store forwarding.
+	switch {
+	case a.Is4():
+		b := a.As4()
+		le.PutUint64(p, 0)
+		le.PutUint32(p[8:], 0xffff0000)
+		le.PutUint32(p[12:], le.Uint32(b[:]))
 		p[16] = 4
-	case 128:
+	case a.Is6():
+		*(*[16]byte)(p) = a.As16()
 		p[16] = 6
 	default:
+		clear(p[:16])
 		p[16] = 0
 	}
 }
@@ -219,6 +226,39 @@ func putExtra(dst []byte, ref, dataStart int, r *flow.Record) []byte {
 	le.PutUint32(dst[ref:], uint32(entries-dataStart))
 	le.PutUint32(dst[ref+4:], uint32(k))
 	return dst
+}
+
+// CopyMasked sets dst's Present, exporter, Extra and the typed fields of
+// the layout's mask to src's, leaving dst's other fields as they are: the
+// cheap copy of a record decoded by [Packed.Record], which sets no other
+// field.
+func (l *Layout) CopyMasked(dst, src *flow.Record) {
+	dst.Present = src.Present
+	if l.exporter >= 0 {
+		dst.Exporter, dst.ObservationDomainID = src.Exporter, src.ObservationDomainID
+	}
+	dst.Extra = src.Extra
+	d, s := unsafe.Pointer(dst), unsafe.Pointer(src)
+	for k := range l.items {
+		it := &l.items[k]
+		switch it.kind {
+		case flow.KindAddress:
+			*(*netip.Addr)(unsafe.Add(d, it.slot)) = *(*netip.Addr)(unsafe.Add(s, it.slot))
+		case flow.KindString:
+			*(*string)(unsafe.Add(d, it.slot)) = *(*string)(unsafe.Add(s, it.slot))
+		default:
+			switch it.size {
+			case 1:
+				*(*uint8)(unsafe.Add(d, it.slot)) = *(*uint8)(unsafe.Add(s, it.slot))
+			case 2:
+				*(*uint16)(unsafe.Add(d, it.slot)) = *(*uint16)(unsafe.Add(s, it.slot))
+			case 4:
+				*(*uint32)(unsafe.Add(d, it.slot)) = *(*uint32)(unsafe.Add(s, it.slot))
+			default:
+				*(*uint64)(unsafe.Add(d, it.slot)) = *(*uint64)(unsafe.Add(s, it.slot))
+			}
+		}
+	}
 }
 
 // Packed is a parsed, validated packed batch ([MagicPacked]) whose records

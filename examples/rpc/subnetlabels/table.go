@@ -246,8 +246,14 @@ func maskBits64(bits int) uint64 {
 // cacheIndex hashes an address to a cache slot (Fibonacci hashing). Byte
 // order does not matter here, so the words are read as they lie.
 func cacheIndex(a netip.Addr) int {
-	b := a.As16()
-	h := (binary.LittleEndian.Uint64(b[:8])*0x9e3779b97f4a7c15 ^ binary.LittleEndian.Uint64(b[8:])) * 0x9e3779b97f4a7c15
+	var h uint64
+	if a.Is4() {
+		b := a.As4()
+		h = uint64(binary.LittleEndian.Uint32(b[:])) * 0x9e3779b97f4a7c15
+	} else {
+		b := a.As16()
+		h = (binary.LittleEndian.Uint64(b[:8])*0x9e3779b97f4a7c15 ^ binary.LittleEndian.Uint64(b[8:])) * 0x9e3779b97f4a7c15
+	}
 	return int(h >> (64 - 12)) // cacheSize = 1<<12
 }
 
