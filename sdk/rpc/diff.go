@@ -3,6 +3,8 @@ package rpc
 import (
 	"bytes"
 	"math/bits"
+	"net/netip"
+	"unsafe"
 
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/rpchost/wire"
@@ -26,13 +28,15 @@ func diff(ans *wire.AnswerWriter, rec int, before, after *flow.Record, pb flow.F
 				u.Clear(rec, f) // bh: present before only
 				continue
 			}
-			switch flow.Fields[f].Kind {
+			switch slot := slots[f]; slot.kind {
 			case flow.KindAddress:
-				if a := after.Addr(f); !bh || before.Addr(f) != a {
+				a := *(*netip.Addr)(unsafe.Add(unsafe.Pointer(after), slot.off))
+				if !bh || *(*netip.Addr)(unsafe.Add(unsafe.Pointer(before), slot.off)) != a {
 					u.SetAddr(rec, f, a)
 				}
 			case flow.KindString:
-				if s := after.String(f); !bh || before.String(f) != s {
+				s := *(*string)(unsafe.Add(unsafe.Pointer(after), slot.off))
+				if !bh || *(*string)(unsafe.Add(unsafe.Pointer(before), slot.off)) != s {
 					ans.SetString(rec, f, s)
 				}
 			default:
@@ -50,6 +54,19 @@ func diff(ans *wire.AnswerWriter, rec int, before, after *flow.Record, pb flow.F
 		u.Diff(rec, &typed, after)
 	}
 }
+
+// slots are each field's kind and offset in flow.Record, so that diff
+// reads fields without Record's per-field switches.
+var slots = func() (s [256]struct {
+	kind flow.Kind
+	off  uintptr
+}) {
+	for i := range flow.Fields {
+		s[i].kind = flow.Fields[i].Kind
+		s[i].off = flow.SlotOf(flow.FieldID(i)).Offset
+	}
+	return s
+}()
 
 // presence is the set of fields r.Has reports: Present, plus the string
 // fields that are set without their bit.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 
@@ -177,45 +178,73 @@ func (s *Stream) Close() {
 }
 
 // serveStream is the plugin side of Stream: it reads batches and answers
-// each through srv.Process, several at once. A receiving goroutine that
-// gets a batch starts the next receiver and then processes its batch
-// itself, so a batch is not handed between goroutines on its way in.
+// each through srv.Process, several at once. Its workers take turns at
+// receiving: the one that gets a batch lets the next one receive and
+// processes the batch itself, so a batch is not handed between goroutines
+// on its way in, and workers live as long as the stream (their stacks are
+// grown once, not per batch).
 func serveStream(srv any, ss grpc.ServerStream) error {
-	s := srv.(Server)
-	var (
-		sendMu sync.Mutex
-		wg     sync.WaitGroup
-		ended  = make(chan error, 1) // only the current receiver sends
-	)
-	var receive func()
-	receive = func() {
-		defer wg.Done()
-		var in frame
-		if err := ss.RecvMsg(&in); err != nil {
-			ended <- err
-			return
-		}
-		wg.Add(1)
-		go receive()
-		out, err := s.Process(ss.Context(), in.data)
-		if err != nil {
-			out = ErrorAnswer(abi.StatusError, err.Error())
-		}
-		rep := &frame{seq: in.seq, data: out}
-		if r, ok := s.(Releaser); ok && err == nil && out != nil {
-			rep.release = func() { r.Release(out) }
-		}
-		sendMu.Lock()
-		// An error ends the call: the receiver sees it too.
-		_ = ss.SendMsg(rep)
-		sendMu.Unlock()
-	}
-	wg.Add(1)
-	go receive()
-	err := <-ended
-	wg.Wait()
+	w := &streamWorkers{srv: srv.(Server), ss: ss, ended: make(chan error, 1)}
+	w.start()
+	err := <-w.ended
+	w.wg.Wait()
 	if errors.Is(err, io.EOF) {
 		return nil // the host closed its side
 	}
 	return err
+}
+
+// streamWorkers serve one Stream call.
+type streamWorkers struct {
+	srv     Server
+	ss      grpc.ServerStream
+	recvMu  sync.Mutex // held by the receiving worker
+	sendMu  sync.Mutex // gRPC allows one SendMsg at a time
+	waiting atomic.Int32
+	wg      sync.WaitGroup
+	ended   chan error // the first receive error
+}
+
+func (w *streamWorkers) start() {
+	w.wg.Add(1)
+	w.waiting.Add(1)
+	go w.work()
+}
+
+func (w *streamWorkers) work() {
+	defer w.wg.Done()
+	for {
+		w.recvMu.Lock()
+		w.waiting.Add(-1)
+		var in frame
+		if err := w.ss.RecvMsg(&in); err != nil {
+			select {
+			case w.ended <- err:
+			default:
+			}
+			w.recvMu.Unlock()
+			return // the workers still waiting get the same error
+		}
+		if w.waiting.Load() == 0 {
+			w.start() // someone must receive the next batch while this one runs
+		}
+		w.recvMu.Unlock()
+		w.answer(&in)
+		w.waiting.Add(1)
+	}
+}
+
+func (w *streamWorkers) answer(in *frame) {
+	out, err := w.srv.Process(w.ss.Context(), in.data)
+	if err != nil {
+		out = ErrorAnswer(abi.StatusError, err.Error())
+	}
+	rep := &frame{seq: in.seq, data: out}
+	if r, ok := w.srv.(Releaser); ok && err == nil && out != nil {
+		rep.release = func() { r.Release(out) }
+	}
+	w.sendMu.Lock()
+	// An error ends the call: the receiving worker sees it too.
+	_ = w.ss.SendMsg(rep)
+	w.sendMu.Unlock()
 }

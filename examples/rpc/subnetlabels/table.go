@@ -186,14 +186,13 @@ func (t *Table) Lookup(a netip.Addr) *entry {
 	if !a.IsValid() {
 		return nil
 	}
-	if a.Is4In6() || a.Zone() != "" {
-		a = a.Unmap().WithZone("")
-	}
+	// The cache is keyed by the address as given: the same address has
+	// the same answer, and normalising it is left to a miss.
 	slot := &t.cache[cacheIndex(a)]
 	if c := slot.Load(); c != nil && c.addr == a {
 		return c.e
 	}
-	e := t.lookup(a)
+	e := t.lookup(a.Unmap().WithZone(""))
 	slot.Store(&cached{addr: a, e: e})
 	return e
 }
