@@ -27,9 +27,27 @@ func AppendBatch(dst []byte, b *flow.Batch) []byte {
 // a few nanoseconds per record; the bytes of fields outside m are left
 // unspecified (whatever dst held), and decoders ignore them.
 func AppendBatchMask(dst []byte, b *flow.Batch, m Mask) []byte {
+	var e Encoder
+	return e.Append(dst, b, m)
+}
+
+// Encoder is [AppendBatchMask] for a stream of batches: it keeps the
+// layout it computed for the last mask and batch size, which a host that
+// sends small batches would otherwise pay for on every call. The zero
+// value is ready to use; an Encoder is not safe for concurrent use.
+type Encoder struct {
+	plan    plan
+	mask    Mask
+	records int
+	planned bool
+}
+
+// Append appends the encoding of the parts in m of every record of b to
+// dst, as AppendBatchMask does.
+func (e *Encoder) Append(dst []byte, b *flow.Batch, m Mask) []byte {
 	m = m.normalize()
 	if m.Columns() {
-		return appendColumns(dst, b, m)
+		return e.appendColumns(dst, b, m)
 	}
 	n := len(b.Records)
 	start := len(dst)
@@ -41,10 +59,9 @@ func AppendBatchMask(dst []byte, b *flow.Batch, m Mask) []byte {
 			dst = encodeFull(dst, start+BatchHeaderSize+i*RecordSize, dataStart, r)
 		}
 	} else {
-		var pl plan
-		pl.build(m, 0)
+		pl := e.planFor(m, 0)
 		for i, r := range b.Records {
-			dst = encodeMasked(dst, start+BatchHeaderSize+i*RecordSize, dataStart, r, m, &pl)
+			dst = encodeMasked(dst, start+BatchHeaderSize+i*RecordSize, dataStart, r, m, pl)
 		}
 	}
 
@@ -154,19 +171,18 @@ func encodeMasked(dst []byte, blk, dataStart int, r *flow.Record, m Mask, pl *pl
 }
 
 // appendColumns is AppendBatchMask for the columnar layout.
-func appendColumns(dst []byte, b *flow.Batch, m Mask) []byte {
+func (e *Encoder) appendColumns(dst []byte, b *flow.Batch, m Mask) []byte {
 	n := len(b.Records)
 	start := len(dst)
-	var pl plan
-	pl.build(m, n)
+	pl := e.planFor(m, n)
 	recs := start + BatchHeaderSize
 	dataStart := recs + pl.size
 	dst = extend(dst, dataStart-start)
 	if pl.scalar && littleEndian {
-		encodeScalarColumns(dst[recs:dataStart], b, m, &pl)
+		encodeScalarColumns(dst[recs:dataStart], b, m, pl)
 	} else {
 		for i, r := range b.Records {
-			dst = encodeColumns(dst, recs, dataStart, i, r, m, &pl)
+			dst = encodeColumns(dst, recs, dataStart, i, r, m, pl)
 		}
 	}
 	h := dst[start : start+BatchHeaderSize]
@@ -182,6 +198,16 @@ func appendColumns(dst []byte, b *flow.Batch, m Mask) []byte {
 	le.PutUint64(h[hFields:], m.Fields[0])
 	le.PutUint64(h[hFieldsWord1:], m.Fields[1])
 	return dst
+}
+
+// planFor returns the plan of m for n records (columns) or any number
+// (record blocks, n 0), built once per mask and size.
+func (e *Encoder) planFor(m Mask, n int) *plan {
+	if !e.planned || e.mask != m || e.records != n {
+		e.plan.build(m, n)
+		e.mask, e.records, e.planned = m, n, true
+	}
+	return &e.plan
 }
 
 // encodeColumns writes the parts of record i (r) selected by m into the
@@ -228,6 +254,10 @@ func encodeScalarColumns(cols []byte, b *flow.Batch, m Mask, pl *plan) {
 	_ = cols[pl.size-1]
 	base := unsafe.Pointer(unsafe.SliceData(cols))
 	items := pl.items[:pl.n]
+	if pl.presence < 0 && len(items) == 1 {
+		encodeColumn(base, b.Records, &items[0])
+		return
+	}
 	// One pass over the records, not one per column: the records are
 	// scattered in memory and reading each once is what costs.
 	if pl.presence >= 0 {
@@ -246,6 +276,34 @@ func encodeScalarColumns(cols []byte, b *flow.Batch, m Mask, pl *plan) {
 		rp := unsafe.Pointer(r)
 		for k := range items {
 			storeScalar(base, i, &items[k], rp)
+		}
+	}
+}
+
+// encodeColumn writes the one column of it, for a filter that reads one
+// field: a loop per width, with no switch per record.
+func encodeColumn(base unsafe.Pointer, recs []*flow.Record, it *planItem) {
+	col, off := unsafe.Add(base, it.col), it.record
+	switch it.size {
+	case 1:
+		c := unsafe.Slice((*uint8)(col), len(recs))
+		for i, r := range recs {
+			c[i] = *(*uint8)(unsafe.Add(unsafe.Pointer(r), off))
+		}
+	case 2:
+		c := unsafe.Slice((*uint16)(col), len(recs))
+		for i, r := range recs {
+			c[i] = *(*uint16)(unsafe.Add(unsafe.Pointer(r), off))
+		}
+	case 4:
+		c := unsafe.Slice((*uint32)(col), len(recs))
+		for i, r := range recs {
+			c[i] = *(*uint32)(unsafe.Add(unsafe.Pointer(r), off))
+		}
+	default:
+		c := unsafe.Slice((*uint64)(col), len(recs))
+		for i, r := range recs {
+			c[i] = *(*uint64)(unsafe.Add(unsafe.Pointer(r), off))
 		}
 	}
 }
@@ -489,34 +547,38 @@ type Decoder struct {
 }
 
 // Parse is [ParseBatch] for a stream of batches, as a guest receives
-// them: a batch whose header and length equal the last accepted one's is
-// not validated again, which spares a guest most of its per-batch cost;
-// same reports it, so that a caller can keep what it derived from the
-// last layout. The View is valid until the next call.
-func (d *Decoder) Parse(buf []byte) (v *View, same bool, err error) {
-	if len(buf) == d.lastLen && len(buf) >= BatchHeaderSize && sameHeader(buf, &d.lastHdr) {
+// them: a batch whose header and length equal the last accepted one's
+// ([Decoder.Same]) is not validated again, which spares a guest most of
+// its per-batch cost. The View is valid until the next call.
+func (d *Decoder) Parse(buf []byte) (*View, error) {
+	if d.Same(buf) {
 		v := &d.last
 		v.buf, v.data = buf, buf[d.lastDo:d.lastDe:d.lastDe]
-		return v, true, nil
+		return v, nil
 	}
 	d.lastLen = 0
-	pv, err := ParseBatch(buf)
+	v, err := ParseBatch(buf)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	v = &pv
 	for k := range d.lastHdr {
 		d.lastHdr[k] = le.Uint64(buf[8*k:])
 	}
 	h := ReadHeader(buf)
-	d.last, d.lastLen, d.lastDo, d.lastDe = *v, len(buf), int(h.DataOff), int(h.DataOff+h.DataLen)
-	return &d.last, false, nil
+	d.last, d.lastLen, d.lastDo, d.lastDe = v, len(buf), int(h.DataOff), int(h.DataOff+h.DataLen)
+	return &d.last, nil
 }
 
-// sameHeader compares the header at the start of buf with h word by word:
-// comparing the Header structs costs several times more in WebAssembly.
-func sameHeader(buf []byte, h *[BatchHeaderSize / 8]uint64) bool {
-	_ = buf[BatchHeaderSize-1]
+// Same reports whether buf has the length and header of the last batch
+// Parse accepted: then it has its layout, and what a caller derived from
+// that layout still holds.
+func (d *Decoder) Same(buf []byte) bool {
+	if len(buf) != d.lastLen || len(buf) < BatchHeaderSize {
+		return false
+	}
+	// Word by word: comparing Header structs costs several times more in
+	// WebAssembly.
+	h := &d.lastHdr
 	return le.Uint64(buf) == h[0] && le.Uint64(buf[8:]) == h[1] && le.Uint64(buf[16:]) == h[2] &&
 		le.Uint64(buf[24:]) == h[3] && le.Uint64(buf[32:]) == h[4] && le.Uint64(buf[40:]) == h[5]
 }

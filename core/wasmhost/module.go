@@ -293,6 +293,7 @@ type instance struct {
 	inPtr, inCap uint32
 	stack        [2]uint64
 	call         *callCtx
+	enc          abi.Encoder
 	answer       abi.Answer
 	stderr       *streamWriter
 }
@@ -301,7 +302,7 @@ type instance struct {
 // the runtime and the package init functions) under a deadline of
 // initTimeout and ctx's cancellation.
 func (m *module) instantiate(ctx context.Context, ic instanceConfig, initTimeout time.Duration) (*instance, error) {
-	in := &instance{stderr: newStreamWriter(ic.log, "stderr"), call: newCallCtx()}
+	in := &instance{stderr: newStreamWriter(ic.log, "stderr"), call: newCallCtx(m.checks != checksInstrumented)}
 	// No start functions: _initialize is called below, under the instance's
 	// deadline, which InstantiateModule would not arm.
 	mc := wazero.NewModuleConfig().
@@ -465,7 +466,7 @@ func (in *instance) runArmed(b *flow.Batch, mask abi.Mask) (string, error) {
 	ctx := in.call
 	in.stderr.reset()
 	view, _ := in.mem.Read(in.inPtr, in.inCap)
-	buf := abi.AppendBatchMask(view[:0], b, mask)
+	buf := in.enc.Append(view[:0], b, mask)
 	if len(buf) > len(view) || unsafe.SliceData(buf) != unsafe.SliceData(view) {
 		// The batch outgrew the guest buffer and was encoded on the host:
 		// grow the buffer, with headroom, and copy.
@@ -551,26 +552,51 @@ func (e firstLine) Error() string {
 func (e firstLine) Unwrap() error { return e.error }
 
 // callCtx is the context of an instance's calls and its deadline. When
-// the armed deadline passes, fire marks it fired, which stops the module:
-// an instrumented module's next call to weir.yield ends the call (see
-// yield), and wazero closes a module compiled with its own checks when
-// Done closes. Unlike context.WithTimeout it is reused across calls and
-// does not allocate. Once fired, the instance is discarded.
+// the armed deadline passes, the module is stopped: an instrumented
+// module's next call to weir.yield compares the time with the deadline and
+// ends the call (see yield); a module compiled with wazero's checks is
+// closed by wazero when Done closes, which a timer does. Unlike
+// context.WithTimeout it is reused across calls and does not allocate. Once
+// fired, the instance is discarded.
 type callCtx struct {
 	context.Context // Background: values and no deadline
 	done            chan struct{}
 	fired           atomic.Bool
-	timer           *time.Timer
+	// deadline is when an instrumented module's call ends, in clock()
+	// nanoseconds; 0 for none.
+	deadline atomic.Int64
+	timer    *time.Timer // modules under wazero's checks only
 }
-
 // callKey finds the callCtx in the context wazero passes host functions.
 type callKey struct{}
 
-func newCallCtx() *callCtx {
+// newCallCtx returns a callCtx; timer is for a module that weir.yield
+// does not interrupt.
+func newCallCtx(timer bool) *callCtx {
 	c := &callCtx{Context: context.Background(), done: make(chan struct{})}
-	c.timer = time.AfterFunc(time.Hour, c.fire)
-	c.timer.Stop()
+	if timer {
+		c.timer = time.AfterFunc(time.Hour, c.fire)
+		c.timer.Stop()
+	}
 	return c
+}
+
+// epoch anchors clock.
+var epoch = time.Now()
+
+// clock returns monotonic nanoseconds, for deadlines.
+func clock() int64 { return int64(time.Since(epoch)) }
+
+// expired reports whether the armed deadline has passed, and fires then.
+func (c *callCtx) expired() bool {
+	if c.fired.Load() {
+		return true
+	}
+	if d := c.deadline.Load(); d != 0 && clock() > d {
+		c.fire()
+		return true
+	}
+	return false
 }
 
 func (c *callCtx) fire() {
@@ -595,7 +621,7 @@ var errInterrupted = errors.New("interrupted at its deadline")
 // next budget. Leaving native code is also what lets the Go runtime stop
 // the world while a module runs.
 func yield(ctx context.Context, mod api.Module, stack []uint64) {
-	if c, ok := ctx.Value(callKey{}).(*callCtx); ok && c.fired.Load() {
+	if c, ok := ctx.Value(callKey{}).(*callCtx); ok && c.expired() {
 		panic(errInterrupted) // wazero ends the call with this error
 	}
 	if mod.IsClosed() {
@@ -616,10 +642,24 @@ func (c *callCtx) Err() error {
 	return nil
 }
 
-func (c *callCtx) arm(d time.Duration) { c.timer.Reset(d) }
+// arm sets the deadline d from now. An instrumented module checks it at
+// weir.yield, so arming costs a clock read, not a timer.
+func (c *callCtx) arm(d time.Duration) {
+	if c.timer != nil {
+		c.timer.Reset(d)
+		return
+	}
+	c.deadline.Store(clock() + int64(d))
+}
 
 // disarm stops the deadline; false means it has fired (or is firing).
-func (c *callCtx) disarm() bool { return c.timer.Stop() && !c.fired.Load() }
+func (c *callCtx) disarm() bool {
+	if c.timer != nil {
+		return c.timer.Stop() && !c.fired.Load()
+	}
+	c.deadline.Store(0)
+	return !c.fired.Load()
+}
 
 // streamWriter receives a module's stdout or stderr. It logs complete
 // lines at debug level, keeps the first bytes written since the last

@@ -36,64 +36,12 @@ func (b *Batch) Kept(i int) bool { return b.c.Verdicts.Keep(i) }
 // must stay clear. It is valid only during the call.
 func (b *Batch) Verdicts() []uint64 { return b.c.Verdicts }
 
-// KeepWhere drops every record i whose value col[i] is not in set, and
-// leaves the others as they are (kept, or dropped before). col is a
-// 1-byte column of the batch ([Batch.Uint8]). It decides eight records
-// per step without a branch: in WebAssembly the fastest way to filter on
+// KeepIn drops every record i whose value col[i] is not in s, and leaves
+// the others as they are (kept, or dropped before). col is a 1-byte column
+// of the batch ([Batch.Uint8]): the fastest way to filter on
 // protocolIdentifier, ipClassOfService or flowEndReason.
-func (b *Batch) KeepWhere(col []uint8, set *[256]bool) {
-	selectInto(b.c.Verdicts, col, set, true)
-}
-
-// Select returns dst, resized to hold len(col) bits, with bit i%64 of
-// word i/64 set when col[i] is in set, as KeepWhere computes it; dst's
-// capacity is reused.
-func Select(dst []uint64, col []uint8, set *[256]bool) []uint64 {
-	w := abi.Words(len(col))
-	if cap(dst) < w {
-		dst = make([]uint64, w)
-	}
-	dst = dst[:w]
-	selectInto(dst, col, set, false)
-	return dst
-}
-
-// selectInto sets (and false) or ands (and true) the bits of col's values
-// in set into dst, which holds at least Words(len(col)) words.
-func selectInto(dst []uint64, col []uint8, set *[256]bool, and bool) {
-	// bool is one byte holding 0 or 1: the table is read as numbers.
-	t := (*[256]uint8)(unsafe.Pointer(set))
-	n := len(col)
-	_ = dst[abi.Words(n)-1]
-	full := n &^ 63
-	for k := 0; k < full; k += 64 {
-		c := col[k : k+64 : k+64]
-		var w uint64
-		// Straight-line code for eight records: Go's WebAssembly sends
-		// every jump through its function's dispatch loop.
-		for j := 0; j < 64; j += 8 {
-			r := c[j : j+8 : j+8]
-			w |= (uint64(t[r[0]]) | uint64(t[r[1]])<<1 | uint64(t[r[2]])<<2 | uint64(t[r[3]])<<3 |
-				uint64(t[r[4]])<<4 | uint64(t[r[5]])<<5 | uint64(t[r[6]])<<6 | uint64(t[r[7]])<<7) << j
-		}
-		if and {
-			dst[k>>6] &= w
-		} else {
-			dst[k>>6] = w
-		}
-	}
-	if full == n {
-		return
-	}
-	var w uint64
-	for i, v := range col[full:] {
-		w |= uint64(t[v]) << i
-	}
-	if and {
-		dst[full>>6] &= w
-	} else {
-		dst[full>>6] = w
-	}
+func (b *Batch) KeepIn(col []uint8, s *ByteSet) {
+	s.match(b.c.Verdicts, col, true)
 }
 
 // Has reports whether record i carries field f (an absent field reads as

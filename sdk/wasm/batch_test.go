@@ -3,6 +3,7 @@ package weir_test
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -70,57 +71,65 @@ func TestBatchColumns(t *testing.T) {
 	}
 }
 
-// TestKeepWhere checks KeepWhere and Select against a per-record loop, for
-// batch sizes around the 64-record words, with records dropped before.
-func TestKeepWhere(t *testing.T) {
-	var set [256]bool
-	set[6], set[17], set[255] = true, true, true
-	for _, n := range []int{1, 7, 63, 64, 65, 128, 200} {
-		src := plugintest.MixedBatch(n)
-		for i, r := range src.Records {
-			r.ProtocolIdentifier = uint8(i * 37)
+// TestKeepIn checks KeepIn and ByteSet.Select against a per-record loop,
+// for sets compared by word (up to four values) and by table, and batch
+// sizes around the 64-record words, with a record dropped before.
+func TestKeepIn(t *testing.T) {
+	for _, members := range [][]int{nil, {6}, {0, 255}, {6, 17, 1, 58}, {6, 17, 1, 58, 132}, {1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233}} {
+		var in [256]bool
+		for _, v := range members {
+			in[v] = true
 		}
-		var failures []string
-		weir.RegisterBatchFilter(func(b *weir.Batch) {
-			protos := b.Uint8(weir.ProtocolIdentifier)
-			sel := weir.Select(nil, protos, &set)
-			for i, p := range protos {
-				if got := sel[i>>6]&(1<<(i&63)) != 0; got != set[p] {
-					failures = append(failures, fmt.Sprintf("Select record %d (%d): %v", i, p, got))
+		set := weir.NewByteSet(&in)
+		for _, n := range []int{1, 7, 63, 64, 65, 128, 200} {
+			rng := rand.New(rand.NewPCG(uint64(n), uint64(len(members))))
+			protos := make([]uint8, n)
+			for i := range protos {
+				protos[i] = uint8(rng.IntN(256))
+				if len(members) > 0 && rng.IntN(2) == 0 {
+					protos[i] = uint8(members[rng.IntN(len(members))])
 				}
 			}
-			if i := len(protos) & 63; i != 0 && sel[len(sel)-1]>>i != 0 {
-				failures = append(failures, "Select sets bits past the end")
+			var failures []string
+			weir.RegisterBatchFilter(func(b *weir.Batch) {
+				col := b.Uint8(weir.ProtocolIdentifier)
+				sel := set.Select(nil, col)
+				for i, p := range col {
+					if got := sel[i>>6]&(1<<(i&63)) != 0; got != in[p] || set.Has(p) != in[p] {
+						failures = append(failures, fmt.Sprintf("record %d (%d): selected %v", i, p, got))
+					}
+				}
+				if i := len(col) & 63; i != 0 && sel[len(sel)-1]>>i != 0 {
+					failures = append(failures, "Select sets bits past the end")
+				}
+				b.Drop(0)
+				b.KeepIn(col, set)
+			}, weir.Reads(weir.ProtocolIdentifier))
+			h, err := wasmtest.New(nil)
+			if err != nil {
+				t.Fatal(err)
 			}
-			b.Drop(0)
-			b.KeepWhere(protos, &set)
-		}, weir.Reads(weir.ProtocolIdentifier))
-		h, err := wasmtest.New(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Manifest().Reads.Flags&abi.FlagNoPresence == 0 {
-			t.Error("a batch filter without ReadsPresence asks for presence")
-		}
-		b := plugintest.MixedBatch(n)
-		for i, r := range b.Records {
-			r.ProtocolIdentifier = uint8(i * 37)
-		}
-		var want []uint8
-		for i, r := range b.Records {
-			if i > 0 && set[r.ProtocolIdentifier] {
-				want = append(want, r.ProtocolIdentifier)
+			if h.Manifest().Reads.Flags&abi.FlagNoPresence == 0 {
+				t.Error("a batch filter without ReadsPresence asks for presence")
 			}
-		}
-		if _, err := h.Process(b); err != nil || len(failures) > 0 {
-			t.Fatalf("n=%d: %v %v", n, err, failures)
-		}
-		var got []uint8
-		for _, r := range b.Records {
-			got = append(got, r.ProtocolIdentifier)
-		}
-		if !slices.Equal(got, want) {
-			t.Fatalf("n=%d: kept %v, want %v", n, got, want)
+			b := plugintest.MixedBatch(n)
+			var want []uint8
+			for i, r := range b.Records {
+				r.ProtocolIdentifier = protos[i]
+				if i > 0 && in[protos[i]] {
+					want = append(want, protos[i])
+				}
+			}
+			if _, err := h.Process(b); err != nil || len(failures) > 0 {
+				t.Fatalf("set %v, n=%d: %v %v", members, n, err, failures)
+			}
+			var got []uint8
+			for _, r := range b.Records {
+				got = append(got, r.ProtocolIdentifier)
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("set %v, n=%d: kept %v, want %v", members, n, got, want)
+			}
 		}
 	}
 }

@@ -33,13 +33,13 @@ import (
 	weir "github.com/weir-flow/weir/sdk/wasm"
 )
 
-// filter is the same matcher the built-in filter.protocol uses; portProtos
-// marks the protocols kept on some ports only.
+// filter is the same matcher the built-in filter.protocol uses; whole and
+// ported are the protocols it keeps on every port and on some ports only.
 var (
-	filter     *match.Matcher
-	portProtos [256]bool
+	filter        *match.Matcher
+	whole, ported *weir.ByteSet
 	// Bitmaps reused from batch to batch.
-	whole, candidates []uint64
+	wholeBits, portedBits []uint64
 )
 
 func init() {
@@ -68,9 +68,11 @@ func configure(config []byte) error {
 		return err
 	}
 	filter = f
+	var hasPorts [256]bool
 	for p, ps := range f.Ports {
-		portProtos[p] = ps != nil
+		hasPorts[p] = ps != nil
 	}
+	whole, ported = weir.NewByteSet(&f.Whole), weir.NewByteSet(&hasPorts)
 	// Ports matter only to groups with ports: without them the host need
 	// not send them.
 	if f.AnyPort {
@@ -93,17 +95,17 @@ func filterBatch(b *weir.Batch) {
 	}
 	protos := b.Uint8(weir.ProtocolIdentifier)
 	if !f.AnyPort {
-		b.KeepWhere(protos, &f.Whole)
+		b.KeepIn(protos, whole)
 		return
 	}
 	src := b.Uint16(weir.SourceTransportPort)[:len(protos)]
 	dst := b.Uint16(weir.DestinationTransportPort)[:len(protos)]
-	whole = weir.Select(whole, protos, &f.Whole)
-	candidates = weir.Select(candidates, protos, &portProtos)
+	wholeBits = whole.Select(wholeBits, protos)
+	portedBits = ported.Select(portedBits, protos)
 	verdicts := b.Verdicts()
 	for k := range verdicts {
-		keep := whole[k]
-		for c := candidates[k] &^ keep; c != 0; c &= c - 1 {
+		keep := wholeBits[k]
+		for c := portedBits[k] &^ keep; c != 0; c &= c - 1 {
 			i := k<<6 | bits.TrailingZeros64(c)
 			if ps := f.Ports[protos[i]]; ps.Has(src[i]) || ps.Has(dst[i]) {
 				keep |= 1 << (i & 63)

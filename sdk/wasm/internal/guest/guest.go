@@ -42,14 +42,14 @@ type Guest struct {
 	extra   []flow.Field
 	answer  abi.Answer
 	updates abi.Updates
-	// okCount is the record count of the status-OK answer of a batch
-	// filter that out holds, or -1: the next batch of that size rewrites
-	// only its verdict words.
-	okCount int
-	// cols is a batch filter's view of the batch; laid tells that its
-	// offsets are those of the last batch's layout.
-	cols Columns
-	laid bool
+	// cols is a batch filter's view of the batch. When ready, it is laid
+	// out for the last batch (at base, of dec's header and length) and
+	// out holds the answer to a batch of cols.N records that went well,
+	// whose verdict words are cols.Verdicts: the next batch of that shape
+	// at base runs with no decoding and no encoding.
+	cols  Columns
+	base  *byte
+	ready bool
 }
 
 // Column kinds, by value type.
@@ -101,7 +101,6 @@ func (c *Columns) Presence() []uint64 {
 // lay computes the column offsets of v, whose buffer is buf, or says why
 // a batch filter cannot read it.
 func (g *Guest) lay(v *abi.View, buf []byte) string {
-	g.laid = false
 	switch {
 	case !v.Columnar():
 		return "the host sent record blocks, not columns: it is older than this SDK's batch filters"
@@ -131,7 +130,7 @@ func (g *Guest) lay(v *abi.View, buf []byte) string {
 		}
 		c.off[f] = offset(col)
 	}
-	g.laid = true
+	c.buf = buf
 	return ""
 }
 
@@ -141,7 +140,7 @@ var Default Guest
 // Register sets the plugin; a second call replaces the first (tests
 // register several).
 func (g *Guest) Register(p Plugin) {
-	g.plugin, g.registered, g.okCount = p, true, -1
+	g.plugin, g.registered, g.ready = p, true, false
 }
 
 // SetReads replaces what the plugin reads; Init may call it, before the
@@ -177,7 +176,7 @@ func (g *Guest) Init(config []byte) []byte {
 	}
 	// After Init, which may have narrowed the reads.
 	m.Version, m.Kind, m.Reads = abi.Version, g.plugin.Kind, g.plugin.Reads
-	g.okCount = -1
+	g.ready = false
 	g.out = m.Append(g.out[:0])
 	return g.out
 }
@@ -185,18 +184,35 @@ func (g *Guest) Init(config []byte) []byte {
 // Process runs the plugin over the batch in buf and returns the encoded
 // answer. A panic in the plugin is recovered and answered as StatusPanic.
 func (g *Guest) Process(buf []byte) []byte {
-	v, same, err := g.dec.Parse(buf)
+	if g.ready && unsafe.SliceData(buf) == g.base && g.dec.Same(buf) {
+		return g.runBatch()
+	}
+	return g.process(buf)
+}
+
+// process is Process for a batch of a new shape, or a plugin that is not a
+// batch filter.
+func (g *Guest) process(buf []byte) []byte {
+	g.ready = false
+	v, err := g.dec.Parse(buf)
 	if err != nil {
 		return g.fail(abi.StatusError, 0, "decode batch: "+err.Error())
 	}
 	n := v.Len()
 	if g.plugin.Batch != nil {
-		if !same || !g.laid {
-			if msg := g.lay(v, buf); msg != "" {
-				return g.fail(abi.StatusError, n, msg)
-			}
+		if msg := g.lay(v, buf); msg != "" {
+			return g.fail(abi.StatusError, n, msg)
 		}
-		return g.processBatch(buf, n)
+		g.answer = abi.Answer{Count: n, Verdicts: g.answer.Verdicts.KeepAll(n)}
+		g.out = g.answer.Append(g.out[:0])
+		g.cols.N, g.cols.Verdicts = n, nil
+		if n > 0 {
+			// out is 8-byte aligned (allocated by Go) and so are the
+			// verdicts: the filter writes them in place.
+			g.cols.Verdicts = unsafe.Slice((*uint64)(unsafe.Pointer(&g.out[abi.AnswerHeaderSize])), abi.Words(n))
+		}
+		g.base, g.ready = unsafe.SliceData(buf), true
+		return g.runBatch()
 	}
 	g.answer = abi.Answer{Verdicts: g.answer.Verdicts, Count: n}
 	g.updates.Reset()
@@ -210,38 +226,26 @@ func (g *Guest) Process(buf []byte) []byte {
 		return g.failed(err, n)
 	}
 	g.answer.Updates, g.answer.UpdateCount = g.updates.Bytes(), g.updates.Len()
-	g.okCount = -1
 	g.out = g.answer.Append(g.out[:0])
 	return g.out
 }
 
-// processBatch runs a batch filter over the n records of buf, laid out in
-// g.cols. The answer of a batch that went well (status OK, n verdicts, no
-// updates) differs from the last one's only by its verdict words when n is
-// the same, so those words, in out, are the filter's bitmap: nothing is
-// copied or encoded per batch.
-func (g *Guest) processBatch(buf []byte, n int) []byte {
-	if g.okCount != n {
-		g.answer = abi.Answer{Count: n, Verdicts: g.answer.Verdicts.KeepAll(n)}
-		g.out = g.answer.Append(g.out[:0])
-		g.okCount = n
-	}
-	if n == 0 {
+// runBatch runs the batch filter over the batch laid out in g.cols, whose
+// answer is in out but for the verdicts.
+func (g *Guest) runBatch() []byte {
+	c := &g.cols
+	if c.N == 0 {
 		return g.out
 	}
-	// out is 8-byte aligned (allocated by Go) and so are the verdicts.
-	w := abi.Words(n)
-	verdicts := unsafe.Slice((*uint64)(unsafe.Pointer(&g.out[abi.AnswerHeaderSize])), w)
-	for k := range verdicts {
-		verdicts[k] = ^uint64(0)
+	v := c.Verdicts
+	for k := range v {
+		v[k] = ^uint64(0)
 	}
-	if r := n & 63; r != 0 {
-		verdicts[w-1] = 1<<r - 1
+	if r := c.N & 63; r != 0 {
+		v[len(v)-1] = 1<<r - 1
 	}
-	c := &g.cols
-	c.N, c.Verdicts, c.buf = n, verdicts, buf
 	if err := g.batchProtected(); err != nil {
-		return g.failed(err, n)
+		return g.failed(err, c.N)
 	}
 	return g.out
 }
@@ -259,7 +263,7 @@ func (g *Guest) failed(err error, n int) []byte {
 func (g *Guest) fail(status abi.Status, n int, message string) []byte {
 	g.answer = abi.Answer{Status: status, Count: n, Message: message, Verdicts: g.answer.Verdicts[:0]}
 	g.updates.Reset()
-	g.okCount = -1
+	g.ready = false
 	g.out = g.answer.Append(g.out[:0])
 	return g.out
 }
