@@ -567,6 +567,7 @@ type callCtx struct {
 	deadline atomic.Int64
 	timer    *time.Timer // modules under wazero's checks only
 }
+
 // callKey finds the callCtx in the context wazero passes host functions.
 type callKey struct{}
 
