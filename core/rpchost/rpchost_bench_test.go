@@ -85,7 +85,8 @@ func BenchmarkEnrich(b *testing.B) {
 func BenchmarkEmptyCall(b *testing.B) {
 	p := benchProcessor(b, 1)
 	inst := p.current()
-	buf := abi.AppendBatch(make([]byte, wire.FrameHeadroom), flow.NewBatch(0))
+	empty := flow.NewBatch(0)
+	buf := abi.AppendBatch(make([]byte, wire.FrameHeadroom), empty)
 	var sc wire.Scratch
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -95,7 +96,7 @@ func BenchmarkEmptyCall(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := wire.ApplyAnswer(flow.NewBatch(0), rep, &sc); err != nil {
+		if _, err := wire.ApplyAnswer(empty, rep, &sc); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -115,3 +115,52 @@ func TestPath(t *testing.T) {
 		t.Errorf("Path(/abs/x) = %s", got)
 	}
 }
+
+// TestPackedRecords runs an enricher that reads a few fields (so batches
+// travel packed) and changes fields inside and outside what it reads,
+// differently per record: every record must get exactly its own changes.
+func TestPackedRecords(t *testing.T) {
+	p := Plugin{
+		Reads: []flow.FieldID{flow.SourceTransportPort, flow.SourcePodLabels, flow.DestinationPodLabels},
+		Enrich: func(r *flow.Record) {
+			switch r.SourceTransportPort % 3 {
+			case 0:
+				r.SetString(flow.SourceNodeName, "node-a") // outside Reads
+				r.SetString(flow.SourcePodLabels, `{"k":"v"}`)
+			case 1:
+				r.Clear(flow.DestinationPodLabels)
+			default:
+				r.SetString(flow.SourcePodLabels, "b") // "a" or already "b"
+			}
+		},
+	}
+	h, err := NewTestHost(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := plugintest.MixedBatch(30)
+	for i, r := range b.Records {
+		if i%2 == 0 {
+			r.SetString(flow.DestinationPodLabels, `{"d":"x"}`)
+			r.SetString(flow.SourcePodLabels, "b")
+		} else {
+			r.SetString(flow.SourcePodLabels, "a")
+		}
+	}
+	for range 2 { // the second batch reuses the plugin's scratch records
+		want := make([]flow.Record, b.Len())
+		for i, r := range b.Records {
+			want[i] = *r
+			p.Enrich(&want[i])
+		}
+		if err := h.Process(b); err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range b.Records {
+			if r.SourceNodeName != want[i].SourceNodeName || r.SourcePodLabels != want[i].SourcePodLabels ||
+				r.DestinationPodLabels != want[i].DestinationPodLabels || r.Present != want[i].Present {
+				t.Fatalf("record %d (port %d):\n got %+v\nwant %+v", i, r.SourceTransportPort, *r, want[i])
+			}
+		}
+	}
+}
