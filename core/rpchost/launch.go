@@ -179,7 +179,7 @@ func (l *launcher) start(ctx context.Context) (*instance, error) {
 	out := &lineWriter{log: func(line string) { l.log.Info(line, "stream", "stdout") }}
 	errw := &lineWriter{log: func(line string) { l.log.Info(line, "stream", "stderr") }}
 	cfg := &goplugin.ClientConfig{
-		HandshakeConfig:  wire.Handshake(),
+		HandshakeConfig: wire.Handshake(),
 		// Version 1 is accepted at the handshake only to refuse it with a
 		// clearer error than go-plugin's.
 		VersionedPlugins: map[int]goplugin.PluginSet{

@@ -30,7 +30,9 @@ func compactCase() (abiUpdates abi.Updates, w *AnswerWriter) {
 	both(func(u *abi.Updates) { u.SetUint(1, flow.OctetDeltaCount, 77) })
 	both(func(u *abi.Updates) { u.SetAddr(3, flow.DestinationAddress, netip.MustParseAddr("fd00::9")) })
 	both(func(u *abi.Updates) { u.Clear(5, flow.DestinationPodName) })
-	both(func(u *abi.Updates) { u.AddExtra(7, flow.Field{Enterprise: 9, Element: 78, Variable: true, Value: []byte{8, 8}}) })
+	both(func(u *abi.Updates) {
+		u.AddExtra(7, flow.Field{Enterprise: 9, Element: 78, Variable: true, Value: []byte{8, 8}})
+	})
 	return abiUpdates, w
 }
 
