@@ -8,11 +8,13 @@
 // A plugin is a program written with sdk/rpc. Start launches it (go-plugin
 // handshake with a magic cookie and protocol version, AutoMTLS, optional
 // SHA-256 pinning), sends it the `config:` as JSON and reads its ABI
-// manifest: its kind and the record fields it reads. Each Process call is
-// then one gRPC call carrying the batch as an ABI v1 buffer (docs/abi.md),
-// packed to the fields the plugin reads; the answer holds the keep/drop
-// verdicts and the changed fields. Up to in_flight calls are out at once,
-// so the engine keeps working while a call is out.
+// manifest: its kind and the record fields it reads. Each Process call
+// then sends the batch as one message on a long-lived bidirectional gRPC
+// stream, an ABI v1 buffer (docs/abi.md) packed to the fields the plugin
+// reads, and waits for the answer with the same sequence number: the
+// keep/drop verdicts and the changed fields (a compact answer, each
+// distinct string once). Up to in_flight batches are out at once, so the
+// engine keeps working while one is out.
 //
 // # Faults
 //

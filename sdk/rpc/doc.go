@@ -19,9 +19,10 @@
 //
 // The callbacks have the shape of the WASM SDK's: Filter keeps or drops a
 // record, Enrich modifies it, Init receives the processor's `config:` as
-// JSON. Weir sends whole batches (one gRPC call each, several in flight);
-// the SDK decodes each record, runs the callbacks and sends back only the
-// verdicts and the fields that changed (ABI v1, docs/abi.md).
+// JSON. Weir sends whole batches (one message each on a gRPC stream,
+// several in flight); the SDK decodes each record, runs the callbacks and
+// sends back only the verdicts and the fields that changed, each distinct
+// string once per batch (docs/plugins-rpc.md).
 //
 // [NewTestHost] runs a plugin in-process over the same encoding, so a
 // plugin is tested with plain `go test`.
