@@ -1,5 +1,7 @@
 package flow
 
+import "math/bits"
+
 // DefaultBatchSize is the number of records a batch holds by default.
 const DefaultBatchSize = 256
 
@@ -87,17 +89,31 @@ func (b *Batch) Retain(keep func(*Record) bool) (removed int) {
 // the end of keep are removed.
 func (b *Batch) RetainMask(keep []uint64) (removed int) {
 	recs := b.Records
-	n := 0
-	for i, r := range recs {
-		if i>>6 < len(keep) && keep[i>>6]&(1<<(i&63)) != 0 {
-			if i != n {
-				recs[n], recs[i] = r, recs[n]
-			}
+	if m := 64 * len(keep); m < len(recs) {
+		recs = recs[:m]
+	}
+	n, i := 0, 0
+	// A leading run of whole words kept moves nothing.
+	for i+64 <= len(recs) && keep[i>>6] == ^uint64(0) {
+		i += 64
+	}
+	n = i
+	// Then visit the kept records only, a word of verdicts at a time.
+	for ; i < len(recs); i += 64 {
+		w := keep[i>>6]
+		if rest := len(recs) - i; rest < 64 {
+			w &= 1<<rest - 1
+		}
+		for ; w != 0; w &= w - 1 {
+			j := i + bits.TrailingZeros64(w)
+			// Swap so the dropped slot stays reachable for reuse.
+			recs[n], recs[j] = recs[j], recs[n]
 			n++
 		}
 	}
-	b.Records = recs[:n]
-	return len(recs) - n
+	removed = len(b.Records) - n
+	b.Records = b.Records[:n]
+	return removed
 }
 
 // Reset empties the batch for reuse. Extra values of earlier records become
