@@ -673,6 +673,7 @@ type streamWriter struct {
 	head   []byte
 	line   []byte
 	seen   atomic.Uint32 // sawOOM | sawPanic
+	dirty  atomic.Bool   // written since the last reset: reset checks it on every call
 }
 
 const (
@@ -688,6 +689,7 @@ func newStreamWriter(log *slog.Logger, stream string) *streamWriter {
 func (w *streamWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.dirty.Store(true)
 	if room := headSize - len(w.head); room > 0 {
 		w.head = append(w.head, p[:min(room, len(p))]...)
 	}
@@ -717,19 +719,14 @@ func (w *streamWriter) Write(p []byte) (int, error) {
 // reset forgets what was written, before a call whose failure must be
 // told apart from earlier output.
 func (w *streamWriter) reset() {
-	if w.seen.Load() == 0 && !w.written() {
+	if !w.dirty.Load() {
 		return
 	}
 	w.mu.Lock()
 	w.head = w.head[:0]
 	w.seen.Store(0)
+	w.dirty.Store(false)
 	w.mu.Unlock()
-}
-
-func (w *streamWriter) written() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.head) > 0
 }
 
 // String returns the first bytes written since the last reset.

@@ -222,9 +222,7 @@ func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 		return fmt.Errorf("%s %s: %w", ID, p.cfg.Path, err)
 	}
 	defer p.inflight.Done()
-	t0 := time.Now()
 	reason, err := in.run(b, p.manifest.Reads, p.cfg.Timeout)
-	p.metrics.duration.Observe(time.Since(t0).Seconds())
 	if err == nil {
 		p.release(in)
 		return nil
@@ -369,11 +367,11 @@ func (l *limiter) allow(now time.Time) (suppressed int, ok bool) {
 	return n, true
 }
 
-// metrics are the plugin's own metrics; the engine counts records.
+// metrics are the plugin's own metrics; the engine counts records and
+// times batches (weir_stage_process_duration_seconds).
 type metrics struct {
 	errors   *prometheus.CounterVec
 	restarts prometheus.Counter
-	duration prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -385,11 +383,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		restarts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weir_wasm_restarts_total",
 			Help: "WASM instances replaced after a failure.",
-		}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "weir_wasm_call_duration_seconds",
-			Help:    "Time to run one batch through a WASM module, encoding and applying the answer included.",
-			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 9), // 10µs to 0.65s
 		}),
 	}
 	if reg == nil {
@@ -414,10 +407,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	m.restarts = c.(prometheus.Counter)
-	if c, err = register(m.duration); err != nil {
-		return nil, err
-	}
-	m.duration = c.(prometheus.Histogram)
 	for _, r := range reasons {
 		m.errors.WithLabelValues(r)
 	}

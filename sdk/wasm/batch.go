@@ -62,46 +62,40 @@ func (b *Batch) Has(i int, f FieldID) bool {
 // ipClassOfService, flowEndReason, …), one value per record. It panics if
 // the filter does not read f (see [Reads]) or f is not 1 byte wide.
 func (b *Batch) Uint8(f FieldID) []uint8 {
-	if p := b.c.Column(f, guest.ColUint8); p != nil {
-		return unsafe.Slice((*uint8)(p), b.c.N)
-	}
-	panic(columnError(f, guest.ColUint8))
+	return unsafe.Slice((*uint8)(b.column(f, guest.ColUint8)), b.c.N)
 }
 
 // Uint16 returns the column of a 2-byte field (sourceTransportPort,
 // destinationTransportPort, tcpControlBits, …); it panics as Uint8 does.
 func (b *Batch) Uint16(f FieldID) []uint16 {
-	if p := b.c.Column(f, guest.ColUint16); p != nil {
-		return unsafe.Slice((*uint16)(p), b.c.N)
-	}
-	panic(columnError(f, guest.ColUint16))
+	return unsafe.Slice((*uint16)(b.column(f, guest.ColUint16)), b.c.N)
 }
 
 // Uint32 returns the column of a 4-byte field (ingressInterface,
 // egressInterface, …); it panics as Uint8 does.
 func (b *Batch) Uint32(f FieldID) []uint32 {
-	if p := b.c.Column(f, guest.ColUint32); p != nil {
-		return unsafe.Slice((*uint32)(p), b.c.N)
-	}
-	panic(columnError(f, guest.ColUint32))
+	return unsafe.Slice((*uint32)(b.column(f, guest.ColUint32)), b.c.N)
 }
 
 // Uint64 returns the column of an 8-byte counter (octetDeltaCount, …);
 // it panics as Uint8 does. Time fields have their own column, [Batch.Time].
 func (b *Batch) Uint64(f FieldID) []uint64 {
-	if p := b.c.Column(f, guest.ColUint64); p != nil {
-		return unsafe.Slice((*uint64)(p), b.c.N)
-	}
-	panic(columnError(f, guest.ColUint64))
+	return unsafe.Slice((*uint64)(b.column(f, guest.ColUint64)), b.c.N)
 }
 
 // Time returns the column of a time field (FlowStart, FlowEnd), in
 // nanoseconds since the Unix epoch; it panics as Uint8 does.
 func (b *Batch) Time(f FieldID) []int64 {
-	if p := b.c.Column(f, guest.ColTime); p != nil {
-		return unsafe.Slice((*int64)(p), b.c.N)
+	return unsafe.Slice((*int64)(b.column(f, guest.ColTime)), b.c.N)
+}
+
+// column returns the start of field f's column of kind k, or panics
+// saying why there is none.
+func (b *Batch) column(f FieldID, k uint8) unsafe.Pointer {
+	if p := b.c.Column(f, k); p != nil {
+		return p
 	}
-	panic(columnError(f, guest.ColTime))
+	panic(columnError(f, k))
 }
 
 // columnError says why field f has no column of kind k: it is not such a
