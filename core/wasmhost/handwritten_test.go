@@ -46,7 +46,7 @@ func handwrittenFilter() []byte {
 	// weir_process(ptr, len) -> i64; locals 2 n, 3 col, 4 i, 5 words, 6 addr
 	process := cat(
 		get(0), mem(0x28, 2, 8), set(2), // n
-		get(0), get(0), mem(0x28, 2, 16), []byte{0x6a}, get(2), i32(4), []byte{0x74, 0x6a}, set(3), // col = ptr + recOff + 16n
+		get(0), get(0), mem(0x28, 2, 16), []byte{0x6a}, set(3), // col = ptr + recOff (no presence column)
 		get(2), i32(63), []byte{0x6a}, i32(6), []byte{0x76}, set(5), // words
 		store(0, i32(int64(abi.MagicAnswer))),
 		store(4, i32(1|48<<16)),
@@ -87,7 +87,7 @@ func handwrittenFilter() []byte {
 		b := cat(locals, code)
 		return cat(u(uint64(len(b))), b)
 	}
-	manifest := (&abi.Manifest{Version: abi.Version, Kind: abi.KindFilter, Reads: abi.MaskOf(abi.FlagColumns, flow.ProtocolIdentifier)}).Append(nil)
+	manifest := (&abi.Manifest{Version: abi.Version, Kind: abi.KindFilter, Reads: abi.MaskOf(abi.FlagColumns|abi.FlagNoPresence, flow.ProtocolIdentifier)}).Append(nil)
 	table := make([]byte, 256)
 	table[6], table[17] = 1, 1
 	segment := func(at int64, data []byte) []byte {
