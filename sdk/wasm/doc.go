@@ -20,8 +20,9 @@
 // enrichers, the fields that changed.
 //
 // A filter that loops over the batch itself ([RegisterBatchFilter], over
-// [Batch] columns) avoids the call per record and runs several times
-// faster.
+// [Batch] columns) avoids the call per record and runs tens of times
+// faster; one that works 64 records at a time ([Batch.Verdicts],
+// [ByteSet]) runs at about a nanosecond per record.
 //
 // Test a plugin with plain `go test` through the host emulator in
 // sdk/wasm/wasmtest, which runs the same encode/decode path as the host.
