@@ -2,7 +2,6 @@ package weir
 
 import (
 	"fmt"
-	"unsafe"
 
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
@@ -48,7 +47,7 @@ func (b *Batch) KeepIn(col []uint8, s *ByteSet) {
 // zero in its column). f must be one the filter reads, and the filter must
 // be registered with [ReadsPresence]; it panics otherwise.
 func (b *Batch) Has(i int, f FieldID) bool {
-	p := b.c.Presence()
+	p := b.c.Presence
 	if p == nil {
 		panic("weir: Batch.Has without a presence column: register the filter with weir.ReadsPresence()")
 	}
@@ -62,56 +61,62 @@ func (b *Batch) Has(i int, f FieldID) bool {
 // ipClassOfService, flowEndReason, …), one value per record. It panics if
 // the filter does not read f (see [Reads]) or f is not 1 byte wide.
 func (b *Batch) Uint8(f FieldID) []uint8 {
-	return unsafe.Slice((*uint8)(b.column(f, guest.ColUint8)), b.c.N)
+	if int(f) < flow.NumFields && b.c.U8[f] != nil {
+		return b.c.U8[f]
+	}
+	panic(columnError(f, flow.KindUnsigned, 1))
 }
 
 // Uint16 returns the column of a 2-byte field (sourceTransportPort,
 // destinationTransportPort, tcpControlBits, …); it panics as Uint8 does.
 func (b *Batch) Uint16(f FieldID) []uint16 {
-	return unsafe.Slice((*uint16)(b.column(f, guest.ColUint16)), b.c.N)
+	if int(f) < flow.NumFields && b.c.U16[f] != nil {
+		return b.c.U16[f]
+	}
+	panic(columnError(f, flow.KindUnsigned, 2))
 }
 
 // Uint32 returns the column of a 4-byte field (ingressInterface,
 // egressInterface, …); it panics as Uint8 does.
 func (b *Batch) Uint32(f FieldID) []uint32 {
-	return unsafe.Slice((*uint32)(b.column(f, guest.ColUint32)), b.c.N)
+	if int(f) < flow.NumFields && b.c.U32[f] != nil {
+		return b.c.U32[f]
+	}
+	panic(columnError(f, flow.KindUnsigned, 4))
 }
 
 // Uint64 returns the column of an 8-byte counter (octetDeltaCount, …);
 // it panics as Uint8 does. Time fields have their own column, [Batch.Time].
 func (b *Batch) Uint64(f FieldID) []uint64 {
-	return unsafe.Slice((*uint64)(b.column(f, guest.ColUint64)), b.c.N)
+	if int(f) < flow.NumFields && b.c.U64[f] != nil {
+		return b.c.U64[f]
+	}
+	panic(columnError(f, flow.KindUnsigned, 8))
 }
 
 // Time returns the column of a time field (FlowStart, FlowEnd), in
 // nanoseconds since the Unix epoch; it panics as Uint8 does.
 func (b *Batch) Time(f FieldID) []int64 {
-	return unsafe.Slice((*int64)(b.column(f, guest.ColTime)), b.c.N)
-}
-
-// column returns the start of field f's column of kind k, or panics
-// saying why there is none.
-func (b *Batch) column(f FieldID, k uint8) unsafe.Pointer {
-	if p := b.c.Column(f, k); p != nil {
-		return p
+	if int(f) < flow.NumFields && b.c.Time[f] != nil {
+		return b.c.Time[f]
 	}
-	panic(columnError(f, k))
+	panic(columnError(f, flow.KindTime, 8))
 }
 
-// columnError says why field f has no column of kind k: it is not such a
-// field, or the filter does not read it.
-func columnError(f FieldID, k uint8) string {
+// columnError says why field f has no column of that kind and width: it
+// is not such a field, or the filter does not read it.
+func columnError(f FieldID, kind flow.Kind, width int) string {
 	if int(f) >= flow.NumFields {
 		return fmt.Sprintf("weir: Batch column of field %d: no such field", f)
 	}
-	kind, width := flow.Fields[f].Kind, int(flow.Fields[f].Width)
+	d := flow.Fields[f]
 	switch {
-	case k == guest.ColTime && kind == flow.KindTime, k != guest.ColTime && kind == flow.KindUnsigned && width == int(k):
+	case d.Kind == kind && (kind == flow.KindTime || int(d.Width) == width):
 		return fmt.Sprintf("weir: Batch column of %v: the filter does not read it (add it to weir.Reads)", f)
-	case k == guest.ColTime:
+	case kind == flow.KindTime:
 		return fmt.Sprintf("weir: Batch column of %v: not a time field", f)
 	}
-	return fmt.Sprintf("weir: Batch column of %v: not a %d-byte unsigned field", f, k)
+	return fmt.Sprintf("weir: Batch column of %v: not a %d-byte unsigned field", f, width)
 }
 
 // RegisterBatchFilter makes the module a filter that sees the whole batch

@@ -13,7 +13,8 @@ import (
 //
 // A column is tested eight records per step without a branch per record:
 // a set of up to four values compares eight bytes at once in a 64-bit
-// word, a larger one looks each byte up in a table.
+// word (two values cost half as much as four), a larger one looks each
+// byte up in a table.
 type ByteSet struct {
 	in    [256]uint8 // 1 for a member
 	n     int        // members
@@ -80,6 +81,18 @@ func (s *ByteSet) match(dst []uint64, col []uint8, and bool) {
 	switch {
 	case s.n == 0:
 		clear(dst[:full>>6])
+	case s.n <= 2 && littleEndian:
+		a, b := s.words[0], s.words[1]
+		for k := 0; k < full; k += 64 {
+			x := (*[8]uint64)(unsafe.Pointer(&col[k]))
+			w := in8of2(x[0], a, b) | in8of2(x[1], a, b)<<8 | in8of2(x[2], a, b)<<16 | in8of2(x[3], a, b)<<24 |
+				in8of2(x[4], a, b)<<32 | in8of2(x[5], a, b)<<40 | in8of2(x[6], a, b)<<48 | in8of2(x[7], a, b)<<56
+			if and {
+				dst[k>>6] &= w
+			} else {
+				dst[k>>6] = w
+			}
+		}
 	case s.n <= len(s.words) && littleEndian:
 		a, b, c, d := s.words[0], s.words[1], s.words[2], s.words[3]
 		for k := 0; k < full; k += 64 {
@@ -129,6 +142,11 @@ func (s *ByteSet) match(dst []uint64, col []uint8, and bool) {
 func in8(x, a, b, c, d uint64) uint64 {
 	m := zeroBytes(x^a) | zeroBytes(x^b) | zeroBytes(x^c) | zeroBytes(x^d)
 	return m >> 7 * gather >> 56
+}
+
+// in8of2 is in8 for a set of one or two members.
+func in8of2(x, a, b uint64) uint64 {
+	return (zeroBytes(x^a) | zeroBytes(x^b)) >> 7 * gather >> 56
 }
 
 // zeroBytes returns 0x80 in each byte of t that is zero, 0 in the others;

@@ -52,50 +52,22 @@ type Guest struct {
 	ready bool
 }
 
-// Column kinds, by value type.
-const (
-	ColUint8  = 1
-	ColUint16 = 2
-	ColUint32 = 4
-	ColUint64 = 8
-	ColTime   = 16 // int64 nanoseconds
-)
-
 // Columns is a columnar batch as a batch filter sees it, valid during the
 // call: the columns are read in place in the host's buffer.
 type Columns struct {
 	N        int
 	Verdicts abi.Verdicts
-	buf      []byte
-	off      [flow.NumFields]int32 // offset of each column in buf
-	kind     [flow.NumFields]uint8 // Col* of each column sent, 0 for the others
-	presence int32                 // offset of the presence column, -1 if not sent
-}
-
-// Column returns the start of field f's column if the batch has it with
-// kind k, or nil.
-func (c *Columns) Column(f flow.FieldID, k uint8) unsafe.Pointer {
-	if int(f) >= flow.NumFields || c.kind[f] != k {
-		return nil
-	}
-	return unsafe.Pointer(&c.buf[c.off[f]])
-}
-
-// Kind returns the kind of field f's column, 0 if the batch has none.
-func (c *Columns) Kind(f flow.FieldID) uint8 {
-	if int(f) >= flow.NumFields {
-		return 0
-	}
-	return c.kind[f]
-}
-
-// Presence returns the presence column (two u64 words per record), or nil
-// if the batch has none.
-func (c *Columns) Presence() []uint64 {
-	if c.presence < 0 {
-		return nil
-	}
-	return unsafe.Slice((*uint64)(unsafe.Pointer(&c.buf[c.presence])), 2*c.N)
+	// The column of each field sent, by value type, nil for the others:
+	// slices made once per batch layout, so that a filter's accessor is a
+	// lookup.
+	U8   [flow.NumFields][]uint8
+	U16  [flow.NumFields][]uint16
+	U32  [flow.NumFields][]uint32
+	U64  [flow.NumFields][]uint64
+	Time [flow.NumFields][]int64 // nanoseconds since the epoch
+	// Presence holds two words of flow.FieldSet per record, nil if the
+	// host did not send it.
+	Presence []uint64
 }
 
 // lay computes the column offsets of v, whose buffer is buf, or says why
@@ -108,29 +80,34 @@ func (g *Guest) lay(v *abi.View, buf []byte) string {
 		return "batch filters read columns in place, which needs a little-endian machine"
 	}
 	c := &g.cols
-	c.kind = [flow.NumFields]uint8{}
-	base := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
-	offset := func(col []byte) int32 { return int32(uintptr(unsafe.Pointer(unsafe.SliceData(col))) - base) }
-	c.presence = -1
-	if p := g.dec.PresenceColumn(v); p != nil && v.Len() > 0 {
-		c.presence = offset(p)
+	*c = Columns{}
+	n := v.Len()
+	if n == 0 {
+		return ""
+	}
+	if p := g.dec.PresenceColumn(v); p != nil {
+		c.Presence = unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(p))), 2*n)
 	}
 	for f := range flow.FieldID(flow.NumFields) {
 		col := g.dec.Column(v, f)
-		if col == nil || v.Len() == 0 {
+		if col == nil {
 			continue
 		}
+		p := unsafe.Pointer(unsafe.SliceData(col)) // 8-byte aligned (docs/abi.md)
 		switch d := flow.Fields[f]; {
 		case d.Kind == flow.KindTime:
-			c.kind[f] = ColTime
-		case d.Kind == flow.KindUnsigned:
-			c.kind[f] = uint8(len(col) / v.Len())
+			c.Time[f] = unsafe.Slice((*int64)(p), n)
+		case d.Kind != flow.KindUnsigned:
+		case d.Width == 1:
+			c.U8[f] = unsafe.Slice((*uint8)(p), n)
+		case d.Width == 2:
+			c.U16[f] = unsafe.Slice((*uint16)(p), n)
+		case d.Width == 4:
+			c.U32[f] = unsafe.Slice((*uint32)(p), n)
 		default:
-			continue
+			c.U64[f] = unsafe.Slice((*uint64)(p), n)
 		}
-		c.off[f] = offset(col)
 	}
-	c.buf = buf
 	return ""
 }
 
