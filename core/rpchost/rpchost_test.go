@@ -677,3 +677,41 @@ func TestAddrHelpers(t *testing.T) {
 		t.Errorf("mapped address: %q", b.Records[0].SourcePodLabels)
 	}
 }
+
+// TestStoppedPlugin stops the plugin (SIGSTOP) so that it reads nothing:
+// a batch too large for the socket's buffers then blocks in gRPC's flow
+// control, and Process must still give up at its timeout and restart the
+// plugin.
+func TestStoppedPlugin(t *testing.T) {
+	cfg := exampleConfig()
+	cfg.Timeout = 300 * time.Millisecond
+	cfg.InFlight = 3
+	cfg.RestartBackoff = Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}
+	h := start(t, cfg, plugin.NopSettings(ID))
+	pid := h.PID()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	var wg sync.WaitGroup
+	for range cfg.InFlight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := plugintest.MixedBatch(50000) // megabytes: more than the socket holds
+			err := h.Process(context.Background(), b)
+			if !errors.Is(err, ErrTimeout) && !errors.Is(err, ErrCrashed) {
+				t.Errorf("got %v, want ErrTimeout or ErrCrashed (aborted)", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if d := time.Since(begin); d > 3*time.Second {
+		t.Errorf("Process took %s with a timeout of %s", d, cfg.Timeout)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.WaitReady(ctx); err != nil || h.PID() == pid {
+		t.Fatalf("plugin not restarted: %v (pid %d, was %d)", err, h.PID(), pid)
+	}
+}

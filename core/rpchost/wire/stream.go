@@ -49,10 +49,10 @@ var streamDesc = grpc.StreamDesc{StreamName: "Stream", ServerStreams: true, Clie
 // concurrent use. Its receiving goroutine runs until the call ends: the
 // plugin exits or the connection breaks, or Close.
 type Stream struct {
-	cs     grpc.ClientStream
-	cancel context.CancelFunc
-	sendMu sync.Mutex // gRPC allows one SendMsg at a time
-	wg     sync.WaitGroup
+	cs      grpc.ClientStream
+	cancel  context.CancelFunc
+	sending chan struct{} // held during SendMsg: gRPC allows one at a time
+	wg      sync.WaitGroup
 
 	mu      sync.Mutex
 	seq     uint64
@@ -70,7 +70,7 @@ func (c *Client) OpenStream(ctx context.Context) (*Stream, error) {
 		cancel()
 		return nil, fmt.Errorf("open batch stream: %w", err)
 	}
-	s := &Stream{cs: cs, cancel: cancel, pending: make(map[uint64]chan []byte), done: make(chan struct{})}
+	s := &Stream{cs: cs, cancel: cancel, sending: make(chan struct{}, 1), pending: make(map[uint64]chan []byte), done: make(chan struct{})}
 	s.wg.Add(1)
 	go s.receive()
 	return s, nil
@@ -79,7 +79,9 @@ func (c *Client) OpenStream(ctx context.Context) (*Stream, error) {
 // Call sends the batch buf[FrameHeadroom:] and waits for its answer, which
 // the caller owns. Call overwrites buf[:FrameHeadroom]. It returns early
 // with ctx's error when ctx ends, or with the stream's error when the
-// stream ends (the plugin exited, the connection broke).
+// stream ends (the plugin exited, the connection broke). If ctx ends while
+// the batch is being sent (flow control holds it back), Call ends the
+// stream.
 //
 // # Notes
 //   - gRPC may still hold buf when Call returns an error: reuse buf only
@@ -100,9 +102,25 @@ func (s *Stream) Call(ctx context.Context, buf []byte) ([]byte, error) {
 	s.pending[seq] = ch
 	s.mu.Unlock()
 
-	s.sendMu.Lock()
+	// One send at a time, but a call waiting for its turn still honours
+	// ctx.
+	select {
+	case s.sending <- struct{}{}:
+	case <-ctx.Done():
+		s.forget(seq)
+		return nil, ctx.Err()
+	}
+	// SendMsg blocks while flow control holds the batch back (a plugin
+	// that stopped reading): past ctx's end, the stream is cut, which
+	// unblocks it; the caller then restarts the plugin.
+	stop := context.AfterFunc(ctx, s.cancel)
 	err := s.cs.SendMsg(&frame{seq: seq, buf: buf, data: buf[FrameHeadroom:]})
-	s.sendMu.Unlock()
+	cut := !stop()
+	<-s.sending
+	if cut {
+		s.forget(seq)
+		return nil, ctx.Err()
+	}
 	if err != nil {
 		// io.EOF: the call ended, and its status comes from the receiver.
 		select {

@@ -73,6 +73,9 @@ func DialOptions() []grpc.DialOption {
 		grpc.WithReadBufferSize(ioBufferLen),
 		grpc.WithWriteBufferSize(ioBufferLen),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)),
+		// A failed batch is never resent (the plugin restarts instead), so
+		// gRPC need not keep sent batches for replay.
+		grpc.WithDisableRetry(),
 	}
 }
 
