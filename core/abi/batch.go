@@ -65,18 +65,10 @@ func (e *Encoder) Append(dst []byte, b *flow.Batch, m Mask) []byte {
 		}
 	}
 
-	h := dst[start : start+BatchHeaderSize]
-	le.PutUint32(h[hMagic:], MagicBatch)
-	le.PutUint16(h[hVersion:], Version)
-	le.PutUint16(h[hHeaderSize:], BatchHeaderSize)
-	le.PutUint32(h[hCount:], uint32(n))
-	le.PutUint32(h[hRecordSize:], RecordSize)
-	le.PutUint32(h[hRecordsOff:], BatchHeaderSize)
-	le.PutUint32(h[hDataOff:], uint32(dataStart-start))
-	le.PutUint32(h[hDataLen:], uint32(len(dst)-dataStart))
-	le.PutUint32(h[hFlags:], m.Flags)
-	le.PutUint64(h[hFields:], m.Fields[0])
-	le.PutUint64(h[hFieldsWord1:], m.Fields[1])
+	putHeader(dst[start:start+BatchHeaderSize], Header{
+		Count: uint32(n), RecordSize: RecordSize, RecordsOff: BatchHeaderSize,
+		DataOff: uint32(dataStart - start), DataLen: uint32(len(dst) - dataStart), Flags: m.Flags, Fields: m.Fields,
+	})
 	return dst
 }
 
@@ -185,19 +177,33 @@ func (e *Encoder) appendColumns(dst []byte, b *flow.Batch, m Mask) []byte {
 			dst = encodeColumns(dst, recs, dataStart, i, r, m, pl)
 		}
 	}
-	h := dst[start : start+BatchHeaderSize]
-	le.PutUint32(h[hMagic:], MagicBatch)
-	le.PutUint16(h[hVersion:], Version)
-	le.PutUint16(h[hHeaderSize:], BatchHeaderSize)
-	le.PutUint32(h[hCount:], uint32(n))
-	le.PutUint32(h[hRecordSize:], 0) // no record blocks
-	le.PutUint32(h[hRecordsOff:], BatchHeaderSize)
-	le.PutUint32(h[hDataOff:], uint32(dataStart-start))
-	le.PutUint32(h[hDataLen:], uint32(len(dst)-dataStart))
-	le.PutUint32(h[hFlags:], m.Flags)
-	le.PutUint64(h[hFields:], m.Fields[0])
-	le.PutUint64(h[hFieldsWord1:], m.Fields[1])
+	putHeader(dst[start:start+BatchHeaderSize], Header{
+		Count: uint32(n), RecordSize: 0, RecordsOff: BatchHeaderSize, // no record blocks
+		DataOff: uint32(dataStart - start), DataLen: uint32(len(dst) - dataStart), Flags: m.Flags, Fields: m.Fields,
+	})
 	return dst
+}
+
+// putHeader writes h, with the magic, version and header size of this
+// build, at the start of p.
+func putHeader(p []byte, h Header) {
+	_ = p[BatchHeaderSize-1]
+	h.Magic, h.Version, h.HeaderSize = MagicBatch, Version, BatchHeaderSize
+	if littleEndian {
+		*(*Header)(unsafe.Pointer(unsafe.SliceData(p))) = h
+		return
+	}
+	le.PutUint32(p[hMagic:], h.Magic)
+	le.PutUint16(p[hVersion:], h.Version)
+	le.PutUint16(p[hHeaderSize:], h.HeaderSize)
+	le.PutUint32(p[hCount:], h.Count)
+	le.PutUint32(p[hRecordSize:], h.RecordSize)
+	le.PutUint32(p[hRecordsOff:], h.RecordsOff)
+	le.PutUint32(p[hDataOff:], h.DataOff)
+	le.PutUint32(p[hDataLen:], h.DataLen)
+	le.PutUint32(p[hFlags:], h.Flags)
+	le.PutUint64(p[hFields:], h.Fields[0])
+	le.PutUint64(p[hFieldsWord1:], h.Fields[1])
 }
 
 // planFor returns the plan of m for n records (columns) or any number

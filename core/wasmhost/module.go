@@ -562,10 +562,12 @@ type callCtx struct {
 	context.Context // Background: values and no deadline
 	done            chan struct{}
 	fired           atomic.Bool
-	// deadline is when an instrumented module's call ends, in clock()
-	// nanoseconds; 0 for none.
-	deadline atomic.Int64
-	timer    *time.Timer // modules under wazero's checks only
+	// An instrumented module's call ends once budget (ns, 0 for none) has
+	// passed since its first weir.yield, at started (clock()): arming a
+	// batch then reads no clock, and a call too short to reach a yield
+	// never does. Both are touched only by the goroutine of the call.
+	budget, started int64
+	timer           *time.Timer // modules under wazero's checks only
 }
 
 // callKey finds the callCtx in the context wazero passes host functions.
@@ -589,11 +591,20 @@ var epoch = time.Now()
 func clock() int64 { return int64(time.Since(epoch)) }
 
 // expired reports whether the armed deadline has passed, and fires then.
+// The first call of a batch starts its clock.
 func (c *callCtx) expired() bool {
 	if c.fired.Load() {
 		return true
 	}
-	if d := c.deadline.Load(); d != 0 && clock() > d {
+	if c.budget == 0 {
+		return false
+	}
+	now := clock()
+	if c.started == 0 {
+		c.started = now
+		return false
+	}
+	if now-c.started > c.budget {
 		c.fire()
 		return true
 	}
@@ -643,14 +654,14 @@ func (c *callCtx) Err() error {
 	return nil
 }
 
-// arm sets the deadline d from now. An instrumented module checks it at
-// weir.yield, so arming costs a clock read, not a timer.
+// arm sets the deadline d from now: for an instrumented module, from its
+// first weir.yield, a few tens of microseconds into a call that loops.
 func (c *callCtx) arm(d time.Duration) {
 	if c.timer != nil {
 		c.timer.Reset(d)
 		return
 	}
-	c.deadline.Store(clock() + int64(d))
+	c.budget, c.started = int64(d), 0
 }
 
 // disarm stops the deadline; false means it has fired (or is firing).
@@ -658,7 +669,7 @@ func (c *callCtx) disarm() bool {
 	if c.timer != nil {
 		return c.timer.Stop() && !c.fired.Load()
 	}
-	c.deadline.Store(0)
+	c.budget = 0
 	return !c.fired.Load()
 }
 
