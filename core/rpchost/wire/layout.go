@@ -168,7 +168,10 @@ func putAddr(p []byte, a netip.Addr) {
 		le.PutUint32(p[12:], le.Uint32(b[:]))
 		p[16] = 4
 	case a.Is6():
-		*(*[16]byte)(p) = a.As16()
+		// AppendBinary stores the two words as they are: no stall.
+		if b, _ := a.WithZone("").AppendBinary(p[:0:16]); len(b) != 16 || &b[0] != &p[0] {
+			*(*[16]byte)(p) = a.As16()
+		}
 		p[16] = 6
 	default:
 		clear(p[:16])

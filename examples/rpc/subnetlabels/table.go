@@ -250,8 +250,13 @@ func cacheIndex(a netip.Addr) int {
 		b := a.As4()
 		h = uint64(binary.LittleEndian.Uint32(b[:])) * 0x9e3779b97f4a7c15
 	} else {
-		b := a.As16()
-		h = (binary.LittleEndian.Uint64(b[:8])*0x9e3779b97f4a7c15 ^ binary.LittleEndian.Uint64(b[8:])) * 0x9e3779b97f4a7c15
+		// AppendBinary, not As16: As16's array is built by two 8-byte
+		// stores and read back whole, which stalls on store forwarding.
+		var buf [16]byte
+		b, _ := a.WithZone("").AppendBinary(buf[:0])
+		if len(b) == 16 {
+			h = (binary.LittleEndian.Uint64(b[:8])*0x9e3779b97f4a7c15 ^ binary.LittleEndian.Uint64(b[8:])) * 0x9e3779b97f4a7c15
+		}
 	}
 	return int(h >> (64 - 12)) // cacheSize = 1<<12
 }
