@@ -2,6 +2,7 @@ package abi
 
 import (
 	"bytes"
+	"math/bits"
 	"net/netip"
 	"unsafe"
 
@@ -169,9 +170,10 @@ func variableFlag(v bool) uint8 {
 // and ObservationDomainID are not updatable and are ignored.
 func (u *Updates) Diff(rec int, before, after *flow.Record) {
 	if before.Present != after.Present || !sameScalars(before, after) {
-		for i := range flow.NumFields {
-			f := flow.FieldID(i)
-			bh, ah := before.Has(f), after.Has(f)
+		// Only fields present before or after can differ.
+		bs, as := before.PresentSet(), after.PresentSet()
+		for f := range fieldsOf(bs, as) {
+			bh, ah := bs.Has(f), as.Has(f)
 			if !ah {
 				if bh {
 					u.Clear(rec, f)
@@ -196,6 +198,20 @@ func (u *Updates) Diff(rec int, before, after *flow.Record) {
 	}
 	if !sameExtra(before.Extra, after.Extra) {
 		u.diffExtra(rec, before.Extra, after.Extra)
+	}
+}
+
+// fieldsOf yields the fields of a ∪ b, in order.
+func fieldsOf(a, b flow.FieldSet) func(yield func(flow.FieldID) bool) {
+	return func(yield func(flow.FieldID) bool) {
+		for w := range a {
+			for word := a[w] | b[w]; word != 0; word &= word - 1 {
+				f := w*64 + bits.TrailingZeros64(word)
+				if f >= flow.NumFields || !yield(flow.FieldID(f)) {
+					return
+				}
+			}
+		}
 	}
 }
 

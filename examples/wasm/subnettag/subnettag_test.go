@@ -54,3 +54,23 @@ func TestSubnetTagRejects(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkSubnetTag runs the enricher natively through the host
+// emulator: the SDK's per-record path, without WebAssembly.
+func BenchmarkSubnetTag(b *testing.B) {
+	h, err := wasmtest.New(map[string]any{"subnets": map[string]string{"10.0.0.0/8": "ten", "fd00::/8": "ula"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 256
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		batch := plugintest.MixedBatch(n)
+		b.StartTimer()
+		if _, err := h.Process(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+}
