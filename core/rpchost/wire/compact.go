@@ -67,14 +67,20 @@ type AnswerWriter struct {
 	refs  []byte
 	index map[string]uint32
 	// recent maps a string's data pointer and length to its table index:
-	// an enricher usually sets the very same string (a cached label) on
+	// an enricher usually sets the very same strings (cached labels) on
 	// many records, and comparing a pointer is cheaper than hashing bytes.
-	recent [64]recentString
+	// Entries of earlier batches are told apart by gen, so Reset need not
+	// clear them.
+	recent [recentSlots]recentString
+	gen    uint32
 }
+
+const recentSlots = 512 // a power of two
 
 type recentString struct {
 	p     *byte
 	n     int
+	gen   uint32
 	index uint32
 }
 
@@ -83,7 +89,11 @@ func (w *AnswerWriter) Reset() {
 	w.Updates.Reset()
 	w.ends, w.bytes, w.refs = w.ends[:0], w.bytes[:0], w.refs[:0]
 	clear(w.index)
-	w.recent = [64]recentString{}
+	w.gen++
+	if w.gen == 0 { // wrapped: entries of gen 0 could look current
+		w.recent = [recentSlots]recentString{}
+		w.gen = 1
+	}
 }
 
 // SetString records that record rec's string field f becomes s.
@@ -101,8 +111,9 @@ func (w *AnswerWriter) SetString(rec int, f flow.FieldID, s string) {
 // the table is full.
 func (w *AnswerWriter) lookup(s string) (uint32, bool) {
 	p := unsafe.StringData(s)
-	slot := &w.recent[(uintptr(unsafe.Pointer(p))>>3^uintptr(len(s)))&63]
-	if slot.p == p && slot.n == len(s) && p != nil {
+	h := (uint64(uintptr(unsafe.Pointer(p))) ^ uint64(len(s))) * 0x9e3779b97f4a7c15
+	slot := &w.recent[h>>(64-9)] // recentSlots = 1<<9
+	if slot.p == p && slot.n == len(s) && slot.gen == w.gen && p != nil {
 		return slot.index, true
 	}
 	i, ok := w.index[s]
@@ -118,7 +129,7 @@ func (w *AnswerWriter) lookup(s string) (uint32, bool) {
 		w.ends = append(w.ends, uint32(len(w.bytes)))
 		w.index[s] = i
 	}
-	*slot = recentString{p: p, n: len(s), index: i}
+	*slot = recentString{p: p, n: len(s), gen: w.gen, index: i}
 	return i, true
 }
 

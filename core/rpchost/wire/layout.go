@@ -413,10 +413,10 @@ func (p *Packed) extra(i int, ref []byte, r *flow.Record) error {
 // zero value is ready; it is not safe for concurrent use.
 type Strings struct {
 	m map[string]string
-	// recent holds the last strings seen, by a cheap hash of their bytes:
-	// in a batch the same few labels come back record after record, and
-	// comparing bytes costs less than hashing them for the map.
-	recent [16]string
+	// recent holds the last strings seen, by a cheap hash of their length
+	// and end bytes: labels come back record after record, and comparing
+	// bytes costs less than hashing them all for the map.
+	recent [256]string
 }
 
 // Interning bounds: longer strings are copied, not interned, and the
@@ -427,6 +427,20 @@ const (
 	maxInterned = 8192
 )
 
+// recentIndex hashes b's length and up to 16 of its bytes (its first and
+// last 8) to a slot of Strings.recent.
+func recentIndex(b []byte) int {
+	var x uint64
+	if len(b) >= 8 {
+		x = le.Uint64(b) ^ le.Uint64(b[len(b)-8:])*31
+	} else {
+		for _, c := range b {
+			x = x<<8 | uint64(c)
+		}
+	}
+	return int(((x ^ uint64(len(b))) * 0x9e3779b97f4a7c15) >> (64 - 8)) // 256 slots
+}
+
 // Intern returns b as a string, without allocating when an equal string
 // was interned before.
 func (s *Strings) Intern(b []byte) string {
@@ -436,7 +450,7 @@ func (s *Strings) Intern(b []byte) string {
 	if len(b) > maxIntern {
 		return string(b)
 	}
-	slot := &s.recent[(len(b)*7+int(b[len(b)/2])+int(b[len(b)-1])<<2)&(len(s.recent)-1)]
+	slot := &s.recent[recentIndex(b)]
 	if *slot == string(b) {
 		return *slot
 	}
