@@ -515,3 +515,37 @@ func TestRegistered(t *testing.T) {
 		t.Fatal("NewConfig does not return *Config")
 	}
 }
+
+// TestPoolHandoff runs many small batches from more goroutines than
+// instances, so that releases race with callers starting to wait: no
+// caller may be left waiting while an instance is idle (the context's
+// deadline would end it with an error).
+func TestPoolHandoff(t *testing.T) {
+	for _, instances := range []int{1, 2} {
+		p := newProcessor(t, "protocolfilter", map[string]any{"protocols": []any{"udp"}}, func(c *Config) { c.Instances = instances })
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		var wg sync.WaitGroup
+		errs := make(chan error, 6)
+		for range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 2000 {
+					if err := p.Process(ctx, plugintest.MixedBatch(2)); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		cancel()
+		close(errs)
+		for err := range errs {
+			t.Errorf("%d instances: %v", instances, err)
+		}
+		if p.live > instances {
+			t.Errorf("%d instances for a pool of %d", p.live, instances)
+		}
+	}
+}
