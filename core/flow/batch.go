@@ -92,12 +92,12 @@ func (b *Batch) RetainMask(keep []uint64) (removed int) {
 	if m := 64 * len(keep); m < len(recs) {
 		recs = recs[:m]
 	}
-	n, i := 0, 0
 	// A leading run of whole words kept moves nothing.
+	i := 0
 	for i+64 <= len(recs) && keep[i>>6] == ^uint64(0) {
 		i += 64
 	}
-	n = i
+	n := i
 	// Then visit the kept records only, a word of verdicts at a time.
 	for ; i < len(recs); i += 64 {
 		w := keep[i>>6]
