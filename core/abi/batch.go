@@ -134,7 +134,7 @@ func encodeFull(dst []byte, blk, dataStart int, r *flow.Record) []byte {
 	dst = putString(dst, blk+oDestinationPodLabels, dataStart, r.DestinationPodLabels, &present, flow.DestinationPodLabels)
 	le.PutUint64(dst[blk+rPresent:], present[0]&All.Fields[0])
 	le.PutUint64(dst[blk+rPresent+8:], present[1]&All.Fields[1])
-	return putExtra(dst, blk+rExtraOff, dataStart, r)
+	return AppendExtra(dst, blk+rExtraOff, dataStart, r.Extra)
 }
 
 // encodeMasked writes the parts of r selected by m (listed in pl) into
@@ -159,7 +159,7 @@ func encodeMasked(dst []byte, blk, dataStart int, r *flow.Record, m Mask, pl *pl
 	if m.Flags&FlagExtra == 0 {
 		return dst
 	}
-	return putExtra(dst, blk+rExtraOff, dataStart, r)
+	return AppendExtra(dst, blk+rExtraOff, dataStart, r.Extra)
 }
 
 // appendColumns is AppendBatchMask for the columnar layout.
@@ -244,9 +244,7 @@ func encodeColumns(dst []byte, recs, dataStart, i int, r *flow.Record, m Mask, p
 	if m.Flags&FlagExtra == 0 {
 		return dst
 	}
-	ref := recs + pl.extra + i*colExtra
-	le.PutUint64(dst[ref:], 0)
-	return putExtra(dst, ref, dataStart, r)
+	return AppendExtra(dst, recs+pl.extra+i*colExtra, dataStart, r.Extra)
 }
 
 // encodeScalarColumns writes the columns of a mask of unsigned and time
@@ -437,33 +435,64 @@ func putString(dst []byte, ref, dataStart int, s string, present *flow.FieldSet,
 	return dst
 }
 
-// putExtra appends r's Extra entries and values and references them from
-// the Extra reference (offset, count) at ref.
-func putExtra(dst []byte, ref, dataStart int, r *flow.Record) []byte {
-	k := len(r.Extra)
+// AppendExtra appends the entries and values of extra (docs/abi.md, "Extra
+// entry") to dst, whose data section starts at dataStart, and writes the
+// Extra reference — entries offset in the data section and count, zeros
+// for none — at dst[ref:ref+8]. Record blocks, columns and the RPC host's
+// packed records carry Extra IEs this way.
+func AppendExtra(dst []byte, ref, dataStart int, extra []flow.Field) []byte {
+	k := len(extra)
 	if k == 0 {
+		le.PutUint64(dst[ref:], 0)
 		return dst
 	}
 	entries := len(dst)
 	dst = extend(dst, k*ExtraEntrySize)
-	for j := range r.Extra {
-		f := &r.Extra[j]
+	for j := range extra {
+		f := &extra[j]
 		voff := len(dst) - dataStart
 		dst = append(dst, f.Value...)
 		e := dst[entries+j*ExtraEntrySize : entries+(j+1)*ExtraEntrySize]
 		le.PutUint32(e[eEnterprise:], f.Enterprise)
 		le.PutUint16(e[eElement:], f.Element)
-		e[eFlags] = 0
+		e[eFlags], e[eFlags+1] = 0, 0
 		if f.Variable {
 			e[eFlags] = 1
 		}
-		e[eFlags+1] = 0
 		le.PutUint32(e[eValueOff:], uint32(voff))
 		le.PutUint32(e[eValueLen:], uint32(len(f.Value)))
 	}
 	le.PutUint32(dst[ref:], uint32(entries-dataStart))
 	le.PutUint32(dst[ref+4:], uint32(k))
 	return dst
+}
+
+// ReadExtra appends to fields the Extra IEs of the 8-byte Extra reference
+// ref, whose entries and values are in data, the data section; values
+// point into data. Entries or values outside data return an error wrapping
+// ErrMalformed.
+func ReadExtra(fields []flow.Field, ref, data []byte) ([]flow.Field, error) {
+	off, k := uint64(le.Uint32(ref)), uint64(le.Uint32(ref[4:]))
+	if k == 0 {
+		return fields, nil
+	}
+	if off+k*ExtraEntrySize > uint64(len(data)) {
+		return fields, malformed("%d extra entries at %d beyond the %d-byte data section", k, off, len(data))
+	}
+	for j := range k {
+		e := data[off+j*ExtraEntrySize : off+(j+1)*ExtraEntrySize]
+		vo, vl := uint64(le.Uint32(e[eValueOff:])), uint64(le.Uint32(e[eValueLen:]))
+		if vo+vl > uint64(len(data)) {
+			return fields, malformed("extra entry %d value %d+%d beyond the %d-byte data section", j, vo, vl, len(data))
+		}
+		fields = append(fields, flow.Field{
+			Enterprise: le.Uint32(e[eEnterprise:]),
+			Element:    le.Uint16(e[eElement:]),
+			Variable:   e[eFlags]&1 != 0,
+			Value:      data[vo : vo+vl : vo+vl],
+		})
+	}
+	return fields, nil
 }
 
 // View is a parsed, validated batch buffer. Its records are decoded one at
@@ -642,7 +671,8 @@ func (d *Decoder) Record(v *View, i int, r *flow.Record) error {
 		return decodeErr(i, err)
 	}
 	if v.mask.Flags&FlagExtra != 0 {
-		if err := d.decodeExtra(v, p[rExtraOff:rFields], r); err != nil {
+		var err error
+		if r.Extra, err = ReadExtra(r.Extra[:0], p[rExtraOff:rFields], v.data); err != nil {
 			return decodeErr(i, err)
 		}
 	}
@@ -674,7 +704,8 @@ func (d *Decoder) recordColumns(v *View, i int, r *flow.Record) error {
 	}
 	if v.mask.Flags&FlagExtra != 0 {
 		off := pl.extra + i*colExtra
-		if err := d.decodeExtra(v, cols[off:off+colExtra], r); err != nil {
+		var err error
+		if r.Extra, err = ReadExtra(r.Extra[:0], cols[off:off+colExtra], v.data); err != nil {
 			return decodeErr(i, err)
 		}
 	}
@@ -825,33 +856,6 @@ func (d *Decoder) str(v *View, q []byte) (string, error) {
 	s := string(b)
 	d.strings[s] = s
 	return s, nil
-}
-
-// decodeExtra decodes the Extra entries of the reference ref (offset,
-// count).
-func (d *Decoder) decodeExtra(v *View, ref []byte, r *flow.Record) error {
-	r.Extra = r.Extra[:0]
-	off, k := uint64(le.Uint32(ref)), uint64(le.Uint32(ref[4:]))
-	if k == 0 {
-		return nil
-	}
-	if off+k*ExtraEntrySize > uint64(len(v.data)) {
-		return malformed("%d extra entries at %d beyond the %d-byte data section", k, off, len(v.data))
-	}
-	for j := range k {
-		e := v.data[off+j*ExtraEntrySize : off+(j+1)*ExtraEntrySize]
-		vo, vl := uint64(le.Uint32(e[eValueOff:])), uint64(le.Uint32(e[eValueLen:]))
-		if vo+vl > uint64(len(v.data)) {
-			return malformed("extra entry %d value %d+%d beyond the %d-byte data section", j, vo, vl, len(v.data))
-		}
-		r.Extra = append(r.Extra, flow.Field{
-			Enterprise: le.Uint32(e[eEnterprise:]),
-			Element:    le.Uint16(e[eElement:]),
-			Variable:   e[eFlags]&1 != 0,
-			Value:      v.data[vo : vo+vl : vo+vl],
-		})
-	}
-	return nil
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -149,7 +149,7 @@ func (l *Layout) encode(dst []byte, blk, dataStart int, r *flow.Record) []byte {
 	le.PutUint64(dst[blk:], present[0]&l.mask.Fields[0])
 	le.PutUint64(dst[blk+8:], present[1]&l.mask.Fields[1])
 	if l.extra >= 0 {
-		dst = putExtra(dst, blk+l.extra, dataStart, r)
+		dst = abi.AppendExtra(dst, blk+l.extra, dataStart, r.Extra)
 	}
 	return dst
 }
@@ -190,45 +190,6 @@ func getAddr(p []byte) (netip.Addr, bool) {
 		return netip.AddrFrom16([16]byte(p[:16])), true
 	}
 	return netip.Addr{}, false
-}
-
-// Extra entry layout in the data section (docs/abi.md).
-const (
-	extraEntrySize = 16
-	eEnterprise    = 0
-	eElement       = 4
-	eFlags         = 6
-	eValueOff      = 8
-	eValueLen      = 12
-)
-
-// putExtra appends r's Extra entries and values and references them from
-// the Extra reference at ref, as the ABI encoder does.
-func putExtra(dst []byte, ref, dataStart int, r *flow.Record) []byte {
-	k := len(r.Extra)
-	if k == 0 {
-		le.PutUint64(dst[ref:], 0)
-		return dst
-	}
-	entries := len(dst)
-	dst = grow(dst, k*extraEntrySize)
-	for j := range r.Extra {
-		f := &r.Extra[j]
-		voff := len(dst) - dataStart
-		dst = append(dst, f.Value...)
-		e := dst[entries+j*extraEntrySize : entries+(j+1)*extraEntrySize]
-		le.PutUint32(e[eEnterprise:], f.Enterprise)
-		le.PutUint16(e[eElement:], f.Element)
-		e[eFlags], e[eFlags+1] = 0, 0
-		if f.Variable {
-			e[eFlags] = 1
-		}
-		le.PutUint32(e[eValueOff:], uint32(voff))
-		le.PutUint32(e[eValueLen:], uint32(len(f.Value)))
-	}
-	le.PutUint32(dst[ref:], uint32(entries-dataStart))
-	le.PutUint32(dst[ref+4:], uint32(k))
-	return dst
 }
 
 // CopyMasked sets dst's Present, exporter, Extra and the typed fields of
@@ -383,27 +344,9 @@ func (p *Packed) Record(i int, r *flow.Record, st *Strings) error {
 	return nil
 }
 
-func (p *Packed) extra(i int, ref []byte, r *flow.Record) error {
-	r.Extra = r.Extra[:0]
-	off, k := uint64(le.Uint32(ref)), uint64(le.Uint32(ref[4:]))
-	if k == 0 {
-		return nil
-	}
-	if off+k*extraEntrySize > uint64(len(p.data)) {
-		return fmt.Errorf("%w: record %d: %d extra entries at %d beyond the %d-byte data section", ErrPacked, i, k, off, len(p.data))
-	}
-	for j := range k {
-		e := p.data[off+j*extraEntrySize : off+(j+1)*extraEntrySize]
-		vo, vl := uint64(le.Uint32(e[eValueOff:])), uint64(le.Uint32(e[eValueLen:]))
-		if vo+vl > uint64(len(p.data)) {
-			return fmt.Errorf("%w: record %d: extra entry %d value %d+%d beyond the %d-byte data section", ErrPacked, i, j, vo, vl, len(p.data))
-		}
-		r.Extra = append(r.Extra, flow.Field{
-			Enterprise: le.Uint32(e[eEnterprise:]),
-			Element:    le.Uint16(e[eElement:]),
-			Variable:   e[eFlags]&1 != 0,
-			Value:      p.data[vo : vo+vl : vo+vl],
-		})
+func (p *Packed) extra(i int, ref []byte, r *flow.Record) (err error) {
+	if r.Extra, err = abi.ReadExtra(r.Extra[:0], ref, p.data); err != nil {
+		return fmt.Errorf("%w: record %d: %v", ErrPacked, i, err)
 	}
 	return nil
 }
