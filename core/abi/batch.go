@@ -313,11 +313,15 @@ func encodeColumn(base unsafe.Pointer, recs []*flow.Record, it *planItem) {
 }
 
 // storeScalar copies the unsigned or time field of it from the record at r
-// into value i of its column, in the columns at base: the inverse of
-// copyScalar.
+// into value i of its column, in the columns at base.
 func storeScalar(base unsafe.Pointer, i int, it *planItem, r unsafe.Pointer) {
-	dst, src := unsafe.Add(base, int(it.col)+i*int(it.size)), unsafe.Add(r, it.record)
-	switch it.size {
+	moveScalar(unsafe.Add(base, int(it.col)+i*int(it.size)), unsafe.Add(r, it.record), it.size)
+}
+
+// moveScalar copies a value of size bytes from src to dst, both in native
+// (little-endian) order: one load and one store.
+func moveScalar(dst, src unsafe.Pointer, size uint8) {
+	switch size {
 	case 1:
 		*(*uint8)(dst) = *(*uint8)(src)
 	case 2:
