@@ -81,7 +81,7 @@ func (s *ByteSet) match(dst []uint64, col []uint8, and bool) {
 	switch {
 	case s.n == 0:
 		clear(dst[:full>>6])
-	case s.n <= 2 && littleEndian:
+	case s.n <= 2 && abi.NativeLittleEndian():
 		a, b := s.words[0], s.words[1]
 		for k := 0; k < full; k += 64 {
 			x := (*[8]uint64)(unsafe.Pointer(&col[k]))
@@ -93,7 +93,7 @@ func (s *ByteSet) match(dst []uint64, col []uint8, and bool) {
 				dst[k>>6] = w
 			}
 		}
-	case s.n <= len(s.words) && littleEndian:
+	case s.n <= len(s.words) && abi.NativeLittleEndian():
 		a, b, c, d := s.words[0], s.words[1], s.words[2], s.words[3]
 		for k := 0; k < full; k += 64 {
 			x := (*[8]uint64)(unsafe.Pointer(&col[k]))
@@ -154,8 +154,3 @@ func in8of2(x, a, b uint64) uint64 {
 func zeroBytes(t uint64) uint64 {
 	return ^((t&low7 + low7) | t) & high
 }
-
-var littleEndian = func() bool {
-	x := uint16(1)
-	return *(*byte)(unsafe.Pointer(&x)) == 1
-}()

@@ -76,7 +76,7 @@ func (g *Guest) lay(v *abi.View, buf []byte) string {
 	switch {
 	case !v.Columnar():
 		return "the host sent record blocks, not columns: it is older than this SDK's batch filters"
-	case !littleEndian:
+	case !abi.NativeLittleEndian():
 		return "batch filters read columns in place, which needs a little-endian machine"
 	}
 	c := &g.cols
@@ -307,10 +307,3 @@ func protect(f func() error) (err error) {
 	}()
 	return f()
 }
-
-// littleEndian: the verdict words can be written in place in the answer,
-// whose encoding is little-endian (always, on WebAssembly).
-var littleEndian = func() bool {
-	x := uint16(1)
-	return *(*byte)(unsafe.Pointer(&x)) == 1
-}()
