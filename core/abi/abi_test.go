@@ -450,9 +450,9 @@ func TestRecordOffsets(t *testing.T) {
 	}
 }
 
-// TestHeaderLayout checks Header against the documented offsets.
+// TestHeaderLayout checks header against the documented offsets.
 func TestHeaderLayout(t *testing.T) {
-	var h Header
+	var h header
 	offsets := map[string][2]uintptr{
 		"Magic": {unsafe.Offsetof(h.Magic), hMagic}, "Version": {unsafe.Offsetof(h.Version), hVersion},
 		"HeaderSize": {unsafe.Offsetof(h.HeaderSize), hHeaderSize}, "Count": {unsafe.Offsetof(h.Count), hCount},
@@ -462,14 +462,14 @@ func TestHeaderLayout(t *testing.T) {
 	}
 	for name, o := range offsets {
 		if o[0] != o[1] {
-			t.Errorf("Header.%s at %d, layout says %d", name, o[0], o[1])
+			t.Errorf("header.%s at %d, layout says %d", name, o[0], o[1])
 		}
 	}
 	if unsafe.Sizeof(h) != BatchHeaderSize {
-		t.Errorf("Header is %d bytes, want %d", unsafe.Sizeof(h), BatchHeaderSize)
+		t.Errorf("header is %d bytes, want %d", unsafe.Sizeof(h), BatchHeaderSize)
 	}
 	buf := AppendBatchMask(nil, plugintest.MixedBatch(3), MaskOf(FlagColumns, flow.ProtocolIdentifier))
-	if h := ReadHeader(buf); h.Magic != MagicBatch || h.Count != 3 || h.Flags != FlagColumns || !h.Fields.Has(flow.ProtocolIdentifier) {
-		t.Errorf("ReadHeader = %+v", h)
+	if h := readHeader(buf); h.Magic != MagicBatch || h.Count != 3 || h.Flags != FlagColumns || !h.Fields.Has(flow.ProtocolIdentifier) {
+		t.Errorf("readHeader = %+v", h)
 	}
 }

@@ -65,7 +65,7 @@ func (e *Encoder) Append(dst []byte, b *flow.Batch, m Mask) []byte {
 		}
 	}
 
-	putHeader(dst[start:start+BatchHeaderSize], Header{
+	putHeader(dst[start:start+BatchHeaderSize], header{
 		Count: uint32(n), RecordSize: RecordSize, RecordsOff: BatchHeaderSize,
 		DataOff: uint32(dataStart - start), DataLen: uint32(len(dst) - dataStart), Flags: m.Flags, Fields: m.Fields,
 	})
@@ -177,7 +177,7 @@ func (e *Encoder) appendColumns(dst []byte, b *flow.Batch, m Mask) []byte {
 			dst = encodeColumns(dst, recs, dataStart, i, r, m, pl)
 		}
 	}
-	putHeader(dst[start:start+BatchHeaderSize], Header{
+	putHeader(dst[start:start+BatchHeaderSize], header{
 		Count: uint32(n), RecordSize: 0, RecordsOff: BatchHeaderSize, // no record blocks
 		DataOff: uint32(dataStart - start), DataLen: uint32(len(dst) - dataStart), Flags: m.Flags, Fields: m.Fields,
 	})
@@ -186,11 +186,11 @@ func (e *Encoder) appendColumns(dst []byte, b *flow.Batch, m Mask) []byte {
 
 // putHeader writes h, with the magic, version and header size of this
 // build, at the start of p.
-func putHeader(p []byte, h Header) {
+func putHeader(p []byte, h header) {
 	_ = p[BatchHeaderSize-1]
 	h.Magic, h.Version, h.HeaderSize = MagicBatch, Version, BatchHeaderSize
 	if littleEndian {
-		*(*Header)(unsafe.Pointer(unsafe.SliceData(p))) = h
+		*(*header)(unsafe.Pointer(unsafe.SliceData(p))) = h
 		return
 	}
 	le.PutUint32(p[hMagic:], h.Magic)
@@ -519,7 +519,7 @@ func ParseBatch(buf []byte) (View, error) {
 	if len(buf) < BatchHeaderSize {
 		return View{}, malformed("batch buffer of %d bytes is shorter than its %d-byte header", len(buf), BatchHeaderSize)
 	}
-	h := ReadHeader(buf)
+	h := readHeader(buf)
 	if h.Magic != MagicBatch {
 		return View{}, malformed("batch buffer magic %#08x, want %#08x", h.Magic, MagicBatch)
 	}
@@ -603,7 +603,7 @@ func (d *Decoder) Parse(buf []byte) (*View, error) {
 	for k := range d.lastHdr {
 		d.lastHdr[k] = le.Uint64(buf[8*k:])
 	}
-	h := ReadHeader(buf)
+	h := readHeader(buf)
 	d.last, d.lastLen, d.lastDo, d.lastDe = v, len(buf), int(h.DataOff), int(h.DataOff+h.DataLen)
 	return &d.last, nil
 }
@@ -615,7 +615,7 @@ func (d *Decoder) Same(buf []byte) bool {
 	if len(buf) != d.lastLen || len(buf) < BatchHeaderSize {
 		return false
 	}
-	// Word by word: comparing Header structs costs several times more in
+	// Word by word: comparing header structs costs several times more in
 	// WebAssembly.
 	h := &d.lastHdr
 	return le.Uint64(buf) == h[0] && le.Uint64(buf[8:]) == h[1] && le.Uint64(buf[16:]) == h[2] &&

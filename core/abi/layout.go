@@ -42,9 +42,9 @@ const (
 	BatchHeaderSize = 48
 )
 
-// Header is a batch header, field by field (docs/abi.md, "Batch
+// header is a batch header, field by field (docs/abi.md, "Batch
 // header").
-type Header struct {
+type header struct {
 	Magic      uint32 // MagicBatch
 	Version    uint16 // ABI version
 	HeaderSize uint16 // BatchHeaderSize or more
@@ -57,15 +57,15 @@ type Header struct {
 	Fields     flow.FieldSet
 }
 
-// ReadHeader reads the header at the start of buf, which must be at least
+// readHeader reads the header at the start of buf, which must be at least
 // BatchHeaderSize bytes long; it does not check it (see [ParseBatch]). On
 // a little-endian machine it is one copy: guests read it on every batch.
-func ReadHeader(buf []byte) Header {
+func readHeader(buf []byte) header {
 	_ = buf[BatchHeaderSize-1]
 	if littleEndian {
-		return *(*Header)(unsafe.Pointer(unsafe.SliceData(buf)))
+		return *(*header)(unsafe.Pointer(unsafe.SliceData(buf)))
 	}
-	return Header{
+	return header{
 		Magic: le.Uint32(buf[hMagic:]), Version: le.Uint16(buf[hVersion:]), HeaderSize: le.Uint16(buf[hHeaderSize:]),
 		Count: le.Uint32(buf[hCount:]), RecordSize: le.Uint32(buf[hRecordSize:]), RecordsOff: le.Uint32(buf[hRecordsOff:]),
 		DataOff: le.Uint32(buf[hDataOff:]), DataLen: le.Uint32(buf[hDataLen:]), Flags: le.Uint32(buf[hFlags:]),
