@@ -257,35 +257,23 @@ func encodeScalarColumns(cols []byte, b *flow.Batch, m Mask, pl *plan) {
 	}
 	_ = cols[pl.size-1]
 	base := unsafe.Pointer(unsafe.SliceData(cols))
-	items := pl.items[:pl.n]
-	if pl.presence < 0 && len(items) == 1 {
-		encodeColumn(base, b.Records, &items[0])
-		return
+	// A pass per column, each a loop of one width with no switch per
+	// record: faster than one pass that switches per field
+	// (BenchmarkAppendBatch/columns).
+	for k := range pl.items[:pl.n] {
+		encodeColumn(base, b.Records, &pl.items[k])
 	}
-	// One pass over the records, not one per column: the records are
-	// scattered in memory and reading each once is what costs.
 	if pl.presence >= 0 {
 		pres := unsafe.Slice((*[2]uint64)(unsafe.Add(base, pl.presence)), n)
 		m0, m1 := m.Fields[0], m.Fields[1]
 		for i, r := range b.Records {
 			pres[i] = [2]uint64{r.Present[0] & m0, r.Present[1] & m1}
-			rp := unsafe.Pointer(r)
-			for k := range items {
-				storeScalar(base, i, &items[k], rp)
-			}
-		}
-		return
-	}
-	for i, r := range b.Records {
-		rp := unsafe.Pointer(r)
-		for k := range items {
-			storeScalar(base, i, &items[k], rp)
 		}
 	}
 }
 
-// encodeColumn writes the one column of it, for a filter that reads one
-// field: a loop per width, with no switch per record.
+// encodeColumn writes the column of it: a loop per width, with no switch
+// per record.
 func encodeColumn(base unsafe.Pointer, recs []*flow.Record, it *planItem) {
 	col, off := unsafe.Add(base, it.col), it.record
 	switch it.size {
@@ -309,27 +297,6 @@ func encodeColumn(base unsafe.Pointer, recs []*flow.Record, it *planItem) {
 		for i, r := range recs {
 			c[i] = *(*uint64)(unsafe.Add(unsafe.Pointer(r), off))
 		}
-	}
-}
-
-// storeScalar copies the unsigned or time field of it from the record at r
-// into value i of its column, in the columns at base.
-func storeScalar(base unsafe.Pointer, i int, it *planItem, r unsafe.Pointer) {
-	moveScalar(unsafe.Add(base, int(it.col)+i*int(it.size)), unsafe.Add(r, it.record), it.size)
-}
-
-// moveScalar copies a value of size bytes from src to dst, both in native
-// (little-endian) order: one load and one store.
-func moveScalar(dst, src unsafe.Pointer, size uint8) {
-	switch size {
-	case 1:
-		*(*uint8)(dst) = *(*uint8)(src)
-	case 2:
-		*(*uint16)(dst) = *(*uint16)(src)
-	case 4:
-		*(*uint32)(dst) = *(*uint32)(src)
-	default:
-		*(*uint64)(dst) = *(*uint64)(src)
 	}
 }
 

@@ -80,9 +80,19 @@ func (d *Decoder) Filter(v *View, r *flow.Record, keep func(*flow.Record) bool, 
 }
 
 // copyScalar copies value i of the unsigned column of it, in the columns
-// at base, into the record at r: the inverse of storeScalar.
+// at base, into the record at r: little-endian machines only.
 func copyScalar(r, base unsafe.Pointer, i int, it *planItem) {
-	moveScalar(unsafe.Add(r, it.record), unsafe.Add(base, int(it.col)+i*int(it.size)), it.size)
+	src, dst := unsafe.Add(base, int(it.col)+i*int(it.size)), unsafe.Add(r, it.record)
+	switch it.size {
+	case 1:
+		*(*uint8)(dst) = *(*uint8)(src)
+	case 2:
+		*(*uint16)(dst) = *(*uint16)(src)
+	case 4:
+		*(*uint32)(dst) = *(*uint32)(src)
+	default:
+		*(*uint64)(dst) = *(*uint64)(src)
+	}
 }
 
 // Columnar reports whether v has the columnar layout, in which
