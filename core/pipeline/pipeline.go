@@ -4,10 +4,11 @@
 // it accepted.
 //
 // Sources emit batches into one bounded queue; Workers goroutines run the
-// processor chain on each batch; every exporter then gets every batch
-// through its own bounded queue and goroutine, so a slow exporter costs
-// only its own queue (its overflow is counted, or it backpressures when
-// queue.when_full is block).
+// processor chain on each batch (by default GOMAXPROCS, or more when a
+// [plugin.Concurrent] processor can have more batches in flight); every
+// exporter then gets every batch through its own bounded queue and
+// goroutine, so a slow exporter costs only its own queue (its overflow is
+// counted, or it backpressures when queue.when_full is block).
 package pipeline
 
 import (
@@ -194,11 +195,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 			return fmt.Errorf("start %s: %w", pr.name, err)
 		}
 	}
-	workers := p.cfg.Pipeline.Workers
-	if workers == 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	for range workers {
+	for range p.workerCount() {
 		p.workers.Add(1)
 		go p.runWorker()
 	}
@@ -211,6 +208,32 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	}
 	go p.watchFinite()
 	return nil
+}
+
+// workerCount is pipeline.workers or, when that is 0, the larger of
+// GOMAXPROCS and the largest InFlight of a [plugin.Concurrent] processor, so
+// that processor can have that many batches in it at once. An explicit
+// pipeline.workers below a processor's InFlight is kept, with a warning.
+func (p *Pipeline) workerCount() int {
+	explicit := p.cfg.Pipeline.Workers
+	workers := explicit
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	for _, pr := range p.processors {
+		c, ok := pr.Processor.(plugin.Concurrent)
+		if !ok {
+			continue
+		}
+		switch n := c.InFlight(); {
+		case explicit == 0:
+			workers = max(workers, n)
+		case explicit < n:
+			p.log.Warn("pipeline.workers is below the processor's in_flight, so it never has more than pipeline.workers batches at once",
+				"stage", pr.name, "workers", explicit, "in_flight", n)
+		}
+	}
+	return workers
 }
 
 // Done is closed when every source is finite (plugin.Finite) and has

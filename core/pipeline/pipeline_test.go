@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -76,6 +77,63 @@ func (e *evenPorts) Process(_ context.Context, b *flow.Batch) error {
 	return nil
 }
 
+type barrierConfig struct {
+	InFlight int `koanf:"in_flight"`
+}
+
+func (barrierConfig) Validate() error { return nil }
+
+// barrier is a plugin.Concurrent processor whose Process calls wait until
+// InFlight of them are inside at once; from then on every call passes. A
+// call still waiting when the timeout, counted from Start, ends fails, so
+// too few workers fail the test instead of hanging it.
+type barrier struct {
+	n       int
+	mu      sync.Mutex
+	inside  int
+	tripped chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+}
+
+func (b *barrier) InFlight() int { return b.n }
+
+func (b *barrier) Start(context.Context) error {
+	b.ctx, b.cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	return nil
+}
+
+func (b *barrier) Shutdown(context.Context) error {
+	if b.cancel != nil {
+		b.cancel()
+	}
+	return nil
+}
+
+func (b *barrier) Process(context.Context, *flow.Batch) error {
+	b.mu.Lock()
+	b.inside++
+	if b.inside == b.n {
+		select {
+		case <-b.tripped:
+		default:
+			close(b.tripped)
+		}
+	}
+	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		b.inside--
+		b.mu.Unlock()
+	}()
+	select {
+	case <-b.tripped:
+		return nil
+	case <-b.ctx.Done():
+		return fmt.Errorf("fewer than %d calls at once: %w", b.n, b.ctx.Err())
+	}
+}
+
 var (
 	sinksMu sync.Mutex
 	sinks   = map[string]*plugintest.Sink{}
@@ -108,6 +166,10 @@ func init() {
 		New: func(plugin.Config, plugin.Settings) (plugin.Component, error) { return &evenPorts{}, nil }})
 	plugin.Register(plugin.Info{ID: "filter.test_fail", NewConfig: func() plugin.Config { return &emptyConfig{} },
 		New: func(plugin.Config, plugin.Settings) (plugin.Component, error) { return &evenPorts{fail: true}, nil }})
+	plugin.Register(plugin.Info{ID: "filter.test_barrier", NewConfig: func() plugin.Config { return &barrierConfig{} },
+		New: func(c plugin.Config, _ plugin.Settings) (plugin.Component, error) {
+			return &barrier{n: c.(*barrierConfig).InFlight, tripped: make(chan struct{})}, nil
+		}})
 	plugin.Register(plugin.Info{ID: "export.test_sink", NewConfig: func() plugin.Config { return &sinkConfig{} },
 		New: func(c plugin.Config, _ plugin.Settings) (plugin.Component, error) {
 			s := plugintest.NewSink()
@@ -294,6 +356,29 @@ pipeline:
 		if got := sink(name).Len(); got != 3000 {
 			t.Errorf("%s got %d records, want 3000", name, got)
 		}
+	}
+}
+
+// With default workers, a plugin.Concurrent processor gets InFlight batches
+// at once, even beyond GOMAXPROCS: the barrier only opens when they are all
+// inside, and a call that times out waiting counts as errored.
+func TestDefaultWorkersReachInFlight(t *testing.T) {
+	inFlight := max(5, runtime.GOMAXPROCS(0)+1)
+	p := runToDone(t, fmt.Sprintf(`
+pipeline:
+  batch: {size: 10, timeout: 50ms}
+  sources:
+    - source.test_gen: {records: 300}
+  processors:
+    - filter.test_barrier: {in_flight: %d}
+  exporters:
+    - export.test_sink: {name: barrier-sink}
+`, inFlight))
+	if s := stat(t, p, "processors[0]"); s.Errored != 0 {
+		t.Errorf("%d records errored: the processor never had %d batches at once", s.Errored, inFlight)
+	}
+	if got := sink("barrier-sink").Len(); got != 300 {
+		t.Errorf("sink got %d records, want 300", got)
 	}
 }
 

@@ -58,6 +58,14 @@ type Processor interface {
 	Process(ctx context.Context, b *flow.Batch) error
 }
 
+// Concurrent is implemented by processors whose Process mostly waits on
+// something outside Weir, such as an out-of-process plugin. InFlight is how
+// many batches the processor can work on at once; by default the engine runs
+// at least that many workers, so they can all be in it together.
+type Concurrent interface {
+	InFlight() int
+}
+
 // Exporter sends records out of Weir. Export is called from one goroutine
 // per exporter; b is shared with other exporters and must not be modified
 // or retained.

@@ -477,6 +477,11 @@ func (p *Processor) WaitReady(ctx context.Context) error {
 	}
 }
 
+// InFlight returns in_flight, the most batches Process has in the plugin
+// at once; the engine's default worker count reaches it
+// ([plugin.Concurrent]).
+func (p *Processor) InFlight() int { return p.cfg.InFlight }
+
 // Shutdown stops the supervisor and the plugin process: it asks the plugin
 // to exit, then kills it when ctx ends. Batches still in flight fail
 // through on_error. It is idempotent and safe without Start.
@@ -513,3 +518,4 @@ func (p *Processor) Shutdown(ctx context.Context) error {
 }
 
 var _ plugin.Processor = (*Processor)(nil)
+var _ plugin.Concurrent = (*Processor)(nil)
