@@ -366,8 +366,10 @@ func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 	sc := p.scratch.Get().(*wire.Scratch)
 	defer p.scratch.Put(sc)
 	// One pass checks the answer, a second applies it; on error b is
-	// unchanged.
-	if _, err := wire.ApplyAnswer(b, reply, sc); err != nil {
+	// unchanged. Nothing of b points into the answer afterwards.
+	_, err = wire.ApplyAnswer(b, reply.Data, sc)
+	reply.Release()
+	if err != nil {
 		var perr *abi.PluginError
 		if errors.As(err, &perr) {
 			if perr.Status == abi.StatusPanic {

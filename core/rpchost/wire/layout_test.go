@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"testing"
 
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -232,7 +233,8 @@ func TestCodec(t *testing.T) {
 	c := newCodec()
 	for _, data := range [][]byte{nil, {1}, bytes.Repeat([]byte{7}, 300)} {
 		released := false
-		out, err := c.Marshal(&payload{data: data, release: func() { released = true }})
+		msg, err := c.Marshal(&payload{data: data, release: func() { released = true }})
+		out := msg.Materialize()
 		if err != nil || !released {
 			t.Fatalf("Marshal: %v, released %v", err, released)
 		}
@@ -243,25 +245,27 @@ func TestCodec(t *testing.T) {
 		}
 		want, _ := proto.Marshal(&bv)
 		var p payload
-		if err := c.Unmarshal(want, &p); err != nil || !bytes.Equal(p.data, data) {
+		if err := c.Unmarshal(slice(want), &p); err != nil || !bytes.Equal(p.data, data) {
 			t.Fatalf("Unmarshal = %x, %v; want %x", p.data, err, data)
 		}
 	}
 	// Unknown fields are skipped, garbage is an error.
 	var p payload
-	if err := c.Unmarshal([]byte{0x10, 0x05, 0x0a, 0x01, 0x09}, &p); err != nil || !reflect.DeepEqual(p.data, []byte{9}) {
+	if err := c.Unmarshal(slice([]byte{0x10, 0x05, 0x0a, 0x01, 0x09}), &p); err != nil || !reflect.DeepEqual(p.data, []byte{9}) {
 		t.Errorf("unknown field: %x, %v", p.data, err)
 	}
-	if err := c.Unmarshal([]byte{0x0a, 0x09, 0x01}, &p); err == nil {
+	if err := c.Unmarshal(slice([]byte{0x0a, 0x09, 0x01}), &p); err == nil {
 		t.Error("truncated value accepted")
 	}
 	// Other messages go to the proto codec.
-	out, err := c.Marshal(wrapperspb.String("x"))
+	msg, err := c.Marshal(wrapperspb.String("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var s wrapperspb.StringValue
-	if err := c.Unmarshal(out, &s); err != nil || s.Value != "x" {
+	if err := c.Unmarshal(msg, &s); err != nil || s.Value != "x" {
 		t.Errorf("proto fallback: %q, %v", s.Value, err)
 	}
 }
+
+func slice(b []byte) mem.BufferSlice { return mem.BufferSlice{mem.SliceBuffer(b)} }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/mem"
 
 	"github.com/weir-flow/weir/core/abi"
 )
@@ -38,8 +39,35 @@ type frame struct {
 	// buf, if set, is the payload with FrameHeadroom free bytes before
 	// it (data is then buf[FrameHeadroom:]); Marshal frames it in place.
 	buf []byte
-	// release, if set, is called once Marshal has copied data.
+	// release, if set, is called once gRPC has written data.
 	release func()
+	// held, on a received frame, is the buffer data points into.
+	held mem.Buffer
+}
+
+// free hands a received frame's buffer back to gRPC's pool; data is not
+// to be read afterwards.
+func (f *frame) free() {
+	if f.held != nil {
+		f.held.Free()
+		f.held, f.data = nil, nil
+	}
+}
+
+// Answer is a plugin's answer to a batch. Data lies in a pooled buffer:
+// call Release once done with it.
+type Answer struct {
+	Data []byte
+	held mem.Buffer
+}
+
+// Release hands the answer's buffer back; Data is not to be read
+// afterwards. Releasing twice, or a zero Answer, does nothing.
+func (a *Answer) Release() {
+	if a.held != nil {
+		a.held.Free()
+		a.held, a.Data = nil, nil
+	}
 }
 
 var streamDesc = grpc.StreamDesc{StreamName: "Stream", ServerStreams: true, ClientStreams: true}
@@ -56,7 +84,7 @@ type Stream struct {
 
 	mu      sync.Mutex
 	seq     uint64
-	pending map[uint64]chan []byte
+	pending map[uint64]chan frame
 	err     error         // why the stream ended; set before done closes
 	done    chan struct{} // closed when the stream has ended
 }
@@ -70,14 +98,14 @@ func (c *Client) OpenStream(ctx context.Context) (*Stream, error) {
 		cancel()
 		return nil, fmt.Errorf("open batch stream: %w", err)
 	}
-	s := &Stream{cs: cs, cancel: cancel, sending: make(chan struct{}, 1), pending: make(map[uint64]chan []byte), done: make(chan struct{})}
+	s := &Stream{cs: cs, cancel: cancel, sending: make(chan struct{}, 1), pending: make(map[uint64]chan frame), done: make(chan struct{})}
 	s.wg.Add(1)
 	go s.receive()
 	return s, nil
 }
 
 // Call sends the batch buf[FrameHeadroom:] and waits for its answer, which
-// the caller owns. Call overwrites buf[:FrameHeadroom]. It returns early
+// the caller releases. Call overwrites buf[:FrameHeadroom]. It returns early
 // with ctx's error when ctx ends, or with the stream's error when the
 // stream ends (the plugin exited, the connection broke). If ctx ends while
 // the batch is being sent (flow control holds it back), Call ends the
@@ -86,16 +114,16 @@ func (c *Client) OpenStream(ctx context.Context) (*Stream, error) {
 // # Notes
 //   - gRPC may still hold buf when Call returns an error: reuse buf only
 //     after Call returned an answer.
-func (s *Stream) Call(ctx context.Context, buf []byte) ([]byte, error) {
+func (s *Stream) Call(ctx context.Context, buf []byte) (Answer, error) {
 	if len(buf) < FrameHeadroom {
-		return nil, fmt.Errorf("batch buffer of %d bytes has no %d-byte headroom", len(buf), FrameHeadroom)
+		return Answer{}, fmt.Errorf("batch buffer of %d bytes has no %d-byte headroom", len(buf), FrameHeadroom)
 	}
-	ch := make(chan []byte, 1)
+	ch := make(chan frame, 1)
 	s.mu.Lock()
 	if s.err != nil {
 		err := s.err
 		s.mu.Unlock()
-		return nil, err
+		return Answer{}, err
 	}
 	s.seq++
 	seq := s.seq
@@ -108,7 +136,7 @@ func (s *Stream) Call(ctx context.Context, buf []byte) ([]byte, error) {
 	case s.sending <- struct{}{}:
 	case <-ctx.Done():
 		s.forget(seq)
-		return nil, ctx.Err()
+		return Answer{}, ctx.Err()
 	}
 	// SendMsg blocks while flow control holds the batch back (a plugin
 	// that stopped reading): past ctx's end, the stream is cut, which
@@ -119,7 +147,7 @@ func (s *Stream) Call(ctx context.Context, buf []byte) ([]byte, error) {
 	<-s.sending
 	if cut {
 		s.forget(seq)
-		return nil, ctx.Err()
+		return Answer{}, ctx.Err()
 	}
 	if err != nil {
 		// io.EOF: the call ended, and its status comes from the receiver.
@@ -127,22 +155,22 @@ func (s *Stream) Call(ctx context.Context, buf []byte) ([]byte, error) {
 		case <-s.done:
 		case <-ctx.Done():
 			s.forget(seq)
-			return nil, ctx.Err()
+			return Answer{}, ctx.Err()
 		}
 	}
 	select {
 	case rep := <-ch:
-		return rep, nil
+		return Answer{Data: rep.data, held: rep.held}, nil
 	case <-s.done:
 		select {
 		case rep := <-ch: // answered just before the end
-			return rep, nil
+			return Answer{Data: rep.data, held: rep.held}, nil
 		default:
 		}
-		return nil, s.err
+		return Answer{}, s.err
 	case <-ctx.Done():
 		s.forget(seq)
-		return nil, ctx.Err()
+		return Answer{}, ctx.Err()
 	}
 }
 
@@ -182,9 +210,11 @@ func (s *Stream) receive() {
 		ch := s.pending[f.seq]
 		delete(s.pending, f.seq)
 		s.mu.Unlock()
-		if ch != nil { // nil: an answer to a call that gave up
-			ch <- f.data
+		if ch == nil { // an answer to a call that gave up
+			f.free()
+			continue
 		}
+		ch <- f
 	}
 }
 
@@ -248,6 +278,7 @@ func (w *streamWorkers) work() {
 		}
 		w.recvMu.Unlock()
 		w.answer(&in)
+		in.free()
 		w.waiting.Add(1)
 	}
 }

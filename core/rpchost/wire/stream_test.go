@@ -71,7 +71,9 @@ func startStream(t *testing.T) (*Stream, *grpc.Server) {
 
 func call(t *testing.T, s *Stream, ctx context.Context, payload string) ([]byte, error) {
 	t.Helper()
-	return s.Call(ctx, append(make([]byte, FrameHeadroom), payload...))
+	a, err := s.Call(ctx, append(make([]byte, FrameHeadroom), payload...))
+	defer a.Release()
+	return bytes.Clone(a.Data), err
 }
 
 // TestStreamMatchesAnswers sends batches concurrently, some slow, and

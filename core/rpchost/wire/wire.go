@@ -80,7 +80,7 @@ func DialOptions() []grpc.DialOption {
 }
 
 // callCodec is the host's codec for the service's calls (see codec).
-var callCodec = grpc.ForceCodec(newCodec())
+var callCodec = grpc.ForceCodecV2(newCodec())
 
 // ServerOptions are the plugin's gRPC server options, matching
 // DialOptions; a batch may also exceed gRPC's default 4 MiB message limit.
@@ -94,7 +94,7 @@ func ServerOptions() []grpc.ServerOption {
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		// The proto codec, with a copy-free path for the service's
 		// payloads; go-plugin's services on the same server are unchanged.
-		grpc.ForceServerCodec(newCodec()),
+		grpc.ForceServerCodecV2(newCodec()),
 	}
 }
 
