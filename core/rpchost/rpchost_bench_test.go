@@ -37,7 +37,7 @@ func benchProcessor(b *testing.B, inFlight int) *Processor {
 // record gets labels for both addresses. inflight callers send batches
 // concurrently, each with its own batch.
 func BenchmarkEnrich(b *testing.B) {
-	for _, inFlight := range []int{1, 4} {
+	for _, inFlight := range []int{1, 4, 8} {
 		p := benchProcessor(b, inFlight)
 		for _, size := range []int{1, 64, 256, 1024} {
 			b.Run(fmt.Sprintf("batch=%d/inflight=%d", size, inFlight), func(b *testing.B) {
@@ -96,7 +96,9 @@ func BenchmarkEmptyCall(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := wire.ApplyAnswer(empty, rep, &sc); err != nil {
+		_, err = wire.ApplyAnswer(empty, rep.Data, &sc)
+		rep.Release()
+		if err != nil {
 			b.Fatal(err)
 		}
 	}
