@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
@@ -89,6 +90,15 @@ func Serve(p Plugin) {
 		// a plugin's live heap is small: fewer collections save CPU for
 		// little memory. GOGC in the environment still wins.
 		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		// The plugin shares the machine with Weir, which runs the rest of
+		// the pipeline and half of each batch's transport: with every CPU
+		// its scheduler spins on cores Weir needs. On 2 cores one P took
+		// 256-record batches through subnetlabels in 0.85-0.9 of the time
+		// (BenchmarkEnrich in core/rpchost). GOMAXPROCS in the
+		// environment still wins.
+		runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)/2))
 	}
 	stop := startProfile(os.Getenv(EnvCPUProfile))
 	serve(srv)
