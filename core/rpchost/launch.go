@@ -150,9 +150,8 @@ type instance struct {
 	rpc    *wire.Client
 	stream *wire.Stream // batches
 	man    abi.Manifest
-	packed bool // send batches packed: the plugin reads few fields
-	// layout encodes packed batches straight from the records; nil when
-	// they are packed through wire.Pack (a mask this build cannot lay out).
+	// layout encodes the plugin's batches, packed, straight from the
+	// records.
 	layout *wire.Layout
 	pid    int
 	start  time.Time
@@ -238,14 +237,9 @@ func (l *launcher) start(ctx context.Context) (*instance, error) {
 	if inst.man.Status != abi.StatusOK {
 		return fail(ErrInit, &abi.PluginError{Status: inst.man.Status, Message: inst.man.Message})
 	}
-	// The RPC transport packs record blocks itself (wire); a plugin asking
-	// for the WASM columnar layout gets record blocks, which readers of ABI
-	// v1 accept either way.
-	inst.man.Reads.Flags &^= abi.FlagColumns
-	inst.packed = wire.Packable(inst.man.Reads)
-	if inst.packed && inst.man.Reads.Flags&^(abi.FlagExtra|abi.FlagExporter) == 0 {
-		inst.layout, _ = wire.NewLayout(inst.man.Reads)
-	}
+	// The RPC transport packs records its own way (wire): the WASM
+	// layout flags (columns, no presence) do not apply to it.
+	inst.layout = wire.NewLayout(inst.man.Reads)
 	if inst.stream, err = inst.rpc.OpenStream(ctx); err != nil {
 		return fail(ErrHandshake, grpcCause(err))
 	}

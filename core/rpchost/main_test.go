@@ -16,7 +16,6 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/core/rpchost/wire"
@@ -142,10 +141,10 @@ func serveTestPlugin() {
 type garbler struct{ wire.Server }
 
 func (g garbler) Process(ctx context.Context, buf []byte) ([]byte, error) {
-	if v, err := abi.ParseBatch(buf); err == nil && v.Len() > 0 {
-		var d abi.Decoder
+	if p, err := wire.ParsePacked(buf, nil); err == nil && p.Len() > 0 {
 		var r flow.Record
-		if d.Record(&v, 0, &r) == nil && r.SourceTransportPort == portGarbage {
+		var st wire.Strings
+		if p.Record(0, &r, &st) == nil && r.SourceTransportPort == portGarbage {
 			return []byte("this is not an abi answer"), nil
 		}
 	}

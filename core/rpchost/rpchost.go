@@ -333,21 +333,7 @@ func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 	// gRPC may still be sending it.
 	bp := p.buffer()
 	buf := (*bp)[:wire.FrameHeadroom]
-	switch {
-	case inst.layout != nil:
-		buf = inst.layout.Append(buf, b)
-	case inst.packed:
-		plain := p.buffer()
-		*plain = abi.AppendBatchMask((*plain)[:0], b, inst.man.Reads)
-		buf, err = wire.Pack(buf, *plain)
-		p.bufs.Put(plain)
-		if err != nil {
-			p.bufs.Put(bp)
-			return p.onError(b, ReasonPluginError, err) // a bug in this build: say so, never panic
-		}
-	default:
-		buf = abi.AppendBatchMask(buf, b, inst.man.Reads)
-	}
+	buf = inst.layout.Append(buf, b)
 	*bp = buf
 
 	cctx, cancel := context.WithDeadline(ctx, deadline)

@@ -230,7 +230,7 @@ func TestStartErrors(t *testing.T) {
 			c.StartTimeout = 300 * time.Millisecond
 		}, "", ErrHandshake, "timeout"},
 		{"protocol version", func(c *Config) { c.Cmd = os.Args[0]; c.Args = []string{argPlugin} }, "WEIR_TEST_PROTOCOL_VERSION=99", ErrHandshake, "incompatible API version"},
-		{"protocol version 1", func(c *Config) { c.Cmd = os.Args[0]; c.Args = []string{argPlugin} }, "WEIR_TEST_PROTOCOL_VERSION=1", ErrHandshake, "the plugin speaks rpc protocol 1, this Weir speaks 2: rebuild the plugin"},
+		{"protocol version 1", func(c *Config) { c.Cmd = os.Args[0]; c.Args = []string{argPlugin} }, "WEIR_TEST_PROTOCOL_VERSION=1", ErrHandshake, "the plugin speaks rpc protocol 1, this Weir speaks 3: rebuild the plugin"},
 		{"config rejected", func(c *Config) {
 			c.Cmd = os.Args[0]
 			c.Args = []string{argPlugin}

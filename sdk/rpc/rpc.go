@@ -38,6 +38,8 @@ type Plugin struct {
 	Filter func(r *flow.Record) bool
 	// Enrich, if set, modifies a record in place; it runs on the records
 	// Filter keeps. Replace an Extra value rather than mutating its bytes.
+	// r and its Extra values are valid during the call only: the batch's
+	// buffer is reused afterwards, so copy what you keep.
 	Enrich func(r *flow.Record)
 	// Reads lists the typed fields the callbacks read; Weir encodes only
 	// those, which makes a batch cheaper to send. Fields outside Reads look

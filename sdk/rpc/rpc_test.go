@@ -92,7 +92,7 @@ func TestMalformedBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, buf := range [][]byte{nil, []byte("WEIP garbage"), []byte("WEIR garbage")} {
+	for _, buf := range [][]byte{nil, []byte("WEIQ garbage"), []byte("WEIR garbage")} {
 		if _, err := srv.Process(context.Background(), buf); err == nil {
 			t.Errorf("%q accepted", buf)
 		}

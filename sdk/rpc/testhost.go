@@ -49,11 +49,7 @@ func NewTestHost(p Plugin, config any) (*TestHost, error) {
 	if man.Status != abi.StatusOK {
 		return nil, &abi.PluginError{Status: man.Status, Message: man.Message}
 	}
-	h := &TestHost{srv: srv, man: man}
-	if wire.Packable(man.Reads) {
-		h.layout, _ = wire.NewLayout(man.Reads)
-	}
-	return h, nil
+	return &TestHost{srv: srv, man: man, layout: wire.NewLayout(man.Reads)}, nil
 }
 
 // Manifest returns what the plugin declared at Init.
@@ -62,11 +58,7 @@ func (h *TestHost) Manifest() abi.Manifest { return h.man }
 // Process sends b through the plugin and applies its answer to b: the
 // updated fields, then the verdicts. On error b is unchanged.
 func (h *TestHost) Process(b *flow.Batch) error {
-	if h.layout != nil {
-		h.buf = h.layout.Append(h.buf[:0], b)
-	} else {
-		h.buf = abi.AppendBatchMask(h.buf[:0], b, h.man.Reads)
-	}
+	h.buf = h.layout.Append(h.buf[:0], b)
 	rep, err := h.srv.Process(context.Background(), h.buf)
 	if err != nil {
 		return err

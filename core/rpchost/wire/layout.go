@@ -9,14 +9,13 @@ import (
 	"github.com/weir-flow/weir/core/flow"
 )
 
-// Layout encodes and decodes packed batches of one mask directly from and
-// to flow.Records: the bytes are those of [Pack] applied to
-// abi.AppendBatchMask, and of [Unpack] followed by abi.Decoder.Record,
-// without the 360-byte blocks in between. Build it once per mask with
-// [NewLayout]; it is read-only afterwards and safe for concurrent use.
+// Layout encodes and decodes packed batches ([MagicPacked]) of one mask
+// directly from and to flow.Records. Build it once per mask with
+// [NewLayout]; it is safe for concurrent use.
 type Layout struct {
 	mask     abi.Mask
-	exporter int // offset of the exporter span in a packed record, -1 if absent
+	presence int // bytes of presence bits
+	exporter int // offset of the exporter in a packed record, -1 if absent
 	extra    int // offset of the Extra reference, -1 if absent
 	items    []item
 	size     int // bytes per packed record
@@ -27,71 +26,99 @@ type item struct {
 	field flow.FieldID
 	kind  flow.Kind
 	off   int     // offset in the packed record
-	size  int     // bytes on the wire
+	size  int     // bytes in the packed record
 	slot  uintptr // offset in flow.Record
+	bit   int     // presence bit
+	tail  int     // for an address, its tail bit (after the presence bits); -1 otherwise
 }
 
-// NewLayout returns the packed layout of mask m; ok is false when this
-// build's flow.Fields disagree with the ABI's block (then batches travel
-// unpacked).
-func NewLayout(m abi.Mask) (l *Layout, ok bool) {
-	if fieldSpans == nil {
-		return nil, false
+// layoutFlags are the mask flags a packed batch carries.
+const layoutFlags = abi.FlagExtra | abi.FlagExporter
+
+// NewLayout returns the packed layout of mask m. Flags other than
+// abi.FlagExtra and abi.FlagExporter do not change the layout and are not
+// sent.
+func NewLayout(m abi.Mask) *Layout {
+	m.Flags &= layoutFlags
+	m.Fields[0] &= abi.All.Fields[0]
+	m.Fields[1] &= abi.All.Fields[1]
+	l := &Layout{mask: m, exporter: -1, extra: -1}
+	fields, addrs := 0, 0
+	for f := range flow.NumFields {
+		if m.Fields.Has(flow.FieldID(f)) {
+			fields++
+			if flow.Fields[f].Kind == flow.KindAddress {
+				addrs++
+			}
+		}
 	}
-	l = &Layout{mask: m, exporter: -1, extra: -1}
-	at := 16 // presence
+	l.presence = (fields+7)/8 + (addrs+7)/8
+	at := l.presence
 	if m.Flags&abi.FlagExporter != 0 {
 		l.exporter = at
-		at += rExtra - rExporter
+		at += exporterSize
 	}
 	if m.Flags&abi.FlagExtra != 0 {
 		l.extra = at
-		at += rFields - rExtra
+		at += extraRefSize
 	}
+	tailBits := 8 * ((fields + 7) / 8)
 	for f := range flow.NumFields {
 		id := flow.FieldID(f)
 		if !m.Fields.Has(id) {
 			continue
 		}
-		s := fieldSpans[f]
-		l.items = append(l.items, item{
-			field: id, kind: flow.Fields[f].Kind, off: at, size: s.end - s.off,
-			slot: flow.SlotOf(id).Offset,
-		})
-		at += s.end - s.off
+		it := item{field: id, kind: flow.Fields[f].Kind, off: at, slot: flow.SlotOf(id).Offset, bit: len(l.items), tail: -1}
+		switch it.kind {
+		case flow.KindAddress:
+			it.size, it.tail = 4, tailBits
+			tailBits++
+		case flow.KindString:
+			it.size = 4
+		case flow.KindTime:
+			it.size = 8
+		default:
+			it.size = int(flow.Fields[f].Width)
+		}
+		l.items = append(l.items, it)
+		at += it.size
 	}
 	l.size = at
-	return l, true
+	return l
 }
 
 // Mask returns the layout's mask.
 func (l *Layout) Mask() abi.Mask { return l.mask }
 
-// Append appends the packed batch of b to dst: the bytes
-// Pack(abi.AppendBatchMask(b, l.Mask())) would give, with one pass over the
-// records and no intermediate buffer.
+// Append appends the packed batch of b to dst.
 func (l *Layout) Append(dst []byte, b *flow.Batch) []byte {
 	n := len(b.Records)
 	start := len(dst)
-	hs := minHeader
-	dataStart := start + 4 + hs + n*l.size
-	dst = grow(dst, dataStart-start)
-	le.PutUint32(dst[start:], MagicPacked)
+	recs := start + PackedHeaderSize
+	tail := recs + n*l.size
+	dst = grow(dst, tail-start)
+	clear(dst[recs:tail]) // presence bits are OR-ed in
 	for i, r := range b.Records {
-		dst = l.encode(dst, start+4+hs+i*l.size, dataStart, r)
+		dst = l.encode(dst, recs+i*l.size, tail, r)
 	}
-	h := dst[start+4 : start+4+hs]
-	le.PutUint32(h[hMagic:], abi.MagicBatch)
-	le.PutUint16(h[hMagic+4:], abi.Version)
-	le.PutUint16(h[hHeaderSize:], uint16(hs))
-	le.PutUint32(h[hCount:], uint32(n))
-	le.PutUint32(h[hRecordSize:], abi.RecordSize)
-	le.PutUint32(h[hRecordsOff:], uint32(hs))
-	le.PutUint32(h[hDataOff:], uint32(hs+n*abi.RecordSize))
-	le.PutUint32(h[hDataLen:], uint32(len(dst)-dataStart))
-	le.PutUint32(h[hFlags:], l.mask.Flags)
-	le.PutUint64(h[hFields:], l.mask.Fields[0])
-	le.PutUint64(h[hFields+8:], l.mask.Fields[1])
+	data := len(dst)
+	if l.extra >= 0 {
+		for i, r := range b.Records {
+			dst = abi.AppendExtra(dst, recs+i*l.size+l.extra, data, r.Extra)
+		}
+	}
+	h := dst[start:recs]
+	le.PutUint32(h, MagicPacked)
+	le.PutUint16(h[pVersion:], abi.Version)
+	le.PutUint16(h[pHeaderSize:], PackedHeaderSize)
+	le.PutUint32(h[pCount:], uint32(n))
+	le.PutUint32(h[pRecordSize:], uint32(l.size))
+	le.PutUint32(h[pFlags:], l.mask.Flags)
+	le.PutUint32(h[pFlags+4:], 0)
+	le.PutUint64(h[pFields:], l.mask.Fields[0])
+	le.PutUint64(h[pFields+8:], l.mask.Fields[1])
+	le.PutUint32(h[pTailLen:], uint32(data-tail))
+	le.PutUint32(h[pDataLen:], uint32(len(dst)-data))
 	return dst
 }
 
@@ -105,11 +132,12 @@ func grow(dst []byte, k int) []byte {
 	return dst[:len(dst)+k]
 }
 
-func (l *Layout) encode(dst []byte, blk, dataStart int, r *flow.Record) []byte {
-	present := r.Present
+// encode writes r at dst[blk:], its tail entries at the end of dst (the
+// tail starts at tail), and returns dst.
+func (l *Layout) encode(dst []byte, blk, tail int, r *flow.Record) []byte {
 	p := unsafe.Pointer(r)
 	if l.exporter >= 0 {
-		q := dst[blk+l.exporter : blk+l.exporter+24]
+		q := dst[blk+l.exporter : blk+l.exporter+exporterSize]
 		putAddr(q, r.Exporter.Addr())
 		q[17] = 0
 		le.PutUint16(q[18:], r.Exporter.Port())
@@ -120,39 +148,53 @@ func (l *Layout) encode(dst []byte, blk, dataStart int, r *flow.Record) []byte {
 		off := blk + it.off
 		switch it.kind {
 		case flow.KindAddress:
-			putAddr(dst[off:off+17], *(*netip.Addr)(unsafe.Add(p, it.slot)))
-		case flow.KindString:
-			s := *(*string)(unsafe.Add(p, it.slot))
-			if s == "" {
-				le.PutUint64(dst[off:], 0)
+			a := *(*netip.Addr)(unsafe.Add(p, it.slot))
+			if !r.Present.Has(it.field) {
+				le.PutUint32(dst[off:], 0)
 				continue
 			}
-			present.Add(it.field)
-			le.PutUint32(dst[off:], uint32(len(dst)-dataStart))
-			le.PutUint32(dst[off+4:], uint32(len(s)))
+			setBit(dst[blk:], it.bit)
+			if a.Is4() {
+				b := a.As4()
+				le.PutUint32(dst[off:], le.Uint32(b[:]))
+				continue
+			}
+			setBit(dst[blk:], it.tail)
+			if a.Is6() {
+				// AppendBinary stores the two words as they are; As16's
+				// 16-byte result stalls on store forwarding.
+				dst, _ = a.WithZone("").AppendBinary(dst)
+			}
+			le.PutUint32(dst[off:], uint32(len(dst)-tail))
+		case flow.KindString:
+			s := *(*string)(unsafe.Add(p, it.slot))
+			if s != "" || r.Present.Has(it.field) {
+				setBit(dst[blk:], it.bit)
+			}
 			dst = append(dst, s...)
+			le.PutUint32(dst[off:], uint32(len(dst)-tail))
 		default:
-			q := dst[off : off+it.size]
+			if r.Present.Has(it.field) {
+				setBit(dst[blk:], it.bit)
+			}
 			v := unsafe.Add(p, it.slot)
 			switch it.size {
 			case 1:
-				q[0] = *(*uint8)(v)
+				dst[off] = *(*uint8)(v)
 			case 2:
-				le.PutUint16(q, *(*uint16)(v))
+				le.PutUint16(dst[off:], *(*uint16)(v))
 			case 4:
-				le.PutUint32(q, *(*uint32)(v))
+				le.PutUint32(dst[off:], *(*uint32)(v))
 			default:
-				le.PutUint64(q, *(*uint64)(v))
+				le.PutUint64(dst[off:], *(*uint64)(v))
 			}
 		}
 	}
-	le.PutUint64(dst[blk:], present[0]&l.mask.Fields[0])
-	le.PutUint64(dst[blk+8:], present[1]&l.mask.Fields[1])
-	if l.extra >= 0 {
-		dst = abi.AppendExtra(dst, blk+l.extra, dataStart, r.Extra)
-	}
 	return dst
 }
+
+func setBit(b []byte, k int)      { b[k>>3] |= 1 << (k & 7) }
+func hasBit(b []byte, k int) bool { return b[k>>3]&(1<<(k&7)) != 0 }
 
 // putAddr writes a as the ABI does: 16 bytes (IPv4 as ::ffff:a.b.c.d),
 // then the family (0, 4 or 6).
@@ -225,55 +267,58 @@ func (l *Layout) CopyMasked(dst, src *flow.Record) {
 	}
 }
 
-// Packed is a parsed, validated packed batch ([MagicPacked]) whose records
-// decode straight from the packed bytes.
+// Packed is a parsed packed batch whose records decode straight from the
+// packed bytes, in order (Record on any other index rescans the tail from
+// the start).
 type Packed struct {
-	l      *Layout
-	n      int
-	blocks []byte
-	data   []byte
+	l       *Layout
+	n       int
+	records []byte
+	tail    []byte
+	data    []byte
+	next    int    // the record Record decodes without a rescan
+	at      uint64 // where its first tail entry starts
 }
 
-// ParsePacked validates the packed batch buf. cache, if not nil and of the
-// same mask as buf, is used as its layout; the layout used is returned in
-// Packed.Layout for the next call. It returns an error wrapping ErrPacked
-// for a buffer that does not follow the layout.
+// ParsePacked checks the packed batch buf's header and section sizes.
+// cache, if not nil and of the same mask as buf, is used as its layout;
+// the layout used is returned in Packed.Layout for the next call. A buffer
+// that does not follow the layout returns an error wrapping ErrPacked;
+// records are checked as Record decodes them.
 func ParsePacked(buf []byte, cache *Layout) (Packed, error) {
-	if fieldSpans == nil {
-		return Packed{}, fmt.Errorf("%w: layout unknown to this build", ErrPacked)
+	if len(buf) < PackedHeaderSize || le.Uint32(buf) != MagicPacked {
+		return Packed{}, fmt.Errorf("%w: no packed batch header in %d bytes", ErrPacked, len(buf))
 	}
-	if len(buf) < 4 || le.Uint32(buf) != MagicPacked {
-		return Packed{}, fmt.Errorf("%w: bad magic", ErrPacked)
-	}
-	buf = buf[4:]
-	h, err := readHeader(buf)
-	if err != nil {
-		return Packed{}, err
-	}
-	if le.Uint32(buf[hMagic:]) != abi.MagicBatch {
-		return Packed{}, fmt.Errorf("%w: not an abi batch header", ErrPacked)
-	}
-	if err := abi.CheckVersion(le.Uint16(buf[hMagic+4:])); err != nil {
+	if err := abi.CheckVersion(le.Uint16(buf[pVersion:])); err != nil {
 		return Packed{}, fmt.Errorf("%w: %w", ErrPacked, err)
 	}
-	// Bits this build does not know are dropped, as abi.ParseBatch does.
-	m := h.mask
-	m.Fields[0] &= abi.All.Fields[0]
-	m.Fields[1] &= abi.All.Fields[1]
-	m.Flags &= abi.FlagExtra | abi.FlagExporter
-	if m != h.mask {
+	hs := uint64(le.Uint16(buf[pHeaderSize:]))
+	n := uint64(le.Uint32(buf[pCount:]))
+	size := uint64(le.Uint32(buf[pRecordSize:]))
+	tl, dl := uint64(le.Uint32(buf[pTailLen:])), uint64(le.Uint32(buf[pDataLen:]))
+	m := abi.Mask{
+		Fields: flow.FieldSet{le.Uint64(buf[pFields:]), le.Uint64(buf[pFields+8:])},
+		Flags:  le.Uint32(buf[pFlags:]),
+	}
+	if hs < PackedHeaderSize {
+		return Packed{}, fmt.Errorf("%w: header size %d, want at least %d", ErrPacked, hs, PackedHeaderSize)
+	}
+	if m.Flags&^layoutFlags != 0 || m.Fields[0]&^abi.All.Fields[0] != 0 || m.Fields[1]&^abi.All.Fields[1] != 0 {
 		return Packed{}, fmt.Errorf("%w: mask names parts unknown to this build", ErrPacked)
 	}
 	l := cache
 	if l == nil || l.mask != m {
-		l, _ = NewLayout(m)
+		l = NewLayout(m)
 	}
-	packed := uint64(h.n) * uint64(l.size)
-	if uint64(h.hs)+packed+uint64(h.dataLen) != uint64(len(buf)) {
-		return Packed{}, fmt.Errorf("%w: %d bytes for %d records of %d bytes and %d bytes of data", ErrPacked, len(buf), h.n, l.size, h.dataLen)
+	if size != uint64(l.size) {
+		return Packed{}, fmt.Errorf("%w: %d-byte records, the mask's layout has %d", ErrPacked, size, l.size)
 	}
-	end := h.hs + int(packed)
-	return Packed{l: l, n: h.n, blocks: buf[h.hs:end:end], data: buf[end:len(buf):len(buf)]}, nil
+	if hs+n*size+tl+dl != uint64(len(buf)) {
+		return Packed{}, fmt.Errorf("%w: %d bytes for a %d-byte header, %d records of %d bytes, %d tail and %d data bytes", ErrPacked, len(buf), hs, n, size, tl, dl)
+	}
+	r := hs + n*size
+	t := r + tl
+	return Packed{l: l, n: int(n), records: buf[hs:r:r], tail: buf[r:t:t], data: buf[t:len(buf):len(buf)]}, nil
 }
 
 // Len returns the number of records.
@@ -284,17 +329,22 @@ func (p *Packed) Layout() *Layout { return p.l }
 
 // Record decodes record i into r as abi.Decoder.Record does: it sets
 // r.Present and every part in the mask and leaves the other fields of r as
-// they are. A non-empty string always has its Present bit. Strings are interned in st; Extra values point into the
-// buffer. A malformed record returns an error wrapping ErrPacked.
+// they are. A non-empty string always has its Present bit. Strings are
+// interned in st; Extra values point into the buffer. A malformed record
+// returns an error wrapping ErrPacked.
 func (p *Packed) Record(i int, r *flow.Record, st *Strings) error {
 	if i < 0 || i >= p.n {
 		return fmt.Errorf("%w: record %d of %d", ErrPacked, i, p.n)
 	}
+	if i != p.next {
+		p.seek(i)
+	}
 	l := p.l
-	b := p.blocks[i*l.size : (i+1)*l.size]
-	r.Present = flow.FieldSet{le.Uint64(b) & l.mask.Fields[0], le.Uint64(b[8:]) & l.mask.Fields[1]}
+	b := p.records[i*l.size : (i+1)*l.size]
+	at := p.at
+	r.Present = flow.FieldSet{}
 	if l.exporter >= 0 {
-		q := b[l.exporter : l.exporter+24]
+		q := b[l.exporter : l.exporter+exporterSize]
 		a, ok := getAddr(q)
 		if !ok {
 			return fmt.Errorf("%w: record %d: exporter address family %d", ErrPacked, i, q[16])
@@ -306,23 +356,40 @@ func (p *Packed) Record(i int, r *flow.Record, st *Strings) error {
 	for k := range l.items {
 		it := &l.items[k]
 		q := b[it.off : it.off+it.size]
+		present := hasBit(b, it.bit)
+		if present {
+			r.Present.Add(it.field)
+		}
 		switch it.kind {
 		case flow.KindAddress:
-			a, ok := getAddr(q)
-			if !ok {
-				return fmt.Errorf("%w: record %d: %s: address family %d", ErrPacked, i, it.field, q[16])
+			var a netip.Addr
+			switch {
+			case !present:
+			case !hasBit(b, it.tail):
+				a = netip.AddrFrom4([4]byte(q))
+			default:
+				end := uint64(le.Uint32(q))
+				switch {
+				case end == at:
+				case end == at+16 && end <= uint64(len(p.tail)):
+					a = netip.AddrFrom16([16]byte(p.tail[at:end]))
+				default:
+					return fmt.Errorf("%w: record %d: %s: IPv6 address at %d-%d of a %d-byte tail", ErrPacked, i, it.field, at, end, len(p.tail))
+				}
+				at = end
 			}
 			*(*netip.Addr)(unsafe.Add(rp, it.slot)) = a
 		case flow.KindString:
-			off, n := uint64(le.Uint32(q)), uint64(le.Uint32(q[4:]))
+			end := uint64(le.Uint32(q))
+			if end < at || end > uint64(len(p.tail)) {
+				return fmt.Errorf("%w: record %d: %s: string at %d-%d of a %d-byte tail", ErrPacked, i, it.field, at, end, len(p.tail))
+			}
 			s := ""
-			if n > 0 {
-				if off+n > uint64(len(p.data)) {
-					return fmt.Errorf("%w: record %d: %s: string %d+%d beyond the %d-byte data section", ErrPacked, i, it.field, off, n, len(p.data))
-				}
-				s = st.Intern(p.data[off : off+n])
+			if end > at {
+				s = st.Intern(p.tail[at:end])
 				r.Present.Add(it.field) // so that Present alone says what is set
 			}
+			at = end
 			*(*string)(unsafe.Add(rp, it.slot)) = s
 		default:
 			v := unsafe.Add(rp, it.slot)
@@ -338,13 +405,31 @@ func (p *Packed) Record(i int, r *flow.Record, st *Strings) error {
 			}
 		}
 	}
+	p.next, p.at = i+1, at
 	if l.extra >= 0 {
-		return p.extra(i, b[l.extra:l.extra+8], r)
+		return p.extraOf(i, b[l.extra:l.extra+extraRefSize], r)
 	}
 	return nil
 }
 
-func (p *Packed) extra(i int, ref []byte, r *flow.Record) (err error) {
+// seek sets p.at to where record i's tail entries start: the end of the
+// last entry before it.
+func (p *Packed) seek(i int) {
+	l := p.l
+	for j := i - 1; j >= 0; j-- {
+		b := p.records[j*l.size : (j+1)*l.size]
+		for k := len(l.items) - 1; k >= 0; k-- {
+			it := &l.items[k]
+			if it.kind == flow.KindString || it.kind == flow.KindAddress && hasBit(b, it.bit) && hasBit(b, it.tail) {
+				p.next, p.at = i, uint64(le.Uint32(b[it.off:]))
+				return
+			}
+		}
+	}
+	p.next, p.at = i, 0
+}
+
+func (p *Packed) extraOf(i int, ref []byte, r *flow.Record) (err error) {
 	if r.Extra, err = abi.ReadExtra(r.Extra[:0], ref, p.data); err != nil {
 		return fmt.Errorf("%w: record %d: %v", ErrPacked, i, err)
 	}

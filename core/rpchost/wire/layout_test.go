@@ -13,6 +13,7 @@ import (
 
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/plugintest"
 )
 
 var layoutMasks = map[string]abi.Mask{
@@ -24,93 +25,130 @@ var layoutMasks = map[string]abi.Mask{
 	"all":                abi.All,
 }
 
-// TestLayoutAppend checks that Layout.Append gives the bytes of Pack over
-// the ABI encoder, and that Packed.Record decodes what Unpack and the ABI
-// decoder decode.
+// TestLayoutAppend checks that Packed.Record decodes from Layout.Append's
+// bytes what the ABI decoder decodes from abi.AppendBatchMask's, in order
+// and out of order, for IPv4, IPv6 and mixed batches.
 func TestLayoutAppend(t *testing.T) {
-	b := testBatch()
-	b.Records[1].Exporter = netip.MustParseAddrPort("192.0.2.1:4739")
-	b.Records[1].ObservationDomainID = 7
-	b.Records[2].Present.Add(flow.SourcePodName) // present but empty: kept as the ABI keeps it
+	mixed := testBatch()
+	mixed.Records[1].Exporter = netip.MustParseAddrPort("192.0.2.1:4739")
+	mixed.Records[1].ObservationDomainID = 7
+	mixed.Records[2].Present.Add(flow.SourcePodName)        // present but empty: kept as the ABI keeps it
+	mixed.Records[3].Present.Add(flow.DestinationClusterIP) // present but invalid
+	v4 := flow.NewBatch(0)
+	for _, r := range mixed.Records {
+		if r.SourceAddress.Is4() {
+			v4.Append().CopyFrom(r, v4)
+		}
+	}
 	for name, m := range layoutMasks {
-		t.Run(name, func(t *testing.T) {
-			want, err := Pack([]byte("x"), abi.AppendBatchMask(nil, b, m))
-			if err != nil {
-				t.Fatal(err)
-			}
-			l, ok := NewLayout(m)
-			if !ok {
-				t.Fatal("no layout")
-			}
-			got := l.Append([]byte("x"), b)
-			if !bytes.Equal(got, want) {
-				t.Fatalf("Append differs from Pack:\n got %x\nwant %x", got, want)
-			}
-			p, err := ParsePacked(got[1:], nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ref := decodeAll(t, mustUnpack(t, got[1:]))
-			var st Strings
-			for i := range p.Len() {
-				var r flow.Record
-				if err := p.Record(i, &r, &st); err != nil {
+		for bname, b := range map[string]*flow.Batch{"mixed": mixed, "ipv4": v4, "empty": flow.NewBatch(0)} {
+			t.Run(name+"/"+bname, func(t *testing.T) {
+				ref := decodeAll(t, abi.AppendBatchMask(nil, b, m))
+				l := NewLayout(m)
+				got := l.Append([]byte("x"), b)
+				if got[0] != 'x' {
+					t.Fatal("Append did not append")
+				}
+				p, err := ParsePacked(got[1:], nil)
+				if err != nil {
 					t.Fatal(err)
 				}
-				if !sameRecord(&r, ref.Records[i]) {
-					t.Errorf("record %d:\n got %+v\nwant %+v", i, r, *ref.Records[i])
+				if p.Len() != b.Len() {
+					t.Fatalf("%d records, want %d", p.Len(), b.Len())
 				}
-			}
-		})
+				var st Strings
+				check := func(i int) {
+					var r flow.Record
+					if err := p.Record(i, &r, &st); err != nil {
+						t.Fatal(err)
+					}
+					if !sameRecord(&r, ref.Records[i]) {
+						t.Errorf("record %d:\n got %+v\nwant %+v", i, r, *ref.Records[i])
+					}
+				}
+				for i := range p.Len() {
+					check(i)
+				}
+				for i := p.Len() - 1; i >= 0; i -= 2 {
+					check(i)
+				}
+			})
+		}
 	}
 }
 
-func mustUnpack(t *testing.T, buf []byte) []byte {
-	t.Helper()
-	out, err := Unpack(nil, buf)
-	if err != nil {
-		t.Fatal(err)
+// TestPackedSize pins the bytes a record costs: the point of the format.
+func TestPackedSize(t *testing.T) {
+	l := NewLayout(layoutMasks["labels"])
+	b := flow.NewBatch(0)
+	plugintest.Record(b, "10.0.0.1", "10.0.0.2", 6, 1234, 80, 1, 100)
+	plugintest.Record(b, "fd00::1", "fd00::2", 6, 1234, 80, 1, 100)
+	b.Records[1].SetString(flow.SourcePodLabels, `{"app":"web"}`)
+	// 2 presence bytes, 2 addresses and 2 string ends of 4 bytes; the
+	// tail holds the IPv6 addresses and the label.
+	if l.size != 18 {
+		t.Errorf("%d bytes per record, want 18", l.size)
 	}
-	return out
+	if got, want := len(l.Append(nil, b)), PackedHeaderSize+2*18+2*16+len(`{"app":"web"}`); got != want {
+		t.Errorf("batch of %d bytes, want %d", got, want)
+	}
 }
 
 func TestParsePackedMalformed(t *testing.T) {
 	m := abi.MaskOf(abi.FlagExtra, flow.SourceAddress, flow.SourcePodLabels)
-	l, _ := NewLayout(m)
+	l := NewLayout(m)
 	good := l.Append(nil, testBatch())
 	if _, err := ParsePacked(good, nil); err != nil {
 		t.Fatal(err)
 	}
+	edit := func(off int, v uint32) []byte {
+		b := append([]byte(nil), good...)
+		le.PutUint32(b[off:], v)
+		return b
+	}
 	cases := map[string][]byte{
-		"empty":     nil,
-		"magic":     append([]byte("XXXX"), good[4:]...),
-		"short":     good[:30],
-		"truncated": good[:len(good)-1],
-		"longer":    append(append([]byte(nil), good...), 0),
+		"empty":        nil,
+		"magic":        append([]byte("XXXX"), good[4:]...),
+		"short":        good[:30],
+		"truncated":    good[:len(good)-1],
+		"longer":       append(append([]byte(nil), good...), 0),
+		"record size":  edit(pRecordSize, uint32(l.size+1)),
+		"flags":        edit(pFlags, 1<<30),
+		"unknown bits": edit(pFields+12, 1<<31),
+		"header size":  edit(pHeaderSize, 8),
+		"tail":         edit(pTailLen, 1<<31),
 	}
 	for name, buf := range cases {
 		if _, err := ParsePacked(buf, l); !errors.Is(err, ErrPacked) {
 			t.Errorf("%s: %v, want ErrPacked", name, err)
 		}
 	}
-	// A string reference past the data section fails the record, not the
-	// process.
-	bad := append([]byte(nil), good...)
-	ref := 4 + minHeader + l.items[1].off
-	le.PutUint32(bad[ref:], 1<<20)
-	p, err := ParsePacked(bad, l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st Strings
-	if err := p.Record(0, new(flow.Record), &st); !errors.Is(err, ErrPacked) {
-		t.Errorf("bad string reference: %v", err)
+	// A bad tail end fails the record, not the process.
+	str := PackedHeaderSize + l.items[1].off // record 0's string end
+	addr := PackedHeaderSize + l.items[0].off
+	for name, bad := range map[string][]byte{
+		"string past the tail": edit(str, 1<<20),
+		"IPv6 of 3 bytes":      edit(addr, 3),
+	} {
+		if name == "IPv6 of 3 bytes" {
+			bad[PackedHeaderSize] |= 1 // present, in the tail
+			bad[PackedHeaderSize+1] |= 1
+		}
+		p, err := ParsePacked(bad, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st Strings
+		if err := p.Record(0, new(flow.Record), &st); !errors.Is(err, ErrPacked) {
+			t.Errorf("%s: %v, want ErrPacked", name, err)
+		}
 	}
 }
 
 func FuzzParsePacked(f *testing.F) {
-	l, _ := NewLayout(abi.MaskOf(abi.FlagExtra|abi.FlagExporter, flow.SourceAddress, flow.SourcePodLabels, flow.OctetDeltaCount))
-	f.Add(l.Append(nil, testBatch()))
+	for _, m := range layoutMasks {
+		f.Add(NewLayout(m).Append(nil, testBatch()))
+	}
 	f.Fuzz(func(t *testing.T, buf []byte) {
 		p, err := ParsePacked(buf, nil)
 		if err != nil {
@@ -119,6 +157,9 @@ func FuzzParsePacked(f *testing.F) {
 		var st Strings
 		var r flow.Record
 		for i := range p.Len() {
+			_ = p.Record(i, &r, &st)
+		}
+		for i := p.Len() - 1; i >= 0; i -= 3 {
 			_ = p.Record(i, &r, &st)
 		}
 	})

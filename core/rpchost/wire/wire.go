@@ -33,8 +33,9 @@ import (
 const (
 	// ProtocolVersion is the version of this service, negotiated by
 	// go-plugin at start. Version 1 had a unary Process call per batch
-	// and ABI answers only.
-	ProtocolVersion = 2
+	// and ABI answers only; version 2 sent packed batches as cut-down ABI
+	// record blocks.
+	ProtocolVersion = 3
 	// MagicCookieKey and MagicCookieValue mark a process started by Weir.
 	// They are a UX check, not a security measure.
 	MagicCookieKey   = "WEIR_PLUGIN_MAGIC_COOKIE"
