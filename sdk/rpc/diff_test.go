@@ -91,6 +91,63 @@ func TestDiffMatchesABI(t *testing.T) {
 	}
 }
 
+// TestPackedDiffMatchesABI checks the packed path of server.run
+// (Packed.Record, Layout.CopyMasked, diff) against abi.Updates.Diff, for
+// records as a plugin decodes them from packed batches of several masks,
+// changed or not by Enrich, inside and outside the mask.
+func TestPackedDiffMatchesABI(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	masks := []abi.Mask{
+		abi.MaskOf(0, flow.SourceAddress, flow.DestinationAddress, flow.SourcePodLabels, flow.DestinationPodLabels),
+		abi.MaskOf(abi.FlagExtra, flow.SourceTransportPort, flow.FlowStart, flow.SourcePodName, flow.DestinationAddress),
+		abi.All,
+	}
+	var w wire.AnswerWriter
+	var sc wire.Scratch
+	var st wire.Strings
+	for i := range 20000 {
+		l := wire.NewLayout(masks[i%len(masks)])
+		p, err := wire.ParsePacked(l.Append(nil, batchOf(randomRecord(rng))), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var after, before flow.Record
+		if err := p.Record(0, &after, &st); err != nil {
+			t.Fatal(err)
+		}
+		l.CopyMasked(&before, &after)
+		before.Extra = append([]flow.Field(nil), after.Extra...)
+		switch i % 4 {
+		case 0: // unchanged
+		case 1:
+			after.SetString(flow.SourcePodLabels, "changed")
+			after.SetUint(flow.OctetDeltaCount, 7)
+		default:
+			after = randomRecord(rng)
+		}
+		var u abi.Updates
+		u.Diff(0, &before, &after)
+		want := batchOf(before)
+		ans := abi.Answer{Count: 1, Verdicts: abi.Verdicts{}.KeepAll(1), Updates: u.Bytes(), UpdateCount: u.Len()}
+		var dec abi.Answer
+		if err := abi.DecodeAnswer(ans.Append(nil), &dec); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := abi.Apply(want, &dec); err != nil {
+			t.Fatal(err)
+		}
+		w.Reset()
+		diff(&w, 0, &before, &after, before.Present)
+		got := batchOf(before)
+		if _, err := wire.ApplyAnswer(got, w.Append(nil, abi.StatusOK, 1, abi.Verdicts{}.KeepAll(1), ""), &sc); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(normal(want.Records[0]), normal(got.Records[0])) {
+			t.Fatalf("case %d: packed path gives\n%+v\nabi gives\n%+v\nbefore %+v\nafter  %+v", i, *got.Records[0], *want.Records[0], before, after)
+		}
+	}
+}
+
 // batchOf returns a batch holding a copy of r.
 func batchOf(r flow.Record) *flow.Batch {
 	b := flow.NewBatch(1)
