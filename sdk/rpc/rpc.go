@@ -353,12 +353,24 @@ func (s *server) run(sc *scratch, v *batch, out []byte) (ans []byte, err error) 
 	sc.answer.Reset()
 	sc.verdicts = sc.verdicts.KeepAll(n)
 	copyExtra := s.mask.Flags&abi.FlagExtra != 0
-	r := &sc.rec
+	r, before := &sc.rec, &sc.before
+	if v.packed != nil && sc.beforeLayout != v.packed.Layout() {
+		// before receives only the fields of the layout's mask: the rest
+		// stays zero from here on. Its Extra must not share sc.extra's
+		// array, which a plain batch may have left it.
+		*before = flow.Record{}
+		sc.beforeLayout = v.packed.Layout()
+	}
 	for i := 0; i < n; i++ {
-		r.Reset()
 		if v.packed != nil {
-			err = v.packed.Record(i, r, &sc.strings)
+			// One copy gives Enrich the record and keeps it as it was;
+			// Extra gets a backing array of its own, which Enrich may edit.
+			err = v.packed.Record(i, before, &sc.strings)
+			*r = *before
+			sc.extra = append(sc.extra[:0], before.Extra...)
+			r.Extra = sc.extra
 		} else {
+			r.Reset()
 			err = sc.dec.Record(v.plain, i, r)
 		}
 		if err != nil {
@@ -371,28 +383,20 @@ func (s *server) run(sc *scratch, v *batch, out []byte) (ans []byte, err error) 
 		if s.p.Enrich == nil {
 			continue
 		}
-		if v.packed != nil && sc.beforeLayout == v.packed.Layout() {
-			// Only the mask's fields were decoded: copy those, the
-			// rest of before stays zero.
-			v.packed.Layout().CopyMasked(&sc.before, r)
-		} else {
-			sc.before = *r
+		pb := before.Present // a packed record has the bit of each string it holds
+		if v.packed == nil {
 			sc.beforeLayout = nil
-			if v.packed != nil {
-				sc.beforeLayout = v.packed.Layout()
+			*before = *r
+			if copyExtra {
+				// Enrich may append to or edit r.Extra; diff needs the
+				// original.
+				sc.extra = append(sc.extra[:0], r.Extra...)
+				before.Extra = sc.extra
 			}
-		}
-		if copyExtra {
-			// Enrich may append to or edit r.Extra; Diff needs the original.
-			sc.extra = append(sc.extra[:0], r.Extra...)
-			sc.before.Extra = sc.extra
+			pb = presence(before)
 		}
 		s.p.Enrich(r)
-		pb := sc.before.Present // a packed record has the bit of each string it holds
-		if v.packed == nil {
-			pb = presence(&sc.before)
-		}
-		diff(&sc.answer, i, &sc.before, r, pb)
+		diff(&sc.answer, i, before, r, pb)
 	}
 	return sc.answer.Append(out, abi.StatusOK, n, sc.verdicts, ""), nil
 }
