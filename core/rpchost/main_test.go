@@ -27,6 +27,7 @@ import (
 const (
 	argPlugin = "weir-test-plugin" // serve testPlugin
 	argHost   = "weir-test-host"   // run a Processor on the example plugin, print its PID, wait
+	argPass   = "weir-test-pass"   // serve a filter that keeps every record (transport only)
 )
 
 // Record source ports that make testPlugin misbehave on a batch whose first
@@ -50,6 +51,15 @@ func TestMain(m *testing.M) {
 			return
 		case argHost:
 			runTestHost(os.Args[2:])
+			return
+		case argPass:
+			// The fields subnetlabels reads, decoded and kept: the
+			// transport's cost without the enrichment's.
+			rpc.Serve(rpc.Plugin{
+				Name:   "pass",
+				Filter: func(*flow.Record) bool { return true },
+				Reads:  []flow.FieldID{flow.SourceAddress, flow.DestinationAddress, flow.SourcePodLabels, flow.DestinationPodLabels},
+			})
 			return
 		}
 	}

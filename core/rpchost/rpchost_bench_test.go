@@ -20,7 +20,11 @@ import (
 
 func benchProcessor(b *testing.B, inFlight int) *Processor {
 	b.Helper()
-	cfg := exampleConfig()
+	return startBench(b, exampleConfig(), inFlight)
+}
+
+func startBench(b *testing.B, cfg *Config, inFlight int) *Processor {
+	b.Helper()
 	cfg.InFlight = inFlight
 	p, err := New(cfg, plugin.NopSettings(ID))
 	if err != nil {
@@ -41,42 +45,68 @@ func BenchmarkEnrich(b *testing.B) {
 		p := benchProcessor(b, inFlight)
 		for _, size := range []int{1, 64, 256, 1024} {
 			b.Run(fmt.Sprintf("batch=%d/inflight=%d", size, inFlight), func(b *testing.B) {
-				batches := make([]*flow.Batch, inFlight)
-				for i := range batches {
-					batches[i] = plugintest.MixedBatch(size)
-				}
-				b.ReportAllocs()
-				b.ResetTimer()
-				cpu := cpuTime(p.PID())
-				var wg sync.WaitGroup
-				for g := 0; g < inFlight; g++ {
-					wg.Add(1)
-					go func(batch *flow.Batch) {
-						defer wg.Done()
-						for i := g; i < b.N; i += inFlight {
-							for _, r := range batch.Records {
-								r.SourcePodLabels, r.DestinationPodLabels = "", ""
-							}
-							if err := p.Process(context.Background(), batch); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					}(batches[g])
-				}
-				wg.Wait()
-				b.StopTimer()
-				cpu = cpuTime(p.PID()) - cpu
-				if batches[0].Records[0].SourcePodLabels == "" {
+				if out := benchBatches(b, p, size, inFlight); out.Records[0].SourcePodLabels == "" {
 					b.Fatal("not enriched")
 				}
-				ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N*size)
-				b.ReportMetric(ns, "ns/record")
-				b.ReportMetric(1e9/ns, "records/s")
-				b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*size), "cpu-ns/record")
 			})
 		}
 	}
+}
+
+// BenchmarkTransport is BenchmarkEnrich with a plugin that reads the same
+// fields and keeps every record unchanged: the transport's own cost
+// (encode, gRPC over AutoMTLS both ways, decode, answer, apply).
+func BenchmarkTransport(b *testing.B) {
+	for _, inFlight := range []int{1, 4} {
+		cfg := DefaultConfig()
+		cfg.Cmd, cfg.Args = os.Args[0], []string{argPass}
+		p := startBench(b, cfg, inFlight)
+		for _, size := range []int{256, 1024} {
+			b.Run(fmt.Sprintf("batch=%d/inflight=%d", size, inFlight), func(b *testing.B) {
+				benchBatches(b, p, size, inFlight)
+			})
+		}
+	}
+}
+
+// benchBatches has inFlight goroutines send batches of size records
+// through p, b.N batches in all, reports per-record figures and returns
+// one of the batches as it came back.
+func benchBatches(b *testing.B, p *Processor, size, inFlight int) *flow.Batch {
+	batches := make([]*flow.Batch, inFlight)
+	for i := range batches {
+		batches[i] = plugintest.MixedBatch(size)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := cpuTime(p.PID())
+	var wg sync.WaitGroup
+	for g := 0; g < inFlight; g++ {
+		wg.Add(1)
+		go func(batch *flow.Batch) {
+			defer wg.Done()
+			for i := g; i < b.N; i += inFlight {
+				for _, r := range batch.Records {
+					r.SourcePodLabels, r.DestinationPodLabels = "", ""
+				}
+				if err := p.Process(context.Background(), batch); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}(batches[g])
+	}
+	wg.Wait()
+	b.StopTimer()
+	cpu = cpuTime(p.PID()) - cpu
+	if batches[0].Len() != size {
+		b.Fatalf("%d records came back, want %d", batches[0].Len(), size)
+	}
+	ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N*size)
+	b.ReportMetric(ns, "ns/record")
+	b.ReportMetric(1e9/ns, "records/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*size), "cpu-ns/record")
+	return batches[0]
 }
 
 // BenchmarkEmptyCall is the round trip of one call carrying an empty
