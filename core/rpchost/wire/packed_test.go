@@ -43,4 +43,3 @@ func sameRecord(a, b *flow.Record) bool {
 	x.Extra, y.Extra = nil, nil
 	return reflect.DeepEqual(x, y)
 }
-
