@@ -62,7 +62,8 @@ type Pipeline struct {
 	Batch Batch  `koanf:"batch"`
 	Queue Queue  `koanf:"queue"`
 	// Workers is how many goroutines run the processor chain; 0 means one
-	// per CPU (GOMAXPROCS).
+	// per CPU (GOMAXPROCS), or more to reach an out-of-process processor's
+	// in_flight (plugin.Concurrent).
 	Workers int `koanf:"workers"`
 
 	Sources    []Stage `koanf:"-"`
