@@ -18,7 +18,8 @@ type Layout struct {
 	exporter int // offset of the exporter in a packed record, -1 if absent
 	extra    int // offset of the Extra reference, -1 if absent
 	items    []item
-	size     int // bytes per packed record
+	size     int  // bytes per packed record
+	tails    bool // some field may have bytes in the tail
 }
 
 // item is one typed field of a Layout.
@@ -73,8 +74,10 @@ func NewLayout(m abi.Mask) *Layout {
 		case flow.KindAddress:
 			it.size, it.tail = 4, tailBits
 			tailBits++
+			l.tails = true
 		case flow.KindString:
 			it.size = 4
+			l.tails = true
 		case flow.KindTime:
 			it.size = 8
 		default:
@@ -413,20 +416,45 @@ func (p *Packed) Record(i int, r *flow.Record, st *Strings) error {
 }
 
 // seek sets p.at to where record i's tail entries start: the end of the
-// last entry before it.
+// last entry before it, found scanning from the nearest record whose
+// start is known.
 func (p *Packed) seek(i int) {
 	l := p.l
-	for j := i - 1; j >= 0; j-- {
-		b := p.records[j*l.size : (j+1)*l.size]
-		for k := len(l.items) - 1; k >= 0; k-- {
-			it := &l.items[k]
-			if it.kind == flow.KindString || it.kind == flow.KindAddress && hasBit(b, it.bit) && hasBit(b, it.tail) {
-				p.next, p.at = i, uint64(le.Uint32(b[it.off:]))
-				return
+	if !l.tails {
+		p.next, p.at = i, 0
+		return
+	}
+	if i > p.next {
+		at := p.at
+		for j := p.next; j < i; j++ {
+			if end, ok := p.lastEnd(j); ok {
+				at = end
 			}
+		}
+		p.next, p.at = i, at
+		return
+	}
+	for j := i - 1; j >= 0; j-- {
+		if end, ok := p.lastEnd(j); ok {
+			p.next, p.at = i, end
+			return
 		}
 	}
 	p.next, p.at = i, 0
+}
+
+// lastEnd returns the end of record j's last tail entry; ok is false when
+// it has none.
+func (p *Packed) lastEnd(j int) (end uint64, ok bool) {
+	l := p.l
+	b := p.records[j*l.size : (j+1)*l.size]
+	for k := len(l.items) - 1; k >= 0; k-- {
+		it := &l.items[k]
+		if it.kind == flow.KindString || it.kind == flow.KindAddress && hasBit(b, it.bit) && hasBit(b, it.tail) {
+			return uint64(le.Uint32(b[it.off:])), true
+		}
+	}
+	return 0, false
 }
 
 func (p *Packed) extraOf(i int, ref []byte, r *flow.Record) (err error) {
