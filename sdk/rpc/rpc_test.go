@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugintest"
+	"github.com/weir-flow/weir/core/rpchost/wire"
 )
 
 func TestNewServerNeedsCallback(t *testing.T) {
@@ -163,4 +165,45 @@ func TestPackedRecords(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzProcess feeds any buffer to a plugin's Process, packed, plain or
+// neither, twice (the second pass reuses the cached layout): it returns an
+// error or an answer, and the answer is never a recovered panic, which
+// would hide one in the decoders.
+func FuzzProcess(f *testing.F) {
+	b := plugintest.MixedBatch(5)
+	b.Records[1].SetString(flow.SourcePodLabels, `{"a":"b"}`)
+	b.Records[2].Extra = append(b.Records[2].Extra, flow.Field{Enterprise: 9, Element: 7, Value: []byte{1, 2}})
+	reads := []flow.FieldID{flow.SourceAddress, flow.DestinationAddress, flow.SourcePodLabels, flow.OctetDeltaCount}
+	for _, m := range []abi.Mask{abi.MaskOf(0, reads...), abi.MaskOf(abi.FlagExtra|abi.FlagExporter, reads...), abi.All} {
+		f.Add(wire.NewLayout(m).Append(nil, b))
+		f.Add(abi.AppendBatchMask(nil, b, m))
+	}
+	srv, err := NewServer(Plugin{
+		Filter: func(r *flow.Record) bool { return r.OctetDeltaCount%2 == 0 },
+		Enrich: func(r *flow.Record) {
+			r.SetString(flow.SourcePodLabels, "x")
+			r.Extra = append(r.Extra, flow.Field{Enterprise: 1, Element: 2, Value: []byte{3}})
+		},
+		Reads:      reads,
+		ReadsExtra: true,
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, buf []byte) {
+		if p, err := wire.ParsePacked(buf, nil); err == nil && p.Len() > 1<<16 {
+			return // valid, and slow to go through
+		}
+		for range 2 {
+			out, err := srv.Process(context.Background(), buf)
+			if err != nil {
+				return
+			}
+			if len(out) >= 12 && binary.LittleEndian.Uint32(out) == wire.MagicCompact && abi.Status(binary.LittleEndian.Uint32(out[8:])) == abi.StatusPanic {
+				t.Fatalf("Process panicked: %s", out[wire.CompactHeaderSize:])
+			}
+		}
+	})
 }
