@@ -59,8 +59,7 @@ func randomRecord(rng *rand.Rand) flow.Record {
 // gives the record abi.Updates.Diff's updates give.
 func TestDiffMatchesABI(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	var w wire.AnswerWriter
-	var sc wire.Scratch
+	var c diffCheck
 	for i := range 20000 {
 		before, after := randomRecord(rng), randomRecord(rng)
 		if i%3 == 0 {
@@ -68,33 +67,15 @@ func TestDiffMatchesABI(t *testing.T) {
 			after.Extra = append([]flow.Field(nil), before.Extra...)
 			after.SetString(flow.SourcePodLabels, "changed")
 		}
-		var u abi.Updates
-		u.Diff(0, &before, &after)
-		want := batchOf(before)
-		ans := abi.Answer{Count: 1, Verdicts: abi.Verdicts{}.KeepAll(1), Updates: u.Bytes(), UpdateCount: u.Len()}
-		var dec abi.Answer
-		if err := abi.DecodeAnswer(ans.Append(nil), &dec); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := abi.Apply(want, &dec); err != nil {
-			t.Fatal(err)
-		}
-		w.Reset()
-		diff(&w, 0, &before, &after, presence(&before))
-		got := batchOf(before)
-		if _, err := wire.ApplyAnswer(got, w.Append(nil, abi.StatusOK, 1, abi.Verdicts{}.KeepAll(1), ""), &sc); err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(normal(want.Records[0]), normal(got.Records[0])) {
-			t.Fatalf("case %d: diff gives\n%+v\nabi gives\n%+v\nbefore %+v\nafter  %+v", i, *got.Records[0], *want.Records[0], before, after)
-		}
+		c.check(t, i, &before, &after, presence(&before))
 	}
 }
 
 // TestPackedDiffMatchesABI checks the packed path of server.run
-// (Packed.Record, Layout.CopyMasked, diff) against abi.Updates.Diff, for
-// records as a plugin decodes them from packed batches of several masks,
-// changed or not by Enrich, inside and outside the mask.
+// (Packed.Record into before, a whole copy for Enrich, diff with before's
+// Present) against abi.Updates.Diff, for records as a plugin decodes them
+// from packed batches of several masks, changed or not by Enrich, inside
+// and outside the mask.
 func TestPackedDiffMatchesABI(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	masks := []abi.Mask{
@@ -102,8 +83,7 @@ func TestPackedDiffMatchesABI(t *testing.T) {
 		abi.MaskOf(abi.FlagExtra, flow.SourceTransportPort, flow.FlowStart, flow.SourcePodName, flow.DestinationAddress),
 		abi.All,
 	}
-	var w wire.AnswerWriter
-	var sc wire.Scratch
+	var c diffCheck
 	var st wire.Strings
 	for i := range 20000 {
 		l := wire.NewLayout(masks[i%len(masks)])
@@ -111,12 +91,12 @@ func TestPackedDiffMatchesABI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var after, before flow.Record
-		if err := p.Record(0, &after, &st); err != nil {
+		var before flow.Record
+		if err := p.Record(0, &before, &st); err != nil {
 			t.Fatal(err)
 		}
-		l.CopyMasked(&before, &after)
-		before.Extra = append([]flow.Field(nil), after.Extra...)
+		after := before
+		after.Extra = append([]flow.Field(nil), before.Extra...)
 		switch i % 4 {
 		case 0: // unchanged
 		case 1:
@@ -125,26 +105,38 @@ func TestPackedDiffMatchesABI(t *testing.T) {
 		default:
 			after = randomRecord(rng)
 		}
-		var u abi.Updates
-		u.Diff(0, &before, &after)
-		want := batchOf(before)
-		ans := abi.Answer{Count: 1, Verdicts: abi.Verdicts{}.KeepAll(1), Updates: u.Bytes(), UpdateCount: u.Len()}
-		var dec abi.Answer
-		if err := abi.DecodeAnswer(ans.Append(nil), &dec); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := abi.Apply(want, &dec); err != nil {
-			t.Fatal(err)
-		}
-		w.Reset()
-		diff(&w, 0, &before, &after, before.Present)
-		got := batchOf(before)
-		if _, err := wire.ApplyAnswer(got, w.Append(nil, abi.StatusOK, 1, abi.Verdicts{}.KeepAll(1), ""), &sc); err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(normal(want.Records[0]), normal(got.Records[0])) {
-			t.Fatalf("case %d: packed path gives\n%+v\nabi gives\n%+v\nbefore %+v\nafter  %+v", i, *got.Records[0], *want.Records[0], before, after)
-		}
+		c.check(t, i, &before, &after, before.Present)
+	}
+}
+
+// diffCheck compares diff's answer, applied by the host, with
+// abi.Updates.Diff's, applied by abi.Apply, on a copy of before.
+type diffCheck struct {
+	w  wire.AnswerWriter
+	sc wire.Scratch
+}
+
+func (c *diffCheck) check(t *testing.T, i int, before, after *flow.Record, pb flow.FieldSet) {
+	t.Helper()
+	var u abi.Updates
+	u.Diff(0, before, after)
+	want := batchOf(*before)
+	ans := abi.Answer{Count: 1, Verdicts: abi.Verdicts{}.KeepAll(1), Updates: u.Bytes(), UpdateCount: u.Len()}
+	var dec abi.Answer
+	if err := abi.DecodeAnswer(ans.Append(nil), &dec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := abi.Apply(want, &dec); err != nil {
+		t.Fatal(err)
+	}
+	c.w.Reset()
+	diff(&c.w, 0, before, after, pb)
+	got := batchOf(*before)
+	if _, err := wire.ApplyAnswer(got, c.w.Append(nil, abi.StatusOK, 1, abi.Verdicts{}.KeepAll(1), ""), &c.sc); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(normal(want.Records[0]), normal(got.Records[0])) {
+		t.Fatalf("case %d: diff gives\n%+v\nabi gives\n%+v\nbefore %+v\nafter  %+v", i, *got.Records[0], *want.Records[0], *before, *after)
 	}
 }
 

@@ -237,39 +237,6 @@ func getAddr(p []byte) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// CopyMasked sets dst's Present, exporter, Extra and the typed fields of
-// the layout's mask to src's, leaving dst's other fields as they are: the
-// cheap copy of a record decoded by [Packed.Record], which sets no other
-// field.
-func (l *Layout) CopyMasked(dst, src *flow.Record) {
-	dst.Present = src.Present
-	if l.exporter >= 0 {
-		dst.Exporter, dst.ObservationDomainID = src.Exporter, src.ObservationDomainID
-	}
-	dst.Extra = src.Extra
-	d, s := unsafe.Pointer(dst), unsafe.Pointer(src)
-	for k := range l.items {
-		it := &l.items[k]
-		switch it.kind {
-		case flow.KindAddress:
-			*(*netip.Addr)(unsafe.Add(d, it.slot)) = *(*netip.Addr)(unsafe.Add(s, it.slot))
-		case flow.KindString:
-			*(*string)(unsafe.Add(d, it.slot)) = *(*string)(unsafe.Add(s, it.slot))
-		default:
-			switch it.size {
-			case 1:
-				*(*uint8)(unsafe.Add(d, it.slot)) = *(*uint8)(unsafe.Add(s, it.slot))
-			case 2:
-				*(*uint16)(unsafe.Add(d, it.slot)) = *(*uint16)(unsafe.Add(s, it.slot))
-			case 4:
-				*(*uint32)(unsafe.Add(d, it.slot)) = *(*uint32)(unsafe.Add(s, it.slot))
-			default:
-				*(*uint64)(unsafe.Add(d, it.slot)) = *(*uint64)(unsafe.Add(s, it.slot))
-			}
-		}
-	}
-}
-
 // Packed is a parsed packed batch whose records decode straight from the
 // packed bytes, in order (Record on any other index rescans the tail from
 // the start).
