@@ -261,19 +261,7 @@ func TestApplyAnswerInterns(t *testing.T) {
 		u.SetString(i, flow.SourcePodLabels, `{"app":"web"}`)
 	}
 	buf := (&abi.Answer{Count: 9, Verdicts: abi.Verdicts(nil).KeepAll(9), Updates: u.Bytes(), UpdateCount: u.Len()}).Append(nil)
-	var sc Scratch
-	b := testBatch()
-	if _, err := ApplyAnswer(b, buf, &sc); err != nil {
-		t.Fatal(err)
-	}
-	allocs := testing.AllocsPerRun(100, func() {
-		if _, err := ApplyAnswer(b, buf, &sc); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if allocs != 0 {
-		t.Errorf("%v allocations per answer, want 0", allocs)
-	}
+	applyWithoutAllocs(t, testBatch(), buf)
 }
 
 func TestCodec(t *testing.T) {
