@@ -221,7 +221,7 @@ func (e *Encoder) planFor(m Mask, n int) *plan {
 func encodeColumns(dst []byte, recs, dataStart, i int, r *flow.Record, m Mask, pl *plan) []byte {
 	if m.Flags&FlagExporter != 0 {
 		off := recs + pl.exporter + i*colExporter
-		putExporter(dst[off:off+colExporter], r)
+		PutExporter(dst[off:off+colExporter], r)
 	}
 	present := r.Present
 	for k := range pl.n {
@@ -305,7 +305,7 @@ func encodeColumn(base unsafe.Pointer, recs []*flow.Record, it *planItem) {
 func putPrelude(p []byte, r *flow.Record, flags uint32) {
 	_ = p[rFields-1]
 	if flags&FlagExporter != 0 {
-		putExporter(p[rExporter:rExtraOff], r)
+		PutExporter(p[rExporter:rExtraOff], r)
 	} else {
 		p[rExporterFamily] = 0
 		p[rExporterFamily+1] = 0
@@ -313,9 +313,13 @@ func putPrelude(p []byte, r *flow.Record, flags uint32) {
 	le.PutUint64(p[rExtraOff:], 0) // offset and count
 }
 
-// putExporter writes the exporter prelude (address, family, reserved,
-// port, domain: 24 bytes) at the start of p.
-func putExporter(p []byte, r *flow.Record) {
+// ExporterSize is the size of an encoded exporter: address (16 bytes and
+// a family byte), a reserved byte, u16 port, u32 observation domain.
+const ExporterSize = colExporter
+
+// PutExporter writes r's exporter and observation domain at the start of
+// p (ExporterSize bytes), as record blocks and columns hold them.
+func PutExporter(p []byte, r *flow.Record) {
 	_ = p[colExporter-1]
 	putAddr(p[:addrSize], r.Exporter.Addr())
 	p[rExporterFamily+1-rExporter] = 0
@@ -323,8 +327,9 @@ func putExporter(p []byte, r *flow.Record) {
 	le.PutUint32(p[rDomain-rExporter:], r.ObservationDomainID)
 }
 
-// getExporter reads what putExporter wrote into r.
-func getExporter(p []byte, r *flow.Record) bool {
+// ReadExporter reads what PutExporter wrote into r; it returns false for
+// an unknown address family.
+func ReadExporter(p []byte, r *flow.Record) bool {
 	_ = p[colExporter-1]
 	a, ok := getAddr(p[:addrSize])
 	if !ok {
@@ -365,13 +370,23 @@ func getUint(p []byte) uint64 {
 // putAddr writes a as 16 bytes (IPv4 as ::ffff:a.b.c.d) and a family byte.
 func putAddr(p []byte, a netip.Addr) {
 	_ = p[addrSize-1]
-	*(*[16]byte)(p) = a.As16() // zeros for the zero Addr
-	switch a.BitLen() {
-	case 32:
+	// Not As16: its 16-byte result is built from two 8-byte stores and
+	// copied whole, which stalls on store forwarding.
+	switch {
+	case a.Is4():
+		b := a.As4()
+		le.PutUint64(p, 0)
+		le.PutUint32(p[8:], 0xffff0000)
+		le.PutUint32(p[12:], le.Uint32(b[:]))
 		p[16] = 4
-	case 128:
+	case a.Is6():
+		// AppendBinary stores the two words as they are.
+		if b, _ := a.WithZone("").AppendBinary(p[:0:16]); len(b) != 16 || &b[0] != &p[0] {
+			*(*[16]byte)(p) = a.As16()
+		}
 		p[16] = 6
 	default:
+		clear(p[:16])
 		p[16] = 0
 	}
 }
@@ -629,7 +644,7 @@ func (d *Decoder) Record(v *View, i int, r *flow.Record) error {
 	off := v.recOff + i*v.recSize
 	p := v.buf[off : off+v.recSize]
 	r.Present = flow.FieldSet{le.Uint64(p[rPresent:]) & v.mask.Fields[0], le.Uint64(p[rPresent+8:]) & v.mask.Fields[1]}
-	if v.mask.Flags&FlagExporter != 0 && !getExporter(p[rExporter:rExtraOff], r) {
+	if v.mask.Flags&FlagExporter != 0 && !ReadExporter(p[rExporter:rExtraOff], r) {
 		return malformed("record %d: exporter address family %d", i, p[rExporterFamily])
 	}
 	var err error
@@ -662,7 +677,7 @@ func (d *Decoder) recordColumns(v *View, i int, r *flow.Record) error {
 	}
 	if v.mask.Flags&FlagExporter != 0 {
 		off := pl.exporter + i*colExporter
-		if !getExporter(cols[off:off+colExporter], r) {
+		if !ReadExporter(cols[off:off+colExporter], r) {
 			return malformed("record %d: exporter address family %d", i, cols[off+addrSize-1])
 		}
 	}

@@ -14,7 +14,6 @@ import (
 // [NewLayout]; it is safe for concurrent use.
 type Layout struct {
 	mask     abi.Mask
-	presence int // bytes of presence bits
 	exporter int // offset of the exporter in a packed record, -1 if absent
 	extra    int // offset of the Extra reference, -1 if absent
 	items    []item
@@ -53,11 +52,10 @@ func NewLayout(m abi.Mask) *Layout {
 			}
 		}
 	}
-	l.presence = (fields+7)/8 + (addrs+7)/8
-	at := l.presence
+	at := (fields+7)/8 + (addrs+7)/8 // presence bits, then tail bits
 	if m.Flags&abi.FlagExporter != 0 {
 		l.exporter = at
-		at += exporterSize
+		at += abi.ExporterSize
 	}
 	if m.Flags&abi.FlagExtra != 0 {
 		l.extra = at
@@ -117,7 +115,7 @@ func (l *Layout) Append(dst []byte, b *flow.Batch) []byte {
 	le.PutUint32(h[pCount:], uint32(n))
 	le.PutUint32(h[pRecordSize:], uint32(l.size))
 	le.PutUint32(h[pFlags:], l.mask.Flags)
-	le.PutUint32(h[pFlags+4:], 0)
+	le.PutUint32(h[pReserved:], 0)
 	le.PutUint64(h[pFields:], l.mask.Fields[0])
 	le.PutUint64(h[pFields+8:], l.mask.Fields[1])
 	le.PutUint32(h[pTailLen:], uint32(data-tail))
@@ -140,11 +138,7 @@ func grow(dst []byte, k int) []byte {
 func (l *Layout) encode(dst []byte, blk, tail int, r *flow.Record) []byte {
 	p := unsafe.Pointer(r)
 	if l.exporter >= 0 {
-		q := dst[blk+l.exporter : blk+l.exporter+exporterSize]
-		putAddr(q, r.Exporter.Addr())
-		q[17] = 0
-		le.PutUint16(q[18:], r.Exporter.Port())
-		le.PutUint32(q[20:], r.ObservationDomainID)
+		abi.PutExporter(dst[blk+l.exporter:], r)
 	}
 	for k := range l.items {
 		it := &l.items[k]
@@ -153,8 +147,7 @@ func (l *Layout) encode(dst []byte, blk, tail int, r *flow.Record) []byte {
 		case flow.KindAddress:
 			a := *(*netip.Addr)(unsafe.Add(p, it.slot))
 			if !r.Present.Has(it.field) {
-				le.PutUint32(dst[off:], 0)
-				continue
+				continue // 4 zero bytes: Append cleared the records
 			}
 			setBit(dst[blk:], it.bit)
 			if a.Is4() {
@@ -199,47 +192,9 @@ func (l *Layout) encode(dst []byte, blk, tail int, r *flow.Record) []byte {
 func setBit(b []byte, k int)      { b[k>>3] |= 1 << (k & 7) }
 func hasBit(b []byte, k int) bool { return b[k>>3]&(1<<(k&7)) != 0 }
 
-// putAddr writes a as the ABI does: 16 bytes (IPv4 as ::ffff:a.b.c.d),
-// then the family (0, 4 or 6).
-func putAddr(p []byte, a netip.Addr) {
-	_ = p[16]
-	// IPv4 through As4: As16's 16-byte result is built from two 8-byte
-	// stores and copied whole, which stalls on store forwarding.
-	switch {
-	case a.Is4():
-		b := a.As4()
-		le.PutUint64(p, 0)
-		le.PutUint32(p[8:], 0xffff0000)
-		le.PutUint32(p[12:], le.Uint32(b[:]))
-		p[16] = 4
-	case a.Is6():
-		// AppendBinary stores the two words as they are: no stall.
-		if b, _ := a.WithZone("").AppendBinary(p[:0:16]); len(b) != 16 || &b[0] != &p[0] {
-			*(*[16]byte)(p) = a.As16()
-		}
-		p[16] = 6
-	default:
-		clear(p[:16])
-		p[16] = 0
-	}
-}
-
-func getAddr(p []byte) (netip.Addr, bool) {
-	_ = p[16]
-	switch p[16] {
-	case 0:
-		return netip.Addr{}, true
-	case 4:
-		return netip.AddrFrom4([4]byte(p[12:16])), true
-	case 6:
-		return netip.AddrFrom16([16]byte(p[:16])), true
-	}
-	return netip.Addr{}, false
-}
-
 // Packed is a parsed packed batch whose records decode straight from the
-// packed bytes, in order (Record on any other index rescans the tail from
-// the start).
+// packed bytes, fastest in order (Record on another index first scans for
+// where its tail entries start).
 type Packed struct {
 	l       *Layout
 	n       int
@@ -313,14 +268,8 @@ func (p *Packed) Record(i int, r *flow.Record, st *Strings) error {
 	b := p.records[i*l.size : (i+1)*l.size]
 	at := p.at
 	r.Present = flow.FieldSet{}
-	if l.exporter >= 0 {
-		q := b[l.exporter : l.exporter+exporterSize]
-		a, ok := getAddr(q)
-		if !ok {
-			return fmt.Errorf("%w: record %d: exporter address family %d", ErrPacked, i, q[16])
-		}
-		r.Exporter = netip.AddrPortFrom(a, le.Uint16(q[18:]))
-		r.ObservationDomainID = le.Uint32(q[20:])
+	if l.exporter >= 0 && !abi.ReadExporter(b[l.exporter:], r) {
+		return fmt.Errorf("%w: record %d: exporter address family %d", ErrPacked, i, b[l.exporter+16])
 	}
 	rp := unsafe.Pointer(r)
 	for k := range l.items {

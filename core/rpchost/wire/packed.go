@@ -53,11 +53,11 @@ const (
 	pCount      = 8
 	pRecordSize = 12
 	pFlags      = 16
+	pReserved   = 20
 	pFields     = 24
 	pTailLen    = 40
 	pDataLen    = 44
 
-	exporterSize = 24
 	extraRefSize = 8
 )
 
