@@ -61,46 +61,39 @@ func (b *Batch) Has(i int, f FieldID) bool {
 // ipClassOfService, flowEndReason, …), one value per record. It panics if
 // the filter does not read f (see [Reads]) or f is not 1 byte wide.
 func (b *Batch) Uint8(f FieldID) []uint8 {
-	if int(f) < flow.NumFields && b.c.U8[f] != nil {
-		return b.c.U8[f]
-	}
-	panic(columnError(f, flow.KindUnsigned, 1))
+	return column(&b.c.U8, f, flow.KindUnsigned, 1)
 }
 
 // Uint16 returns the column of a 2-byte field (sourceTransportPort,
 // destinationTransportPort, tcpControlBits, …); it panics as Uint8 does.
 func (b *Batch) Uint16(f FieldID) []uint16 {
-	if int(f) < flow.NumFields && b.c.U16[f] != nil {
-		return b.c.U16[f]
-	}
-	panic(columnError(f, flow.KindUnsigned, 2))
+	return column(&b.c.U16, f, flow.KindUnsigned, 2)
 }
 
 // Uint32 returns the column of a 4-byte field (ingressInterface,
 // egressInterface, …); it panics as Uint8 does.
 func (b *Batch) Uint32(f FieldID) []uint32 {
-	if int(f) < flow.NumFields && b.c.U32[f] != nil {
-		return b.c.U32[f]
-	}
-	panic(columnError(f, flow.KindUnsigned, 4))
+	return column(&b.c.U32, f, flow.KindUnsigned, 4)
 }
 
 // Uint64 returns the column of an 8-byte counter (octetDeltaCount, …);
 // it panics as Uint8 does. Time fields have their own column, [Batch.Time].
 func (b *Batch) Uint64(f FieldID) []uint64 {
-	if int(f) < flow.NumFields && b.c.U64[f] != nil {
-		return b.c.U64[f]
-	}
-	panic(columnError(f, flow.KindUnsigned, 8))
+	return column(&b.c.U64, f, flow.KindUnsigned, 8)
 }
 
 // Time returns the column of a time field (FlowStart, FlowEnd), in
 // nanoseconds since the Unix epoch; it panics as Uint8 does.
 func (b *Batch) Time(f FieldID) []int64 {
-	if int(f) < flow.NumFields && b.c.Time[f] != nil {
-		return b.c.Time[f]
+	return column(&b.c.Time, f, flow.KindTime, 8)
+}
+
+// column returns field f's column from cols, or panics with columnError.
+func column[T any](cols *[flow.NumFields][]T, f FieldID, kind flow.Kind, width int) []T {
+	if int(f) < flow.NumFields && cols[f] != nil {
+		return cols[f]
 	}
-	panic(columnError(f, flow.KindTime, 8))
+	panic(columnError(f, kind, width))
 }
 
 // columnError says why field f has no column of that kind and width: it
