@@ -230,10 +230,10 @@ type scratch struct {
 	dec     abi.Decoder
 	strings wire.Strings // interned strings of packed batches
 	layout  *wire.Layout // of the last packed batch
-	rec     flow.Record
-	before  flow.Record
-	// beforeLayout is the layout of the packed record fully copied into
-	// before last; nil when before holds a plain record.
+	rec     flow.Record // what the callbacks get
+	before  flow.Record // the record as decoded, for the diff
+	// beforeLayout is the layout whose records before receives (fields
+	// outside its mask stay zero); nil when before holds whole records.
 	beforeLayout *wire.Layout
 	extra        []flow.Field
 	answer       wire.AnswerWriter
@@ -322,7 +322,7 @@ func (s *server) Process(_ context.Context, buf []byte) ([]byte, error) {
 		}
 		b.plain = &v
 	}
-	// A buffer of the pool: gRPC copies it after Process returns and
+	// A buffer of the pool: gRPC writes it after Process returns and
 	// hands it back through Release.
 	return s.run(sc, &b, s.answerBuffer())
 }
@@ -334,7 +334,7 @@ func (s *server) answerBuffer() []byte {
 	return make([]byte, 0, 16<<10)
 }
 
-// Release takes back an answer of Process once gRPC has copied it.
+// Release takes back an answer of Process once gRPC has written it.
 func (s *server) Release(out []byte) {
 	out = out[:0]
 	s.answers.Put(&out)
@@ -354,7 +354,10 @@ func (s *server) run(sc *scratch, v *batch, out []byte) (ans []byte, err error) 
 	sc.verdicts = sc.verdicts.KeepAll(n)
 	copyExtra := s.mask.Flags&abi.FlagExtra != 0
 	r, before := &sc.rec, &sc.before
-	if v.packed != nil && sc.beforeLayout != v.packed.Layout() {
+	switch {
+	case v.packed == nil:
+		sc.beforeLayout = nil // before gets whole records
+	case sc.beforeLayout != v.packed.Layout():
 		// before receives only the fields of the layout's mask: the rest
 		// stays zero from here on. Its Extra must not share sc.extra's
 		// array, which a plain batch may have left it.
@@ -385,7 +388,6 @@ func (s *server) run(sc *scratch, v *batch, out []byte) (ans []byte, err error) 
 		}
 		pb := before.Present // a packed record has the bit of each string it holds
 		if v.packed == nil {
-			sc.beforeLayout = nil
 			*before = *r
 			if copyExtra {
 				// Enrich may append to or edit r.Extra; diff needs the

@@ -125,7 +125,7 @@ type Server interface {
 
 // Releaser is implemented by a Server that reuses its answer buffers:
 // Release(out) is called once gRPC no longer needs an answer out returned
-// by Process (it has copied it into its own frame).
+// by Process (it has written it, or copied an Init reply).
 type Releaser interface {
 	Release(out []byte)
 }
