@@ -230,8 +230,8 @@ type scratch struct {
 	dec     abi.Decoder
 	strings wire.Strings // interned strings of packed batches
 	layout  *wire.Layout // of the last packed batch
-	rec     flow.Record // what the callbacks get
-	before  flow.Record // the record as decoded, for the diff
+	rec     flow.Record  // what the callbacks get
+	before  flow.Record  // the record as decoded, for the diff
 	// beforeLayout is the layout whose records before receives (fields
 	// outside its mask stay zero); nil when before holds whole records.
 	beforeLayout *wire.Layout
