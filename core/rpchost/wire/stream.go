@@ -84,7 +84,7 @@ type Stream struct {
 
 	mu      sync.Mutex
 	seq     uint64
-	pending map[uint64]chan frame
+	pending map[uint64]chan Answer
 	err     error         // why the stream ended; set before done closes
 	done    chan struct{} // closed when the stream has ended
 }
@@ -98,7 +98,7 @@ func (c *Client) OpenStream(ctx context.Context) (*Stream, error) {
 		cancel()
 		return nil, fmt.Errorf("open batch stream: %w", err)
 	}
-	s := &Stream{cs: cs, cancel: cancel, sending: make(chan struct{}, 1), pending: make(map[uint64]chan frame), done: make(chan struct{})}
+	s := &Stream{cs: cs, cancel: cancel, sending: make(chan struct{}, 1), pending: make(map[uint64]chan Answer), done: make(chan struct{})}
 	s.wg.Add(1)
 	go s.receive()
 	return s, nil
@@ -118,7 +118,7 @@ func (s *Stream) Call(ctx context.Context, buf []byte) (Answer, error) {
 	if len(buf) < FrameHeadroom {
 		return Answer{}, fmt.Errorf("batch buffer of %d bytes has no %d-byte headroom", len(buf), FrameHeadroom)
 	}
-	ch := make(chan frame, 1)
+	ch := make(chan Answer, 1)
 	s.mu.Lock()
 	if s.err != nil {
 		err := s.err
@@ -159,17 +159,22 @@ func (s *Stream) Call(ctx context.Context, buf []byte) (Answer, error) {
 		}
 	}
 	select {
-	case rep := <-ch:
-		return Answer{Data: rep.data, held: rep.held}, nil
+	case a := <-ch:
+		return a, nil
 	case <-s.done:
 		select {
-		case rep := <-ch: // answered just before the end
-			return Answer{Data: rep.data, held: rep.held}, nil
+		case a := <-ch: // answered just before the end
+			return a, nil
 		default:
 		}
 		return Answer{}, s.err
 	case <-ctx.Done():
 		s.forget(seq)
+		select {
+		case a := <-ch: // answered as ctx ended
+			a.Release()
+		default:
+		}
 		return Answer{}, ctx.Err()
 	}
 }
@@ -214,7 +219,7 @@ func (s *Stream) receive() {
 			f.free()
 			continue
 		}
-		ch <- f
+		ch <- Answer{Data: f.data, held: f.held}
 	}
 }
 
