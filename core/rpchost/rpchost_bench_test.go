@@ -135,6 +135,30 @@ func BenchmarkEmptyCall(b *testing.B) {
 	b.ReportMetric(float64((cpuTime(inst.pid)-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
 
+// BenchmarkPayload is the round trip of one call carrying size bytes that
+// are no batch (the plugin answers a short error): the cost of bytes on
+// their way to the plugin, through gRPC, TLS and the socket. The
+// difference between sizes, per byte, is what a smaller batch saves.
+func BenchmarkPayload(b *testing.B) {
+	p := benchProcessor(b, 1)
+	inst := p.current()
+	for _, size := range []int{0, 16 << 10, 64 << 10} {
+		b.Run(fmt.Sprintf("bytes=%d", size), func(b *testing.B) {
+			buf := make([]byte, wire.FrameHeadroom+size)
+			b.SetBytes(int64(size))
+			cpu := cpuTime(inst.pid)
+			for i := 0; i < b.N; i++ {
+				rep, err := inst.stream.Call(context.Background(), buf)
+				if err != nil {
+					b.Fatal(err)
+				}
+				rep.Release()
+			}
+			b.ReportMetric(float64((cpuTime(inst.pid)-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
 // cpuTime is the CPU time (user + system) used so far by this process and
 // by the plugin process pid. On a shared machine it measures a benchmark's
 // cost better than wall time.
