@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -30,6 +32,10 @@ type Config struct {
 	Cmd string `koanf:"cmd"`
 	// Args are the binary's command-line arguments. Default none.
 	Args []string `koanf:"args"`
+	// Env adds variables to the plugin's environment, which is otherwise
+	// Weir's, e.g. {GOMAXPROCS: "4"} for a plugin that needs more than the
+	// half of the CPUs the Go SDK takes by default. Default none.
+	Env map[string]string `koanf:"env"`
 	// Config is handed to the plugin's Init as JSON (any YAML value).
 	// Default null.
 	Config any `koanf:"config"`
@@ -82,6 +88,11 @@ func (c *Config) Validate() error {
 	var errs []error
 	if strings.TrimSpace(c.Cmd) == "" {
 		errs = append(errs, errors.New("cmd: required: the plugin binary to run"))
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Env)) {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(c.Env[k], 0) {
+			errs = append(errs, fmt.Errorf("env: %q: a variable needs a name without '=' and a value without NUL", k))
+		}
 	}
 	if c.SHA256 != "" {
 		if _, err := parseSHA256(c.SHA256); err != nil {

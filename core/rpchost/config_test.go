@@ -79,6 +79,7 @@ func TestConfigDecodes(t *testing.T) {
 		"config":          map[string]any{"table": "x.csv", "n": 3},
 		"timeout":         "250ms",
 		"restart_backoff": map[string]any{"max": "3s"},
+		"env":             map[string]any{"GOMAXPROCS": "4", "Mixed_Case": "v"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +93,10 @@ func TestConfigDecodes(t *testing.T) {
 	m, ok := cfg.Config.(map[string]any)
 	if !ok || m["table"] != "x.csv" {
 		t.Errorf("config: %#v", cfg.Config)
+	}
+	// Variable names keep their case.
+	if cfg.Env["GOMAXPROCS"] != "4" || cfg.Env["Mixed_Case"] != "v" {
+		t.Errorf("env: %v", cfg.Env)
 	}
 }
 

@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,11 +48,21 @@ const EnvBaseDir = "WEIR_BASE_DIR"
 type launcher struct {
 	path         string // absolute path of the binary
 	args         []string
-	sum          []byte // SHA-256 pin, or nil
+	env          []string // KEY=value, after Weir's environment
+	sum          []byte   // SHA-256 pin, or nil
 	baseDir      string
 	startTimeout time.Duration
 	initReq      []byte // JSON wire.InitRequest
 	log          *slog.Logger
+}
+
+// envList returns env as KEY=value entries, sorted by name.
+func envList(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		out = append(out, k+"="+env[k])
+	}
+	return out
 }
 
 func newLauncher(c *Config, baseDir, name string, log *slog.Logger) (*launcher, error) {
@@ -74,6 +86,7 @@ func newLauncher(c *Config, baseDir, name string, log *slog.Logger) (*launcher, 
 	l := &launcher{
 		path:         path,
 		args:         c.Args,
+		env:          envList(c.Env),
 		baseDir:      baseDir,
 		startTimeout: c.StartTimeout,
 		initReq:      req,
@@ -172,7 +185,7 @@ func (l *launcher) start(ctx context.Context) (*instance, error) {
 		return nil, err
 	}
 	cmd := exec.Command(l.path, l.args...)
-	cmd.Env = append(os.Environ(), EnvBaseDir+"="+l.baseDir)
+	cmd.Env = append(append(os.Environ(), EnvBaseDir+"="+l.baseDir), l.env...)
 	setParentDeathSignal(cmd)
 	hlog := newSlogLogger(l.log, filepath.Base(l.path))
 	out := &lineWriter{log: func(line string) { l.log.Info(line, "stream", "stdout") }}

@@ -125,7 +125,11 @@ func serveTestPlugin() {
 			case portSlow:
 				time.Sleep(300 * time.Millisecond)
 			}
-			r.SetString(flow.SourceNodeName, fmt.Sprintf("pid-%d", os.Getpid()))
+			name := fmt.Sprintf("pid-%d", os.Getpid())
+			if v := os.Getenv("WEIR_TEST_NODE_NAME"); v != "" {
+				name = fmt.Sprintf("%s/procs=%d", v, runtime.GOMAXPROCS(0))
+			}
+			r.SetString(flow.SourceNodeName, name)
 		},
 		Filter: func(r *flow.Record) bool { return !cfg.Filter || r.ProtocolIdentifier != 17 },
 	}

@@ -53,6 +53,22 @@ func BenchmarkEnrich(b *testing.B) {
 	}
 }
 
+// BenchmarkPluginProcs is BenchmarkEnrich at 256 records with the
+// plugin's GOMAXPROCS set through env:, to compare one P with two (the
+// SDK's default is half the CPUs).
+func BenchmarkPluginProcs(b *testing.B) {
+	for _, inFlight := range []int{1, 4} {
+		for _, procs := range []string{"1", "2"} {
+			cfg := exampleConfig()
+			cfg.Env = map[string]string{"GOMAXPROCS": procs}
+			p := startBench(b, cfg, inFlight)
+			b.Run(fmt.Sprintf("inflight=%d/procs=%s", inFlight, procs), func(b *testing.B) {
+				benchBatches(b, p, 256, inFlight)
+			})
+		}
+	}
+}
+
 // BenchmarkTransport is BenchmarkEnrich with a plugin that reads the same
 // fields and keeps every record unchanged: the transport's own cost
 // (encode, gRPC over AutoMTLS both ways, decode, answer, apply).

@@ -175,6 +175,23 @@ func TestFilterVerdicts(t *testing.T) {
 	}
 }
 
+// TestEnv checks that env: reaches the plugin's environment, GOMAXPROCS
+// included, which overrides the SDK's half of the CPUs.
+func TestEnv(t *testing.T) {
+	cfg := testPluginConfig_(testPluginConfig{})
+	cfg.Env = map[string]string{"WEIR_TEST_NODE_NAME": "from-env", "GOMAXPROCS": "3"}
+	h := start(t, cfg, plugin.NopSettings(ID))
+	b := plugintest.MixedBatch(4)
+	if err := h.Process(context.Background(), b); err != nil {
+		t.Fatalf("Process: %v", err)
+	}
+	for i, r := range b.Records {
+		if r.SourceNodeName != "from-env/procs=3" {
+			t.Errorf("record %d: %q, want from-env/procs=3", i, r.SourceNodeName)
+		}
+	}
+}
+
 func TestConcurrentProcess(t *testing.T) {
 	cfg := exampleConfig()
 	cfg.InFlight = 3

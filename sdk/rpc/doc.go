@@ -32,7 +32,7 @@
 //     batch in flight) and must be safe for concurrent use. A record and
 //     its Extra values are valid only during the call.
 //   - Serve runs the plugin on half the machine's CPUs unless GOMAXPROCS
-//     is set: Weir needs the rest.
+//     is set (the stage's env: sets it): Weir needs the rest.
 //   - A panic in a callback is recovered and reported; Weir then restarts
 //     the plugin process and handles that batch per its on_error.
 //   - The plugin exits when Weir stops it or when Weir's process dies.

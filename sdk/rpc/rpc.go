@@ -97,9 +97,9 @@ func Serve(p Plugin) {
 		// The plugin shares the machine with Weir, which runs the rest of
 		// the pipeline and half of each batch's transport: with every CPU
 		// its scheduler spins on cores Weir needs. On 2 cores one P took
-		// 256-record batches through subnetlabels in 0.79-0.97 of the time
-		// (BenchmarkEnrich in core/rpchost). GOMAXPROCS in the
-		// environment still wins.
+		// 0.8-0.87 of the time of two (BenchmarkPluginProcs in
+		// core/rpchost). GOMAXPROCS in the environment, or the stage's
+		// env:, still wins.
 		runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)/2))
 	}
 	stop := startProfile(os.Getenv(EnvCPUProfile))
