@@ -709,13 +709,18 @@ func TestStoppedPlugin(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// Built before any call starts: under -race building one takes long
+	// enough that a late call would reach the restarted plugin.
+	batches := make([]*flow.Batch, cfg.InFlight)
+	for i := range batches {
+		batches[i] = plugintest.MixedBatch(50000) // megabytes: more than the socket holds
+	}
 	begin := time.Now()
 	var wg sync.WaitGroup
-	for range cfg.InFlight {
+	for _, b := range batches {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b := plugintest.MixedBatch(50000) // megabytes: more than the socket holds
 			err := h.Process(context.Background(), b)
 			if !errors.Is(err, ErrTimeout) && !errors.Is(err, ErrCrashed) {
 				t.Errorf("got %v, want ErrTimeout or ErrCrashed (aborted)", err)
