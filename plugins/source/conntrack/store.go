@@ -8,8 +8,9 @@ import (
 	ct "github.com/ti-mo/conntrack"
 )
 
-// maxStoreSize bounds max_connections (entries are indexed by uint32).
-const maxStoreSize = 1 << 24
+// maxStoreSize bounds max_connections: an index slot holds entry index + 1
+// in 24 bits.
+const maxStoreSize = 1<<24 - 1
 
 // key identifies a connection: the conntrack original tuple and zone. For
 // ICMP, sport holds the echo identifier and dport type<<8|code (as
@@ -29,6 +30,7 @@ const (
 	fEndSent                    // exported with endOfFlow while dying (TCP TIME_WAIT/CLOSE)
 	fNew                        // inserted by a new event, not yet seen by a dump
 	fExported                   // exported at least once
+	fIdleSent                   // exported as idle since the counters last changed
 )
 
 // entry is one connection of the store: 136 bytes, no pointers, so pages
@@ -89,7 +91,7 @@ type store struct {
 	seed   maphash.Seed
 	pages  []*[pageSize]entry
 	n      int
-	table  []uint32 // entry index + 1; 0 = empty
+	table  []uint32 // tag<<24 | (entry index + 1); 0 = empty
 	mask   uint32
 	max    int
 	parity uint8 // fSeen or 0: flipped at the start of each dump
@@ -112,17 +114,28 @@ func (s *store) hash(k *key) uint32 {
 	return uint32(maphash.Bytes(s.seed, b))
 }
 
+// Index slots: the low 24 bits are the entry index + 1, the high 8 bits a
+// tag from the hash, so a probe compares keys only when the tags match
+// (1 in 256 otherwise): most probes then never touch the entry.
+const (
+	idxBits = 24
+	idxMask = 1<<idxBits - 1
+)
+
+func tag(h uint32) uint32 { return h & 0xff000000 }
+
 // find returns k's slot and its entry index, or -1 and the empty slot
 // where it would go.
 func (s *store) find(k *key, h uint32) (slot uint32, idx int) {
 	i := h & s.mask
+	t := tag(h)
 	for {
 		v := s.table[i]
 		if v == 0 {
 			return i, -1
 		}
-		if s.at(int(v-1)).key == *k {
-			return i, int(v - 1)
+		if v&^idxMask == t && s.at(int(v&idxMask-1)).key == *k {
+			return i, int(v&idxMask - 1)
 		}
 		i = (i + 1) & s.mask
 	}
@@ -145,13 +158,14 @@ func (s *store) insert(k *key) *entry {
 	if float64(s.n+1) > maxLoad*float64(len(s.table)) {
 		s.grow()
 	}
-	slot, _ := s.find(k, s.hash(k))
+	h := s.hash(k)
+	slot, _ := s.find(k, h)
 	if s.n>>pageShift == len(s.pages) {
 		s.pages = append(s.pages, new([pageSize]entry))
 	}
 	i := s.n
 	s.n++
-	s.table[slot] = uint32(i + 1)
+	s.table[slot] = tag(h) | uint32(i+1)
 	e := s.at(i)
 	*e = entry{key: *k}
 	return e
@@ -161,8 +175,9 @@ func (s *store) grow() {
 	s.table = make([]uint32, 2*len(s.table))
 	s.mask = uint32(len(s.table) - 1)
 	for i := 0; i < s.n; i++ {
-		slot, _ := s.find(&s.at(i).key, s.hash(&s.at(i).key))
-		s.table[slot] = uint32(i + 1)
+		h := s.hash(&s.at(i).key)
+		slot, _ := s.find(&s.at(i).key, h)
+		s.table[slot] = tag(h) | uint32(i+1)
 	}
 }
 
@@ -174,8 +189,9 @@ func (s *store) remove(i int) {
 	last := s.n - 1
 	if i != last {
 		le := s.at(last)
-		ls, _ := s.find(&le.key, s.hash(&le.key))
-		s.table[ls] = uint32(i + 1)
+		lh := s.hash(&le.key)
+		ls, _ := s.find(&le.key, lh)
+		s.table[ls] = tag(lh) | uint32(i+1)
 		*s.at(i) = *le
 	}
 	s.n--
@@ -199,7 +215,7 @@ func (s *store) deleteSlot(slot uint32) {
 			if v == 0 {
 				return
 			}
-			home := s.hash(&s.at(int(v-1)).key) & s.mask
+			home := s.hash(&s.at(int(v&idxMask-1)).key) & s.mask
 			// Move v back to i unless its home lies cyclically in (i, j].
 			if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
 				s.table[i] = v
@@ -270,7 +286,8 @@ func (s *store) observe(f *ct.Flow, now int64) (*entry, observeResult) {
 
 func (s *store) observeKey(k *key, f *ct.Flow, now int64) (*entry, observeResult) {
 	res := observedKnown
-	slot, i := s.find(k, s.hash(k))
+	h := s.hash(k)
+	slot, i := s.find(k, h)
 	var e *entry
 	if i >= 0 {
 		e = s.at(i)
@@ -280,14 +297,14 @@ func (s *store) observeKey(k *key, f *ct.Flow, now int64) (*entry, observeResult
 		}
 		if float64(s.n+1) > maxLoad*float64(len(s.table)) {
 			s.grow()
-			slot, _ = s.find(k, s.hash(k))
+			slot, _ = s.find(k, h)
 		}
 		if s.n>>pageShift == len(s.pages) {
 			s.pages = append(s.pages, new([pageSize]entry))
 		}
 		i = s.n
 		s.n++
-		s.table[slot] = uint32(i + 1)
+		s.table[slot] = tag(h) | uint32(i+1)
 		e = s.at(i)
 		*e = entry{key: *k, start: now, changed: now, exported: now}
 		if ts := f.Timestamp.Start; !ts.IsZero() {
@@ -306,6 +323,7 @@ func (s *store) observeKey(k *key, f *ct.Flow, now int64) (*entry, observeResult
 		}
 		e.packets, e.octets, e.rpackets, e.roctets = p, o, rp, ro
 		e.changed = now
+		e.flags &^= fIdleSent
 	}
 	e.mark = f.Mark
 	if f.ProtoInfo.TCP != nil {
@@ -362,17 +380,18 @@ func (s *store) expire(now int64, dumped bool, t timeouts, emit func(e *entry, r
 			}
 			continue
 		}
-		if !e.news() && e.flags&fExported != 0 {
-			continue // no news: never re-exported
-		}
 		switch {
-		case now-e.changed >= t.idle:
+		case now-e.changed >= t.idle && e.flags&fIdleSent == 0:
+			// Idle: the flow is over as far as IPFIX goes (RFC 5470 §5.1.1),
+			// even when an active export already sent its last deltas.
 			emit(e, reasonIdle)
 			e.markExported(now)
-		case now-e.exported >= t.active:
+			e.flags |= fIdleSent
+		case (e.news() || e.flags&fExported == 0) && now-e.exported >= t.active:
 			emit(e, reasonActive)
 			e.markExported(now)
 		}
+		// Otherwise no news: never re-exported.
 	}
 	return removed
 }
