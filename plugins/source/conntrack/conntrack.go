@@ -282,6 +282,11 @@ func (s *Source) Start(_ context.Context, out plugin.Emitter) error {
 // preflight checks what would otherwise make every record wrong or every
 // dump fail.
 func (s *Source) preflight() error {
+	if s.cfg.NetNS != "" {
+		if _, err := os.Stat(s.cfg.NetNS); err != nil {
+			return fmt.Errorf("netns: %w", err)
+		}
+	}
 	capOK, err := hasCapNetAdmin()
 	if err != nil {
 		return err
@@ -314,14 +319,19 @@ func (s *Source) preflight() error {
 }
 
 // buildRequests plans the kernel dumps of one poll: one per selected
-// protocol × zone, with the mark, when that is at most maxKernelFilters
-// requests; else one dump with the mark only.
+// protocol × family (ctnetlink filters a protocol within one family only) ×
+// zone, with the mark, when that is at most maxKernelFilters requests;
+// else one dump with the mark only.
 func (s *Source) buildRequests() []dumpRequest {
-	protos := []int{-1}
+	type pf struct {
+		proto  int
+		family netfilter.ProtoFamily
+	}
+	protos := []pf{{-1, netfilter.ProtoUnspec}}
 	if s.protoSet != nil {
 		protos = nil
 		for _, p := range protoList(s.protoSet) {
-			protos = append(protos, p)
+			protos = append(protos, pf{p, netfilter.ProtoIPv4}, pf{p, netfilter.ProtoIPv6})
 		}
 	}
 	zones := []int{-1}
@@ -332,12 +342,12 @@ func (s *Source) buildRequests() []dumpRequest {
 		}
 	}
 	if len(protos)*len(zones) > maxKernelFilters {
-		protos, zones = []int{-1}, []int{-1}
+		protos, zones = []pf{{-1, netfilter.ProtoUnspec}}, []int{-1}
 	}
 	var reqs []dumpRequest
 	for _, p := range protos {
 		for _, z := range zones {
-			reqs = append(reqs, dumpRequest{proto: p, zone: z, mark: s.cfg.Mark.Mask != 0,
+			reqs = append(reqs, dumpRequest{family: p.family, proto: p.proto, zone: z, mark: s.cfg.Mark.Mask != 0,
 				markVal: s.cfg.Mark.Value, markMask: s.cfg.Mark.Mask})
 		}
 	}

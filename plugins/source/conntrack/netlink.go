@@ -31,7 +31,8 @@ const (
 // the request and Weir falls back to one unfiltered dump). Whatever the
 // kernel does, every flow is filtered again in user space.
 type dumpRequest struct {
-	proto    int // -1: any
+	family   netfilter.ProtoFamily // ProtoUnspec: both; a protocol filter needs one
+	proto    int                   // -1: any
 	zone     int // -1: any
 	mark     bool
 	markVal  uint32
@@ -64,7 +65,7 @@ func (d dumpRequest) message() (netlink.Message, error) {
 	return netfilter.MarshalNetlink(netfilter.Header{
 		SubsystemID: netfilter.NFSubsysCTNetlink,
 		MessageType: ctMsgGet,
-		Family:      netfilter.ProtoUnspec,
+		Family:      d.family,
 		Flags:       netlink.Request | netlink.Dump,
 	}, attrs)
 }
