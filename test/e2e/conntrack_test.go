@@ -154,7 +154,7 @@ func nodeYAML(node, collector string) string {
   processors:
     - filter.protocol: {protocols: [tcp]}
   exporters:
-    - export.ipfix: {address: "%s:4739", transport: tcp}
+    - export.ipfix: {address: "%s:4739", transport: tcp, one_set_per_message: true}
 `, node, collector)
 }
 
