@@ -1,9 +1,9 @@
 package conntrack_test
 
 import (
+	"os"
 	"reflect"
 	"regexp"
-	"os"
 	"testing"
 	"time"
 

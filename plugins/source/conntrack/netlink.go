@@ -33,7 +33,7 @@ const (
 type dumpRequest struct {
 	family   netfilter.ProtoFamily // ProtoUnspec: both; a protocol filter needs one
 	proto    int                   // -1: any
-	zone     int // -1: any
+	zone     int                   // -1: any
 	mark     bool
 	markVal  uint32
 	markMask uint32

@@ -330,11 +330,11 @@ func run(t testing.TB, tp *topo, mod func(*Config)) (*Source, *plugintest.Emitte
 // destination port, 0 for ICMP) and returns the deltas, the last record's
 // totals and reasons.
 type connSum struct {
-	records                  int
-	dp, do, rdp, rdo         uint64
-	tp, to, rtp, rto         uint64
-	reasons                  []uint8
-	first                    *flow.Record
+	records          int
+	dp, do, rdp, rdo uint64
+	tp, to, rtp, rto uint64
+	reasons          []uint8
+	first            *flow.Record
 }
 
 func sumConn(em *plugintest.Emitter, proto uint8, src netip.Addr, dport uint16) connSum {
@@ -451,4 +451,3 @@ func TestCounters(t *testing.T) {
 }
 
 func plugintestSettings() pluginSettings { return nopSettings() }
-
