@@ -93,7 +93,7 @@ type Source struct {
 
 	// Owned by the run goroutine.
 	store      *store
-	dumpConn   *netfilter.Conn
+	dumper     *dumper
 	eventConn  *netfilter.Conn
 	requests   []dumpRequest
 	kernelOK   bool
@@ -228,7 +228,7 @@ func (s *Source) Start(_ context.Context, out plugin.Emitter) error {
 	}
 	err := inNetNS(s.cfg.NetNS, func() error {
 		var err error
-		if s.dumpConn, err = netfilter.Dial(nil); err != nil {
+		if s.dumper, err = newDumper(); err != nil {
 			return fmt.Errorf("open ctnetlink socket: %w", err)
 		}
 		if !s.cfg.Events {
@@ -356,15 +356,15 @@ func (s *Source) buildRequests() []dumpRequest {
 
 // keep applies the zone, mark and protocol filters, counting what they
 // drop.
-func (s *Source) keep(f *ct.Flow) bool {
+func (s *Source) keep(f *ctFlow) bool {
 	switch {
-	case s.zoneSet != nil && !s.zoneSet[f.Zone]:
+	case s.zoneSet != nil && !s.zoneSet[f.key.zone]:
 		s.m.filtered[filteredZone].Add(1)
 		return false
-	case f.Mark&s.cfg.Mark.Mask != s.cfg.Mark.Value:
+	case f.mark&s.cfg.Mark.Mask != s.cfg.Mark.Value:
 		s.m.filtered[filteredMark].Add(1)
 		return false
-	case s.protoSet != nil && !s.protoSet[f.TupleOrig.Proto.Protocol]:
+	case s.protoSet != nil && !s.protoSet[f.key.proto]:
 		s.m.filtered[filteredProtocol].Add(1)
 		return false
 	}
@@ -377,7 +377,7 @@ func (s *Source) poll() error {
 	now := start.UnixNano()
 	s.store.beginDump()
 	var n uint64
-	observe := func(f *ct.Flow) {
+	observe := func(f *ctFlow) {
 		n++
 		if !s.keep(f) {
 			return
@@ -389,7 +389,7 @@ func (s *Source) poll() error {
 	var err error
 	if s.kernelOK {
 		for _, r := range s.requests {
-			if err = dump(s.dumpConn, r, observe); err != nil {
+			if err = s.dumper.dump(r, observe); err != nil {
 				break
 			}
 		}
@@ -403,7 +403,7 @@ func (s *Source) poll() error {
 		}
 	}
 	if !s.kernelOK {
-		err = dump(s.dumpConn, dumpRequest{proto: -1, zone: -1}, observe)
+		err = s.dumper.dump(dumpRequest{proto: -1, zone: -1}, observe)
 	}
 	s.m.polls.Add(1)
 	s.m.dumped.Add(n)
@@ -479,21 +479,18 @@ func (s *Source) readEvents(ctx context.Context, events chan<- ct.Event, resync 
 
 // event applies a new or destroy event to the store.
 func (s *Source) event(ev ct.Event) {
-	f := ev.Flow
-	if !s.keep(f) {
-		return
-	}
-	var k key
-	if !setKey(&k, f) {
+	var f ctFlow
+	fromTiMo(ev.Flow, &f)
+	if !f.tupleOK || !s.keep(&f) {
 		return
 	}
 	now := time.Now().UnixNano()
 	switch ev.Type {
 	case ct.EventNew:
-		if s.store.lookup(&k) != nil {
+		if s.store.lookup(&f.key) != nil {
 			return
 		}
-		e, res := s.store.observeKey(&k, f, now)
+		e, res := s.store.observe(&f, now)
 		if res == observedFull {
 			s.full()
 			return
@@ -501,24 +498,24 @@ func (s *Source) event(ev ct.Event) {
 		// Not seen by a dump yet: keep the last dump's parity and wait.
 		e.flags = (e.flags &^ fSeen) | (s.store.parity ^ fSeen) | fNew
 	case ct.EventDestroy:
-		e := s.store.lookup(&k)
+		e := s.store.lookup(&f.key)
 		if e == nil {
 			// Unknown: either removed already (its end was exported) or never
 			// seen. Only a start after the last dump proves the latter.
-			if ts := f.Timestamp.Start; ts.IsZero() || ts.UnixNano() <= s.lastDump {
+			if f.start == 0 || f.start <= s.lastDump {
 				s.m.eventsUnmatched.Add(1)
 				return
 			}
 			var res observeResult
-			if e, res = s.store.observeKey(&k, f, now); res == observedFull {
+			if e, res = s.store.observe(&f, now); res == observedFull {
 				s.full()
 				return
 			}
 		} else {
-			s.store.observeKey(&k, f, now)
+			s.store.observe(&f, now)
 		}
-		if ts := f.Timestamp.Stop; !ts.IsZero() {
-			e.changed = ts.UnixNano()
+		if f.stop != 0 {
+			e.changed = f.stop
 		} else if e.news() {
 			e.changed = now
 		}
@@ -692,8 +689,8 @@ func in(ps []netip.Prefix, a netip.Addr) bool {
 }
 
 func (s *Source) closeConns() {
-	if s.dumpConn != nil {
-		s.dumpConn.Close()
+	if s.dumper != nil {
+		s.dumper.Close()
 	}
 	if s.eventConn != nil {
 		s.eventConn.Close()
@@ -726,8 +723,8 @@ func (s *Source) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("%s: shutdown: %w", ID, ctx.Err())
 	}
-	if s.dumpConn != nil {
-		s.dumpConn.Close()
+	if s.dumper != nil {
+		s.dumper.Close()
 	}
 	return err
 }

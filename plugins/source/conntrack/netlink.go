@@ -2,10 +2,8 @@ package conntrack
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/mdlayher/netlink"
-	ct "github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 )
@@ -74,37 +72,6 @@ func nativeUint32(v uint32) []byte {
 	var b [4]byte
 	netlinkNative.PutUint32(b[:], v)
 	return b[:]
-}
-
-// dump runs one dump request and calls fn for each flow. A dump reply is a
-// CT_GET message; it is decoded as a conntrack event (the same attributes).
-func dump(c *netfilter.Conn, req dumpRequest, fn func(*ct.Flow)) error {
-	m, err := req.message()
-	if err != nil {
-		return fmt.Errorf("build dump request: %w", err)
-	}
-	msgs, err := c.Query(m)
-	if err != nil {
-		return err
-	}
-	var first error
-	for _, msg := range msgs {
-		msg.Header.Type &^= 0xff // IPCTNL_MSG_CT_GET → CT_NEW, which Event decodes
-		var ev ct.Event
-		if err := ev.Unmarshal(msg); err != nil {
-			if first == nil {
-				first = err
-			}
-			continue
-		}
-		if ev.Flow != nil {
-			fn(ev.Flow)
-		}
-	}
-	if first != nil {
-		return fmt.Errorf("decode dump reply: %w", first)
-	}
-	return nil
 }
 
 // isRefused reports whether a dump error means the kernel does not support

@@ -271,20 +271,16 @@ const (
 	observedBadTuple
 )
 
-// observe applies a dump's view of f at time now (ns): it inserts the
-// connection or updates its totals and state, and marks it seen by the
-// current dump. Counters lower than the stored ones mean the tuple now
-// belongs to a new connection (the old one's end was missed): the export
-// baseline restarts from zero.
-func (s *store) observe(f *ct.Flow, now int64) (*entry, observeResult) {
-	var k key
-	if !setKey(&k, f) {
+// observe applies a dump's (or an event's) view of f at time now (ns): it
+// inserts the connection or updates its totals and state, and marks it
+// seen by the current dump. Counters lower than the stored ones mean the
+// tuple now belongs to a new connection (the old one's end was missed):
+// the export baseline restarts from zero.
+func (s *store) observe(f *ctFlow, now int64) (*entry, observeResult) {
+	if !f.tupleOK {
 		return nil, observedBadTuple
 	}
-	return s.observeKey(&k, f, now)
-}
-
-func (s *store) observeKey(k *key, f *ct.Flow, now int64) (*entry, observeResult) {
+	k := &f.key
 	res := observedKnown
 	h := s.hash(k)
 	slot, i := s.find(k, h)
@@ -307,27 +303,25 @@ func (s *store) observeKey(k *key, f *ct.Flow, now int64) (*entry, observeResult
 		s.table[slot] = tag(h) | uint32(i+1)
 		e = s.at(i)
 		*e = entry{key: *k, start: now, changed: now, exported: now}
-		if ts := f.Timestamp.Start; !ts.IsZero() {
-			e.start = ts.UnixNano()
+		if f.start != 0 {
+			e.start = f.start
 		}
 		res = observedNew
 	}
-	p, o := f.CountersOrig.Packets, f.CountersOrig.Bytes
-	rp, ro := f.CountersReply.Packets, f.CountersReply.Bytes
-	if p != e.packets || o != e.octets || rp != e.rpackets || ro != e.roctets {
-		if p < e.packets || rp < e.rpackets {
+	if f.packets != e.packets || f.octets != e.octets || f.rpackets != e.rpackets || f.roctets != e.roctets {
+		if f.packets < e.packets || f.rpackets < e.rpackets {
 			e.xpackets, e.xoctets, e.xrpackets, e.xroctets = 0, 0, 0, 0
-			if ts := f.Timestamp.Start; !ts.IsZero() {
-				e.start = ts.UnixNano()
+			if f.start != 0 {
+				e.start = f.start
 			}
 		}
-		e.packets, e.octets, e.rpackets, e.roctets = p, o, rp, ro
+		e.packets, e.octets, e.rpackets, e.roctets = f.packets, f.octets, f.rpackets, f.roctets
 		e.changed = now
 		e.flags &^= fIdleSent
 	}
-	e.mark = f.Mark
-	if f.ProtoInfo.TCP != nil {
-		e.tcpState = f.ProtoInfo.TCP.State
+	e.mark = f.mark
+	if f.hasTCP {
+		e.tcpState = f.tcpState
 	}
 	e.flags = (e.flags &^ (fSeen | fNew)) | s.parity
 	return e, res

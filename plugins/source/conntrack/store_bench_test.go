@@ -5,8 +5,6 @@ import (
 	"runtime"
 	"testing"
 	"unsafe"
-
-	ct "github.com/ti-mo/conntrack"
 )
 
 func unsafeSizeofEntry() uintptr { return unsafe.Sizeof(entry{}) }
@@ -18,9 +16,10 @@ func unsafeSizeofEntry() uintptr { return unsafe.Sizeof(entry{}) }
 func BenchmarkStorePoll(b *testing.B) {
 	for _, n := range []int{10_000, 100_000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			flows := make([]ct.Flow, n)
+			flows := make([]ctFlow, n) // what the dump decoder hands the store
 			for i := range flows {
-				flows[i] = synthFlow(i, i%2 == 1, 6, 10, 1000)
+				f := synthFlow(i, i%2 == 1, 6, 10, 1000)
+				fromTiMo(&f, &flows[i])
 			}
 			var before, after runtime.MemStats
 			runtime.GC()

@@ -26,6 +26,13 @@ func synthFlow(i int, v6 bool, proto uint8, packets, octets uint64) ct.Flow {
 	return f
 }
 
+// observeCT converts a ti-mo flow and observes it.
+func observeCT(s *store, f *ct.Flow, now int64) (*entry, observeResult) {
+	var c ctFlow
+	fromTiMo(f, &c)
+	return s.observe(&c, now)
+}
+
 type exported struct {
 	key    key
 	reason uint8
@@ -47,7 +54,7 @@ func TestStoreTimeouts(t *testing.T) {
 	dump := func(now int64, flows ...ct.Flow) {
 		s.beginDump()
 		for i := range flows {
-			s.observe(&flows[i], now)
+			observeCT(s, &flows[i], now)
 		}
 		s.expire(now, true, tout, collect(&out))
 	}
@@ -103,7 +110,7 @@ func TestStoreGoneWithNews(t *testing.T) {
 	var out []exported
 	f := synthFlow(2, true, 17, 3, 300)
 	s.beginDump()
-	s.observe(&f, 1)
+	observeCT(s, &f, 1)
 	s.expire(1, true, tout, collect(&out))
 	s.beginDump()
 	s.expire(2, true, tout, collect(&out))
@@ -118,7 +125,7 @@ func TestStoreFullAndRemove(t *testing.T) {
 	full := 0
 	for i := range flows {
 		flows[i] = synthFlow(i, i%2 == 0, 6, 1, 60)
-		if _, res := s.observe(&flows[i], 1); res == observedFull {
+		if _, res := observeCT(s, &flows[i], 1); res == observedFull {
 			full++
 		}
 	}
@@ -149,12 +156,12 @@ func TestStoreCounterReset(t *testing.T) {
 	var out []exported
 	f := synthFlow(3, false, 17, 50, 5000)
 	s.beginDump()
-	s.observe(&f, 1)
+	observeCT(s, &f, 1)
 	s.expire(10, true, tout, collect(&out))
 	// The tuple now belongs to a new connection with fewer packets.
 	f.CountersOrig = ct.Counter{Packets: 4, Bytes: 400}
 	s.beginDump()
-	s.observe(&f, 20)
+	observeCT(s, &f, 20)
 	s.expire(30, true, tout, collect(&out))
 	if len(out) != 2 || out[1].dp != 4 {
 		t.Fatalf("after a counter reset: %+v, want a delta of 4", out)
