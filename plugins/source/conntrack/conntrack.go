@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mdlayher/netlink"
 	"github.com/prometheus/client_golang/prometheus"
 	ct "github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
@@ -85,11 +84,13 @@ type Source struct {
 	podCIDRs []netip.Prefix
 	nodeCIDR []netip.Prefix
 
-	mu      sync.Mutex
-	started bool
-	stopped bool
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	mu         sync.Mutex
+	started    bool
+	stopped    bool
+	cancel     context.CancelFunc
+	emitCtx    context.Context // cancelled only if Shutdown's ctx ends first
+	emitCancel context.CancelFunc
+	wg         sync.WaitGroup
 
 	// Owned by the run goroutine.
 	store      *store
@@ -169,6 +170,7 @@ func New(cfg *Config, set plugin.Settings) (*Source, error) {
 		}
 		slices.Sort(s.zones)
 	}
+	s.emitCtx, s.emitCancel = context.WithCancel(context.Background())
 	for _, c := range cfg.PodCIDRs {
 		s.podCIDRs = append(s.podCIDRs, netip.MustParsePrefix(c).Masked())
 	}
@@ -397,9 +399,6 @@ func (s *Source) poll() error {
 			s.log.Warn("the kernel refuses filtered conntrack dumps; filtering in user space", "err", err)
 			s.kernelOK = false
 			err = nil
-			// Start the dump over: the failed requests may have seen a part.
-			s.store.beginDump()
-			s.store.beginDump()
 		}
 	}
 	if !s.kernelOK {
@@ -541,9 +540,9 @@ func (s *Source) run(ctx context.Context, events <-chan ct.Event, resync <-chan 
 			pollErrLogged = time.Now()
 			s.log.Error("conntrack poll", "err", err, "errors_total", s.m.pollErrors.Load())
 		}
-		s.flush(ctx)
+		s.flush(s.emitCtx)
 	}
-	s.flush(ctx)
+	s.flush(s.emitCtx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -556,7 +555,7 @@ func (s *Source) run(ctx context.Context, events <-chan ct.Event, resync <-chan 
 					e.markExported(now)
 				}
 			}
-			s.flush(context.Background())
+			s.flush(s.emitCtx)
 			return
 		case <-tick.C:
 			doPoll()
@@ -566,7 +565,7 @@ func (s *Source) run(ctx context.Context, events <-chan ct.Event, resync <-chan 
 			s.event(ev)
 		case <-flushTick.C:
 			if s.batch.Len() > 0 && time.Since(s.batchFirst) >= timeout {
-				s.flush(ctx)
+				s.flush(s.emitCtx)
 			}
 		}
 	}
@@ -633,7 +632,7 @@ func (s *Source) appendRecord(e *entry, reason uint8, end int64) {
 	}
 	s.m.records[reason].Add(1)
 	if b.Len() >= s.out.BatchSize() {
-		s.flush(context.Background())
+		s.flush(s.emitCtx)
 	}
 }
 
@@ -709,6 +708,7 @@ func (s *Source) Shutdown(ctx context.Context) error {
 	started := s.started
 	s.mu.Unlock()
 	if !started {
+		s.emitCancel()
 		return nil
 	}
 	s.cancel()
@@ -721,8 +721,11 @@ func (s *Source) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		s.emitCancel() // the pipeline refuses the last records: count them
+		<-done
 		err = fmt.Errorf("%s: shutdown: %w", ID, ctx.Err())
 	}
+	s.emitCancel()
 	if s.dumper != nil {
 		s.dumper.Close()
 	}
@@ -802,5 +805,4 @@ func (l *labelled) Collect(ch chan<- prometheus.Metric) {
 var (
 	_ plugin.Source   = (*Source)(nil)
 	_ plugin.Pushdown = (*Source)(nil)
-	_                 = netlink.Request
 )
