@@ -277,8 +277,7 @@ func (d *dumper) dump(req dumpRequest, fn func(*ctFlow)) error {
 	if err := unix.Sendto(d.fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("send dump request: %w", err)
 	}
-	var f ctFlow
-	var interrupted, malformed bool
+	var st parseState
 	for {
 		n, err := unix.Read(d.fd, d.buf)
 		if err == unix.EINTR {
@@ -287,57 +286,71 @@ func (d *dumper) dump(req dumpRequest, fn func(*ctFlow)) error {
 		if err != nil {
 			return fmt.Errorf("read dump: %w", err)
 		}
-		msgs := d.buf[:n]
-		for len(msgs) >= unix.NLMSG_HDRLEN {
-			l := int(binary.NativeEndian.Uint32(msgs))
-			typ := binary.NativeEndian.Uint16(msgs[4:])
-			flags := binary.NativeEndian.Uint16(msgs[6:])
-			seq := binary.NativeEndian.Uint32(msgs[8:])
-			if l < unix.NLMSG_HDRLEN || l > len(msgs) {
-				return fmt.Errorf("read dump: %w: message length %d", errMalformed, l)
-			}
-			body := msgs[unix.NLMSG_HDRLEN:l]
-			if a := (l + 3) &^ 3; a < len(msgs) {
-				msgs = msgs[a:]
-			} else {
-				msgs = nil
-			}
-			if seq != d.seq {
-				continue // a late reply to an earlier request
-			}
-			if flags&unix.NLM_F_DUMP_INTR != 0 {
-				interrupted = true
-			}
-			switch typ {
-			case unix.NLMSG_DONE:
-				if len(body) >= 4 {
-					if e := int32(binary.NativeEndian.Uint32(body)); e < 0 {
-						return fmt.Errorf("dump: %w", unix.Errno(-e))
-					}
-				}
-				switch {
-				case malformed:
-					return fmt.Errorf("dump: %w", errMalformed)
-				case interrupted:
-					return errDumpInterrupted
-				}
-				return nil
-			case unix.NLMSG_ERROR:
-				if len(body) >= 4 {
-					if e := int32(binary.NativeEndian.Uint32(body)); e < 0 {
-						return fmt.Errorf("dump: %w", unix.Errno(-e))
-					}
-				}
-				return nil
-			}
-			if typ>>8 != 1 || len(body) < 4 { // NFNL_SUBSYS_CTNETLINK; nfgenmsg
-				continue
-			}
-			if !decodeFlow(body[4:], &f) {
-				malformed = true
-				continue
-			}
-			fn(&f)
+		if done, err := st.parse(d.buf[:n], d.seq, fn); done || err != nil {
+			return err
 		}
 	}
+}
+
+// parseState carries a dump's reply across reads.
+type parseState struct {
+	f                      ctFlow
+	interrupted, malformed bool
+}
+
+// parse walks the netlink messages of one read, calling fn for each
+// conntrack entry of request seq; done is true at the end of the dump.
+func (st *parseState) parse(msgs []byte, seq uint32, fn func(*ctFlow)) (done bool, err error) {
+	for len(msgs) >= unix.NLMSG_HDRLEN {
+		l := int(binary.NativeEndian.Uint32(msgs))
+		typ := binary.NativeEndian.Uint16(msgs[4:])
+		flags := binary.NativeEndian.Uint16(msgs[6:])
+		mseq := binary.NativeEndian.Uint32(msgs[8:])
+		if l < unix.NLMSG_HDRLEN || l > len(msgs) {
+			return true, fmt.Errorf("read dump: %w: message length %d", errMalformed, l)
+		}
+		body := msgs[unix.NLMSG_HDRLEN:l]
+		if a := (l + 3) &^ 3; a < len(msgs) {
+			msgs = msgs[a:]
+		} else {
+			msgs = nil
+		}
+		if mseq != seq {
+			continue // a late reply to an earlier request
+		}
+		if flags&unix.NLM_F_DUMP_INTR != 0 {
+			st.interrupted = true
+		}
+		switch typ {
+		case unix.NLMSG_DONE:
+			if len(body) >= 4 {
+				if e := int32(binary.NativeEndian.Uint32(body)); e < 0 {
+					return true, fmt.Errorf("dump: %w", unix.Errno(-e))
+				}
+			}
+			switch {
+			case st.malformed:
+				return true, fmt.Errorf("dump: %w", errMalformed)
+			case st.interrupted:
+				return true, errDumpInterrupted
+			}
+			return true, nil
+		case unix.NLMSG_ERROR:
+			if len(body) >= 4 {
+				if e := int32(binary.NativeEndian.Uint32(body)); e < 0 {
+					return true, fmt.Errorf("dump: %w", unix.Errno(-e))
+				}
+			}
+			return true, nil
+		}
+		if typ>>8 != 1 || len(body) < 4 { // NFNL_SUBSYS_CTNETLINK; nfgenmsg
+			continue
+		}
+		if !decodeFlow(body[4:], &st.f) {
+			st.malformed = true
+			continue
+		}
+		fn(&st.f)
+	}
+	return false, nil
 }
