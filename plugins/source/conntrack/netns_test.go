@@ -8,6 +8,7 @@ package conntrack
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -381,6 +382,7 @@ func hasReason(c connSum, r uint8) bool {
 // TestCounters: HTTP, UDP and ICMP over IPv4 and IPv6; each connection's
 // records add up to what conntrack -L and tcpdump count.
 func TestCounters(t *testing.T) {
+	testStart := time.Now()
 	tp := newTopo(t, true)
 	_, em := run(t, tp, nil)
 	for _, fam := range []struct {
@@ -415,6 +417,16 @@ func TestCounters(t *testing.T) {
 			}
 			if c.first.TCPState == "" || c.first.DestinationAddress != fam.dst {
 				t.Errorf("record %+v lacks tcpState or destination", c.first)
+			}
+			// flowStartSeconds is conntrack's start timestamp (on in this
+			// namespace): within the test, and not after flowEndSeconds.
+			start, end := c.first.FindExtra(ieFlowStartSeconds), c.first.FindExtra(ieFlowEndSeconds)
+			if start == nil || end == nil {
+				t.Fatalf("record without flowStartSeconds/flowEndSeconds: %+v", c.first.Extra)
+			}
+			s, e := int64(binary.BigEndian.Uint32(start.Value)), int64(binary.BigEndian.Uint32(end.Value))
+			if s < testStart.Unix() || s > time.Now().Unix() || e < s {
+				t.Errorf("flowStartSeconds %d, flowEndSeconds %d; test ran from %d", s, e, testStart.Unix())
 			}
 		})
 		t.Run(fam.name+"/udp", func(t *testing.T) {
