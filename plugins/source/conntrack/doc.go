@@ -21,7 +21,9 @@
 //     applied before a connection enters the store, and in the kernel's
 //     dump request where ctnetlink allows (protocol: Linux ≥ 5.8; zone:
 //     ≥ 6.8; mark: always).
-//   - The store costs 136 bytes per connection plus its index (see the
-//     README for the benchmark figures); an unchanged connection costs a
-//     lookup and no allocation per poll.
+//   - Dumps are decoded by Weir's own ctnetlink reader into one reused
+//     value; the store costs 136 bytes per connection plus a 4-byte index
+//     slot, and an unchanged connection costs a lookup and no allocation
+//     per poll (README: benchmark figures). Events go through
+//     ti-mo/conntrack.
 package conntrack
