@@ -149,28 +149,6 @@ func (s *store) lookup(k *key) *entry {
 	return nil
 }
 
-// insert adds an entry for k (which must be absent) and returns it, zeroed
-// but for its key, or nil when the store is full.
-func (s *store) insert(k *key) *entry {
-	if s.n >= s.max {
-		return nil
-	}
-	if float64(s.n+1) > maxLoad*float64(len(s.table)) {
-		s.grow()
-	}
-	h := s.hash(k)
-	slot, _ := s.find(k, h)
-	if s.n>>pageShift == len(s.pages) {
-		s.pages = append(s.pages, new([pageSize]entry))
-	}
-	i := s.n
-	s.n++
-	s.table[slot] = tag(h) | uint32(i+1)
-	e := s.at(i)
-	*e = entry{key: *k}
-	return e
-}
-
 func (s *store) grow() {
 	s.table = make([]uint32, 2*len(s.table))
 	s.mask = uint32(len(s.table) - 1)
@@ -326,9 +304,6 @@ func (s *store) observe(f *ctFlow, now int64) (*entry, observeResult) {
 	e.flags = (e.flags &^ (fSeen | fNew)) | s.parity
 	return e, res
 }
-
-// scanDecision is what expire does with an entry.
-type scanDecision uint8
 
 // IPFIX flowEndReason values (IANA IE 136, RFC 5102 §5.11.3).
 const (
