@@ -28,7 +28,7 @@ func BenchmarkTemplateWide(b *testing.B) {
 			d := NewDecoder(DecoderOptions{})
 			var mu sync.Mutex
 			seen := map[flow.IEKey]int{}
-			_ = &mu; _ = seen
+			d.UnknownIE(func(k flow.IEKey) { mu.Lock(); seen[k]++; mu.Unlock() })
 			batch := flow.NewBatch(0)
 			b.ReportAllocs()
 			b.ResetTimer()

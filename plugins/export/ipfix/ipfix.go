@@ -64,11 +64,11 @@ type Exporter struct {
 	nextDial time.Time
 	lastLog  time.Time
 
-	messages   atomic.Uint64
-	bytes      atomic.Uint64
-	sendErrors atomic.Uint64
-	connects   atomic.Uint64
-	dialErrors atomic.Uint64
+	messages     atomic.Uint64
+	bytes        atomic.Uint64
+	sendErrors   atomic.Uint64
+	connects     atomic.Uint64
+	dialErrors   atomic.Uint64
 	tooLarge     atomic.Uint64 // records dropped: larger than max_message_size
 	empty        atomic.Uint64 // records dropped: nothing to encode
 	resent       atomic.Uint64
