@@ -108,8 +108,8 @@ type Limits struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() *Config {
 	return &Config{
-		UDP:            ":4739",
-		TCP:            ":4739",
+		UDP:                       ":4739",
+		TCP:                       ":4739",
 		RcvBuf:                    32 << 20,
 		MaxConnections:            1024,
 		MaxConnectionsPerExporter: 16,
