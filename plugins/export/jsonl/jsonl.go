@@ -51,8 +51,8 @@ type Exporter struct {
 	file   *os.File // when writing a regular file: a failed write is cut back to its last whole line
 	size   int64    // bytes of the file, as written by us
 	buf    []byte
-	starts []int // offset in buf where each record's line starts
-	opened io.Closer // the file Start opened
+	starts []int         // offset in buf where each record's line starts
+	opened io.Closer     // the file Start opened
 	stop   chan struct{} // closed by Shutdown: retries end
 
 	written  atomic.Uint64
