@@ -62,7 +62,9 @@ type Config struct {
 type Allow struct {
 	// FS lists host directories mounted read-only at the same path in the
 	// module, relative to the config file's directory unless absolute.
-	// Default none: the module sees no filesystem.
+	// Each is confined with os.Root: ".." and symlinks that lead out of it
+	// (absolute ones included) fail to open. Default none: the module sees
+	// no filesystem.
 	FS []string `koanf:"fs"`
 	// Env lists host environment variables passed to the module by name;
 	// unset ones are skipped. Default none.
