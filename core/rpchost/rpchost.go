@@ -101,7 +101,7 @@ type Processor struct {
 	// attempt (which, with restart_backoff.max within timeout, is always
 	// due before the batch's deadline).
 	startFailing atomic.Bool
-	stopping  atomic.Bool
+	stopping     atomic.Bool
 
 	started  bool
 	stopped  bool
