@@ -241,6 +241,12 @@ func TestStartErrors(t *testing.T) {
 		{"missing binary", func(c *Config) { c.Cmd = "testdata/no-such-plugin" }, "", ErrNotFound, "no-such-plugin"},
 		{"checksum mismatch", func(c *Config) { c.SHA256 = sum }, "", ErrChecksum, filepath.Base(exampleBin)},
 		{"not a plugin", func(c *Config) { c.Cmd = "/bin/echo"; c.Args = []string{"hello"} }, "", ErrHandshake, "echo"},
+		// Issue 12: a wrapper whose child keeps stdout open must not hold
+		// the failed start until the child exits.
+		{"wrapper child keeps stdout", func(c *Config) {
+			c.Cmd = "/bin/sh"
+			c.Args = []string{"-c", "sleep 30 & echo not-a-handshake"}
+		}, "", ErrHandshake, "sh"},
 		{"silent binary", func(c *Config) {
 			c.Cmd = "/bin/sleep"
 			c.Args = []string{"30"}
