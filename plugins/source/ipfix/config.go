@@ -67,7 +67,8 @@ type Config struct {
 	// ShutdownDrain bounds how long Shutdown keeps reading what the
 	// sockets already hold; what is left past it is decoded only to be
 	// counted as lost (weir_source_ipfix_lost_on_shutdown_records_total)
-	// and logged. Default 5s.
+	// and logged. 0 reads nothing more: everything left is counted.
+	// Default 5s.
 	ShutdownDrain time.Duration `koanf:"shutdown_drain"`
 	// Limits bound the decoder state exporters can create.
 	Limits Limits `koanf:"limits"`
