@@ -225,9 +225,11 @@ func BenchmarkTemplateRefused(b *testing.B) {
 	batch := flow.NewBatch(0)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := cpuTime()
 	for i := 0; i < b.N; i++ {
 		if _, err := d.Decode(batch, msgs[i%2], testExporter); !errors.Is(err, ErrLimit) {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 }
