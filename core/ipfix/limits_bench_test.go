@@ -2,7 +2,6 @@ package ipfix
 
 import (
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/weir-flow/weir/core/flow"
@@ -54,13 +53,6 @@ func BenchmarkTemplateWide(b *testing.B) {
 			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
-}
-
-// cpuTime returns the process's user+system CPU time in nanoseconds.
-func cpuTime() int64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 func itoa(n int) string {
