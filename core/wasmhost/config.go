@@ -54,6 +54,8 @@ type Config struct {
 	// CacheDir holds compiled modules across runs (a cold compile takes
 	// hundreds of milliseconds, a cached one tens). Default "" means
 	// <user cache dir>/weir/wasm; "off" disables the on-disk cache.
+	// Entries compiled over 30 days ago, and the oldest past 1 GiB, are
+	// evicted at start-up.
 	CacheDir string `koanf:"cache_dir"`
 }
 

@@ -161,6 +161,7 @@ func compileModule(ctx context.Context, path string, pages uint32, want checks, 
 		WithCloseOnContextDone(m.checks == checksWazero).
 		WithMemoryLimitPages(pages)
 	if cacheDir != "" {
+		pruneCache(cacheDir, time.Now())
 		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
 		if err != nil {
 			log.Warn("wasm compilation cache unavailable; compiling without it", "dir", cacheDir, "error", err)
