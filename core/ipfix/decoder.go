@@ -555,10 +555,10 @@ func (d *Decoder) checkTemplate(setID, id uint16, count, scope int) string {
 }
 
 func (d *Decoder) store(s *session, setID, id uint16, scope int, raw []byte, recOff int) {
-	d.stats.Templates.Add(1)
 	options := setID == setIDOptions
 	if t := s.get(id); t != nil && t.options == options && bytes.Equal(t.raw, raw) {
 		t.seen = d.st.now // refresh: nothing to recompile
+		d.stats.Templates.Add(1)
 		return
 	}
 	d.dropTemplate(s, id) // a redefinition (§8.1): the old one goes
@@ -585,6 +585,7 @@ func (d *Decoder) store(s *session, setID, id uint16, scope int, raw []byte, rec
 	s.templateCost += cost
 	s.forget()
 	d.st.changed = true
+	d.stats.Templates.Add(1)
 }
 
 func (d *Decoder) withdraw(setID, id uint16, recOff int) {
