@@ -43,6 +43,10 @@ type Config struct {
 	// resends nothing: unacknowledged records are only counted as possibly
 	// lost. Default 4 MiB.
 	ResendWindow config.ByteSize `koanf:"resend_window"`
+	// OneSetPerMessage sends every template set and data set in a message
+	// of its own: go-ipfix's collecting process, and so Antrea's Flow
+	// Aggregator, reads only the first set of each message. Default false.
+	OneSetPerMessage bool `koanf:"one_set_per_message"`
 }
 
 // DefaultConfig returns the defaults.
