@@ -300,6 +300,7 @@ func (a *Aggregate) record(r *flow.Record, b *flow.Batch, now uint32) bool {
 		ea := r.Exporter.Addr().Unmap().As16()
 		scope[1] = a.strs.intern(ea[:])
 		a.lastExp.addr, a.lastExp.id = ea, scope[1]
+		h = hash(&t, scope)
 		_, slot, _ = a.tb.find(&t, scope, h)
 	} else if t.kind&kindAntrea == 0 {
 		a.strs.refs[scope[1]]++
