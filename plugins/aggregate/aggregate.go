@@ -86,6 +86,8 @@ type Aggregate struct {
 	metas   *strtab // encoded metadata, see meta.go
 	scratch []byte
 	keep    []uint64
+	keys    []key
+	touch   uint8 // keeps the loads of Process's second pass
 	pending *flow.Batch // exports Process made beyond its batch, emitted after it
 	hand    uint32      // export-oldest sampling position
 	lastExp struct {    // cache of the last exporter address looked up
@@ -200,8 +202,30 @@ func (a *Aggregate) Process(ctx context.Context, b *flow.Batch) error {
 	}
 	keep := a.keep[:words]
 	clear(keep)
+	if cap(a.keys) < n {
+		a.keys = make([]key, n)
+	}
+	keys := a.keys[:n]
+	// Three passes so the cache misses of a batch overlap: keys and
+	// hashes; then the index slots and entries they lead to, loads that
+	// do not depend on each other; then the merging, which finds them in
+	// cache.
 	for i, r := range b.Records {
-		if a.record(r, b, now) {
+		k := &keys[i]
+		k.ok = a.flowKey(r, &k.t, &k.scope)
+		if k.ok {
+			k.h = hash(&k.t, k.scope)
+		}
+	}
+	var touch uint8
+	for i := range keys {
+		if v := a.tb.index[keys[i].h&a.tb.mask]; v != 0 {
+			touch += a.tb.flows.at(v - 1).t.proto
+		}
+	}
+	a.touch = touch
+	for i, r := range b.Records {
+		if a.record(r, b, now, &keys[i]) {
 			keep[i>>6] |= 1 << (i & 63)
 		}
 	}
@@ -266,19 +290,25 @@ func correlation(r *flow.Record) (correlate, fromSource bool) {
 	return true, src
 }
 
+// key is a record's Flow Key and its hash.
+type key struct {
+	t     tuple
+	ok    bool
+	scope [2]uint32
+	h     uint64
+}
+
 // record aggregates one record; it reports whether r stays in the batch.
-func (a *Aggregate) record(r *flow.Record, b *flow.Batch, now uint32) bool {
-	var t tuple
-	var scope [2]uint32
-	if !a.flowKey(r, &t, &scope) {
+func (a *Aggregate) record(r *flow.Record, b *flow.Batch, now uint32, k *key) bool {
+	if !k.ok {
 		a.m.unkeyed.Inc()
 		return true
 	}
+	t, scope, h := k.t, k.scope, k.h
 	correlate, fromSource := false, false
 	if t.kind&kindAntrea != 0 {
 		correlate, fromSource = correlation(r)
 	}
-	h := hash(&t, scope)
 	i, slot, ok := a.tb.find(&t, scope, h)
 	if ok {
 		return a.update(i, r, b, now, correlate, fromSource)

@@ -153,7 +153,10 @@ func hash(t *tuple, scope [2]uint32) uint64 {
 }
 
 func (tb *table) matches(e *entry, t *tuple, scope [2]uint32) bool {
-	return e.t == *t && (t.kind&kindAntrea != 0 || e.scope == scope)
+	// Field by field: the compiler compares the arrays inline, where ==
+	// on the 38-byte struct calls memequal.
+	return e.t.src == t.src && e.t.dst == t.dst && e.t.sport == t.sport && e.t.dport == t.dport &&
+		e.t.proto == t.proto && e.t.kind == t.kind && (t.kind&kindAntrea != 0 || e.scope == scope)
 }
 
 // find returns the slab index of the flow with key (t, scope), or false and
