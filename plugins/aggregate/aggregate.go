@@ -87,7 +87,7 @@ type Aggregate struct {
 	scratch []byte
 	keep    []uint64
 	keys    []key
-	touch   uint8 // keeps the loads of Process's second pass
+	touch   uint8       // keeps the loads of Process's second pass
 	pending *flow.Batch // exports Process made beyond its batch, emitted after it
 	hand    uint32      // export-oldest sampling position
 	lastExp struct {    // cache of the last exporter address looked up
@@ -264,14 +264,20 @@ func (a *Aggregate) flowKey(r *flow.Record, t *tuple, scope *[2]uint32) bool {
 		return true
 	}
 	scope[0] = r.ObservationDomainID
+	scope[1] = a.exporterID(r)
+	return true
+}
+
+// exporterID is the interned index of r's exporter address, 0 when no flow
+// has it yet.
+func (a *Aggregate) exporterID(r *flow.Record) uint32 {
 	ea := r.Exporter.Addr().Unmap().As16()
 	if a.lastExp.id != 0 && a.lastExp.addr == ea && a.strs.get(a.lastExp.id) == string(ea[:]) {
-		scope[1] = a.lastExp.id
-	} else {
-		scope[1] = a.strs.ids[string(ea[:])] // 0 when no flow has it yet
-		a.lastExp.addr, a.lastExp.id = ea, scope[1]
+		return a.lastExp.id
 	}
-	return true
+	id := a.strs.ids[string(ea[:])]
+	a.lastExp.addr, a.lastExp.id = ea, id
+	return id
 }
 
 // correlation reports whether r is one half of an inter-Node flow that
@@ -305,6 +311,14 @@ func (a *Aggregate) record(r *flow.Record, b *flow.Batch, now uint32, k *key) bo
 		return true
 	}
 	t, scope, h := k.t, k.scope, k.h
+	if t.kind&kindAntrea == 0 {
+		// An earlier record of the batch may have interned (or released)
+		// the exporter address since the first pass.
+		if id := a.exporterID(r); id != scope[1] {
+			scope[1] = id
+			h = hash(&t, scope)
+		}
+	}
 	correlate, fromSource := false, false
 	if t.kind&kindAntrea != 0 {
 		correlate, fromSource = correlation(r)

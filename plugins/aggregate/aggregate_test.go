@@ -72,7 +72,9 @@ func (h *harness) advance(d time.Duration) {
 }
 
 // all is every record out: in place from Process, then emitted.
-func (h *harness) all() []*flow.Record { return append(append([]*flow.Record(nil), h.got...), h.out.Sink.Records()...) }
+func (h *harness) all() []*flow.Record {
+	return append(append([]*flow.Record(nil), h.got...), h.out.Sink.Records()...)
+}
 
 func (h *harness) counter(name, reason string) float64 {
 	h.t.Helper()
@@ -105,7 +107,7 @@ type half struct {
 	flowType   uint8
 	egressRule uint8
 	sport      uint16
-	start, end int64 // seconds
+	start, end int64  // seconds
 	pkts, octs uint64 // totals
 	dPkts      uint64 // deltas
 	dOcts      uint64
@@ -427,4 +429,3 @@ func TestLifecycle(t *testing.T) {
 		return a
 	})
 }
-
