@@ -259,6 +259,18 @@ func (a *Aggregate) flowKey(r *flow.Record, t *tuple, scope *[2]uint32) bool {
 	if !r.SourceAddress.Is4() || !r.DestinationAddress.Is4() {
 		t.kind |= kindV6
 	}
+	if (t.proto == 1 || t.proto == 58) && t.dport == 0 {
+		// ICMP has no ports: its type and code distinguish flows, as
+		// NetFlow and nfdump key them (icmpTypeCodeIPv4/IPv6, IEs 32/139).
+		el := uint16(32)
+		if t.proto == 58 {
+			el = 139
+		}
+		if f := r.FindExtra(flow.IEKey{Element: el}); f != nil && len(f.Value) == 2 {
+			t.dport = uint16(f.Value[0])<<8 | uint16(f.Value[1])
+			t.kind |= kindICMP
+		}
+	}
 	if r.Present.Has(flow.FlowType) {
 		t.kind |= kindAntrea
 		return true
@@ -674,7 +686,11 @@ func (a *Aggregate) write(r *flow.Record, b *flow.Batch, e *entry, reason uint8)
 		r.SetAddr(flow.DestinationAddress, netipFrom16(e.t.dst, true))
 	}
 	r.SetUint(flow.SourceTransportPort, uint64(e.t.sport))
-	r.SetUint(flow.DestinationTransportPort, uint64(e.t.dport))
+	if e.t.kind&kindICMP == 0 {
+		r.SetUint(flow.DestinationTransportPort, uint64(e.t.dport))
+	} else {
+		r.SetUint(flow.DestinationTransportPort, 0)
+	}
 	r.SetUint(flow.ProtocolIdentifier, uint64(e.t.proto))
 	if e.tcpFlags != 0 || e.t.proto == 6 {
 		r.SetUint(flow.TCPControlBits, uint64(e.tcpFlags))

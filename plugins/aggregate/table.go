@@ -19,6 +19,7 @@ const (
 	kindUsed   = 1 << 0 // the slab slot holds a flow
 	kindV6     = 1 << 1
 	kindAntrea = 1 << 2 // an Antrea record: keyed by 5-tuple alone
+	kindICMP   = 1 << 3 // dport holds the ICMP type and code (not exported as a port)
 )
 
 // ctrl bits of an entry.
