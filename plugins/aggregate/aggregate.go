@@ -335,9 +335,21 @@ func (a *Aggregate) record(r *flow.Record, b *flow.Batch, now uint32, k *key) bo
 	if t.kind&kindAntrea != 0 {
 		correlate, fromSource = correlation(r)
 	}
-	i, slot, ok := a.tb.find(&t, scope, h)
+	i, _, ok := a.tb.find(&t, scope, h)
 	if ok {
 		return a.update(i, r, b, now, correlate, fromSource)
+	}
+	// A new flow. Take its exporter reference first, so evicting the
+	// oldest flow cannot free the exporter address this flow uses.
+	if t.kind&kindAntrea == 0 {
+		if scope[1] == 0 {
+			ea := r.Exporter.Addr().Unmap().As16()
+			scope[1] = a.strs.intern(ea[:])
+			a.lastExp.addr, a.lastExp.id = ea, scope[1]
+			h = hash(&t, scope)
+		} else {
+			a.strs.refs[scope[1]]++
+		}
 	}
 	if a.tb.live >= a.tb.max {
 		a.m.full.Inc()
@@ -346,21 +358,15 @@ func (a *Aggregate) record(r *flow.Record, b *flow.Batch, now uint32, k *key) bo
 		if !a.exportOldest {
 			// drop-new: the flow stays out of the table; its record
 			// goes on as it is, marked lack of resources.
+			if t.kind&kindAntrea == 0 {
+				a.strs.release(scope[1])
+			}
 			r.SetUint(flow.FlowEndReason, reasonResource)
 			return true
 		}
 		a.evictOldest(now)
-		_, slot, _ = a.tb.find(&t, scope, h)
 	}
-	if t.kind&kindAntrea == 0 && scope[1] == 0 {
-		ea := r.Exporter.Addr().Unmap().As16()
-		scope[1] = a.strs.intern(ea[:])
-		a.lastExp.addr, a.lastExp.id = ea, scope[1]
-		h = hash(&t, scope)
-		_, slot, _ = a.tb.find(&t, scope, h)
-	} else if t.kind&kindAntrea == 0 {
-		a.strs.refs[scope[1]]++
-	}
+	_, slot, _ := a.tb.find(&t, scope, h)
 	i = a.tb.insert(&t, scope, h, slot)
 	return a.create(i, r, b, now, correlate, fromSource)
 }
@@ -723,9 +729,6 @@ func (a *Aggregate) write(r *flow.Record, b *flow.Batch, e *entry, reason uint8)
 		// Per side: the newest totals and the deltas since the last
 		// export, in the registry's order.
 		for sn, sd := range [2]*side{src, dst} {
-			if x != nil && e.ctrl&[2]uint8{ctrlHaveSrc, ctrlHaveDst}[sn] == 0 {
-				sd = &side{}
-			}
 			base := uint16(ieFromSourceNode + 8*sn)
 			vals := [8]uint64{sd.tot[0], sd.tot[1], uint64(sd.del[0]), uint64(sd.del[1]), sd.tot[2], sd.tot[3], uint64(sd.del[2]), uint64(sd.del[3])}
 			for k, v := range vals {
@@ -743,12 +746,6 @@ func (a *Aggregate) write(r *flow.Record, b *flow.Batch, e *entry, reason uint8)
 		}
 		srcDel, dstDel := uint64(src.del[1]), uint64(dst.del[1])
 		srcRev, dstRev := uint64(src.del[3]), uint64(dst.del[3])
-		if x != nil && e.ctrl&ctrlHaveSrc == 0 {
-			srcDel, srcRev = 0, 0
-		}
-		if x != nil && e.ctrl&ctrlHaveDst == 0 {
-			dstDel, dstRev = 0, 0
-		}
 		for k, v := range [6]uint64{bps(del[1]), bps(del[3]), bps(srcDel), bps(dstDel), bps(srcRev), bps(dstRev)} {
 			appendU64(r, b, flow.AntreaPEN, ieThroughput+uint16(k), v)
 		}

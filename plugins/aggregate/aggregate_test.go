@@ -113,11 +113,16 @@ type half struct {
 	dOcts      uint64
 	reason     uint8
 	tcpState   string
+	v6         bool
 }
 
 func antrea(hf half) func(b *flow.Batch) {
 	return func(b *flow.Batch) {
-		r := plugintest.Record(b, "10.10.1.5", "10.10.2.7", 6, hf.sport, 8080, hf.dPkts, hf.dOcts)
+		src, dst := "10.10.1.5", "10.10.2.7"
+		if hf.v6 {
+			src, dst = "fd00:10::1:5", "fd00:10::2:7"
+		}
+		r := plugintest.Record(b, src, dst, 6, hf.sport, 8080, hf.dPkts, hf.dOcts)
 		r.SetUint(flow.PacketTotalCount, hf.pkts)
 		r.SetUint(flow.OctetTotalCount, hf.octs)
 		r.SetUint(flow.ReversePacketTotalCount, hf.pkts/2)
@@ -172,10 +177,12 @@ func TestCorrelation(t *testing.T) {
 		name  string
 		order []string
 		gap   time.Duration
+		v6    bool
 	}{
-		{"source half first", []string{"src", "dst"}, 0},
-		{"destination half first", []string{"dst", "src"}, 0},
-		{"halves seconds apart", []string{"dst", "src"}, 3 * time.Second},
+		{"IPv6", []string{"dst", "src"}, 0, true},
+		{"source half first", []string{"src", "dst"}, 0, false},
+		{"destination half first", []string{"dst", "src"}, 0, false},
+		{"halves seconds apart", []string{"dst", "src"}, 3 * time.Second, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,7 +191,7 @@ func TestCorrelation(t *testing.T) {
 				if i > 0 {
 					h.advance(tt.gap)
 				}
-				h.process(antrea(half{node: node, sport: 40000, start: 100, end: 110, pkts: 10, octs: 1000, dPkts: 10, dOcts: 1000, tcpState: "ESTABLISHED"}))
+				h.process(antrea(half{node: node, sport: 40000, start: 100, end: 110, pkts: 10, octs: 1000, dPkts: 10, dOcts: 1000, tcpState: "ESTABLISHED", v6: tt.v6}))
 			}
 			out := h.all()
 			if len(out) != 1 {
@@ -428,4 +435,32 @@ func TestLifecycle(t *testing.T) {
 		a.SetEmitter(plugintest.NewEmitter(16))
 		return a
 	})
+}
+
+// ICMP flows are keyed by type and code too (no ports), as nfdump does.
+func TestICMPKeyedByTypeCode(t *testing.T) {
+	h := newHarness(t, nil)
+	icmp := func(typeCode uint16) func(*flow.Batch) {
+		return func(b *flow.Batch) {
+			r := plugintest.Record(b, "fd77::2", "fd77::1", 58, 0, 0, 1, 72)
+			r.Exporter = netip.MustParseAddrPort("127.0.0.1:9")
+			r.Extra = append(r.Extra, flow.Field{Element: 139, Value: b.CopyBytes([]byte{byte(typeCode >> 8), byte(typeCode)})})
+		}
+	}
+	h.process(icmp(128<<8), icmp(129<<8), icmp(128<<8))
+	if h.a.tb.live != 2 {
+		t.Fatalf("%d flows, want 2 (echo request, echo reply)", h.a.tb.live)
+	}
+	if err := h.a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range h.out.Sink.Records() {
+		f := r.FindExtra(flow.IEKey{Element: 139})
+		if r.DestinationTransportPort != 0 || f == nil {
+			t.Errorf("ICMP record: destinationTransportPort %d, icmpTypeCodeIPv6 %v", r.DestinationTransportPort, f)
+		}
+		if f != nil && f.Value[0] == 128 && r.PacketDeltaCount != 2 {
+			t.Errorf("echo requests: %d packets, want 2", r.PacketDeltaCount)
+		}
+	}
 }
