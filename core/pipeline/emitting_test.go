@@ -21,8 +21,6 @@ type holder struct {
 	tick chan struct{}
 	stop chan struct{}
 	wg   sync.WaitGroup
-	// emitErr is what Emit returned after Shutdown.
-	emitErr error
 }
 
 func (h *holder) SetEmitter(out plugin.Emitter) { h.out = out }
