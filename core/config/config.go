@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -205,7 +206,7 @@ func Parse(data []byte, environ []string) (*Config, error) {
 		errs = append(errs, err)
 		*list.dst = stages
 	}
-	errs = append(errs, cfg.Validate())
+	errs = append(errs, cfg.Validate(), cfg.Pipeline.checkExcludes())
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -386,6 +387,24 @@ func (c *Config) Validate() error {
 	}
 	if p.Workers < 0 {
 		errs = append(errs, fmt.Errorf("pipeline.workers: %d must not be negative", p.Workers))
+	}
+	return errors.Join(errs...)
+}
+
+// checkExcludes rejects a pipeline holding two plugins one of which
+// excludes the other (plugin.Info.Excludes), naming both entries.
+func (p *Pipeline) checkExcludes() error {
+	var all []Stage
+	for _, list := range [][]Stage{p.Sources, p.Processors, p.Exporters} {
+		all = append(all, list...)
+	}
+	var errs []error
+	for _, a := range all {
+		for _, b := range all {
+			if slices.Contains(a.Info.Excludes, b.ID) {
+				errs = append(errs, fmt.Errorf("%s: cannot be in the same pipeline as %s (choose one)", a.Path, b.Path))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
