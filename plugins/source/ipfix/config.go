@@ -43,6 +43,11 @@ type Config struct {
 	// PendingSets bounds the data sets held per session waiting for their
 	// template. 0 means the decoder's default (64).
 	PendingSets int `koanf:"pending_sets"`
+	// Raw hands each IPFIX message on undecoded, as one raw record with
+	// the exporter's address and the receive time (ipfix.AppendRaw), for
+	// an exporter that ships messages as received (export.kafka with
+	// payload: raw). Default false.
+	Raw bool `koanf:"raw"`
 }
 
 // DefaultConfig returns the defaults.
