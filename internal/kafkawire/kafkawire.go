@@ -159,7 +159,8 @@ func ExporterHash(r *flow.Record) uint64 {
 }
 
 // FlowHash hashes a record's 5-tuple with its two endpoints in a fixed
-// order, so a flow and its reverse hash alike. Addresses are compared as
+// order, so a flow and its reverse hash alike (ICMP and ICMPv6 by
+// addresses and protocol only). Addresses are compared as
 // 16-byte IPv6 (IPv4-mapped), then ports.
 func FlowHash(r *flow.Record) uint64 {
 	var b [37]byte
@@ -170,6 +171,11 @@ func FlowHash(r *flow.Record) uint64 {
 	}
 	if !r.DestinationAddress.IsValid() {
 		da = [16]byte{}
+	}
+	if p := r.ProtocolIdentifier; p == 1 || p == 58 {
+		// ICMP "ports" carry type and code, which differ between a
+		// request and its reply.
+		sp, dp = 0, 0
 	}
 	if c := compare16(sa, da); c > 0 || (c == 0 && sp > dp) {
 		sa, da, sp, dp = da, sa, dp, sp
