@@ -21,8 +21,8 @@ import (
 	"github.com/weir-flow/weir/core/plugintest"
 	"github.com/weir-flow/weir/internal/kafkawire"
 	_ "github.com/weir-flow/weir/plugins/all"
-	exportkafka "github.com/weir-flow/weir/plugins/export/kafka"
 	"github.com/weir-flow/weir/plugins/export/jsonl"
+	exportkafka "github.com/weir-flow/weir/plugins/export/kafka"
 	"github.com/weir-flow/weir/plugins/source/kafka"
 )
 
