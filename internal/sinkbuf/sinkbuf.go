@@ -415,7 +415,7 @@ func Validate(b BatchConfig, f BufferConfig) []error {
 	if b.Interval <= 0 {
 		errs = append(errs, fmt.Errorf("batch.interval: %s, want a positive duration", b.Interval))
 	}
-	if f.MaxRecords < b.Size {
+	if f.MaxRecords < max(b.Size, 1) {
 		errs = append(errs, fmt.Errorf("buffer.max_records: %d, want at least batch.size (%d)", f.MaxRecords, b.Size))
 	}
 	if f.WhenFull != "drop" && f.WhenFull != "block" {
