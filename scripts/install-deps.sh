@@ -6,6 +6,8 @@
 set -euo pipefail
 
 packages=(softflowd nfdump tshark tcpdump libpcap-dev iproute2 pmacct etcd-server openssl)
+# export.postgres / export.clickhouse tests start these servers themselves.
+packages+=(postgresql-15 clickhouse-server)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
