@@ -391,3 +391,34 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 }
 
 var _ plugin.Exporter = (*Exporter)(nil)
+
+// Columns returns rows as one typed slice per column, as the exporter
+// sends them, for benchmarks that compare with the client alone.
+func Columns(s *Schema, cols []flowtable.Column, rows []flow.Record) []any {
+	e := &Exporter{cols: cols, schema: s}
+	e.fill(rows)
+	out := make([]any, len(e.vals))
+	copy(out, e.vals)
+	return out
+}
+
+// Slice returns rows i..j of a column slice made by Columns.
+func Slice(col any, i, j int) any {
+	switch v := col.(type) {
+	case [][]byte:
+		return v[i:j]
+	case []string:
+		return v[i:j]
+	case []time.Time:
+		return v[i:j]
+	case []uint8:
+		return v[i:j]
+	case []uint16:
+		return v[i:j]
+	case []uint32:
+		return v[i:j]
+	case []uint64:
+		return v[i:j]
+	}
+	return nil
+}

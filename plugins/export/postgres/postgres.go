@@ -266,3 +266,16 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 }
 
 var _ plugin.Exporter = (*Exporter)(nil)
+
+// Rows converts records to COPY rows as the exporter does, for benchmarks
+// that compare with the client alone.
+func Rows(cols []flowtable.Column, b *flow.Batch) [][]any {
+	s := copySource{cols: cols}
+	out := make([][]any, 0, b.Len())
+	for _, r := range b.Records {
+		s.rows, s.i, s.vals = []flow.Record{*r}, 0, nil
+		v, _ := s.Values()
+		out = append(out, v)
+	}
+	return out
+}
