@@ -193,6 +193,8 @@ func TestConfigCases(t *testing.T) {
 
 func TestExample(t *testing.T) { plugintest.CheckExample(t, clickhouse.ExampleYAML) }
 
+func TestConfigTable(t *testing.T) { plugintest.CheckConfigTable(t, clickhouse.DefaultConfig()) }
+
 func TestLifecycle(t *testing.T) {
 	plugintest.Lifecycle(t, func() plugin.Component {
 		e, err := clickhouse.New(clickhouse.DefaultConfig(), plugin.NopSettings(clickhouse.ID))

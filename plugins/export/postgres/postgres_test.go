@@ -183,6 +183,8 @@ func TestConfigCases(t *testing.T) {
 
 func TestExample(t *testing.T) { plugintest.CheckExample(t, postgres.ExampleYAML) }
 
+func TestConfigTable(t *testing.T) { plugintest.CheckConfigTable(t, postgres.DefaultConfig()) }
+
 func TestLifecycle(t *testing.T) {
 	plugintest.Lifecycle(t, func() plugin.Component {
 		cfg := postgres.DefaultConfig()

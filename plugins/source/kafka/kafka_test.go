@@ -289,6 +289,8 @@ func TestConfigCases(t *testing.T) {
 
 func TestExample(t *testing.T) { plugintest.CheckExample(t, kafka.ExampleYAML) }
 
+func TestConfigTable(t *testing.T) { plugintest.CheckConfigTable(t, kafka.DefaultConfig()) }
+
 func TestLifecycle(t *testing.T) {
 	brokers := newCluster(t, "life", 1)
 	plugintest.Lifecycle(t, func() plugin.Component {
