@@ -148,6 +148,9 @@ func count(m map[string][]int32) int {
 	return n
 }
 
+// Partitions returns how many partitions the member owns now.
+func (s *Source) Partitions() int { return int(s.assigned.Load() - s.revoked.Load()) }
+
 // commit commits the marked offsets (everything exported) now.
 func (s *Source) commit(ctx context.Context, cl *kgo.Client) {
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {

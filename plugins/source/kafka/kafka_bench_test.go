@@ -36,12 +36,12 @@ func (e *countingEmitter) EmitAcked(_ context.Context, b *flow.Batch, done func(
 // through export.kafka (payload raw, key random, lz4) into an in-process
 // Kafka (kfake, 4 partitions) and out of 1, 2 and 4 source.kafka consumers
 // in one group that decode them. Each iteration produces the messages of
-// 100 exporters replaying the project's softflowd capture and times until
+// 1000 exporters replaying the project's softflowd capture and times until
 // every record is decoded.
 func BenchmarkInletToOutlet(b *testing.B) {
 	msgs := captureMessages(b)
 	perExporter := decodeDirect(msgs).Len()
-	const exporters = 100
+	const exporters = 1000
 	for _, consumers := range []int{1, 2, 4} {
 		b.Run(fmt.Sprintf("consumers=%d", consumers), func(b *testing.B) {
 			var total time.Duration
@@ -66,6 +66,19 @@ func BenchmarkInletToOutlet(b *testing.B) {
 					}
 					ems, srcs = append(ems, em), append(srcs, s)
 				}
+				// Time the stream, not the group's formation: every member
+				// owns partitions before the inlet sends.
+				deadline := time.Now().Add(time.Minute)
+				for owned := false; !owned; {
+					owned = true
+					for _, s := range srcs {
+						owned = owned && s.Partitions() > 0
+					}
+					if time.Now().After(deadline) {
+						b.Fatal("the group did not give every member a partition")
+					}
+					time.Sleep(time.Millisecond)
+				}
 				start := time.Now()
 				batch := flow.NewBatch(len(msgs) * exporters)
 				for x := 0; x < exporters; x++ {
@@ -78,7 +91,7 @@ func BenchmarkInletToOutlet(b *testing.B) {
 					b.Fatal(err)
 				}
 				want := int64(perExporter * exporters)
-				deadline := time.Now().Add(2 * time.Minute)
+				deadline = time.Now().Add(2 * time.Minute)
 				for {
 					var n int64
 					for _, em := range ems {
