@@ -84,4 +84,3 @@ pipeline:
 		t.Errorf("exporter got %d records, want 1", sink("ack").Len())
 	}
 }
-
