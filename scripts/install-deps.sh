@@ -6,6 +6,8 @@
 set -euo pipefail
 
 packages=(softflowd nfdump tshark tcpdump libpcap-dev iproute2 pmacct etcd-server openssl)
+# export.postgres / export.clickhouse tests start these servers themselves.
+packages+=(postgresql-15 clickhouse-server)
 # source.conntrack tests: iptables (a rule that makes conntrack track), the
 # conntrack CLI (oracle), util-linux setpriv (no CAP_NET_ADMIN), ping.
 packages+=(iptables conntrack util-linux iputils-ping)

@@ -40,6 +40,7 @@ type Options struct {
 type item struct {
 	batch *flow.Batch
 	refs  atomic.Int32
+	done  func() // plugin.AckEmitter's callback, or nil
 }
 
 type source struct {
@@ -440,6 +441,9 @@ func (p *Pipeline) unref(it *item) {
 func (p *Pipeline) release(it *item) {
 	it.batch.Reset()
 	p.pool.Put(it.batch)
+	if it.done != nil {
+		it.done()
+	}
 }
 
 // emitter is a source's handle; it counts the source's output.
@@ -453,17 +457,28 @@ func (e *emitter) NewBatch() *flow.Batch { return e.p.pool.Get().(*flow.Batch) }
 func (e *emitter) BatchSize() int              { return e.p.cfg.Pipeline.Batch.Size }
 func (e *emitter) BatchTimeout() time.Duration { return e.p.cfg.Pipeline.Batch.Timeout }
 
+var _ plugin.AckEmitter = (*emitter)(nil)
+
 // ErrClosed is returned by Emit after the pipeline stopped accepting input.
 var ErrClosed = errors.New("pipeline closed")
 
 func (e *emitter) Emit(ctx context.Context, b *flow.Batch) error {
+	return e.EmitAcked(ctx, b, nil)
+}
+
+// EmitAcked implements plugin.AckEmitter: done runs when the batch is
+// released (release), after the last exporter returned.
+func (e *emitter) EmitAcked(ctx context.Context, b *flow.Batch, done func()) error {
 	n := uint64(b.Len())
 	if n == 0 {
 		b.Reset()
 		e.p.pool.Put(b)
+		if done != nil {
+			done()
+		}
 		return nil
 	}
-	it := &item{batch: b}
+	it := &item{batch: b, done: done}
 	e.p.emitMu.RLock()
 	defer e.p.emitMu.RUnlock()
 	if e.p.closed {

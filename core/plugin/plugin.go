@@ -126,6 +126,18 @@ type Emitter interface {
 	BatchTimeout() time.Duration
 }
 
+// AckEmitter is implemented by an [Emitter] that can tell a source when the
+// pipeline is done with a batch, for sources that acknowledge their input
+// (a Kafka consumer commits offsets only then: at-least-once).
+type AckEmitter interface {
+	// EmitAcked is Emit, and calls done once the pipeline has finished with
+	// b: every exporter's Export returned for it, or it was filtered empty,
+	// or its records were counted as dropped (exporter queue full). done is
+	// called at most once, from any goroutine; not at all if EmitAcked
+	// returns an error.
+	EmitAcked(ctx context.Context, b *flow.Batch, done func()) error
+}
+
 // Settings is what the engine gives every plugin it builds.
 type Settings struct {
 	// ID is the plugin ID, e.g. "filter.protocol".

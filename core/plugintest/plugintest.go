@@ -104,6 +104,15 @@ func (e *Emitter) Emit(ctx context.Context, b *flow.Batch) error {
 	return e.Sink.Export(ctx, b)
 }
 
+// EmitAcked implements plugin.AckEmitter: done runs once the sink holds b.
+func (e *Emitter) EmitAcked(ctx context.Context, b *flow.Batch, done func()) error {
+	err := e.Sink.Export(ctx, b)
+	if err == nil && done != nil {
+		done()
+	}
+	return err
+}
+
 // Lifecycle checks the contract every component honours: Shutdown without
 // Start succeeds, and Shutdown twice succeeds.
 func Lifecycle(t *testing.T, newComponent func() plugin.Component) {

@@ -72,6 +72,11 @@ type Config struct {
 	ShutdownDrain time.Duration `koanf:"shutdown_drain"`
 	// Limits bound the decoder state exporters can create.
 	Limits Limits `koanf:"limits"`
+	// Raw hands each IPFIX message on undecoded, as one raw record with
+	// the exporter's address and the receive time (ipfix.AppendRaw), for
+	// an exporter that ships messages as received (export.kafka with
+	// payload: raw). Default false.
+	Raw bool `koanf:"raw"`
 }
 
 // Limits bound what exporters can make source.ipfix hold in memory. An

@@ -406,9 +406,7 @@ func (s *Source) readUDP(idx int, c *net.UDPConn, dec *ipfix.Decoder, out plugin
 			continue
 		}
 		before := bt.b.Len()
-		if _, derr := dec.Decode(bt.b, buf[:n], from); derr != nil {
-			s.malformed(from, derr, now)
-		}
+		s.handle(dec, bt.b, buf[:n], from, now)
 		bt.added(before, now)
 		if !now.Before(nextExpire) {
 			dec.Expire()
@@ -442,6 +440,19 @@ func (s *Source) countLeftUDP(c *net.UDPConn, dec *ipfix.Decoder, buf, oob []byt
 		recs, _ := dec.Decode(scratch, buf[:n], from)
 		s.lostMessages.Add(1)
 		s.lostOnShutdown.Add(uint64(recs))
+	}
+}
+
+// handle decodes msg into b or, with raw set, appends it as one raw
+// record (ipfix.AppendRaw) for an exporter that ships messages undecoded.
+func (s *Source) handle(dec *ipfix.Decoder, b *flow.Batch, msg []byte, from netip.AddrPort, now time.Time) {
+	if s.cfg.Raw {
+		ipfix.AppendRaw(b, msg, from, now)
+		dec.Stats().Messages.Add(1)
+		return
+	}
+	if _, derr := dec.Decode(b, msg, from); derr != nil {
+		s.malformed(from, derr, now)
 	}
 }
 
@@ -659,9 +670,7 @@ func (s *Source) serveTCP(c net.Conn, from netip.AddrPort, dec *ipfix.Decoder, o
 		}
 		now := time.Now()
 		before := bt.b.Len()
-		if _, derr := dec.Decode(bt.b, msg, from); derr != nil {
-			s.malformed(from, derr, now)
-		}
+		s.handle(dec, bt.b, msg, from, now)
 		bt.added(before, now)
 		ir.expire(now)
 	}

@@ -1,0 +1,149 @@
+package sinkbuf
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weir-flow/weir/core/flow"
+)
+
+// fakeServer accepts writes while up and remembers every row it got.
+type fakeServer struct {
+	mu   sync.Mutex
+	up   bool
+	rows []uint64
+	bad  atomic.Bool
+}
+
+func (s *fakeServer) write(_ context.Context, rows []flow.Record) error {
+	if s.bad.Load() {
+		return Permanent(errors.New("type mismatch"))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.up {
+		return errors.New("connection refused")
+	}
+	for i := range rows {
+		s.rows = append(s.rows, rows[i].OctetDeltaCount)
+	}
+	return nil
+}
+
+func (s *fakeServer) set(up bool) { s.mu.Lock(); s.up = up; s.mu.Unlock() }
+func (s *fakeServer) count() int  { s.mu.Lock(); defer s.mu.Unlock(); return len(s.rows) }
+
+func records(first, n int) []*flow.Record {
+	b := flow.NewBatch(n)
+	for i := first; i < first+n; i++ {
+		r := b.Append()
+		r.SetUint(flow.OctetDeltaCount, uint64(i))
+		r.Extra = append(r.Extra, flow.Field{Element: 60, Value: []byte{4}})
+	}
+	return b.Records
+}
+
+func newBuffer(t *testing.T, s *fakeServer, max int) *Buffer {
+	t.Helper()
+	b, err := New(Options{Name: "test", BatchSize: 10, BatchInterval: 5 * time.Millisecond, MaxRecords: max,
+		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Write: s.write}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Start()
+	return b
+}
+
+func wait(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestBuffer(t *testing.T) {
+	t.Run("outage within and beyond the bound", func(t *testing.T) {
+		s := &fakeServer{}
+		b := newBuffer(t, s, 50)
+		ctx := context.Background()
+		_ = b.Add(ctx, records(0, 45)) // server down: retried
+		_ = b.Add(ctx, records(45, 10))
+		if got := b.Dropped(ReasonBufferFull); got != 5 {
+			t.Fatalf("buffer_full = %d, want 5", got)
+		}
+		s.set(true)
+		wait(t, func() bool { return s.count() == 50 })
+		for i, v := range s.rows {
+			if v != uint64(i) {
+				t.Fatalf("row %d = %d: order or content changed", i, v)
+			}
+		}
+		if err := b.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if b.Inserted() != 50 {
+			t.Errorf("Inserted = %d", b.Inserted())
+		}
+	})
+	t.Run("interval flushes a partial batch", func(t *testing.T) {
+		s := &fakeServer{up: true}
+		b := newBuffer(t, s, 100)
+		_ = b.Add(context.Background(), records(0, 3))
+		wait(t, func() bool { return s.count() == 3 })
+		_ = b.Close(context.Background())
+	})
+	t.Run("rejected batch is counted, not retried", func(t *testing.T) {
+		s := &fakeServer{up: true}
+		s.bad.Store(true)
+		b := newBuffer(t, s, 100)
+		_ = b.Add(context.Background(), records(0, 10))
+		wait(t, func() bool { return b.Dropped(ReasonRejected) == 10 })
+		_ = b.Close(context.Background())
+	})
+	t.Run("shutdown deadline counts the rest", func(t *testing.T) {
+		s := &fakeServer{}
+		b := newBuffer(t, s, 100)
+		_ = b.Add(context.Background(), records(0, 30))
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		if err := b.Close(ctx); err == nil {
+			t.Error("Close with the server down returned nil")
+		}
+		if got := b.Dropped(ReasonShutdown); got != 30 {
+			t.Errorf("shutdown = %d, want 30", got)
+		}
+		if err := b.Close(context.Background()); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+	})
+	t.Run("block waits for room", func(t *testing.T) {
+		s := &fakeServer{}
+		b, _ := New(Options{Name: "test", BatchSize: 10, BatchInterval: time.Millisecond, MaxRecords: 10, Block: true,
+			MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, Write: s.write}, prometheus.NewRegistry())
+		b.Start()
+		_ = b.Add(context.Background(), records(0, 10))
+		done := make(chan error)
+		go func() { done <- b.Add(context.Background(), records(10, 5)) }()
+		select {
+		case <-done:
+			t.Fatal("Add returned with the buffer full")
+		case <-time.After(20 * time.Millisecond):
+		}
+		s.set(true)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		wait(t, func() bool { return s.count() == 15 })
+		_ = b.Close(context.Background())
+	})
+}
