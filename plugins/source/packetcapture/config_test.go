@@ -1,10 +1,6 @@
 package packetcapture_test
 
 import (
-	"os"
-	"reflect"
-	"regexp"
-	"sort"
 	"testing"
 
 	"github.com/weir-flow/weir/core/plugintest"
@@ -27,44 +23,7 @@ func TestDefaultConfig(t *testing.T) {
 }
 
 // TestReadmeConfigTable checks that the README documents every key.
-func TestReadmeConfigTable(t *testing.T) {
-	checkReadmeKeys(t, reflect.TypeOf(packetcapture.Config{}))
-}
-
-func checkReadmeKeys(t *testing.T, typ reflect.Type) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	documented := map[string]bool{}
-	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_.]+)` \\|").FindAllStringSubmatch(string(readme), -1) {
-		documented[m[1]] = true
-	}
-	var keys []string
-	var walk func(prefix string, typ reflect.Type)
-	walk = func(prefix string, typ reflect.Type) {
-		for i := range typ.NumField() {
-			f := typ.Field(i)
-			key := prefix + f.Tag.Get("koanf")
-			if f.Type.Kind() == reflect.Struct && f.Type.PkgPath() != "time" {
-				walk(key+".", f.Type)
-				continue
-			}
-			keys = append(keys, key)
-		}
-	}
-	walk("", typ)
-	sort.Strings(keys)
-	for _, k := range keys {
-		if !documented[k] {
-			t.Errorf("README config table lacks `%s`", k)
-		}
-		delete(documented, k)
-	}
-	for k := range documented {
-		t.Errorf("README documents `%s`, which is not a key", k)
-	}
-}
+func TestReadmeConfigTable(t *testing.T) { plugintest.CheckConfigTable(t, packetcapture.Config{}) }
 
 func TestExpression(t *testing.T) {
 	cases := []struct {
