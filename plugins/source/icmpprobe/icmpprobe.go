@@ -82,13 +82,13 @@ type target struct {
 	addr  netip.Addr
 
 	// The current report window.
-	windowStart                  time.Time
-	sent, received, lost         uint64
-	rttMin, rttMax, rttSum       time.Duration
-	sentOctets, receivedOctets   uint64
-	lastRTT                      time.Duration
-	hasRTT                       bool
-	lastSeen                     time.Time
+	windowStart                   time.Time
+	sent, received, lost          uint64
+	rttMin, rttMax, rttSum        time.Duration
+	sentOctets, receivedOctets    uint64
+	lastRTT                       time.Duration
+	hasRTT                        bool
+	lastSeen                      time.Time
 	sentTotal, recvTotal, lostTot uint64
 	// Gauges of the last report window.
 	gMin, gMean, gMax, gLoss float64
@@ -554,10 +554,10 @@ func (s *Source) Shutdown(ctx context.Context) error {
 
 // Stats is a target's statistics, for tests and debugging.
 type Stats struct {
-	Target                    string
-	Sent, Received, Lost      uint64 // since Start
-	LastRTT                   time.Duration
-	LastSeen                  time.Time
+	Target               string
+	Sent, Received, Lost uint64 // since Start
+	LastRTT              time.Duration
+	LastSeen             time.Time
 }
 
 // Stats returns every target's totals, by label.

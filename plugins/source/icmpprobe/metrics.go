@@ -10,10 +10,10 @@ import (
 // configured address or a Node name: a bounded set chosen by the operator,
 // not addresses seen in traffic.
 type metrics struct {
-	s                                              *Source
-	rttLast, rttMin, rttMean, rttMax, loss, seen   *prometheus.Desc
-	sent, received, lostTotal                      *prometheus.Desc
-	records, lost                                  prometheus.Counter
+	s                                            *Source
+	rttLast, rttMin, rttMean, rttMax, loss, seen *prometheus.Desc
+	sent, received, lostTotal                    *prometheus.Desc
+	records, lost                                prometheus.Counter
 }
 
 func newMetrics(s *Source) *metrics {

@@ -12,7 +12,7 @@ import (
 
 var errUnsupported = errors.New("source.packetcapture captures on Linux only (AF_PACKET)")
 
-func linkTypeOf(string) (layers.LinkType, error)        { return 0, errUnsupported }
+func linkTypeOf(string) (layers.LinkType, error)         { return 0, errUnsupported }
 func compileLinkType(lt layers.LinkType) layers.LinkType { return lt }
 
 type handle struct{}
@@ -22,6 +22,8 @@ var errTimeout = errors.New("timeout")
 func openHandle(string, layers.LinkType, int, []bpf.RawInstruction) (*handle, error) {
 	return nil, errUnsupported
 }
-func (h *handle) read() ([]byte, gopacket.CaptureInfo, error) { return nil, gopacket.CaptureInfo{}, errUnsupported }
-func (h *handle) stats() (uint64, uint64)                      { return 0, 0 }
-func (h *handle) close()                                       {}
+func (h *handle) read() ([]byte, gopacket.CaptureInfo, error) {
+	return nil, gopacket.CaptureInfo{}, errUnsupported
+}
+func (h *handle) stats() (uint64, uint64) { return 0, 0 }
+func (h *handle) close()                  {}
