@@ -6,6 +6,8 @@
 set -euo pipefail
 
 packages=(softflowd nfdump tshark tcpdump libpcap-dev iproute2 pmacct etcd-server openssl)
+# source.packetcapture (cgo + libpcap) and source.icmpprobe tests: netns peers, delay line, firewall.
+packages+=(gcc nftables iptables ethtool curl iputils-ping procps)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -220,7 +220,7 @@ func (s *Source) Start(_ context.Context, out plugin.Emitter) error {
 func (s *Source) closeConns() {
 	for i, c := range s.conns {
 		if c != nil {
-			c.pc.Close()
+			c.Close()
 			s.conns[i] = nil
 		}
 	}
@@ -229,15 +229,14 @@ func (s *Source) closeConns() {
 // read passes the echo replies of c to the prober until ctx ends.
 func (s *Source) read(ctx context.Context, c *conn, out chan<- reply) {
 	defer s.wg.Done()
-	buf := make([]byte, 1500)
+	buf, oob := make([]byte, 1500), make([]byte, 128)
 	proto := 1
 	if c.v6 {
 		proto = 58
 	}
 	for ctx.Err() == nil {
-		_ = c.pc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		n, from, err := c.pc.ReadFrom(buf)
-		at := time.Now()
+		_ = c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		n, from, at, err := c.read(buf, oob)
 		if err != nil {
 			continue // deadline, or closed at shutdown
 		}
@@ -250,7 +249,7 @@ func (s *Source) read(ctx context.Context, c *conn, out chan<- reply) {
 			continue // raw sockets see every ICMP message
 		}
 		select {
-		case out <- reply{v6: c.v6, from: peer(from), id: uint16(echo.ID), seq: uint16(echo.Seq), at: at, size: n}:
+		case out <- reply{v6: c.v6, from: from, id: uint16(echo.ID), seq: uint16(echo.Seq), at: at, size: n}:
 		case <-ctx.Done():
 		}
 	}
@@ -300,7 +299,7 @@ func (s *Source) run(ctx context.Context, out plugin.Emitter, replies <-chan rep
 				continue
 			}
 			at := time.Now()
-			if _, err := c.pc.WriteTo(b, c.dest(t.addr)); err != nil {
+			if err := c.write(b, t.addr); err != nil {
 				// Unreachable (no route, no neighbour): a lost probe.
 				t.sent++
 				t.sentTotal++

@@ -3,6 +3,7 @@ package netnstest
 import (
 	"encoding/binary"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -70,6 +71,12 @@ func packetSocket(iface string) (int, error) {
 		unix.Close(fd)
 		return -1, err
 	}
+	// Kernel receive times: a late wakeup of the reader does not add to the
+	// delay.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
 	tv := unix.NsecToTimeval(int64(50 * time.Millisecond))
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		unix.Close(fd)
@@ -82,21 +89,29 @@ func packetSocket(iface string) (int, error) {
 // the time it is due.
 func receive(fd int, delay time.Duration, queue chan<- frame, stop <-chan struct{}) {
 	defer close(queue)
-	buf := make([]byte, 1<<16)
+	buf, oob := make([]byte, 1<<16), make([]byte, 128)
 	for {
 		select {
 		case <-stop:
 			return
 		default:
 		}
-		n, from, err := unix.Recvfrom(fd, buf, 0)
+		n, oobn, _, from, err := unix.Recvmsg(fd, buf, oob, 0)
 		if err != nil {
 			continue // timeout
 		}
 		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
 			continue
 		}
-		at := time.Now().Add(delay)
+		at := time.Now()
+		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+			for _, m := range msgs {
+				if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
+					at = time.Unix(int64(binary.NativeEndian.Uint64(m.Data)), int64(binary.NativeEndian.Uint64(m.Data[8:])))
+				}
+			}
+		}
+		at = at.Add(delay)
 		select {
 		case queue <- frame{at: at, data: append([]byte(nil), buf[:n]...)}:
 		default: // full: dropped, as a queue would
@@ -104,11 +119,16 @@ func receive(fd int, delay time.Duration, queue chan<- frame, stop <-chan struct
 	}
 }
 
-// send writes each frame out of fd when it is due, in order.
+// send writes each frame out of fd when it is due, in order. It sleeps to
+// a millisecond before and yields from there, as timers of a loaded
+// machine fire late.
 func send(fd int, queue <-chan frame) {
 	for f := range queue {
-		if d := time.Until(f.at); d > 0 {
+		if d := time.Until(f.at) - time.Millisecond; d > 0 {
 			time.Sleep(d)
+		}
+		for time.Now().Before(f.at) {
+			runtime.Gosched()
 		}
 		_, _ = unix.Write(fd, f.data)
 	}
