@@ -91,17 +91,17 @@ func median(v []float64) float64 {
 	return v[len(v)/2]
 }
 
-// TestLatencyAndLoss: a 20 ms delay line between two namespaces (client →
-// server direction) shows as 20 ms RTTs over IPv4 and IPv6; when the
-// server goes away its probes are counted lost.
+// TestLatencyAndLoss: a delay line adding 20 ms between two namespaces (10
+// ms each way, so that neither direction depends on how fast a loaded
+// machine wakes the forwarding goroutines up) shows as 20 ms RTTs over IPv4
+// and IPv6; when the server goes away its probes are counted lost.
 func TestLatencyAndLoss(t *testing.T) {
 	a, mid, b := netnstest.New(t, "w18"), netnstest.New(t, "w18"), netnstest.New(t, "w18")
 	netnstest.Veth(t, a, "a0", []string{"10.18.1.1/24", "fd18:1::1/64"}, mid, "m1", nil)
 	netnstest.Veth(t, b, "b0", []string{"10.18.1.2/24", "fd18:1::2/64"}, mid, "m2", nil)
 	netnstest.Exec(t, a, "ethtool", "-K", "a0", "tx", "off")
 	netnstest.Exec(t, b, "ethtool", "-K", "b0", "tx", "off")
-	const delay = 20 * time.Millisecond
-	netnstest.DelayLine(t, mid, "m1", "m2", delay, 0)
+	netnstest.DelayLine(t, mid, "m1", "m2", 10*time.Millisecond, 10*time.Millisecond)
 
 	cfg := fastConfig("10.18.1.2", "fd18:1::2")
 	s, em, reg := start(t, a, cfg)
@@ -126,8 +126,9 @@ func TestLatencyAndLoss(t *testing.T) {
 			t.Errorf("%s: median RTT %.2f ms, want 20 ± 3 ms", target, m)
 		}
 	}
-	if got := gauge(t, reg, "weir_source_icmpprobe_rtt_last_seconds", "10.18.1.2"); math.Abs(got-0.020) > 0.010 {
-		t.Errorf("weir_source_icmpprobe_rtt_last_seconds = %v, want about 0.020", got)
+	// One sample: at least the delay, and plausible.
+	if got := gauge(t, reg, "weir_source_icmpprobe_rtt_last_seconds", "10.18.1.2"); got < 0.020 || got > 0.2 {
+		t.Errorf("weir_source_icmpprobe_rtt_last_seconds = %v, want 0.020 and a little more", got)
 	}
 
 	// The peer goes away: its probes are lost.

@@ -26,6 +26,7 @@ type nodeWatcher struct {
 	log     *slog.Logger
 	factory informers.SharedInformerFactory
 	lister  listersv1.NodeLister
+	cancel  context.CancelFunc
 }
 
 // nodeTarget is one address of one Node.
@@ -55,6 +56,7 @@ func newNodeWatcherForClient(cfg Kubernetes, client kubernetes.Interface, log *s
 // start runs the informer until ctx ends and waits up to 10 s for its first
 // list, so the first round probes every Node.
 func (w *nodeWatcher) start(ctx context.Context) error {
+	ctx, w.cancel = context.WithCancel(ctx)
 	w.factory = informers.NewSharedInformerFactory(w.client, 0)
 	inf := w.factory.Core().V1().Nodes()
 	w.lister = inf.Lister()
@@ -68,7 +70,11 @@ func (w *nodeWatcher) start(ctx context.Context) error {
 	return nil
 }
 
+// stop ends the informer and waits for it.
 func (w *nodeWatcher) stop() {
+	if w.cancel != nil {
+		w.cancel()
+	}
 	if w.factory != nil {
 		w.factory.Shutdown()
 	}

@@ -1,6 +1,7 @@
 package packetcapture
 
 import (
+	"context"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/weir-flow/weir/core/config"
 )
@@ -202,3 +205,19 @@ func (f *Flow) spec() (spec, error) {
 
 // hasPorts reports whether protocol p carries transport ports.
 func hasPorts(p uint8) bool { return p == 6 || p == 17 || p == 132 }
+
+// Check compiles the spec's filter expression with libpcap (for Ethernet),
+// so `weir validate` reports an expression libpcap refuses and a build
+// without cgo. The interface is checked by New, where Weir runs.
+func (c *Config) Check(context.Context, string) error {
+	expression, err := c.Expression()
+	if err != nil {
+		return err
+	}
+	if _, err := compileFilter(layers.LinkTypeEthernet, DefaultSnapLength, expression); err != nil {
+		return fmt.Errorf("flow: %w", err)
+	}
+	return nil
+}
+
+var _ config.Checker = (*Config)(nil)

@@ -1,6 +1,7 @@
 package packetcapture_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/weir-flow/weir/core/plugintest"
@@ -11,6 +12,15 @@ import (
 func TestConfigCases(t *testing.T) { plugintest.ConfigCases(t, packetcapture.ID, nil) }
 
 func TestExample(t *testing.T) { plugintest.CheckExample(t, packetcapture.ExampleYAML) }
+
+func TestCheck(t *testing.T) {
+	cfg := packetcapture.DefaultConfig()
+	cfg.Interface, cfg.Path, cfg.Packets = "eth0", "c.pcapng", 1
+	cfg.Flow = packetcapture.Flow{SourceIP: "fd00::1", DestinationPort: 443, Protocol: "tcp"}
+	if err := cfg.Check(context.Background(), ""); err != nil {
+		t.Errorf("Check: %v", err)
+	}
+}
 
 func TestDefaultConfig(t *testing.T) {
 	c := packetcapture.DefaultConfig()

@@ -120,11 +120,11 @@ func receive(fd int, delay time.Duration, queue chan<- frame, stop <-chan struct
 }
 
 // send writes each frame out of fd when it is due, in order. It sleeps to
-// a millisecond before and yields from there, as timers of a loaded
+// 2 ms before and yields from there, as timers of a loaded
 // machine fire late.
 func send(fd int, queue <-chan frame) {
 	for f := range queue {
-		if d := time.Until(f.at) - time.Millisecond; d > 0 {
+		if d := time.Until(f.at) - 2*time.Millisecond; d > 0 {
 			time.Sleep(d)
 		}
 		for time.Now().Before(f.at) {

@@ -65,7 +65,10 @@ func Command(ns string, args ...string) *exec.Cmd {
 // IPv6 duplicate address detection is off so addresses work at once.
 func Veth(t testing.TB, a, ifA string, addrsA []string, b, ifB string, addrsB []string) {
 	t.Helper()
-	tmpA, tmpB := fmt.Sprintf("w18t%da", seq.Add(1)), fmt.Sprintf("w18t%db", seq.Add(1))
+	// Temporary names unique to this process: other test binaries make
+	// veths at the same time.
+	n := seq.Add(1)
+	tmpA, tmpB := fmt.Sprintf("w%dv%da", os.Getpid(), n), fmt.Sprintf("w%dv%db", os.Getpid(), n)
 	Run(t, "ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB)
 	Run(t, "ip", "link", "set", tmpA, "netns", a)
 	Run(t, "ip", "link", "set", tmpB, "netns", b)
