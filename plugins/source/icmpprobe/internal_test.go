@@ -100,7 +100,7 @@ func TestNodeTargets(t *testing.T) {
 // ruleset.
 func TestFirewallCrashCleanup(t *testing.T) {
 	ns := netnstest.New(t, "w18")
-	netnstest.Exec(t, ns, "ip", "link", "add", "g0", "type", "dummy")
+	netnstest.Exec(t, ns, "ip", "link", "add", "g0", "type", "veth", "peer", "name", "g1")
 	netnstest.Exec(t, ns, "nft", "add table inet w18fw")
 	netnstest.Exec(t, ns, "nft", "add chain inet w18fw in { type filter hook input priority 0 ; policy drop ; }")
 	netnstest.Exec(t, ns, "nft", "add chain inet w18fw out { type filter hook output priority 0 ; policy accept ; }")
@@ -130,9 +130,9 @@ func TestFirewallCrashCleanup(t *testing.T) {
 	if n := strings.Count(during, RuleTag+" g0"); n != 8 {
 		t.Errorf("%d tagged rules after two installs, want 8 (one set):\n%s", n, during)
 	}
-	if !strings.Contains(during, `iifname "g0" meta l4proto icmp icmp type echo-reply accept`) ||
-		!strings.Contains(during, `oifname "g0" meta l4proto ipv6-icmp icmpv6 type echo-request accept`) ||
-		!strings.Contains(during, `iifname "g0" meta l4proto ipv6-icmp icmpv6 type nd-neighbor-solicit accept`) {
+	if !strings.Contains(during, `iifname "g0" icmp type echo-reply accept comment "weir-icmpprobe g0"`) ||
+		!strings.Contains(during, `oifname "g0" icmpv6 type echo-request accept comment "weir-icmpprobe g0"`) ||
+		!strings.Contains(during, `iifname "g0" icmpv6 type nd-neighbor-solicit accept comment "weir-icmpprobe g0"`) {
 		t.Errorf("ruleset lacks the expected rules:\n%s", during)
 	}
 	// The existing rule stays after ours.

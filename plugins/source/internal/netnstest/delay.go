@@ -89,6 +89,7 @@ func packetSocket(iface string) (int, error) {
 // the time it is due.
 func receive(fd int, delay time.Duration, queue chan<- frame, stop <-chan struct{}) {
 	defer close(queue)
+	realtime()
 	buf, oob := make([]byte, 1<<16), make([]byte, 128)
 	for {
 		select {
@@ -119,17 +120,22 @@ func receive(fd int, delay time.Duration, queue chan<- frame, stop <-chan struct
 	}
 }
 
-// send writes each frame out of fd when it is due, in order. It sleeps to
-// 2 ms before and yields from there, as timers of a loaded
-// machine fire late.
+// send writes each frame out of fd when it is due, in order, sleeping
+// with clock_nanosleep to the absolute due time on its real-time thread.
 func send(fd int, queue <-chan frame) {
+	realtime()
 	for f := range queue {
-		if d := time.Until(f.at) - 2*time.Millisecond; d > 0 {
-			time.Sleep(d)
-		}
-		for time.Now().Before(f.at) {
-			runtime.Gosched()
+		ts := unix.NsecToTimespec(f.at.UnixNano())
+		for unix.ClockNanosleep(unix.CLOCK_REALTIME, unix.TIMER_ABSTIME, &ts, nil) == unix.EINTR {
 		}
 		_, _ = unix.Write(fd, f.data)
 	}
+}
+
+// realtime locks the goroutine to its thread and makes the thread
+// SCHED_FIFO, so a machine loaded by other work does not delay the frames
+// more than asked. The thread ends with the goroutine.
+func realtime() {
+	runtime.LockOSThread()
+	_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 10}, 0)
 }
