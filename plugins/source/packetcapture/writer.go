@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 )
 
@@ -130,6 +129,3 @@ func (w *fileWriter) closeFile() error {
 
 // Files returns the kept files, oldest first.
 func (w *fileWriter) files() []string { return append([]string(nil), w.names...) }
-
-// pcapngLinkType is the link type written to the file for a capture link type.
-func pcapngLinkType(lt layers.LinkType) layers.LinkType { return lt }
