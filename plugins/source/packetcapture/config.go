@@ -27,6 +27,13 @@ const (
 	Both                = "both"
 )
 
+// Summaries of the captured packets (Config.Records).
+const (
+	RecordsBiflow  = "biflow"
+	RecordsUniflow = "uniflow"
+	RecordsNone    = "none"
+)
+
 // DefaultSnapLength is tcpdump's default snap length, in bytes.
 const DefaultSnapLength = 262144
 
@@ -60,6 +67,11 @@ type Config struct {
 	SnapLength int `koanf:"snap_length"`
 	// Rotation limits the files the capture writes.
 	Rotation Rotation `koanf:"rotation"`
+	// Records is how the captured packets are summarised: biflow (one
+	// RFC 5103 record per conversation when direction is both), uniflow
+	// (one record per 5-tuple and direction) or none. Default biflow; with
+	// one direction both give one record per 5-tuple.
+	Records string `koanf:"records"`
 	// MaxFlows bounds the flow table that summarises the captured packets
 	// into flow records; packets of further flows are written to the file
 	// but counted, not summarised. Default 65536.
@@ -93,7 +105,7 @@ type Rotation struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() *Config {
-	return &Config{Direction: SourceToDestination, SnapLength: DefaultSnapLength, MaxFlows: 65536}
+	return &Config{Direction: SourceToDestination, SnapLength: DefaultSnapLength, Records: RecordsBiflow, MaxFlows: 65536}
 }
 
 // Validate reports every problem of c.
@@ -132,6 +144,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Rotation.MaxFiles < 0 {
 		errs = append(errs, fmt.Errorf("rotation.max_files: %d is negative", c.Rotation.MaxFiles))
+	}
+	switch c.Records {
+	case RecordsBiflow, RecordsUniflow, RecordsNone:
+	default:
+		errs = append(errs, fmt.Errorf("records: %q is not %s, %s or %s", c.Records, RecordsBiflow, RecordsUniflow, RecordsNone))
 	}
 	if c.MaxFlows < 0 {
 		errs = append(errs, fmt.Errorf("max_flows: %d is negative", c.MaxFlows))

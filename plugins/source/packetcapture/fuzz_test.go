@@ -31,6 +31,40 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestFlowTable: a reply joins its request's biflow, whose forward
+// direction is the spec's source → destination even when the reply comes
+// first; as uniflows they are two records.
+func TestFlowTable(t *testing.T) {
+	client, server := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	req := packetInfo{key: flowKey{src: client, dst: server, sport: 40000, dport: 80, proto: 6}, octets: 60, tcpFlags: 0x02, version: 4}
+	rep := packetInfo{key: req.key.reversed(), octets: 40, tcpFlags: 0x12, version: 4}
+	sp := spec{dport: 80, proto: 6, hasProto: true}
+	for _, c := range []struct {
+		biflow bool
+		want   int
+	}{{true, 1}, {false, 2}} {
+		table := newFlowTable(sp, c.biflow, 10)
+		table.add(time.Unix(1, 0), &rep) // the reply first: a capture started mid-handshake
+		table.add(time.Unix(2, 0), &req)
+		table.add(time.Unix(3, 0), &rep)
+		if len(table.entries) != c.want {
+			t.Fatalf("biflow %v: %d records, want %d", c.biflow, len(table.entries), c.want)
+		}
+		if c.biflow {
+			e := table.entries[req.key]
+			if e == nil || e.fwd.packets != 1 || e.rev.packets != 2 || e.fwd.octets != 60 || e.rev.tcpFlags != 0x12 ||
+				!e.first.Equal(time.Unix(1, 0)) || !e.last.Equal(time.Unix(3, 0)) {
+				t.Errorf("biflow %+v", e)
+			}
+		}
+	}
+	full := newFlowTable(sp, false, 1)
+	full.add(time.Unix(1, 0), &req)
+	if full.add(time.Unix(1, 0), &rep) || full.full != 1 {
+		t.Error("a full table took a new flow")
+	}
+}
+
 // FuzzParse: any frame parses or is refused, without panicking, and the
 // flow table takes what parses.
 func FuzzParse(f *testing.F) {

@@ -197,7 +197,7 @@ func (s *Source) Start(_ context.Context, out plugin.Emitter) error {
 func (s *Source) run(h *handle, w *fileWriter, out plugin.Emitter) {
 	defer s.wg.Done()
 	defer s.closeDone()
-	table := newFlowTable(s.spec, s.cfg.Direction == Both, s.cfg.MaxFlows)
+	table := newFlowTable(s.spec, s.cfg.Direction == Both && s.cfg.Records == RecordsBiflow, s.cfg.MaxFlows)
 	reason := s.capture(h, w, table)
 	received, dropped := h.stats()
 	h.close()
@@ -273,9 +273,11 @@ func (s *Source) capture(h *handle, w *fileWriter, table *flowTable) string {
 		}
 		n := s.packets.Add(1)
 		b := s.bytes.Add(uint64(ci.Length))
-		if ps.parse(data, &info) {
+		switch {
+		case s.cfg.Records == RecordsNone:
+		case ps.parse(data, &info):
 			table.add(ci.Timestamp, &info)
-		} else {
+		default:
 			s.unsummarised.Add(1)
 		}
 		switch {
