@@ -6,6 +6,9 @@
 set -euo pipefail
 
 packages=(softflowd nfdump tshark tcpdump libpcap-dev iproute2 pmacct etcd-server openssl)
+# source.conntrack tests: iptables (a rule that makes conntrack track), the
+# conntrack CLI (oracle), util-linux setpriv (no CAP_NET_ADMIN), ping.
+packages+=(iptables conntrack util-linux iputils-ping)
 # source.packetcapture (cgo + libpcap) and source.icmpprobe tests: netns peers, delay line, firewall.
 packages+=(gcc nftables iptables ethtool curl iputils-ping procps)
 missing=()

@@ -23,6 +23,10 @@ type EncoderOptions struct {
 	// TemplateRefresh resends templates at least this often (UDP, RFC 7011
 	// §8.4); 0 sends each template once (TCP).
 	TemplateRefresh time.Duration
+	// OneSetPerMessage puts every set (template or data) in a message of
+	// its own. go-ipfix's collecting process, and so Antrea's Flow
+	// Aggregator, decodes only the first set of a message.
+	OneSetPerMessage bool
 }
 
 // encKind is how one typed field is written.
@@ -156,6 +160,12 @@ func (e *Encoder) Encode(recs []*flow.Record, exportTime time.Time, emit func(ms
 			continue
 		}
 		needT := e.needTemplate(t, exportTime)
+		if e.opts.OneSetPerMessage && len(e.buf) > headerLen && (needT || e.curSet != t.id) {
+			if err := e.flush(exportTime, emit); err != nil {
+				return errors.Join(append(errs, err)...)
+			}
+			needT = e.needTemplate(t, exportTime)
+		}
 		if len(e.buf)+e.need(t, rl, needT) > maxLen && len(e.buf) > headerLen {
 			if err := e.flush(exportTime, emit); err != nil {
 				return errors.Join(append(errs, err)...)
@@ -170,6 +180,11 @@ func (e *Encoder) Encode(recs []*flow.Record, exportTime time.Time, emit func(ms
 			e.closeSet()
 			e.buf = append(e.buf, t.set...)
 			t.sent, t.sentIn, t.lastSent = true, e.msgNo, exportTime
+			if e.opts.OneSetPerMessage {
+				if err := e.flush(exportTime, emit); err != nil {
+					return errors.Join(append(errs, err)...)
+				}
+			}
 		}
 		if e.curSet != t.id {
 			e.closeSet()
@@ -187,6 +202,28 @@ func (e *Encoder) Encode(recs []*flow.Record, exportTime time.Time, emit func(ms
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// EncodeTemplates encodes every template the encoder has defined into as
+// few messages as MaxMessageSize allows and calls emit for each; the
+// templates then count as sent. A new TCP connection that replays data
+// messages encoded for an earlier one sends these first (RFC 7011 §8: a
+// template precedes its data in each transport session).
+func (e *Encoder) EncodeTemplates(exportTime time.Time, emit func(msg []byte) error) error {
+	e.startMessage()
+	for _, t := range e.all {
+		if (e.opts.OneSetPerMessage || len(e.buf)+len(t.set) > e.opts.MaxMessageSize) && len(e.buf) > headerLen {
+			if err := e.flush(exportTime, emit); err != nil {
+				return err
+			}
+		}
+		e.buf = append(e.buf, t.set...)
+		t.sent, t.sentIn, t.lastSent = true, e.msgNo, exportTime
+	}
+	if len(e.buf) > headerLen {
+		return e.flush(exportTime, emit)
+	}
+	return nil
 }
 
 func (e *Encoder) needTemplate(t *encTemplate, now time.Time) bool {

@@ -6,6 +6,7 @@ package all
 import (
 	_ "github.com/weir-flow/weir/core/rpchost"
 	_ "github.com/weir-flow/weir/core/wasmhost"
+	_ "github.com/weir-flow/weir/plugins/aggregate"
 	_ "github.com/weir-flow/weir/plugins/enrich/iecompat"
 	_ "github.com/weir-flow/weir/plugins/enrich/podlabels"
 	_ "github.com/weir-flow/weir/plugins/export/ipfix"
@@ -13,6 +14,7 @@ import (
 	_ "github.com/weir-flow/weir/plugins/filter/expr"
 	_ "github.com/weir-flow/weir/plugins/filter/protocol"
 	_ "github.com/weir-flow/weir/plugins/proxy"
+	_ "github.com/weir-flow/weir/plugins/source/conntrack"
 	_ "github.com/weir-flow/weir/plugins/source/icmpprobe"
 	_ "github.com/weir-flow/weir/plugins/source/ipfix"
 	_ "github.com/weir-flow/weir/plugins/source/packetcapture"
