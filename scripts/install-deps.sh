@@ -11,6 +11,8 @@ packages+=(postgresql-15 clickhouse-server)
 # source.conntrack tests: iptables (a rule that makes conntrack track), the
 # conntrack CLI (oracle), util-linux setpriv (no CAP_NET_ADMIN), ping.
 packages+=(iptables conntrack util-linux iputils-ping)
+# source.packetcapture (cgo + libpcap) and source.icmpprobe tests: netns peers, delay line, firewall.
+packages+=(gcc nftables iptables ethtool curl iputils-ping procps)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

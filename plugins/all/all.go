@@ -18,7 +18,9 @@ import (
 	_ "github.com/weir-flow/weir/plugins/filter/protocol"
 	_ "github.com/weir-flow/weir/plugins/proxy"
 	_ "github.com/weir-flow/weir/plugins/source/conntrack"
+	_ "github.com/weir-flow/weir/plugins/source/icmpprobe"
 	_ "github.com/weir-flow/weir/plugins/source/ipfix"
 	_ "github.com/weir-flow/weir/plugins/source/kafka"
+	_ "github.com/weir-flow/weir/plugins/source/packetcapture"
 	_ "github.com/weir-flow/weir/plugins/source/pcap"
 )
