@@ -8,6 +8,7 @@ import (
 	_ "github.com/weir-flow/weir/core/wasmhost"
 	_ "github.com/weir-flow/weir/plugins/enrich/iecompat"
 	_ "github.com/weir-flow/weir/plugins/enrich/podlabels"
+	_ "github.com/weir-flow/weir/plugins/export/discard"
 	_ "github.com/weir-flow/weir/plugins/export/ipfix"
 	_ "github.com/weir-flow/weir/plugins/export/jsonl"
 	_ "github.com/weir-flow/weir/plugins/filter/expr"
