@@ -189,6 +189,11 @@ func (e *Encoder) Encode(recs []*flow.Record, exportTime time.Time, emit func(ms
 	return errors.Join(errs...)
 }
 
+// MessageRecords returns the number of data records in the message being
+// emitted; it is valid inside the emit function of [Encoder.Encode], so an
+// exporter can count the records a failed send lost.
+func (e *Encoder) MessageRecords() int { return int(e.nrec) }
+
 func (e *Encoder) needTemplate(t *encTemplate, now time.Time) bool {
 	if t.sent && t.sentIn == e.msgNo {
 		return false

@@ -9,7 +9,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,14 +58,17 @@ type Exporter struct {
 
 	// Owned by the goroutine holding busy.
 	conn     net.Conn
+	udp      *udpSender // UDP: batches messages into sendmmsg calls
 	broken   *atomic.Bool // set by the watcher when the collector closes
 	backoff  time.Duration
 	nextDial time.Time
 	lastLog  time.Time
 
-	messages   atomic.Uint64
-	bytes      atomic.Uint64
-	sendErrors atomic.Uint64
+	messages       atomic.Uint64
+	bytes          atomic.Uint64
+	records        atomic.Uint64 // data records in messages sent
+	recordsDropped atomic.Uint64 // data records in messages that could not be sent (UDP)
+	sendErrors     atomic.Uint64
 	connects   atomic.Uint64
 	dialErrors atomic.Uint64
 }
@@ -120,8 +122,24 @@ func (e *Exporter) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: address %q: %w", ID, e.cfg.Address, err)
 	}
-	e.conn = c
-	e.log.Info("exporting ipfix", "address", e.cfg.Address, "transport", "udp")
+	uc := c.(*net.UDPConn)
+	u, err := newUDPSender(uc)
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("%s: address %q: %w", ID, e.cfg.Address, err)
+	}
+	e.conn, e.udp = c, u
+	size := e.cfg.MaxMessageSize
+	if size == 0 {
+		// Path-MTU-safe: the route's MTU less the IP and UDP headers.
+		size = udpMessageSize(pathMTU(uc), uc.RemoteAddr().(*net.UDPAddr).AddrPort().Addr().Unmap().Is6())
+		e.enc = ipfix.NewEncoder(ipfix.EncoderOptions{
+			ObservationDomainID: e.cfg.ObservationDomainID,
+			MaxMessageSize:      size,
+			TemplateRefresh:     e.cfg.TemplateRefresh,
+		})
+	}
+	e.log.Info("exporting ipfix", "address", e.cfg.Address, "transport", "udp", "max_message_size", size)
 	return nil
 }
 
@@ -148,50 +166,6 @@ func (e *Exporter) Export(ctx context.Context, b *flow.Batch) error {
 	return e.exportTCP(ctx, b.Records)
 }
 
-func (e *Exporter) exportUDP(recs []*flow.Record) error {
-	if e.conn == nil {
-		return fmt.Errorf("%s: export before start", ID)
-	}
-	var failed, refused, sent int
-	var firstErr error
-	err := e.enc.Encode(recs, time.Now(), func(msg []byte) error {
-		_, err := e.conn.Write(msg)
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			// The refusal reports ICMP port unreachable for an earlier
-			// datagram, which the collector lost: count it. This one was
-			// not sent yet: try it once more.
-			refused++
-			e.sendErrors.Add(1)
-			if firstErr == nil {
-				firstErr = err
-			}
-			_, err = e.conn.Write(msg)
-		}
-		if err != nil {
-			failed++
-			e.sendErrors.Add(1)
-			if firstErr == nil {
-				firstErr = err
-			}
-			return nil // UDP is fire-and-forget: keep sending the rest
-		}
-		sent++
-		e.messages.Add(1)
-		e.bytes.Add(uint64(len(msg)))
-		return nil
-	})
-	if err != nil {
-		e.sendErrors.Add(1)
-		return fmt.Errorf("%s: encode %d records: %w", ID, len(recs), err)
-	}
-	if firstErr != nil {
-		e.logLimited("send ipfix", "address", e.cfg.Address, "failed_messages", failed, "refused", refused, "err", firstErr)
-		return fmt.Errorf("%s: send to %s: %d of %d messages failed, %d earlier refused: %w",
-			ID, e.cfg.Address, failed, failed+sent, refused, firstErr)
-	}
-	return nil
-}
-
 func (e *Exporter) exportTCP(ctx context.Context, recs []*flow.Record) error {
 	for {
 		if err := e.connect(ctx); err != nil {
@@ -206,6 +180,7 @@ func (e *Exporter) exportTCP(ctx context.Context, recs []*flow.Record) error {
 			if _, err := c.Write(msg); err != nil {
 				return err
 			}
+			e.records.Add(uint64(e.enc.MessageRecords()))
 			e.messages.Add(1)
 			e.bytes.Add(uint64(len(msg)))
 			return nil
@@ -310,6 +285,7 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 	}
 	e.stopCancel()
 	e.closeConn()
+	e.udp = nil
 	<-e.busy
 	e.wg.Wait()
 	e.log.Info("exporter stopped", "address", e.cfg.Address, "messages", e.messages.Load(),
@@ -324,6 +300,7 @@ func (e *Exporter) registerMetrics() error {
 	}{
 		{"messages_total", "IPFIX messages sent.", &e.messages},
 		{"bytes_total", "Bytes of IPFIX messages sent.", &e.bytes},
+		{"records_total", "Data records in IPFIX messages sent.", &e.records},
 		{"send_errors_total", "Messages or batches that could not be sent (each retry counts).", &e.sendErrors},
 		{"connects_total", "TCP connections established.", &e.connects},
 		{"dial_errors_total", "Failed TCP connection attempts.", &e.dialErrors},
@@ -334,6 +311,14 @@ func (e *Exporter) registerMetrics() error {
 		if err := e.set.Metrics.Register(cf); err != nil {
 			return fmt.Errorf("%s: register metrics: %w", ID, err)
 		}
+	}
+	dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name:        "weir_export_ipfix_records_dropped_total",
+		Help:        "Data records lost inside the exporter, by reason (send_error: the kernel refused their UDP datagram).",
+		ConstLabels: prometheus.Labels{"reason": "send_error"},
+	}, func() float64 { return float64(e.recordsDropped.Load()) })
+	if err := e.set.Metrics.Register(dropped); err != nil {
+		return fmt.Errorf("%s: register metrics: %w", ID, err)
 	}
 	return nil
 }

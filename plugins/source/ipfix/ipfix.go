@@ -21,6 +21,7 @@ import (
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/ipfix"
 	"github.com/weir-flow/weir/core/plugin"
+	"github.com/weir-flow/weir/internal/mmsg"
 )
 
 // ID is the plugin's registry ID.
@@ -49,6 +50,9 @@ const (
 	drainStep = 20 * time.Millisecond
 	// maxDatagram is the largest IPFIX message (16-bit length field).
 	maxDatagram = 65535
+	// udpBatch is the most datagrams one recvmmsg(2) receives (1 MiB of
+	// buffers per reader).
+	udpBatch = 16
 )
 
 // Source is the source.ipfix plugin. Create it with [New].
@@ -294,8 +298,12 @@ func (s *Source) readUDP(idx int, c *net.UDPConn, dec *ipfix.Decoder, out plugin
 	bt := s.newBatcher(out)
 	defer bt.flush()
 
-	buf := make([]byte, maxDatagram)
-	oob := make([]byte, oobSize)
+	rd, err := mmsg.NewReader(c, udpBatch, maxDatagram, oobSize)
+	if err != nil {
+		s.readErrors.Add(1)
+		s.log.Error("udp reader", "socket", idx, "err", err)
+		return
+	}
 	var lastDrops uint32
 	var deadline time.Time
 	nextExpire := time.Now().Add(expireEvery)
@@ -311,7 +319,8 @@ func (s *Source) readUDP(idx int, c *net.UDPConn, dec *ipfix.Decoder, out plugin
 				_ = c.SetReadDeadline(time.Now())
 			}
 		}
-		n, oobn, _, from, err := c.ReadMsgUDPAddrPort(buf, oob)
+		// One recvmmsg takes every datagram queued, up to udpBatch.
+		count, err := rd.Read()
 		now := time.Now()
 		if err != nil {
 			var ne net.Error
@@ -339,21 +348,23 @@ func (s *Source) readUDP(idx int, c *net.UDPConn, dec *ipfix.Decoder, out plugin
 			}
 			continue
 		}
-		if drops, ok := rxqOverflow(oob[:oobn]); ok && drops != lastDrops {
-			delta := drops - lastDrops // wraps like the kernel's counter
-			lastDrops = drops
-			total := s.kernelDrops.Add(uint64(delta))
-			if s.logDrops.allow(now) {
-				s.log.Warn("kernel dropped datagrams: socket buffer full", "socket", idx,
-					"dropped", delta, "total", total, "rcvbuf", int64(s.cfg.RcvBuf))
+		for i := range count {
+			data, oob, from := rd.Datagram(i)
+			if drops, ok := rxqOverflow(oob); ok && drops != lastDrops {
+				delta := drops - lastDrops // wraps like the kernel's counter
+				lastDrops = drops
+				total := s.kernelDrops.Add(uint64(delta))
+				if s.logDrops.allow(now) {
+					s.log.Warn("kernel dropped datagrams: socket buffer full", "socket", idx,
+						"dropped", delta, "total", total, "rcvbuf", int64(s.cfg.RcvBuf))
+				}
 			}
+			before := bt.b.Len()
+			if _, derr := dec.Decode(bt.b, data, from); derr != nil {
+				s.malformed(from, derr, now)
+			}
+			bt.added(before, now)
 		}
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		before := bt.b.Len()
-		if _, derr := dec.Decode(bt.b, buf[:n], from); derr != nil {
-			s.malformed(from, derr, now)
-		}
-		bt.added(before, now)
 		if !now.Before(nextExpire) {
 			dec.Expire()
 			nextExpire = now.Add(expireEvery)
