@@ -69,6 +69,9 @@ func NewReader(c *net.UDPConn, batch, size, oobSize int) (*Reader, error) {
 			case unix.EAGAIN:
 				return false // nothing queued: wait for the poller
 			}
+			if errno != 0 {
+				n = 0 // the kernel returned -1
+			}
 			r.got, r.errno = int(n), errno
 			return true
 		}
@@ -182,6 +185,9 @@ func NewWriter(c *net.UDPConn) (*Writer, error) {
 				continue
 			case unix.EAGAIN:
 				return false // socket buffer full: wait until writable
+			}
+			if errno != 0 {
+				n = 0 // the kernel returned -1
 			}
 			w.sent, w.errno = int(n), errno
 			return true
