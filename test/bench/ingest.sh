@@ -7,8 +7,9 @@
 # one rate to the next, so a noisy neighbour falls on both sides alike), a
 # fresh collector is started on a free loopback port, test/bench/cmd/ipfixgen
 # offers RATE records/s for DURATION seconds (30-record Antrea-like
-# messages from 4 sockets), the collector gets 2 s to finish, and the
-# script reports:
+# messages from 4 sockets), the collector gets until its output stops
+# growing for 1 s (at least 2 s, at most 30 s) to finish, and the script
+# reports:
 #   received   records that came out: the counting exporter's count, JSON
 #              lines, or the collector's own counter
 #   loss %     1 - received/sent (negative = duplicates)
@@ -58,10 +59,10 @@
 #                 weir binary (source.ipfix → export.discard) that counts;
 #                 CPU is the forwarder's
 #   nfacctd-tee   forwarding: nfacctd's tee plugin (replicates datagrams,
-#                 128 MiB socket buffers; the plugin_pipe_size and
-#                 plugin_buffer_size of the print setup make the tee plugin
-#                 exit, so they keep their defaults) → the same counting
-#                 weir receiver;
+#                 128 MiB socket buffers and plugin pipe, 100 KB plugin
+#                 buffer: with the print setup's 256 MiB pipe the tee
+#                 plugin exits, with the defaults it reports missing data)
+#                 → the same counting weir receiver;
 #                 CPU is nfacctd's (core process and tee plugin)
 #
 # Usage: test/bench/ingest.sh [-d SECONDS] [-r "RATE ..."] [-c "NAME ..."]
@@ -240,6 +241,8 @@ nfacctd_ip: 127.0.0.1
 nfacctd_port: $port
 nfacctd_pipe_size: 134217728
 plugins: tee[fwd]
+plugin_pipe_size[fwd]: 134217728
+plugin_buffer_size[fwd]: 102400
 tee_receivers[fwd]: $tmp/tee_receivers.lst
 tee_transparent[fwd]: false
 tee_pipe_size[fwd]: 134217728
@@ -266,6 +269,40 @@ stop() {
 	wait "$1" 2>/dev/null || true
 }
 
+# progress NAME: a number that grows while the setup still delivers
+# records (its output count, or its output file's size).
+progress() {
+	case $1 in
+	weir) metric "$murl" weir_export_discard_records_total ;;
+	weir-null) metric "$murl" weir_stage_records_out_total 'plugin="export.jsonl"' ;;
+	goflow2) metric "$murl" goflow2_flow_process_nf_flowset_records_total ;;
+	weir-fwd | nfacctd-tee) metric "$rurl" weir_export_discard_records_total ;;
+	*) stat -c %s "$out" 2>/dev/null || echo 0 ;;
+	esac
+}
+
+# settle NAME: wait until the setup has delivered what it will (its
+# progress unchanged for 1 s; at least 2 s, at most 30 s), so a setup
+# slower than the offered rate is measured on everything it took in,
+# not cut off while its socket buffer still holds records.
+settle() {
+	local last=-1 now same=0
+	sleep 1
+	for _ in $(seq 60); do
+		sleep 0.5
+		now="$(progress "$1")"
+		if [[ $now == "$last" ]]; then
+			same=$((same + 1))
+			((same >= 2)) && break
+		else
+			same=0
+		fi
+		last=$now
+	done
+	[[ $1 == nfacctd ]] && sleep 1.5 # one more print refresh
+	return 0
+}
+
 count_lines() { [[ -f $1 ]] && wc -l <"$1" || echo 0; }
 
 results="$tmp/results"
@@ -286,8 +323,7 @@ for rate in $rates; do
 		bl0="$(backlog_drops)"
 		c0="$(cpu_ticks "$pid")"
 		sent="$("$tmp/ipfixgen" -addr "127.0.0.1:$port" -rate "$rate" -duration "${duration}s" | python3 -c 'import json,sys; print(json.load(sys.stdin)["records"])')"
-		sleep 2
-		[[ $name == nfacctd ]] && sleep 1 # one more print refresh
+		settle "$name"
 		c1="$(cpu_ticks "$pid")"
 		bl1="$(backlog_drops)"
 		# Kernel drops: datagrams of 30 records from ipfixgen; what the
