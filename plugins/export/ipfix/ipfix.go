@@ -58,7 +58,7 @@ type Exporter struct {
 
 	// Owned by the goroutine holding busy.
 	conn     net.Conn
-	udp      *udpSender // UDP: batches messages into sendmmsg calls
+	udp      *udpSender   // UDP: batches messages into sendmmsg calls
 	broken   *atomic.Bool // set by the watcher when the collector closes
 	backoff  time.Duration
 	nextDial time.Time
@@ -69,8 +69,8 @@ type Exporter struct {
 	records        atomic.Uint64 // data records in messages sent
 	recordsDropped atomic.Uint64 // data records in messages that could not be sent (UDP)
 	sendErrors     atomic.Uint64
-	connects   atomic.Uint64
-	dialErrors atomic.Uint64
+	connects       atomic.Uint64
+	dialErrors     atomic.Uint64
 }
 
 // New checks the config and registers the metrics; the collector is
