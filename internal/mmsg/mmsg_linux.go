@@ -31,6 +31,7 @@ type Reader struct {
 
 	// Per call: the arguments and results of the recvmmsg in flight, kept
 	// here so the closure passed to RawConn.Read is built once.
+	vlen  int
 	got   int
 	errno syscall.Errno
 	read  func(fd uintptr) bool
@@ -62,7 +63,7 @@ func NewReader(c *net.UDPConn, batch, size, oobSize int) (*Reader, error) {
 		r.reset()
 		for {
 			n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])),
-				uintptr(len(r.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+				uintptr(r.vlen), unix.MSG_DONTWAIT, 0, 0)
 			switch errno {
 			case unix.EINTR:
 				continue
@@ -106,7 +107,11 @@ func (r *Reader) reset() {
 // read deadline passes, or it is closed) and receives as many as are
 // queued, up to the batch size. It returns how many it received; see
 // [Reader.Datagram].
-func (r *Reader) Read() (int, error) {
+func (r *Reader) Read() (int, error) { return r.ReadN(len(r.hdrs)) }
+
+// ReadN is Read receiving at most n datagrams (1..the batch size).
+func (r *Reader) ReadN(n int) (int, error) {
+	r.vlen = min(max(n, 1), len(r.hdrs))
 	r.got, r.errno = 0, 0
 	if err := r.raw.Read(r.read); err != nil {
 		return 0, err

@@ -25,6 +25,9 @@ func NewReader(c *net.UDPConn, batch, size, oobSize int) (*Reader, error) {
 	return &Reader{c: c, buf: make([]byte, size), oob: make([]byte, oobSize)}, nil
 }
 
+// ReadN is Read: one datagram per call on this system.
+func (r *Reader) ReadN(int) (int, error) { return r.Read() }
+
 // Read receives one datagram.
 func (r *Reader) Read() (int, error) {
 	n, oobn, flags, from, err := r.c.ReadMsgUDPAddrPort(r.buf, r.oob)

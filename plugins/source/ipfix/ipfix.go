@@ -319,8 +319,14 @@ func (s *Source) readUDP(idx int, c *net.UDPConn, dec *ipfix.Decoder, out plugin
 				_ = c.SetReadDeadline(time.Now())
 			}
 		}
-		// One recvmmsg takes every datagram queued, up to udpBatch.
-		count, err := rd.Read()
+		// One recvmmsg takes every datagram queued, up to udpBatch; while
+		// draining, one at a time (with a batch the drain lost records
+		// under load in TestShutdownDrainsSockets; not yet understood).
+		batch := udpBatch
+		if s.draining.Load() {
+			batch = 1
+		}
+		count, err := rd.ReadN(batch)
 		now := time.Now()
 		if err != nil {
 			var ne net.Error
