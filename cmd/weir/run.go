@@ -53,7 +53,8 @@ func newRunCmd() *cobra.Command {
 		Short: "Run a pipeline (the embedded default without -c)",
 		Long: `Run a pipeline until SIGINT/SIGTERM, or until every source is finite and done.
 Records go to the configured exporters (the default prints JSON lines on stdout); logs go to stderr.
-On shutdown every queue and exporter is flushed before weir exits 0.`,
+On shutdown every queue and exporter is flushed before weir exits 0; a second
+SIGINT/SIGTERM exits at once (status 130). A config file is read up to 16 MiB.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(path)

@@ -19,7 +19,10 @@ type StageStats struct {
 	Filtered atomic.Uint64 // records dropped by the stage's verdict
 	Errored  atomic.Uint64 // records in batches the stage failed on (passed on unchanged)
 	Overflow atomic.Uint64 // records dropped because the stage's queue was full
-	Batches  atomic.Uint64 // batches handled
+	// Held counts records a plugin.Emitting processor took out of their
+	// batch to emit later, merged or as they were (an aggregator's input).
+	Held    atomic.Uint64
+	Batches atomic.Uint64 // batches handled
 	// ErrorBatches counts batches the stage failed on.
 	ErrorBatches atomic.Uint64
 	Nanos        atomic.Uint64 // time spent in the stage, nanoseconds
@@ -31,6 +34,7 @@ type StageStats struct {
 type Snapshot struct {
 	Stage, Plugin, Kind                                  string
 	In, Out, Filtered, Errored, Overflow, Batches, Nanos uint64
+	Held                                                 uint64
 }
 
 // Snapshot copies the counters.
@@ -39,7 +43,7 @@ func (s *StageStats) Snapshot() Snapshot {
 		Stage: s.Stage, Plugin: s.Plugin, Kind: s.Kind,
 		In: s.In.Load(), Out: s.Out.Load(), Filtered: s.Filtered.Load(),
 		Errored: s.Errored.Load(), Overflow: s.Overflow.Load(),
-		Batches: s.Batches.Load(), Nanos: s.Nanos.Load(),
+		Batches: s.Batches.Load(), Nanos: s.Nanos.Load(), Held: s.Held.Load(),
 	}
 }
 
@@ -63,6 +67,7 @@ func (s *StageStats) register(reg prometheus.Registerer, pipeline string, hist *
 	counter("weir_stage_records_out_total", "Records passed on by the stage.", &s.Out, nil)
 	counter("weir_stage_records_dropped_total", "Records dropped by the stage, by reason.", &s.Filtered, prometheus.Labels{"reason": "filtered"})
 	counter("weir_stage_records_dropped_total", "Records dropped by the stage, by reason.", &s.Overflow, prometheus.Labels{"reason": "queue_full"})
+	counter("weir_stage_records_held_total", "Records a stage took in to emit later, merged or as they were (an aggregator's input).", &s.Held, nil)
 	counter("weir_stage_records_errored_total", "Records in batches the stage failed on; they are passed on unchanged.", &s.Errored, nil)
 	s.duration = hist.With(labels)
 }

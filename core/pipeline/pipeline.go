@@ -51,6 +51,8 @@ type processor struct {
 	plugin.Processor
 	stats *StageStats
 	name  string
+	// out is the processor's own emitter when it is plugin.Emitting.
+	out *procEmitter
 }
 
 type exporter struct {
@@ -150,7 +152,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Pipeline, erro
 			errs = append(errs, fmt.Errorf("%s: plugin does not implement plugin.Processor", s.Path))
 			continue
 		}
-		p.processors = append(p.processors, processor{proc, stats, s.Path})
+		pr := processor{Processor: proc, stats: stats, name: s.Path}
+		if em, ok := proc.(plugin.Emitting); ok {
+			pr.out = &procEmitter{p: p, next: len(p.processors) + 1, stats: stats}
+			em.SetEmitter(pr.out)
+		}
+		p.processors = append(p.processors, pr)
 	}
 	for i, s := range pc.Exporters {
 		c, stats, err := build(s, "exporter", fmt.Sprintf("exporters[%d]", i))
@@ -288,9 +295,14 @@ func (p *Pipeline) shutdownAll(ctx context.Context) error {
 	if err := wait(ctx, &p.workers); err != nil {
 		errs = append(errs, fmt.Errorf("drain processors: %w", err))
 	}
+	// In chain order: a processor flushing what it holds on Shutdown emits
+	// into the processors after it, which are still running.
 	for _, pr := range p.processors {
 		if err := pr.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("shutdown %s: %w", pr.name, err))
+		}
+		if pr.out != nil {
+			pr.out.close()
 		}
 	}
 	for i := range p.exporters {
@@ -324,36 +336,47 @@ func wait(ctx context.Context, wg *sync.WaitGroup) error {
 // fans each out to the exporters.
 func (p *Pipeline) runWorker() {
 	defer p.workers.Done()
-	ctx := context.Background()
 	for it := range p.queue {
-		b := it.batch
-		for i := range p.processors {
-			pr := &p.processors[i]
-			n := uint64(b.Len())
-			if n == 0 {
-				break
-			}
-			start := time.Now()
-			err := pr.Process(ctx, b)
-			elapsed := time.Since(start)
-			st := pr.stats
-			st.In.Add(n)
-			st.Batches.Add(1)
-			st.Nanos.Add(uint64(elapsed))
-			st.duration.Observe(elapsed.Seconds())
-			out := uint64(b.Len())
-			if err != nil {
-				// Fail open: an erroring processor never costs records.
-				st.Errored.Add(n)
-				if shouldLog(st.ErrorBatches.Add(1)) {
-					p.log.Warn("processor failed on a batch; passing it on unchanged", "stage", pr.name,
-						"records", n, "failed_batches", st.ErrorBatches.Load(), "err", err)
-				}
-			}
-			st.Filtered.Add(n - out)
-			st.Out.Add(out)
-		}
+		p.process(it.batch, 0)
 		p.fanOut(it)
+	}
+}
+
+// process runs processors[from:] on b.
+func (p *Pipeline) process(b *flow.Batch, from int) {
+	ctx := context.Background()
+	for i := from; i < len(p.processors); i++ {
+		pr := &p.processors[i]
+		n := uint64(b.Len())
+		if n == 0 {
+			break
+		}
+		start := time.Now()
+		err := pr.Process(ctx, b)
+		elapsed := time.Since(start)
+		st := pr.stats
+		st.In.Add(n)
+		st.Batches.Add(1)
+		st.Nanos.Add(uint64(elapsed))
+		st.duration.Observe(elapsed.Seconds())
+		out := uint64(b.Len())
+		if err != nil {
+			// Fail open: an erroring processor never costs records.
+			st.Errored.Add(n)
+			if shouldLog(st.ErrorBatches.Add(1)) {
+				p.log.Warn("processor failed on a batch; passing it on unchanged", "stage", pr.name,
+					"records", n, "failed_batches", st.ErrorBatches.Load(), "err", err)
+			}
+		}
+		switch {
+		case out > n:
+		case pr.out != nil:
+			// An Emitting processor holds what it removes, to emit later.
+			st.Held.Add(n - out)
+		default:
+			st.Filtered.Add(n - out)
+		}
+		st.Out.Add(out)
 	}
 }
 
@@ -455,4 +478,50 @@ func (e *emitter) Emit(ctx context.Context, b *flow.Batch) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// procEmitter is a plugin.Emitting processor's handle: its batches run
+// through the processors after it, then fan out to the exporters.
+type procEmitter struct {
+	p     *Pipeline
+	next  int // index of the first processor after the emitting one
+	stats *StageStats
+
+	mu     sync.RWMutex
+	closed bool
+}
+
+func (e *procEmitter) NewBatch() *flow.Batch       { return e.p.pool.Get() }
+func (e *procEmitter) BatchSize() int              { return e.p.cfg.Pipeline.Batch.Size }
+func (e *procEmitter) BatchTimeout() time.Duration { return e.p.cfg.Pipeline.Batch.Timeout }
+
+// Emit runs the rest of the chain on b in the caller's goroutine and hands
+// it to the exporters. It returns ErrClosed before Start and after the
+// processor's Shutdown.
+func (e *procEmitter) Emit(ctx context.Context, b *flow.Batch) error {
+	n := uint64(b.Len())
+	if n == 0 {
+		b.Reset()
+		e.p.pool.Put(b)
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed || !e.p.started {
+		return ErrClosed
+	}
+	e.stats.Out.Add(n)
+	e.p.process(b, e.next)
+	e.p.fanOut(&item{batch: b})
+	return nil
+}
+
+// close makes later Emit calls fail; it waits for those in progress.
+func (e *procEmitter) close() {
+	e.mu.Lock()
+	e.closed = true
+	e.mu.Unlock()
 }

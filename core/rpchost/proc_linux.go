@@ -7,7 +7,18 @@ import (
 
 // setParentDeathSignal has the kernel SIGKILL the plugin when Weir dies,
 // even by SIGKILL, so no plugin outlives its host. The SDK also watches its
-// parent, which covers the case where the forking thread exits first.
+// parent, which covers the case where the forking thread exits first. The
+// plugin gets its own process group, so killGroup reaches the children of
+// a wrapper script too.
 func setParentDeathSignal(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+}
+
+// killGroup SIGKILLs the plugin's process group: a wrapper's children
+// that still hold its stdout would otherwise keep go-plugin waiting for
+// them (a failed handshake took as long as a `sleep 30` they ran).
+func killGroup(cmd *exec.Cmd) {
+	if cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
 }

@@ -112,11 +112,10 @@ func (e *Exporter) exportUDP(recs []*flow.Record) error {
 		return nil
 	})
 	u.flush(e)
-	if err != nil {
-		// Records the encoder refused (too large, empty): never sent.
-		e.sendErrors.Add(1)
-		return fmt.Errorf("%s: encode %d records: %w", ID, len(recs), err)
-	}
+	// emit never fails, so err only lists records that cannot be encoded
+	// (too large, empty): they are dropped and counted by reason, the
+	// others went out.
+	e.countEncodeErrors(err, len(recs))
 	if u.firstErr != nil {
 		e.logLimited("send ipfix", "address", e.cfg.Address, "failed_messages", u.failed, "refused", u.refused, "err", u.firstErr)
 		return fmt.Errorf("%s: send to %s: %d of %d messages failed (%d records), %d earlier refused: %w",

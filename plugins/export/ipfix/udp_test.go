@@ -77,7 +77,7 @@ func TestUDPAccounting(t *testing.T) {
 				time.Sleep(2 * time.Millisecond)
 			}
 			sent := metric(t, reg, "weir_export_ipfix_records_total")
-			dropped := metric(t, reg, "weir_export_ipfix_records_dropped_total")
+			dropped := labeled(t, reg, "weir_export_ipfix_records_dropped_total", "reason", "send_error")
 			if tc.wantDropped && dropped == 0 {
 				t.Error("no record counted as dropped")
 			}
