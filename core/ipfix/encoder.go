@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/weir-flow/weir/core/flow"
 )
@@ -33,17 +35,24 @@ type EncoderOptions struct {
 type encKind uint8
 
 const (
-	encUint encKind = iota
+	encUint encKind = iota // any width, read through the slot's size
 	encTime
 	encAddr4
 	encAddr6
 	encString
+	// Unsigned fields whose encoded width is their slot's size: one load,
+	// one store.
+	encU8
+	encU16
+	encU32
+	encU64
 )
 
 type encField struct {
 	kind  encKind
 	field flow.FieldID
 	width uint16
+	off   uintptr // the field's offset in flow.Record (slots)
 }
 
 // extraSpec is one verbatim IE of a shape; length is variableLength for a
@@ -69,6 +78,7 @@ type encTemplate struct {
 	fields   []encField
 	extras   []extraSpec
 	fixedLen int    // bytes of the fixed-length fields
+	variable bool   // the template has variable-length fields
 	set      []byte // complete template set (header + one template record)
 	sent     bool
 	sentIn   uint64 // message number that last carried it
@@ -104,8 +114,12 @@ var stringFields = func() []flow.FieldID {
 type Encoder struct {
 	opts   EncoderOptions
 	shapes map[shapeKey]*encTemplate
-	all    []*encTemplate
-	nextID uint32
+	// The template of the previous record and its key: consecutive records
+	// usually share a shape, and comparing the key beats hashing it.
+	lastKey shapeKey
+	lastT   *encTemplate
+	all     []*encTemplate
+	nextID  uint32
 
 	buf      []byte
 	msgNo    uint64
@@ -193,7 +207,7 @@ func (e *Encoder) Encode(recs []*flow.Record, exportTime time.Time, emit func(ms
 			e.buf = append(e.buf, 0, 0)
 			e.curSet = t.id
 		}
-		e.writeRecord(r, t)
+		e.writeRecord(r, t, rl)
 		e.nrec++
 	}
 	if e.nrec > 0 || len(e.buf) > headerLen {
@@ -203,6 +217,11 @@ func (e *Encoder) Encode(recs []*flow.Record, exportTime time.Time, emit func(ms
 	}
 	return errors.Join(errs...)
 }
+
+// MessageRecords returns the number of data records in the message being
+// emitted; it is valid inside the emit function of [Encoder.Encode], so an
+// exporter can count the records a failed send lost.
+func (e *Encoder) MessageRecords() int { return int(e.nrec) }
 
 // EncodeTemplates encodes every template the encoder has defined into as
 // few messages as MaxMessageSize allows and calls emit for each; the
@@ -338,6 +357,16 @@ func (t *encTemplate) matches(r *flow.Record) bool {
 // template returns r's template, creating it on first use.
 func (e *Encoder) template(r *flow.Record) *encTemplate {
 	k := shapeOf(r)
+	if t := e.lastT; t != nil && k == e.lastKey && t.matches(r) {
+		return t
+	}
+	t := e.lookup(k, r)
+	e.lastKey, e.lastT = k, t
+	return t
+}
+
+// lookup finds or creates the template of shape k.
+func (e *Encoder) lookup(k shapeKey, r *flow.Record) *encTemplate {
 	head := e.shapes[k]
 	for t := head; t != nil; t = t.next {
 		if t.matches(r) {
@@ -380,15 +409,29 @@ func newEncTemplate(id uint16, k shapeKey, r *flow.Record) *encTemplate {
 		info := &flow.Fields[f]
 		switch info.Kind {
 		case flow.KindUnsigned:
-			t.fields = append(t.fields, encField{kind: encUint, field: f, width: info.Width})
+			kind := encUint
+			if info.Width == uint16(slots[f].size) {
+				switch info.Width {
+				case 1:
+					kind = encU8
+				case 2:
+					kind = encU16
+				case 4:
+					kind = encU32
+				case 8:
+					kind = encU64
+				}
+			}
+			t.fields = append(t.fields, encField{kind: kind, field: f, width: info.Width, off: slots[f].off})
 			spec(info.Enterprise, info.Element, info.Width)
 			t.fixedLen += int(info.Width)
 		case flow.KindTime:
-			t.fields = append(t.fields, encField{kind: encTime, field: f, width: 8})
+			t.fields = append(t.fields, encField{kind: encTime, field: f, width: 8, off: slots[f].off})
 			spec(info.Enterprise, info.Element, 8)
 			t.fixedLen += 8
 		case flow.KindString:
-			t.fields = append(t.fields, encField{kind: encString, field: f})
+			t.fields = append(t.fields, encField{kind: encString, field: f, off: slots[f].off})
+			t.variable = true
 			spec(info.Enterprise, info.Element, variableLength)
 		case flow.KindAddress:
 			v6 := false
@@ -398,11 +441,11 @@ func newEncTemplate(id uint16, k shapeKey, r *flow.Record) *encTemplate {
 				}
 			}
 			if v6 {
-				t.fields = append(t.fields, encField{kind: encAddr6, field: f, width: 16})
+				t.fields = append(t.fields, encField{kind: encAddr6, field: f, width: 16, off: slots[f].off})
 				spec(info.Enterprise, info.Element6, 16)
 				t.fixedLen += 16
 			} else {
-				t.fields = append(t.fields, encField{kind: encAddr4, field: f, width: 4})
+				t.fields = append(t.fields, encField{kind: encAddr4, field: f, width: 4, off: slots[f].off})
 				spec(info.Enterprise, info.Element, 4)
 				t.fixedLen += 4
 			}
@@ -415,6 +458,8 @@ func newEncTemplate(id uint16, k shapeKey, r *flow.Record) *encTemplate {
 		spec(x.Enterprise, x.Element, l)
 		if l != variableLength {
 			t.fixedLen += int(l)
+		} else {
+			t.variable = true
 		}
 	}
 	count := len(t.fields) + len(t.extras)
@@ -438,6 +483,9 @@ func varLen(n int) int {
 // recordLen is the encoded size of r with template t.
 func recordLen(r *flow.Record, t *encTemplate) int {
 	n := t.fixedLen
+	if !t.variable {
+		return n
+	}
 	for _, f := range t.fields {
 		if f.kind == encString {
 			n += varLen(len(getString(r, f.field)))
@@ -451,51 +499,77 @@ func recordLen(r *flow.Record, t *encTemplate) int {
 	return n
 }
 
-func (e *Encoder) writeRecord(r *flow.Record, t *encTemplate) {
-	b := e.buf
+// writeRecord appends r, which needs rl bytes, with template t. The caller
+// made sure the message has room, so the fields are stored in place.
+func (e *Encoder) writeRecord(r *flow.Record, t *encTemplate, rl int) {
+	n := len(e.buf)
+	e.buf = e.buf[:n+rl]
+	w := e.buf[n:]
+	base := unsafe.Pointer(r)
+	i := 0
 	for _, f := range t.fields {
+		p := unsafe.Add(base, f.off)
 		switch f.kind {
-		case encUint:
+		case encU8:
+			w[i] = *(*uint8)(p)
+			i++
+		case encU16:
+			binary.BigEndian.PutUint16(w[i:], *(*uint16)(p))
+			i += 2
+		case encU32:
+			binary.BigEndian.PutUint32(w[i:], *(*uint32)(p))
+			i += 4
+		case encU64:
+			binary.BigEndian.PutUint64(w[i:], *(*uint64)(p))
+			i += 8
+		case encTime:
+			binary.BigEndian.PutUint64(w[i:], uint64(*(*int64)(p)/1e6))
+			i += 8
+		case encAddr4:
+			a := (*netip.Addr)(p).Unmap().As4()
+			copy(w[i:i+4], a[:])
+			i += 4
+		case encAddr6:
+			a := (*netip.Addr)(p).As16()
+			copy(w[i:i+16], a[:])
+			i += 16
+		case encString:
+			i = putVar(w, i, *(*string)(p))
+		default: // encUint
 			v := getUint(r, f.field)
 			switch f.width {
 			case 1:
-				b = append(b, byte(v))
+				w[i] = byte(v)
 			case 2:
-				b = binary.BigEndian.AppendUint16(b, uint16(v))
+				binary.BigEndian.PutUint16(w[i:], uint16(v))
 			case 4:
-				b = binary.BigEndian.AppendUint32(b, uint32(v))
+				binary.BigEndian.PutUint32(w[i:], uint32(v))
 			default:
-				b = binary.BigEndian.AppendUint64(b, v)
+				binary.BigEndian.PutUint64(w[i:], v)
 			}
-		case encTime:
-			b = binary.BigEndian.AppendUint64(b, uint64(int64(getUint(r, f.field))/1e6))
-		case encAddr4:
-			a := getAddr(r, f.field).Unmap().As4()
-			b = append(b, a[:]...)
-		case encAddr6:
-			a := getAddr(r, f.field).As16()
-			b = append(b, a[:]...)
-		case encString:
-			b = appendVar(b, getString(r, f.field))
+			i += int(f.width)
 		}
 	}
-	for i, x := range t.extras {
-		v := r.Extra[i].Value
+	for k, x := range t.extras {
+		v := r.Extra[k].Value
 		if x.length == variableLength {
-			b = appendVar(b, v)
+			i = putVar(w, i, v)
 		} else {
-			b = append(b, v...)
+			i += copy(w[i:], v)
 		}
 	}
-	e.buf = b
 }
 
-func appendVar[S string | []byte](b []byte, v S) []byte {
+// putVar stores v with its variable-length prefix (RFC 7011 §7) at w[i:]
+// and returns the index after it.
+func putVar[S string | []byte](w []byte, i int, v S) int {
 	if len(v) < 255 {
-		b = append(b, byte(len(v)))
+		w[i] = byte(len(v))
+		i++
 	} else {
-		b = append(b, 255)
-		b = binary.BigEndian.AppendUint16(b, uint16(len(v)))
+		w[i] = 255
+		binary.BigEndian.PutUint16(w[i+1:], uint16(len(v)))
+		i += 3
 	}
-	return append(b, v...)
+	return i + copy(w[i:], v)
 }

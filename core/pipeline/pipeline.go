@@ -70,7 +70,7 @@ type Pipeline struct {
 	log    *slog.Logger
 	name   string
 	block  bool
-	pool   sync.Pool
+	pool   batchPool
 	queue  chan *item
 	closed bool
 	emitMu sync.RWMutex
@@ -107,7 +107,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Pipeline, erro
 		done:  make(chan struct{}),
 	}
 	size := pc.Batch.Size
-	p.pool.New = func() any { return flow.NewBatch(size) }
+	p.pool = newBatchPool(size, pc.Queue.Size+64)
 	hist := newDurationHistogram(opts.Registerer)
 
 	build := func(s config.Stage, kind, stage string) (plugin.Component, *StageStats, error) {
@@ -452,7 +452,7 @@ type emitter struct {
 	stats *StageStats
 }
 
-func (e *emitter) NewBatch() *flow.Batch { return e.p.pool.Get().(*flow.Batch) }
+func (e *emitter) NewBatch() *flow.Batch { return e.p.pool.Get() }
 
 func (e *emitter) BatchSize() int              { return e.p.cfg.Pipeline.Batch.Size }
 func (e *emitter) BatchTimeout() time.Duration { return e.p.cfg.Pipeline.Batch.Timeout }
@@ -506,7 +506,7 @@ type procEmitter struct {
 	closed bool
 }
 
-func (e *procEmitter) NewBatch() *flow.Batch       { return e.p.pool.Get().(*flow.Batch) }
+func (e *procEmitter) NewBatch() *flow.Batch       { return e.p.pool.Get() }
 func (e *procEmitter) BatchSize() int              { return e.p.cfg.Pipeline.Batch.Size }
 func (e *procEmitter) BatchTimeout() time.Duration { return e.p.cfg.Pipeline.Batch.Timeout }
 

@@ -10,6 +10,7 @@ import (
 	_ "github.com/weir-flow/weir/plugins/enrich/iecompat"
 	_ "github.com/weir-flow/weir/plugins/enrich/podlabels"
 	_ "github.com/weir-flow/weir/plugins/export/clickhouse"
+	_ "github.com/weir-flow/weir/plugins/export/discard"
 	_ "github.com/weir-flow/weir/plugins/export/ipfix"
 	_ "github.com/weir-flow/weir/plugins/export/jsonl"
 	_ "github.com/weir-flow/weir/plugins/export/kafka"

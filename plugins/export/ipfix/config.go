@@ -28,8 +28,10 @@ type Config struct {
 	// (RFC 7011 §8.4). Ignored for TCP. 0 sends each template once.
 	// Default 60s.
 	TemplateRefresh time.Duration `koanf:"template_refresh"`
-	// MaxMessageSize bounds a message in bytes, 256..65535. 0 means 1400
-	// for UDP (fits a 1500-byte path MTU) and 65535 for TCP. Default 0.
+	// MaxMessageSize bounds a message in bytes, 256..65535. 0 means, for
+	// UDP, the route's MTU less the IP and UDP headers (1472 bytes on a
+	// 1500-byte Ethernet path, 65507 on loopback; 1400 where the MTU is
+	// unknown), so no datagram is fragmented; 65535 for TCP. Default 0.
 	MaxMessageSize int `koanf:"max_message_size"`
 	// DialTimeout bounds one TCP connection attempt. Default 5s.
 	DialTimeout time.Duration `koanf:"dial_timeout"`
@@ -102,4 +104,17 @@ func (c *Config) messageSize() int {
 		return 65535
 	}
 	return 1400
+}
+
+// udpMessageSize is the largest IPFIX message that fits one unfragmented
+// datagram on a path of mtu bytes (0: unknown, 1400), within 256..65507.
+func udpMessageSize(mtu int, v6 bool) int {
+	if mtu <= 0 {
+		return 1400
+	}
+	headers := 20 + 8
+	if v6 {
+		headers = 40 + 8
+	}
+	return min(max(mtu-headers, 256), maxUDPPayload)
 }

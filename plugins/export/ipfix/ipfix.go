@@ -9,7 +9,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,23 +58,27 @@ type Exporter struct {
 
 	// Owned by the goroutine holding busy.
 	conn     net.Conn
+	udp      *udpSender   // UDP: batches messages into sendmmsg calls
 	broken   *atomic.Bool // set by the watcher when the collector closes
 	backoff  time.Duration
 	nextDial time.Time
 	lastLog  time.Time
 
-	messages     atomic.Uint64
-	bytes        atomic.Uint64
-	sendErrors   atomic.Uint64
-	connects     atomic.Uint64
-	dialErrors   atomic.Uint64
-	tooLarge     atomic.Uint64 // records dropped: larger than max_message_size
-	empty        atomic.Uint64 // records dropped: nothing to encode
-	resent       atomic.Uint64
-	possiblyLost atomic.Uint64
+	messages       atomic.Uint64
+	bytes          atomic.Uint64
+	records        atomic.Uint64 // data records in messages sent
+	recordsDropped atomic.Uint64 // data records in messages that could not be sent (UDP)
+	sendErrors     atomic.Uint64
+	connects       atomic.Uint64
+	dialErrors     atomic.Uint64
+	tooLarge       atomic.Uint64 // records dropped: larger than max_message_size
+	empty          atomic.Uint64 // records dropped: nothing to encode
+	resent         atomic.Uint64
+	possiblyLost   atomic.Uint64
 
-	tcp   tcpState
-	fresh bool // a new connection: templates and replay go first
+	maxMessageSize int // the encoder's (UDP: the path-MTU default when 0)
+	tcp            tcpState
+	fresh          bool // a new connection: templates and replay go first
 }
 
 // New checks the config and registers the metrics; the collector is
@@ -104,7 +107,8 @@ func New(cfg Config, set plugin.Settings) (*Exporter, error) {
 			TemplateRefresh:     refresh,
 			OneSetPerMessage:    cfg.OneSetPerMessage,
 		}),
-		busy: make(chan struct{}, 1),
+		busy:           make(chan struct{}, 1),
+		maxMessageSize: cfg.messageSize(),
 	}
 	e.stopCtx, e.stopCancel = context.WithCancel(context.Background())
 	if err := e.registerMetrics(); err != nil {
@@ -128,8 +132,26 @@ func (e *Exporter) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: address %q: %w", ID, e.cfg.Address, err)
 	}
-	e.conn = c
-	e.log.Info("exporting ipfix", "address", e.cfg.Address, "transport", "udp")
+	uc := c.(*net.UDPConn)
+	u, err := newUDPSender(uc)
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("%s: address %q: %w", ID, e.cfg.Address, err)
+	}
+	e.conn, e.udp = c, u
+	size := e.cfg.MaxMessageSize
+	if size == 0 {
+		// Path-MTU-safe: the route's MTU less the IP and UDP headers.
+		size = udpMessageSize(pathMTU(uc), uc.RemoteAddr().(*net.UDPAddr).AddrPort().Addr().Unmap().Is6())
+		e.enc = ipfix.NewEncoder(ipfix.EncoderOptions{
+			ObservationDomainID: e.cfg.ObservationDomainID,
+			MaxMessageSize:      size,
+			TemplateRefresh:     e.cfg.TemplateRefresh,
+			OneSetPerMessage:    e.cfg.OneSetPerMessage,
+		})
+		e.maxMessageSize = size
+	}
+	e.log.Info("exporting ipfix", "address", e.cfg.Address, "transport", "udp", "max_message_size", size)
 	return nil
 }
 
@@ -158,48 +180,6 @@ func (e *Exporter) Export(ctx context.Context, b *flow.Batch) error {
 		return e.exportUDP(b.Records)
 	}
 	return e.exportTCP(ctx, b.Records)
-}
-
-func (e *Exporter) exportUDP(recs []*flow.Record) error {
-	if e.conn == nil {
-		return fmt.Errorf("%s: export before start", ID)
-	}
-	var failed, refused, sent int
-	var firstErr error
-	err := e.enc.Encode(recs, time.Now(), func(msg []byte) error {
-		_, err := e.conn.Write(msg)
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			// The refusal reports ICMP port unreachable for an earlier
-			// datagram, which the collector lost: count it. This one was
-			// not sent yet: try it once more.
-			refused++
-			e.sendErrors.Add(1)
-			if firstErr == nil {
-				firstErr = err
-			}
-			_, err = e.conn.Write(msg)
-		}
-		if err != nil {
-			failed++
-			e.sendErrors.Add(1)
-			if firstErr == nil {
-				firstErr = err
-			}
-			return nil // UDP is fire-and-forget: keep sending the rest
-		}
-		sent++
-		e.messages.Add(1)
-		e.bytes.Add(uint64(len(msg)))
-		return nil
-	})
-	// emit never fails, so err only lists records that cannot be encoded.
-	e.countEncodeErrors(err, len(recs))
-	if firstErr != nil {
-		e.logLimited("send ipfix", "address", e.cfg.Address, "failed_messages", failed, "refused", refused, "err", firstErr)
-		return fmt.Errorf("%s: send to %s: %d of %d messages failed, %d earlier refused: %w",
-			ID, e.cfg.Address, failed, failed+sent, refused, firstErr)
-	}
-	return nil
 }
 
 // connect makes sure a TCP connection is up, dialling with exponential
@@ -293,13 +273,18 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 	e.stopCancel()
 	e.abandon()
 	e.closeConn()
+	e.udp = nil
 	<-e.busy
 	e.wg.Wait()
 	e.log.Info("exporter stopped", "address", e.cfg.Address, "messages", e.messages.Load(),
 		"bytes", e.bytes.Load(), "send_errors", e.sendErrors.Load(),
-		"records_dropped", e.tooLarge.Load()+e.empty.Load(), "records_possibly_lost", e.possiblyLost.Load())
+		"records_dropped", e.tooLarge.Load()+e.empty.Load()+e.recordsDropped.Load(), "records_possibly_lost", e.possiblyLost.Load())
 	return err
 }
+
+// droppedHelp is the help of weir_export_ipfix_records_dropped_total, one
+// series per reason.
+const droppedHelp = "Data records dropped inside the exporter, by reason (record_too_large, empty_record: they cannot be encoded; send_error: the kernel refused their UDP datagram)."
 
 func (e *Exporter) registerMetrics() error {
 	for _, c := range []struct {
@@ -308,13 +293,15 @@ func (e *Exporter) registerMetrics() error {
 	}{
 		{"messages_total", "IPFIX messages sent.", &e.messages},
 		{"bytes_total", "Bytes of IPFIX messages sent.", &e.bytes},
+		{"records_total", "Data records in IPFIX messages sent.", &e.records},
 		{"send_errors_total", "Messages or batches that could not be sent (each retry counts).", &e.sendErrors},
 		{"connects_total", "TCP connections established.", &e.connects},
 		{"dial_errors_total", "Failed TCP connection attempts.", &e.dialErrors},
 		{"records_resent_total", "Records sent again on a new TCP connection because the broken one had not acknowledged them (the collector may see them twice).", &e.resent},
 		{"records_possibly_lost_total", "Records a broken TCP connection had not acknowledged and that were no longer in the resend window (or left at shutdown).", &e.possiblyLost},
-		{"records_dropped_total", "Records dropped because they cannot be encoded, by reason.", &e.tooLarge},
-		{"records_dropped_total", "Records dropped because they cannot be encoded, by reason.", &e.empty},
+		{"records_dropped_total", droppedHelp, &e.tooLarge},
+		{"records_dropped_total", droppedHelp, &e.empty},
+		{"records_dropped_total", droppedHelp, &e.recordsDropped},
 	} {
 		v := c.v
 		opts := prometheus.CounterOpts{Name: "weir_export_ipfix_" + c.name, Help: c.help}
@@ -323,6 +310,8 @@ func (e *Exporter) registerMetrics() error {
 			opts.ConstLabels = prometheus.Labels{"reason": "record_too_large"}
 		case &e.empty:
 			opts.ConstLabels = prometheus.Labels{"reason": "empty_record"}
+		case &e.recordsDropped:
+			opts.ConstLabels = prometheus.Labels{"reason": "send_error"}
 		}
 		cf := prometheus.NewCounterFunc(opts, func() float64 { return float64(v.Load()) })
 		if err := e.set.Metrics.Register(cf); err != nil {

@@ -103,7 +103,7 @@ func (e *Exporter) countEncodeErrors(err error, n int) int {
 	}
 	if dropped > 0 {
 		e.logLimited("records dropped: cannot be encoded", "address", e.cfg.Address, "records", dropped,
-			"of", n, "max_message_size", e.cfg.messageSize(), "err", errs[0])
+			"of", n, "max_message_size", e.maxMessageSize, "err", errs[0])
 	}
 	return dropped
 }
@@ -157,6 +157,7 @@ func (e *Exporter) write(msg []byte, records int) error {
 		return errTransport{err}
 	}
 	t.seq += uint32(records)
+	e.records.Add(uint64(records))
 	e.messages.Add(1)
 	e.bytes.Add(uint64(len(msg)))
 	e.track(msg, records)
