@@ -250,7 +250,7 @@ func (e *Encoder) flush(exportTime time.Time, emit func([]byte) error) error {
 func shapeOf(r *flow.Record) shapeKey {
 	k := shapeKey{present: r.Present, nExtra: uint16(len(r.Extra))}
 	for _, f := range stringFields {
-		if !k.present.Has(f) && getString(r, f) != "" {
+		if !k.present.Has(f) && r.String(f) != "" {
 			k.present.Add(f)
 		}
 	}
@@ -258,7 +258,7 @@ func shapeOf(r *flow.Record) shapeKey {
 		if !k.present.Has(f) {
 			continue
 		}
-		a := getAddr(r, f)
+		a := r.Addr(f)
 		switch {
 		case !a.IsValid():
 			k.present.Remove(f)
@@ -403,7 +403,7 @@ func recordLen(r *flow.Record, t *encTemplate) int {
 	n := t.fixedLen
 	for _, f := range t.fields {
 		if f.kind == encString {
-			n += varLen(len(getString(r, f.field)))
+			n += varLen(len(r.String(f.field)))
 		}
 	}
 	for i, x := range t.extras {
@@ -419,7 +419,7 @@ func (e *Encoder) writeRecord(r *flow.Record, t *encTemplate) {
 	for _, f := range t.fields {
 		switch f.kind {
 		case encUint:
-			v := getUint(r, f.field)
+			v := r.Uint(f.field)
 			switch f.width {
 			case 1:
 				b = append(b, byte(v))
@@ -431,15 +431,15 @@ func (e *Encoder) writeRecord(r *flow.Record, t *encTemplate) {
 				b = binary.BigEndian.AppendUint64(b, v)
 			}
 		case encTime:
-			b = binary.BigEndian.AppendUint64(b, uint64(int64(getUint(r, f.field))/1e6))
+			b = binary.BigEndian.AppendUint64(b, uint64(int64(r.Uint(f.field))/1e6))
 		case encAddr4:
-			a := getAddr(r, f.field).Unmap().As4()
+			a := r.Addr(f.field).Unmap().As4()
 			b = append(b, a[:]...)
 		case encAddr6:
-			a := getAddr(r, f.field).As16()
+			a := r.Addr(f.field).As16()
 			b = append(b, a[:]...)
 		case encString:
-			b = appendVar(b, getString(r, f.field))
+			b = appendVar(b, r.String(f.field))
 		}
 	}
 	for i, x := range t.extras {

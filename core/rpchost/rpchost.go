@@ -15,7 +15,7 @@ import (
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
-	"github.com/weir-flow/weir/core/rpchost/wire"
+	"github.com/weir-flow/weir/internal/rpcwire"
 )
 
 // ID is the plugin's registry ID.
@@ -93,7 +93,7 @@ type Processor struct {
 	failed  chan struct{} // signals the supervisor that cur failed (capacity 1)
 
 	bufs    sync.Pool // *[]byte batch buffers
-	scratch sync.Pool // *wire.Scratch
+	scratch sync.Pool // *abi.Scratch
 
 	restartAt atomic.Int64 // unix ns of the next start attempt; 0 when none is pending
 	stopping  atomic.Bool
@@ -174,7 +174,7 @@ func New(cfg *Config, set plugin.Settings) (*Processor, error) {
 		m:       m,
 		changed: make(chan struct{}),
 		failed:  make(chan struct{}, 1),
-		scratch: sync.Pool{New: func() any { return new(wire.Scratch) }},
+		scratch: sync.Pool{New: func() any { return new(abi.Scratch) }},
 	}, nil
 }
 
@@ -332,7 +332,7 @@ func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 	// The buffer goes back to the pool only after an answer: until then
 	// gRPC may still be sending it.
 	bp := p.buffer()
-	buf := (*bp)[:wire.FrameHeadroom]
+	buf := (*bp)[:rpcwire.FrameHeadroom]
 	buf = inst.layout.Append(buf, b)
 	*bp = buf
 
@@ -349,11 +349,11 @@ func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 		return p.onError(b, reason, cause)
 	}
 	p.bufs.Put(bp)
-	sc := p.scratch.Get().(*wire.Scratch)
+	sc := p.scratch.Get().(*abi.Scratch)
 	defer p.scratch.Put(sc)
 	// One pass checks the answer, a second applies it; on error b is
 	// unchanged. Nothing of b points into the answer afterwards.
-	_, err = wire.ApplyAnswer(b, reply.Data, sc)
+	_, err = abi.Apply(b, reply.Data, sc)
 	reply.Release()
 	if err != nil {
 		var perr *abi.PluginError

@@ -294,7 +294,7 @@ type instance struct {
 	stack        [2]uint64
 	call         *callCtx
 	enc          abi.Encoder
-	answer       abi.Answer
+	scratch      abi.Scratch
 	stderr       *streamWriter
 }
 
@@ -484,18 +484,16 @@ func (in *instance) runArmed(b *flow.Batch, mask abi.Mask) (string, error) {
 	if !ok {
 		return reasonBadAnswer, fmt.Errorf("answer of %d bytes at %d is beyond guest memory (%d bytes): %w", n, ptr, in.mem.Size(), abi.ErrMalformed)
 	}
-	if err := abi.DecodeAnswer(ans, &in.answer); err != nil {
-		return reasonBadAnswer, fmt.Errorf("decode answer: %w", err)
-	}
-	switch in.answer.Status {
-	case abi.StatusOK:
-	case abi.StatusPanic:
-		return reasonPanic, &abi.PluginError{Status: in.answer.Status, Message: in.answer.Message}
-	default:
-		return reasonError, &abi.PluginError{Status: in.answer.Status, Message: in.answer.Message}
-	}
-	if _, err := abi.Apply(b, &in.answer); err != nil {
-		return reasonBadAnswer, fmt.Errorf("apply answer: %w", err)
+	if _, err := abi.Apply(b, ans, &in.scratch); err != nil {
+		var pe *abi.PluginError
+		switch {
+		case !errors.As(err, &pe):
+			return reasonBadAnswer, fmt.Errorf("answer: %w", err)
+		case pe.Status == abi.StatusPanic:
+			return reasonPanic, err
+		default:
+			return reasonError, err
+		}
 	}
 	return "", nil
 }

@@ -1,4 +1,4 @@
-package wire
+package rpcwire
 
 import (
 	"bytes"
@@ -111,7 +111,7 @@ func TestStreamPluginError(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pe *abi.PluginError
-	if _, err := ApplyAnswer(flow.NewBatch(0), rep, new(Scratch)); !errors.As(err, &pe) || pe.Message != "no such table" {
+	if _, err := abi.Apply(flow.NewBatch(0), rep, new(abi.Scratch)); !errors.As(err, &pe) || pe.Message != "no such table" {
 		t.Fatalf("got %v, want the plugin's error", err)
 	}
 	// The stream goes on.

@@ -1,32 +1,25 @@
-package wire
+package abi
 
 import (
-	"bytes"
 	"errors"
 	"net/netip"
-	"reflect"
 	"testing"
 
-	"google.golang.org/grpc/mem"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/wrapperspb"
-
-	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugintest"
 )
 
-var layoutMasks = map[string]abi.Mask{
-	"addresses":          abi.MaskOf(0, flow.SourceAddress, flow.DestinationAddress),
-	"labels":             abi.MaskOf(0, flow.SourceAddress, flow.DestinationAddress, flow.SourcePodLabels, flow.DestinationPodLabels),
-	"ports and exporter": abi.MaskOf(abi.FlagExporter, flow.SourceTransportPort, flow.DestinationTransportPort, flow.ProtocolIdentifier, flow.FlowStart),
-	"strings and extra":  abi.MaskOf(abi.FlagExtra, flow.DestinationPodName, flow.SourcePodLabels, flow.OctetDeltaCount),
-	"nothing":            abi.MaskOf(0),
-	"all":                abi.All,
+var layoutMasks = map[string]Mask{
+	"addresses":          MaskOf(0, flow.SourceAddress, flow.DestinationAddress),
+	"labels":             MaskOf(0, flow.SourceAddress, flow.DestinationAddress, flow.SourcePodLabels, flow.DestinationPodLabels),
+	"ports and exporter": MaskOf(FlagExporter, flow.SourceTransportPort, flow.DestinationTransportPort, flow.ProtocolIdentifier, flow.FlowStart),
+	"strings and extra":  MaskOf(FlagExtra, flow.DestinationPodName, flow.SourcePodLabels, flow.OctetDeltaCount),
+	"nothing":            MaskOf(0),
+	"all":                All,
 }
 
 // TestLayoutAppend checks that Packed.Record decodes from Layout.Append's
-// bytes what the ABI decoder decodes from abi.AppendBatchMask's, in order
+// bytes what the ABI decoder decodes from AppendBatchMask's, in order
 // and out of order, for IPv4, IPv6 and mixed batches.
 func TestLayoutAppend(t *testing.T) {
 	mixed := testBatch()
@@ -43,8 +36,8 @@ func TestLayoutAppend(t *testing.T) {
 	for name, m := range layoutMasks {
 		for bname, b := range map[string]*flow.Batch{"mixed": mixed, "ipv4": v4, "empty": flow.NewBatch(0)} {
 			t.Run(name+"/"+bname, func(t *testing.T) {
-				ref := decodeAll(t, abi.AppendBatchMask(nil, b, m))
-				l := NewLayout(m)
+				ref := decodeAll(t, AppendBatchMask(nil, b, m))
+				l := NewPackedLayout(m)
 				got := l.Append([]byte("x"), b)
 				if got[0] != 'x' {
 					t.Fatal("Append did not append")
@@ -83,7 +76,7 @@ func TestLayoutAppend(t *testing.T) {
 
 // TestPackedSize pins the bytes a record costs: the point of the format.
 func TestPackedSize(t *testing.T) {
-	l := NewLayout(layoutMasks["labels"])
+	l := NewPackedLayout(layoutMasks["labels"])
 	b := flow.NewBatch(0)
 	plugintest.Record(b, "10.0.0.1", "10.0.0.2", 6, 1234, 80, 1, 100)
 	plugintest.Record(b, "fd00::1", "fd00::2", 6, 1234, 80, 1, 100)
@@ -99,8 +92,8 @@ func TestPackedSize(t *testing.T) {
 }
 
 func TestParsePackedMalformed(t *testing.T) {
-	m := abi.MaskOf(abi.FlagExtra, flow.SourceAddress, flow.SourcePodLabels)
-	l := NewLayout(m)
+	m := MaskOf(FlagExtra, flow.SourceAddress, flow.SourcePodLabels)
+	l := NewPackedLayout(m)
 	good := l.Append(nil, testBatch())
 	if _, err := ParsePacked(good, nil); err != nil {
 		t.Fatal(err)
@@ -123,8 +116,8 @@ func TestParsePackedMalformed(t *testing.T) {
 		"tail":         edit(pTailLen, 1<<31),
 	}
 	for name, buf := range cases {
-		if _, err := ParsePacked(buf, l); !errors.Is(err, ErrPacked) {
-			t.Errorf("%s: %v, want ErrPacked", name, err)
+		if _, err := ParsePacked(buf, l); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want ErrMalformed", name, err)
 		}
 	}
 	// A bad tail end fails the record, not the process.
@@ -143,15 +136,15 @@ func TestParsePackedMalformed(t *testing.T) {
 			t.Fatal(err)
 		}
 		var st Strings
-		if err := p.Record(0, new(flow.Record), &st); !errors.Is(err, ErrPacked) {
-			t.Errorf("%s: %v, want ErrPacked", name, err)
+		if err := p.Record(0, new(flow.Record), &st); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want ErrMalformed", name, err)
 		}
 	}
 }
 
 func FuzzParsePacked(f *testing.F) {
 	for _, m := range layoutMasks {
-		f.Add(NewLayout(m).Append(nil, testBatch()))
+		f.Add(NewPackedLayout(m).Append(nil, testBatch()))
 	}
 	f.Fuzz(func(t *testing.T, buf []byte) {
 		p, err := ParsePacked(buf, nil)
@@ -171,10 +164,10 @@ func FuzzParsePacked(f *testing.F) {
 	})
 }
 
-// TestApplyAnswer checks ApplyAnswer against abi.DecodeAnswer + abi.Apply
-// on good and bad answers.
+// TestApplyAnswer checks Apply against the reference (refApply) on good
+// and bad answers.
 func TestApplyAnswer(t *testing.T) {
-	var u abi.Updates
+	var u Updates
 	u.SetString(0, flow.SourcePodLabels, `{"a":"b"}`)
 	u.SetString(2, flow.SourcePodLabels, `{"a":"b"}`)
 	u.SetUint(1, flow.OctetDeltaCount, 77)
@@ -184,8 +177,8 @@ func TestApplyAnswer(t *testing.T) {
 	u.SetExtra(6, flow.Field{Enterprise: 9, Element: 77, Value: []byte{7}})
 	u.AddExtra(7, flow.Field{Enterprise: 9, Element: 78, Variable: true, Value: []byte{8, 8}})
 	u.DeleteExtra(8, flow.IEKey{Enterprise: 9, Element: 77})
-	answer := func(mut func(a *abi.Answer)) []byte {
-		a := abi.Answer{Count: 9, Verdicts: abi.Verdicts(nil).KeepAll(9), Updates: u.Bytes(), UpdateCount: u.Len()}
+	answer := func(mut func(a *Answer)) []byte {
+		a := Answer{Count: 9, Verdicts: Verdicts(nil).KeepAll(9), Updates: u.Bytes(), UpdateCount: u.Len()}
 		if mut != nil {
 			mut(&a)
 		}
@@ -193,13 +186,13 @@ func TestApplyAnswer(t *testing.T) {
 	}
 	cases := map[string][]byte{
 		"enrich":        answer(nil),
-		"filter":        answer(func(a *abi.Answer) { a.Verdicts[0] = 0b101010101 }),
-		"drop all":      answer(func(a *abi.Answer) { a.Verdicts[0] = 0 }),
-		"plugin error":  answer(func(a *abi.Answer) { a.Status, a.Message = abi.StatusError, "no" }),
-		"panic":         answer(func(a *abi.Answer) { a.Status, a.Message = abi.StatusPanic, "boom" }),
-		"count":         answer(func(a *abi.Answer) { a.Count, a.Verdicts = 8, a.Verdicts.KeepAll(8) }),
-		"update count":  answer(func(a *abi.Answer) { a.UpdateCount++ }),
-		"truncated":     answer(func(a *abi.Answer) { a.Updates = a.Updates[:len(a.Updates)-1] }),
+		"filter":        answer(func(a *Answer) { a.Verdicts[0] = 0b101010101 }),
+		"drop all":      answer(func(a *Answer) { a.Verdicts[0] = 0 }),
+		"plugin error":  answer(func(a *Answer) { a.Status, a.Message = StatusError, "no" }),
+		"panic":         answer(func(a *Answer) { a.Status, a.Message = StatusPanic, "boom" }),
+		"count":         answer(func(a *Answer) { a.Count, a.Verdicts = 8, a.Verdicts.KeepAll(8) }),
+		"update count":  answer(func(a *Answer) { a.UpdateCount++ }),
+		"truncated":     answer(func(a *Answer) { a.Updates = a.Updates[:len(a.Updates)-1] }),
 		"bad record":    badUpdate(answer(nil), uRecord, 200),
 		"bad op":        badUpdate(answer(nil), uOp, 99),
 		"bad field":     badUpdate(answer(nil), uField, 200),
@@ -207,28 +200,24 @@ func TestApplyAnswer(t *testing.T) {
 		"short":         answer(nil)[:20],
 		"magic":         append([]byte("XXXX"), answer(nil)[4:]...),
 		"version":       setByte(answer(nil), aVersion, 9),
-		"no updates":    (&abi.Answer{Count: 9, Verdicts: abi.Verdicts(nil).KeepAll(9)}).Append(nil),
-		"verdict words": answer(func(a *abi.Answer) { a.Count = 200 }),
+		"no updates":    (&Answer{Count: 9, Verdicts: Verdicts(nil).KeepAll(9)}).Append(nil),
+		"verdict words": answer(func(a *Answer) { a.Count = 200 }),
 	}
 	for name, buf := range cases {
 		t.Run(name, func(t *testing.T) {
 			want, got := testBatch(), testBatch()
-			var ans abi.Answer
-			wantN, wantErr := 0, abi.DecodeAnswer(buf, &ans)
-			if wantErr == nil {
-				wantN, wantErr = abi.Apply(want, &ans)
-			}
+			wantN, wantErr := refApply(want, buf)
 			var sc Scratch
-			gotN, gotErr := ApplyAnswer(got, buf, &sc)
+			gotN, gotErr := Apply(got, buf, &sc)
 			if (gotErr == nil) != (wantErr == nil) || gotN != wantN {
-				t.Fatalf("ApplyAnswer = %d, %v; abi = %d, %v", gotN, gotErr, wantN, wantErr)
+				t.Fatalf("Apply = %d, %v; reference = %d, %v", gotN, gotErr, wantN, wantErr)
 			}
 			if wantErr != nil {
-				var pe *abi.PluginError
-				if errors.As(wantErr, &pe) != errors.As(gotErr, new(*abi.PluginError)) {
+				var pe *PluginError
+				if errors.As(wantErr, &pe) != errors.As(gotErr, new(*PluginError)) {
 					t.Errorf("error kinds differ: %v vs %v", gotErr, wantErr)
 				}
-				if !errors.As(wantErr, &pe) && !errors.Is(gotErr, abi.ErrMalformed) && !errors.As(gotErr, new(*abi.VersionError)) {
+				if !errors.As(wantErr, &pe) && !errors.Is(gotErr, ErrMalformed) && !errors.As(gotErr, new(*VersionError)) {
 					t.Errorf("error %v does not wrap ErrMalformed", gotErr)
 				}
 			}
@@ -256,51 +245,10 @@ func setByte(buf []byte, off int, v byte) []byte {
 }
 
 func TestApplyAnswerInterns(t *testing.T) {
-	var u abi.Updates
+	var u Updates
 	for i := range 9 {
 		u.SetString(i, flow.SourcePodLabels, `{"app":"web"}`)
 	}
-	buf := (&abi.Answer{Count: 9, Verdicts: abi.Verdicts(nil).KeepAll(9), Updates: u.Bytes(), UpdateCount: u.Len()}).Append(nil)
+	buf := (&Answer{Count: 9, Verdicts: Verdicts(nil).KeepAll(9), Updates: u.Bytes(), UpdateCount: u.Len()}).Append(nil)
 	applyWithoutAllocs(t, testBatch(), buf)
 }
-
-func TestCodec(t *testing.T) {
-	c := newCodec()
-	for _, data := range [][]byte{nil, {1}, bytes.Repeat([]byte{7}, 300)} {
-		released := false
-		msg, err := c.Marshal(&payload{data: data, release: func() { released = true }})
-		out := msg.Materialize()
-		if err != nil || !released {
-			t.Fatalf("Marshal: %v, released %v", err, released)
-		}
-		// The bytes are a BytesValue's.
-		var bv wrapperspb.BytesValue
-		if err := proto.Unmarshal(out, &bv); err != nil || !bytes.Equal(bv.Value, data) {
-			t.Fatalf("proto reads %x, %v; want %x", bv.Value, err, data)
-		}
-		want, _ := proto.Marshal(&bv)
-		var p payload
-		if err := c.Unmarshal(slice(want), &p); err != nil || !bytes.Equal(p.data, data) {
-			t.Fatalf("Unmarshal = %x, %v; want %x", p.data, err, data)
-		}
-	}
-	// Unknown fields are skipped, garbage is an error.
-	var p payload
-	if err := c.Unmarshal(slice([]byte{0x10, 0x05, 0x0a, 0x01, 0x09}), &p); err != nil || !reflect.DeepEqual(p.data, []byte{9}) {
-		t.Errorf("unknown field: %x, %v", p.data, err)
-	}
-	if err := c.Unmarshal(slice([]byte{0x0a, 0x09, 0x01}), &p); err == nil {
-		t.Error("truncated value accepted")
-	}
-	// Other messages go to the proto codec.
-	msg, err := c.Marshal(wrapperspb.String("x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s wrapperspb.StringValue
-	if err := c.Unmarshal(msg, &s); err != nil || s.Value != "x" {
-		t.Errorf("proto fallback: %q, %v", s.Value, err)
-	}
-}
-
-func slice(b []byte) mem.BufferSlice { return mem.BufferSlice{mem.SliceBuffer(b)} }

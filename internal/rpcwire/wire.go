@@ -1,6 +1,8 @@
-// Package wire is the protocol between Weir's rpc host ([core/rpchost]) and
-// an out-of-process plugin ([sdk/rpc]): the go-plugin handshake and a
-// two-method gRPC service whose messages are raw byte payloads.
+// Package rpcwire is the transport between Weir's rpc host (core/rpchost)
+// and an out-of-process plugin (sdk/rpc): the go-plugin handshake, a
+// two-method gRPC service whose messages are raw byte payloads, and the
+// stream's framing. The bytes inside the payloads (batches, answers,
+// manifests) are core/abi's.
 //
 // The service is written by hand (no protoc): its messages are
 // google.protobuf.BytesValue, so a plugin in another language can serve it
@@ -14,13 +16,14 @@
 // Init sends a JSON [InitRequest] and returns an ABI manifest (the plugin's
 // kind, the record parts it reads, or why it rejects its config). Stream
 // carries batches, each an ABI batch buffer or a packed batch
-// ([MagicPacked]) after a sequence number, and their answers, each a
-// compact answer ([MagicCompact]) or an ABI answer after the number of the
-// batch it answers (see [Stream]). See docs/abi.md, "RPC transport".
-package wire
+// (abi.MagicPacked) after a sequence number, and their answers, each a
+// compact answer (abi.MagicCompact) or an ABI answer after the number of
+// the batch it answers (see [Stream]). See docs/abi.md, "RPC transport".
+package rpcwire
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"math"
 
@@ -81,6 +84,8 @@ func DialOptions() []grpc.DialOption {
 }
 
 // callCodec is the host's codec for the service's calls (see codec).
+var le = binary.LittleEndian
+
 var callCodec = grpc.ForceCodecV2(newCodec())
 
 // ServerOptions are the plugin's gRPC server options, matching

@@ -1,11 +1,10 @@
-package wire
+package abi
 
 import (
 	"bytes"
 	"reflect"
 	"testing"
 
-	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugintest"
 )
@@ -22,7 +21,7 @@ func testBatch() *flow.Batch {
 
 func decodeAll(t *testing.T, buf []byte) *flow.Batch {
 	t.Helper()
-	var d abi.Decoder
+	var d Decoder
 	out := flow.NewBatch(0)
 	if err := d.Decode(buf, out); err != nil {
 		t.Fatalf("decode: %v", err)

@@ -1,9 +1,4 @@
-package wire
-
-import (
-	"encoding/binary"
-	"errors"
-)
+package abi
 
 // A packed batch is the RPC transport's batch: only the fields the plugin's
 // mask names, each in its natural width, with IPv4 addresses in 4 bytes and
@@ -17,7 +12,7 @@ import (
 //	 6 u16 header size (PackedHeaderSize; a reader skips what it does not know)
 //	 8 u32 records
 //	12 u32 bytes per record (checked against the mask's layout)
-//	16 u32 mask flags (abi.FlagExtra, abi.FlagExporter; others are not sent)
+//	16 u32 mask flags (FlagExtra, FlagExporter; others are not sent)
 //	20 u32 reserved, 0
 //	24 u64 mask fields, word 0
 //	32 u64 mask fields, word 1
@@ -31,7 +26,7 @@ import (
 //     bytes (bit k of the group is bit k%8 of its byte k/8);
 //   - the exporter, if flagged: its address as 16 bytes and a family byte
 //     (0, 4, 6), a zero byte, u16 port, u32 observation domain;
-//   - the Extra reference, if flagged: abi.AppendExtra's u32 offset and u32
+//   - the Extra reference, if flagged: AppendExtra's u32 offset and u32
 //     count into the data section;
 //   - each masked field in field order: an address in 4 bytes, the IPv4
 //     address itself or, with its tail bit, the u32 end of its bytes in the
@@ -60,9 +55,3 @@ const (
 
 	extraRefSize = 8
 )
-
-var le = binary.LittleEndian
-
-// ErrPacked wraps errors about a packed batch that does not follow the
-// layout.
-var ErrPacked = errors.New("malformed packed batch")

@@ -1,9 +1,8 @@
-package wire
+package abi
 
 import (
 	"unsafe"
 
-	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
 )
 
@@ -15,7 +14,7 @@ import (
 //	0  u32 MagicCompact ("WEIC")
 //	4  u16 ABI version
 //	6  u16 header size (CompactHeaderSize; a reader skips what it does not know)
-//	8  u32 status (abi.Status)
+//	8  u32 status (Status)
 //	12 u32 records answered
 //	16 u32 k: strings in the table
 //	20 u32 string bytes
@@ -28,7 +27,7 @@ import (
 //	  string ends    k × u32: the end of string j in the string bytes
 //	  string bytes
 //	  references     m × (u32 record, u32 index<<8 | field)
-//	  ABI update entries (docs/abi.md), for what is not a table string
+//	  ABI update entries (docs/md), for what is not a table string
 //	  message (UTF-8)
 //
 // The references apply first, in order, then the ABI updates, then the
@@ -55,12 +54,12 @@ const (
 	maxTable = 1 << 24
 )
 
-// AnswerWriter builds compact answers. The zero value is ready; Reset it
+// CompactWriter builds compact answers. The zero value is ready; Reset it
 // before each batch. It is not safe for concurrent use.
-type AnswerWriter struct {
+type CompactWriter struct {
 	// Updates holds the updates that are not table strings (numbers,
 	// addresses, clears, Extra IEs).
-	Updates abi.Updates
+	Updates Updates
 
 	ends  []uint32
 	bytes []byte
@@ -85,7 +84,7 @@ type recentString struct {
 }
 
 // Reset empties w for the next batch, keeping its capacity.
-func (w *AnswerWriter) Reset() {
+func (w *CompactWriter) Reset() {
 	w.Updates.Reset()
 	w.ends, w.bytes, w.refs = w.ends[:0], w.bytes[:0], w.refs[:0]
 	clear(w.index)
@@ -97,7 +96,7 @@ func (w *AnswerWriter) Reset() {
 }
 
 // SetString records that record rec's string field f becomes s.
-func (w *AnswerWriter) SetString(rec int, f flow.FieldID, s string) {
+func (w *CompactWriter) SetString(rec int, f flow.FieldID, s string) {
 	i, ok := w.lookup(s)
 	if !ok {
 		w.Updates.SetString(rec, f, s)
@@ -107,9 +106,17 @@ func (w *AnswerWriter) SetString(rec int, f flow.FieldID, s string) {
 	w.refs = le.AppendUint32(w.refs, i<<8|uint32(f))
 }
 
+// Diff appends the updates that turn before into after, as record rec,
+// as [Updates.Diff] does, with strings through the table. pb is
+// before.PresentSet(), or a subset the caller knows holds every present
+// field of before (a packed record's Present does).
+func (w *CompactWriter) Diff(rec int, before, after *flow.Record, pb flow.FieldSet) {
+	diff(&w.Updates, w, rec, before, after, pb)
+}
+
 // lookup returns s's table index, adding s if it is new; ok is false when
 // the table is full.
-func (w *AnswerWriter) lookup(s string) (uint32, bool) {
+func (w *CompactWriter) lookup(s string) (uint32, bool) {
 	p := unsafe.StringData(s)
 	h := (uint64(uintptr(unsafe.Pointer(p))) ^ uint64(len(s))) * 0x9e3779b97f4a7c15
 	slot := &w.recent[h>>(64-9)] // recentSlots = 1<<9
@@ -135,13 +142,13 @@ func (w *AnswerWriter) lookup(s string) (uint32, bool) {
 
 // Append appends the compact answer for a batch of count records to dst.
 // verdicts may be shorter than the words count needs (missing words drop).
-func (w *AnswerWriter) Append(dst []byte, status abi.Status, count int, verdicts abi.Verdicts, message string) []byte {
-	words := abi.Words(count)
+func (w *CompactWriter) Append(dst []byte, status Status, count int, verdicts Verdicts, message string) []byte {
+	words := Words(count)
 	start := len(dst)
 	dst = grow(dst, CompactHeaderSize)
 	h := dst[start:]
 	le.PutUint32(h, MagicCompact)
-	le.PutUint16(h[4:], abi.Version)
+	le.PutUint16(h[4:], Version)
 	le.PutUint16(h[6:], CompactHeaderSize)
 	le.PutUint32(h[cStatus:], uint32(status))
 	le.PutUint32(h[cCount:], uint32(count))
@@ -167,31 +174,20 @@ func (w *AnswerWriter) Append(dst []byte, status abi.Status, count int, verdicts
 	return append(dst, message...)
 }
 
-// ErrorAnswer returns a compact answer with status and message, for a
+// CompactError returns a compact answer with status and message, for a
 // batch the plugin could not process.
-func ErrorAnswer(status abi.Status, message string) []byte {
-	var w AnswerWriter
+func CompactError(status Status, message string) []byte {
+	var w CompactWriter
 	return w.Append(nil, status, 0, nil, message)
 }
 
-// stringSlots are the offsets of the string fields in flow.Record, by
-// field (0 for other kinds), so that applying a reference needs no switch.
-var stringSlots = func() (s [256]uintptr) {
-	for i := range flow.Fields {
-		if flow.Fields[i].Kind == flow.KindString {
-			s[i] = flow.SlotOf(flow.FieldID(i)).Offset
-		}
-	}
-	return s
-}()
-
-// applyCompact is ApplyAnswer for a compact answer.
+// applyCompact is Apply for a compact answer.
 func applyCompact(b *flow.Batch, buf []byte, sc *Scratch) (removed int, err error) {
 	st := &sc.Strings
 	if len(buf) < CompactHeaderSize {
 		return 0, malformed("compact answer of %d bytes is shorter than its %d-byte header", len(buf), CompactHeaderSize)
 	}
-	if err := abi.CheckVersion(le.Uint16(buf[4:])); err != nil {
+	if err := CheckVersion(le.Uint16(buf[4:])); err != nil {
 		return 0, err
 	}
 	hs := uint64(le.Uint16(buf[6:]))
@@ -214,8 +210,8 @@ func applyCompact(b *flow.Batch, buf []byte, sc *Scratch) (removed int, err erro
 	ro := so + sb
 	uo := ro + refSize*m
 	mo := uo + ul
-	if s := abi.Status(le.Uint32(buf[cStatus:])); s != abi.StatusOK {
-		return 0, &abi.PluginError{Status: s, Message: string(buf[mo : mo+ml])}
+	if s := Status(le.Uint32(buf[cStatus:])); s != StatusOK {
+		return 0, &PluginError{Status: s, Message: string(buf[mo : mo+ml])}
 	}
 	n := b.Len()
 	if count != uint64(n) {
@@ -240,7 +236,7 @@ func applyCompact(b *flow.Batch, buf []byte, sc *Scratch) (removed int, err erro
 		switch {
 		case uint64(rec) >= uint64(n):
 			return 0, malformed("string reference %d: record %d of %d", off/refSize, rec, n)
-		case stringSlots[f] == 0:
+		case kinds[f] != flow.KindString:
 			return 0, malformed("string reference %d (record %d): field %d is not a string field", off/refSize, rec, f)
 		case uint64(i) >= k:
 			return 0, malformed("string reference %d (record %d): string %d of %d", off/refSize, rec, i, k)
@@ -254,7 +250,7 @@ func applyCompact(b *flow.Batch, buf []byte, sc *Scratch) (removed int, err erro
 		r := b.Records[le.Uint32(refs[off:])]
 		x := le.Uint32(refs[off+4:])
 		f := x & 0xff
-		*(*string)(unsafe.Add(unsafe.Pointer(r), stringSlots[f])) = table[x>>8]
+		*r.StringRef(flow.FieldID(f)) = table[x>>8]
 		r.Present.Add(flow.FieldID(f))
 	}
 	applyUpdates(b, updates, st)

@@ -1,4 +1,4 @@
-package wire
+package rpcwire
 
 import (
 	"context"
@@ -291,7 +291,7 @@ func (w *streamWorkers) work() {
 func (w *streamWorkers) answer(in *frame) {
 	out, err := w.srv.Process(w.ss.Context(), in.data)
 	if err != nil {
-		out = ErrorAnswer(abi.StatusError, err.Error())
+		out = abi.CompactError(abi.StatusError, err.Error())
 	}
 	rep := &frame{seq: in.seq, data: out}
 	if r, ok := w.srv.(Releaser); ok && err == nil && out != nil {

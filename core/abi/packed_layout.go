@@ -1,19 +1,17 @@
-package wire
+package abi
 
 import (
 	"fmt"
 	"net/netip"
-	"unsafe"
 
-	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
 )
 
-// Layout encodes and decodes packed batches ([MagicPacked]) of one mask
+// PackedLayout encodes and decodes packed batches ([MagicPacked]) of one mask
 // directly from and to flow.Records. Build it once per mask with
-// [NewLayout]; it is safe for concurrent use.
-type Layout struct {
-	mask     abi.Mask
+// [NewPackedLayout]; it is safe for concurrent use.
+type PackedLayout struct {
+	mask     Mask
 	exporter int // offset of the exporter in a packed record, -1 if absent
 	extra    int // offset of the Extra reference, -1 if absent
 	items    []item
@@ -21,28 +19,27 @@ type Layout struct {
 	tails    bool // some field may have bytes in the tail
 }
 
-// item is one typed field of a Layout.
+// item is one typed field of a PackedLayout.
 type item struct {
 	field flow.FieldID
 	kind  flow.Kind
-	off   int     // offset in the packed record
-	size  int     // bytes in the packed record
-	slot  uintptr // offset in flow.Record
-	bit   int     // presence bit
-	tail  int     // for an address, its tail bit (after the presence bits); -1 otherwise
+	off   int // offset in the packed record
+	size  int // bytes in the packed record
+	bit   int // presence bit
+	tail  int // for an address, its tail bit (after the presence bits); -1 otherwise
 }
 
 // layoutFlags are the mask flags a packed batch carries.
-const layoutFlags = abi.FlagExtra | abi.FlagExporter
+const layoutFlags = FlagExtra | FlagExporter
 
-// NewLayout returns the packed layout of mask m. Flags other than
-// abi.FlagExtra and abi.FlagExporter do not change the layout and are not
+// NewPackedLayout returns the packed layout of mask m. Flags other than
+// FlagExtra and FlagExporter do not change the layout and are not
 // sent.
-func NewLayout(m abi.Mask) *Layout {
+func NewPackedLayout(m Mask) *PackedLayout {
 	m.Flags &= layoutFlags
-	m.Fields[0] &= abi.All.Fields[0]
-	m.Fields[1] &= abi.All.Fields[1]
-	l := &Layout{mask: m, exporter: -1, extra: -1}
+	m.Fields[0] &= All.Fields[0]
+	m.Fields[1] &= All.Fields[1]
+	l := &PackedLayout{mask: m, exporter: -1, extra: -1}
 	fields, addrs := 0, 0
 	for f := range flow.NumFields {
 		if m.Fields.Has(flow.FieldID(f)) {
@@ -53,11 +50,11 @@ func NewLayout(m abi.Mask) *Layout {
 		}
 	}
 	at := (fields+7)/8 + (addrs+7)/8 // presence bits, then tail bits
-	if m.Flags&abi.FlagExporter != 0 {
+	if m.Flags&FlagExporter != 0 {
 		l.exporter = at
-		at += abi.ExporterSize
+		at += ExporterSize
 	}
-	if m.Flags&abi.FlagExtra != 0 {
+	if m.Flags&FlagExtra != 0 {
 		l.extra = at
 		at += extraRefSize
 	}
@@ -67,7 +64,7 @@ func NewLayout(m abi.Mask) *Layout {
 		if !m.Fields.Has(id) {
 			continue
 		}
-		it := item{field: id, kind: flow.Fields[f].Kind, off: at, slot: flow.SlotOf(id).Offset, bit: len(l.items), tail: -1}
+		it := item{field: id, kind: flow.Fields[f].Kind, off: at, bit: len(l.items), tail: -1}
 		switch it.kind {
 		case flow.KindAddress:
 			it.size, it.tail = 4, tailBits
@@ -89,10 +86,10 @@ func NewLayout(m abi.Mask) *Layout {
 }
 
 // Mask returns the layout's mask.
-func (l *Layout) Mask() abi.Mask { return l.mask }
+func (l *PackedLayout) Mask() Mask { return l.mask }
 
 // Append appends the packed batch of b to dst.
-func (l *Layout) Append(dst []byte, b *flow.Batch) []byte {
+func (l *PackedLayout) Append(dst []byte, b *flow.Batch) []byte {
 	n := len(b.Records)
 	start := len(dst)
 	recs := start + PackedHeaderSize
@@ -105,12 +102,12 @@ func (l *Layout) Append(dst []byte, b *flow.Batch) []byte {
 	data := len(dst)
 	if l.extra >= 0 {
 		for i, r := range b.Records {
-			dst = abi.AppendExtra(dst, recs+i*l.size+l.extra, data, r.Extra)
+			dst = AppendExtra(dst, recs+i*l.size+l.extra, data, r.Extra)
 		}
 	}
 	h := dst[start:recs]
 	le.PutUint32(h, MagicPacked)
-	le.PutUint16(h[pVersion:], abi.Version)
+	le.PutUint16(h[pVersion:], Version)
 	le.PutUint16(h[pHeaderSize:], PackedHeaderSize)
 	le.PutUint32(h[pCount:], uint32(n))
 	le.PutUint32(h[pRecordSize:], uint32(l.size))
@@ -135,17 +132,16 @@ func grow(dst []byte, k int) []byte {
 
 // encode writes r at dst[blk:], its tail entries at the end of dst (the
 // tail starts at tail), and returns dst.
-func (l *Layout) encode(dst []byte, blk, tail int, r *flow.Record) []byte {
-	p := unsafe.Pointer(r)
+func (l *PackedLayout) encode(dst []byte, blk, tail int, r *flow.Record) []byte {
 	if l.exporter >= 0 {
-		abi.PutExporter(dst[blk+l.exporter:], r)
+		PutExporter(dst[blk+l.exporter:], r)
 	}
 	for k := range l.items {
 		it := &l.items[k]
 		off := blk + it.off
 		switch it.kind {
 		case flow.KindAddress:
-			a := *(*netip.Addr)(unsafe.Add(p, it.slot))
+			a := *r.AddrRef(it.field)
 			if !r.Present.Has(it.field) {
 				continue // 4 zero bytes: Append cleared the records
 			}
@@ -163,7 +159,7 @@ func (l *Layout) encode(dst []byte, blk, tail int, r *flow.Record) []byte {
 			}
 			le.PutUint32(dst[off:], uint32(len(dst)-tail))
 		case flow.KindString:
-			s := *(*string)(unsafe.Add(p, it.slot))
+			s := *r.StringRef(it.field)
 			if s != "" || r.Present.Has(it.field) {
 				setBit(dst[blk:], it.bit)
 			}
@@ -173,16 +169,16 @@ func (l *Layout) encode(dst []byte, blk, tail int, r *flow.Record) []byte {
 			if r.Present.Has(it.field) {
 				setBit(dst[blk:], it.bit)
 			}
-			v := unsafe.Add(p, it.slot)
+			v := r.Uint(it.field)
 			switch it.size {
 			case 1:
-				dst[off] = *(*uint8)(v)
+				dst[off] = uint8(v)
 			case 2:
-				le.PutUint16(dst[off:], *(*uint16)(v))
+				le.PutUint16(dst[off:], uint16(v))
 			case 4:
-				le.PutUint32(dst[off:], *(*uint32)(v))
+				le.PutUint32(dst[off:], uint32(v))
 			default:
-				le.PutUint64(dst[off:], *(*uint64)(v))
+				le.PutUint64(dst[off:], v)
 			}
 		}
 	}
@@ -196,7 +192,7 @@ func hasBit(b []byte, k int) bool { return b[k>>3]&(1<<(k&7)) != 0 }
 // packed bytes, fastest in order (Record on another index first scans for
 // where its tail entries start).
 type Packed struct {
-	l       *Layout
+	l       *PackedLayout
 	n       int
 	records []byte
 	tail    []byte
@@ -208,38 +204,38 @@ type Packed struct {
 // ParsePacked checks the packed batch buf's header and section sizes.
 // cache, if not nil and of the same mask as buf, is used as its layout;
 // the layout used is returned in Packed.Layout for the next call. A buffer
-// that does not follow the layout returns an error wrapping ErrPacked;
+// that does not follow the layout returns an error wrapping ErrMalformed;
 // records are checked as Record decodes them.
-func ParsePacked(buf []byte, cache *Layout) (Packed, error) {
+func ParsePacked(buf []byte, cache *PackedLayout) (Packed, error) {
 	if len(buf) < PackedHeaderSize || le.Uint32(buf) != MagicPacked {
-		return Packed{}, fmt.Errorf("%w: no packed batch header in %d bytes", ErrPacked, len(buf))
+		return Packed{}, malformed("packed batch: no packed batch header in %d bytes", len(buf))
 	}
-	if err := abi.CheckVersion(le.Uint16(buf[pVersion:])); err != nil {
-		return Packed{}, fmt.Errorf("%w: %w", ErrPacked, err)
+	if err := CheckVersion(le.Uint16(buf[pVersion:])); err != nil {
+		return Packed{}, fmt.Errorf("packed batch: %w", err)
 	}
 	hs := uint64(le.Uint16(buf[pHeaderSize:]))
 	n := uint64(le.Uint32(buf[pCount:]))
 	size := uint64(le.Uint32(buf[pRecordSize:]))
 	tl, dl := uint64(le.Uint32(buf[pTailLen:])), uint64(le.Uint32(buf[pDataLen:]))
-	m := abi.Mask{
+	m := Mask{
 		Fields: flow.FieldSet{le.Uint64(buf[pFields:]), le.Uint64(buf[pFields+8:])},
 		Flags:  le.Uint32(buf[pFlags:]),
 	}
 	if hs < PackedHeaderSize {
-		return Packed{}, fmt.Errorf("%w: header size %d, want at least %d", ErrPacked, hs, PackedHeaderSize)
+		return Packed{}, malformed("packed batch: header size %d, want at least %d", hs, PackedHeaderSize)
 	}
-	if m.Flags&^layoutFlags != 0 || m.Fields[0]&^abi.All.Fields[0] != 0 || m.Fields[1]&^abi.All.Fields[1] != 0 {
-		return Packed{}, fmt.Errorf("%w: mask names parts unknown to this build", ErrPacked)
+	if m.Flags&^layoutFlags != 0 || m.Fields[0]&^All.Fields[0] != 0 || m.Fields[1]&^All.Fields[1] != 0 {
+		return Packed{}, malformed("packed batch: mask names parts unknown to this build")
 	}
 	l := cache
 	if l == nil || l.mask != m {
-		l = NewLayout(m)
+		l = NewPackedLayout(m)
 	}
 	if size != uint64(l.size) {
-		return Packed{}, fmt.Errorf("%w: %d-byte records, the mask's layout has %d", ErrPacked, size, l.size)
+		return Packed{}, malformed("packed batch: %d-byte records, the mask's layout has %d", size, l.size)
 	}
 	if hs+n*size+tl+dl != uint64(len(buf)) {
-		return Packed{}, fmt.Errorf("%w: %d bytes for a %d-byte header, %d records of %d bytes, %d tail and %d data bytes", ErrPacked, len(buf), hs, n, size, tl, dl)
+		return Packed{}, malformed("packed batch: %d bytes for a %d-byte header, %d records of %d bytes, %d tail and %d data bytes", len(buf), hs, n, size, tl, dl)
 	}
 	r := hs + n*size
 	t := r + tl
@@ -250,16 +246,16 @@ func ParsePacked(buf []byte, cache *Layout) (Packed, error) {
 func (p *Packed) Len() int { return p.n }
 
 // Layout returns the batch's layout, to pass to the next ParsePacked.
-func (p *Packed) Layout() *Layout { return p.l }
+func (p *Packed) Layout() *PackedLayout { return p.l }
 
-// Record decodes record i into r as abi.Decoder.Record does: it sets
+// Record decodes record i into r as Decoder.Record does: it sets
 // r.Present and every part in the mask and leaves the other fields of r as
 // they are. A non-empty string always has its Present bit. Strings are
 // interned in st; Extra values point into the buffer. A malformed record
-// returns an error wrapping ErrPacked.
+// returns an error wrapping ErrMalformed.
 func (p *Packed) Record(i int, r *flow.Record, st *Strings) error {
 	if i < 0 || i >= p.n {
-		return fmt.Errorf("%w: record %d of %d", ErrPacked, i, p.n)
+		return malformed("packed batch: record %d of %d", i, p.n)
 	}
 	if i != p.next {
 		p.seek(i)
@@ -268,10 +264,9 @@ func (p *Packed) Record(i int, r *flow.Record, st *Strings) error {
 	b := p.records[i*l.size : (i+1)*l.size]
 	at := p.at
 	r.Present = flow.FieldSet{}
-	if l.exporter >= 0 && !abi.ReadExporter(b[l.exporter:], r) {
-		return fmt.Errorf("%w: record %d: exporter address family %d", ErrPacked, i, b[l.exporter+16])
+	if l.exporter >= 0 && !ReadExporter(b[l.exporter:], r) {
+		return malformed("packed batch: record %d: exporter address family %d", i, b[l.exporter+16])
 	}
-	rp := unsafe.Pointer(r)
 	for k := range l.items {
 		it := &l.items[k]
 		q := b[it.off : it.off+it.size]
@@ -293,15 +288,15 @@ func (p *Packed) Record(i int, r *flow.Record, st *Strings) error {
 				case end == at+16 && end <= uint64(len(p.tail)):
 					a = netip.AddrFrom16([16]byte(p.tail[at:end]))
 				default:
-					return fmt.Errorf("%w: record %d: %s: IPv6 address at %d-%d of a %d-byte tail", ErrPacked, i, it.field, at, end, len(p.tail))
+					return malformed("packed batch: record %d: %s: IPv6 address at %d-%d of a %d-byte tail", i, it.field, at, end, len(p.tail))
 				}
 				at = end
 			}
-			*(*netip.Addr)(unsafe.Add(rp, it.slot)) = a
+			*r.AddrRef(it.field) = a
 		case flow.KindString:
 			end := uint64(le.Uint32(q))
 			if end < at || end > uint64(len(p.tail)) {
-				return fmt.Errorf("%w: record %d: %s: string at %d-%d of a %d-byte tail", ErrPacked, i, it.field, at, end, len(p.tail))
+				return malformed("packed batch: record %d: %s: string at %d-%d of a %d-byte tail", i, it.field, at, end, len(p.tail))
 			}
 			s := ""
 			if end > at {
@@ -309,19 +304,20 @@ func (p *Packed) Record(i int, r *flow.Record, st *Strings) error {
 				r.Present.Add(it.field) // so that Present alone says what is set
 			}
 			at = end
-			*(*string)(unsafe.Add(rp, it.slot)) = s
+			*r.StringRef(it.field) = s
 		default:
-			v := unsafe.Add(rp, it.slot)
+			var v uint64
 			switch it.size {
 			case 1:
-				*(*uint8)(v) = q[0]
+				v = uint64(q[0])
 			case 2:
-				*(*uint16)(v) = le.Uint16(q)
+				v = uint64(le.Uint16(q))
 			case 4:
-				*(*uint32)(v) = le.Uint32(q)
+				v = uint64(le.Uint32(q))
 			default:
-				*(*uint64)(v) = le.Uint64(q)
+				v = le.Uint64(q)
 			}
+			r.StoreUint(it.field, v)
 		}
 	}
 	p.next, p.at = i+1, at
@@ -374,8 +370,8 @@ func (p *Packed) lastEnd(j int) (end uint64, ok bool) {
 }
 
 func (p *Packed) extraOf(i int, ref []byte, r *flow.Record) (err error) {
-	if r.Extra, err = abi.ReadExtra(r.Extra[:0], ref, p.data); err != nil {
-		return fmt.Errorf("%w: record %d: %v", ErrPacked, i, err)
+	if r.Extra, err = ReadExtra(r.Extra[:0], ref, p.data); err != nil {
+		return malformed("packed batch: record %d: %v", i, err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package rpc
+package abi
 
 import (
 	"math/rand/v2"
@@ -6,27 +6,8 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
-	"github.com/weir-flow/weir/core/rpchost/wire"
 )
-
-// TestPresenceCoversStrings checks presence against flow.Record.Has for
-// every string field, so a string field added to flow fails here.
-func TestPresenceCoversStrings(t *testing.T) {
-	for i := range flow.NumFields {
-		f := flow.FieldID(i)
-		if flow.Fields[f].Kind != flow.KindString {
-			continue
-		}
-		var r flow.Record
-		r.SetString(f, "x")
-		r.Present = flow.FieldSet{}
-		if p := presence(&r); !p.Has(f) {
-			t.Errorf("presence misses %s", f)
-		}
-	}
-}
 
 // randomRecord sets a random subset of fields, some without their bit.
 func randomRecord(rng *rand.Rand) flow.Record {
@@ -56,7 +37,7 @@ func randomRecord(rng *rand.Rand) flow.Record {
 }
 
 // TestDiffMatchesABI checks that diff's answer, applied by the host,
-// gives the record abi.Updates.Diff's updates give.
+// gives the record Updates.Diff's updates give.
 func TestDiffMatchesABI(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var c diffCheck
@@ -67,27 +48,27 @@ func TestDiffMatchesABI(t *testing.T) {
 			after.Extra = append([]flow.Field(nil), before.Extra...)
 			after.SetString(flow.SourcePodLabels, "changed")
 		}
-		c.check(t, i, &before, &after, presence(&before))
+		c.check(t, i, &before, &after, before.PresentSet())
 	}
 }
 
 // TestPackedDiffMatchesABI checks the packed path of server.run
 // (Packed.Record into before, a whole copy for Enrich, diff with before's
-// Present) against abi.Updates.Diff, for records as a plugin decodes them
+// Present) against Updates.Diff, for records as a plugin decodes them
 // from packed batches of several masks, changed or not by Enrich, inside
 // and outside the mask.
-func TestPackedDiffMatchesABI(t *testing.T) {
+func TestPackedDiff(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	masks := []abi.Mask{
-		abi.MaskOf(0, flow.SourceAddress, flow.DestinationAddress, flow.SourcePodLabels, flow.DestinationPodLabels),
-		abi.MaskOf(abi.FlagExtra, flow.SourceTransportPort, flow.FlowStart, flow.SourcePodName, flow.DestinationAddress),
-		abi.All,
+	masks := []Mask{
+		MaskOf(0, flow.SourceAddress, flow.DestinationAddress, flow.SourcePodLabels, flow.DestinationPodLabels),
+		MaskOf(FlagExtra, flow.SourceTransportPort, flow.FlowStart, flow.SourcePodName, flow.DestinationAddress),
+		All,
 	}
 	var c diffCheck
-	var st wire.Strings
+	var st Strings
 	for i := range 20000 {
-		l := wire.NewLayout(masks[i%len(masks)])
-		p, err := wire.ParsePacked(l.Append(nil, batchOf(randomRecord(rng))), nil)
+		l := NewPackedLayout(masks[i%len(masks)])
+		p, err := ParsePacked(l.Append(nil, batchOf(randomRecord(rng))), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,35 +90,48 @@ func TestPackedDiffMatchesABI(t *testing.T) {
 	}
 }
 
-// diffCheck compares diff's answer, applied by the host, with
-// abi.Updates.Diff's, applied by abi.Apply, on a copy of before.
+// diffCheck applies both diffs to copies of before.
 type diffCheck struct {
-	w  wire.AnswerWriter
-	sc wire.Scratch
+	w  CompactWriter
+	sc Scratch
 }
 
 func (c *diffCheck) check(t *testing.T, i int, before, after *flow.Record, pb flow.FieldSet) {
 	t.Helper()
-	var u abi.Updates
+	var u Updates
 	u.Diff(0, before, after)
 	want := batchOf(*before)
-	ans := abi.Answer{Count: 1, Verdicts: abi.Verdicts{}.KeepAll(1), Updates: u.Bytes(), UpdateCount: u.Len()}
-	var dec abi.Answer
-	if err := abi.DecodeAnswer(ans.Append(nil), &dec); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := abi.Apply(want, &dec); err != nil {
+	ans := Answer{Count: 1, Verdicts: Verdicts{}.KeepAll(1), Updates: u.Bytes(), UpdateCount: u.Len()}
+	if _, err := Apply(want, ans.Append(nil), &c.sc); err != nil {
 		t.Fatal(err)
 	}
 	c.w.Reset()
-	diff(&c.w, 0, before, after, pb)
+	c.w.Diff(0, before, after, pb)
 	got := batchOf(*before)
-	if _, err := wire.ApplyAnswer(got, c.w.Append(nil, abi.StatusOK, 1, abi.Verdicts{}.KeepAll(1), ""), &c.sc); err != nil {
+	if _, err := Apply(got, c.w.Append(nil, StatusOK, 1, Verdicts{}.KeepAll(1), ""), &c.sc); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(normal(want.Records[0]), normal(got.Records[0])) {
-		t.Fatalf("case %d: diff gives\n%+v\nabi gives\n%+v\nbefore %+v\nafter  %+v", i, *got.Records[0], *want.Records[0], *before, *after)
+		t.Fatalf("case %d: CompactWriter.Diff gives\n%+v\nUpdates.Diff gives\n%+v\nbefore %+v\nafter  %+v", i, *got.Records[0], *want.Records[0], *before, *after)
 	}
+	if h, g := want.Records[0], after; !sameExported(h, g) {
+		t.Fatalf("case %d: applying the diff gives\n%+v\nwant\n%+v\nbefore %+v", i, *h, *g, *before)
+	}
+}
+
+// sameExported compares records as exported: presence and the values of
+// present fields, and Extra IEs per key, in order within a key.
+func sameExported(a, b *flow.Record) bool {
+	for f := range flow.NumFields {
+		id := flow.FieldID(f)
+		if a.Has(id) != b.Has(id) {
+			return false
+		}
+		if a.Has(id) && (a.Uint(id) != b.Uint(id) || a.String(id) != b.String(id) || a.Addr(id) != b.Addr(id)) {
+			return false
+		}
+	}
+	return sameExtraSet(a.Extra, b.Extra)
 }
 
 // batchOf returns a batch holding a copy of r.
@@ -165,18 +159,18 @@ func BenchmarkDiff(b *testing.B) {
 	after := before
 	after.SetString(flow.SourcePodLabels, `{"env":"prod"}`)
 	after.SetString(flow.DestinationPodLabels, `{"env":"dev"}`)
-	b.Run("abi", func(b *testing.B) {
-		var u abi.Updates
+	b.Run("updates", func(b *testing.B) {
+		var u Updates
 		for b.Loop() {
 			u.Reset()
 			u.Diff(0, &before, &after)
 		}
 	})
-	b.Run("rpc", func(b *testing.B) {
-		var w wire.AnswerWriter
+	b.Run("compact", func(b *testing.B) {
+		var w CompactWriter
 		for b.Loop() {
 			w.Reset()
-			diff(&w, 0, &before, &after, presence(&before))
+			w.Diff(0, &before, &after, before.PresentSet())
 		}
 	})
 }
