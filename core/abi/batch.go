@@ -54,7 +54,7 @@ func (e *Encoder) Append(dst []byte, b *flow.Batch, m Mask) []byte {
 	dataStart := start + BatchHeaderSize + n*RecordSize
 	dst = extend(dst, dataStart-start)
 
-	if m.IsAll() {
+	if m.IsAll() && unrolled {
 		for i, r := range b.Records {
 			dst = encodeFull(dst, start+BatchHeaderSize+i*RecordSize, dataStart, r)
 		}
@@ -66,7 +66,7 @@ func (e *Encoder) Append(dst []byte, b *flow.Batch, m Mask) []byte {
 	}
 
 	putHeader(dst[start:start+BatchHeaderSize], header{
-		Count: uint32(n), RecordSize: RecordSize, RecordsOff: BatchHeaderSize,
+		Count: uint32(n), RecordSize: uint32(RecordSize), RecordsOff: BatchHeaderSize,
 		DataOff: uint32(dataStart - start), DataLen: uint32(len(dst) - dataStart), Flags: m.Flags, Fields: m.Fields,
 	})
 	return dst
@@ -80,7 +80,7 @@ func extend(dst []byte, k int) []byte {
 
 // encodeFull writes record r, every part, into the block at blk.
 func encodeFull(dst []byte, blk, dataStart int, r *flow.Record) []byte {
-	p := dst[blk : blk+RecordSize]
+	p := dst[blk : blk+unrolledSize]
 	putPrelude(p, r, FlagExporter)
 	putAddr(p[oSourceAddress:], r.SourceAddress)
 	putAddr(p[oDestinationAddress:], r.DestinationAddress)
@@ -540,7 +540,7 @@ func ParseBatch(buf []byte) (View, error) {
 			}
 		}
 	}
-	v.fullFast = v.mask.IsAll()
+	v.fullFast = v.mask.IsAll() && unrolled
 	return v, nil
 }
 
@@ -642,7 +642,7 @@ func (d *Decoder) Record(v *View, i int, r *flow.Record) error {
 	}
 	var err error
 	if v.fullFast {
-		err = d.decodeFull(v, p[:RecordSize], r)
+		err = d.decodeFull(v, p[:unrolledSize], r)
 	} else {
 		err = d.decodeMasked(v, p, r)
 	}
