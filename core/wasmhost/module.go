@@ -24,6 +24,7 @@ import (
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/config"
 	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/core/wasmhost/internal/interrupt"
 )
 
@@ -434,17 +435,19 @@ func (in *instance) grow(ctx context.Context, n int) error {
 
 var errTooLarge = errors.New("batch too large")
 
-// Failure reasons, the values of weir_wasm_errors_total's reason label.
+// Failure causes and the engine's reasons they map to (plugin.Reasons, the
+// values of weir_wasm_errors_total's and weir_stage_records_errored_total's
+// reason label); the error's text says which cause it was.
 const (
-	reasonTrap      = "trap"       // the module trapped or exited
-	reasonPanic     = "panic"      // a Go panic (recovered by the SDK or not)
-	reasonTimeout   = "timeout"    // the batch ran past its deadline
-	reasonOOM       = "oom"        // the module ran out of memory
-	reasonBadAnswer = "bad_answer" // the answer broke the ABI
-	reasonError     = "error"      // the module reported an error
+	reasonTrap      = plugin.ReasonCrash       // the module trapped or exited
+	reasonPanic     = plugin.ReasonCrash       // a Go panic (recovered by the SDK or not)
+	reasonTimeout   = plugin.ReasonTimeout     // the batch ran past its deadline
+	reasonOOM       = plugin.ReasonCrash       // the module ran out of memory
+	reasonBadAnswer = plugin.ReasonBadAnswer   // the answer broke the ABI
+	reasonError     = plugin.ReasonPluginError // the module reported an error
 )
 
-var reasons = []string{reasonTrap, reasonPanic, reasonTimeout, reasonOOM, reasonBadAnswer, reasonError}
+var reasons = []string{plugin.ReasonCrash, plugin.ReasonTimeout, plugin.ReasonBadAnswer, plugin.ReasonPluginError}
 
 // run sends b through the instance and applies its answer. On error, b is
 // unchanged and reason says what went wrong.
