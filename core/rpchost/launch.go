@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weir-flow/weir/core/abi"
+	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/internal/rpcwire"
 )
 
@@ -248,7 +249,7 @@ func (l *launcher) start(ctx context.Context) (*instance, error) {
 		return fail(ErrInit, fmt.Errorf("manifest: %w", err))
 	}
 	if inst.man.Status != abi.StatusOK {
-		return fail(ErrInit, &abi.PluginError{Status: inst.man.Status, Message: inst.man.Message})
+		return fail(ErrInit, plugin.Fail(plugin.ReasonRejectedConfig, &abi.PluginError{Status: inst.man.Status, Message: inst.man.Message}))
 	}
 	// The RPC transport packs records its own way (wire): the WASM
 	// layout flags (columns, no presence) do not apply to it.

@@ -408,7 +408,7 @@ func (in *instance) initialize(ctx context.Context, config []byte, buffer int) (
 		return m, fmt.Errorf("decode %s answer: %w", exportInit, err)
 	}
 	if m.Status != abi.StatusOK {
-		return m, fmt.Errorf("%w: %s", ErrRejected, m.Message)
+		return m, plugin.Fail(plugin.ReasonRejectedConfig, fmt.Errorf("%w: %s", ErrRejected, m.Message))
 	}
 	return m, nil
 }
