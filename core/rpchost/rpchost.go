@@ -150,9 +150,6 @@ func newMetrics(reg prometheus.Registerer) (metrics, error) {
 // (set.BaseDir, then the working directory) but starts nothing.
 func New(cfg *Config, set plugin.Settings) (*Processor, error) {
 	log := set.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	name := set.Name
 	if name == "" {
 		name = ID

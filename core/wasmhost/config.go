@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weir-flow/weir/core/config"
+	"github.com/weir-flow/weir/core/plugin"
 )
 
 // Config configures the wasm processor.
@@ -124,13 +125,9 @@ func (c *Config) configJSON() ([]byte, error) {
 	return json.Marshal(c.Config)
 }
 
-// resolve returns p relative to baseDir unless absolute.
-func resolve(baseDir, p string) string {
-	if p == "" || filepath.IsAbs(p) || baseDir == "" {
-		return p
-	}
-	return filepath.Join(baseDir, p)
-}
+// resolve returns p relative to baseDir unless absolute, as
+// plugin.Settings.Path does (Check has a base directory, not Settings).
+func resolve(baseDir, p string) string { return plugin.Settings{BaseDir: baseDir}.Path(p) }
 
 // cacheDir returns the compilation cache directory, or "" for none.
 func (c *Config) cacheDir(baseDir string) string {

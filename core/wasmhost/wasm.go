@@ -74,22 +74,18 @@ func New(cfg *Config, set plugin.Settings) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: config: %w", ID, err)
 	}
-	log := set.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	p := &Processor{
 		cfg:     *cfg,
 		set:     set,
-		log:     log.With("module", cfg.Path),
-		path:    resolve(set.BaseDir, cfg.Path),
+		log:     set.Logger.With("module", cfg.Path),
+		path:    set.Path(cfg.Path),
 		config:  config,
 		max:     cfg.instances(),
 		closing: make(chan struct{}),
 	}
 	p.ic = instanceConfig{log: p.log, allowEnv: cfg.Allow.Env, buffer: bufferFor(set.BatchSize)}
 	for _, d := range cfg.Allow.FS {
-		p.ic.allowFS = append(p.ic.allowFS, absolute(resolve(set.BaseDir, d)))
+		p.ic.allowFS = append(p.ic.allowFS, absolute(set.Path(d)))
 	}
 	p.idle = make(chan *instance, p.max)
 	p.metrics, err = newMetrics(set.Metrics)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -49,11 +48,7 @@ type Exporter struct {
 
 // New returns an exporter; the file is opened by Start.
 func New(cfg *Config, set plugin.Settings) (*Exporter, error) {
-	path := cfg.Path
-	if path != "-" && !filepath.IsAbs(path) && set.BaseDir != "" {
-		path = filepath.Join(set.BaseDir, path)
-	}
-	return &Exporter{cfg: cfg, path: path}, nil
+	return &Exporter{cfg: cfg, path: set.Path(cfg.Path)}, nil
 }
 
 // NewWriter returns an exporter writing to w, for tests and the bench.
