@@ -72,16 +72,9 @@ func project(r *flow.Record, m Mask) flow.Record {
 		if !m.Fields.Has(f) {
 			continue
 		}
-		switch flow.Fields[f].Kind {
-		case flow.KindAddress:
-			out.SetAddr(f, r.Addr(f))
-		case flow.KindString:
-			out.SetString(f, r.String(f))
-		default:
-			out.SetUint(f, r.Uint(f))
-		}
-		if !r.Has(f) {
-			out.Present.Remove(f)
+		out.CopyField(f, r)
+		if r.Has(f) { // a decoded string carries its bit
+			out.Present.Add(f)
 		}
 	}
 	if m.Flags&FlagExporter != 0 {

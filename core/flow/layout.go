@@ -206,6 +206,25 @@ func (r *Record) SetAddr(f FieldID, a netip.Addr) {
 	}
 }
 
+// CopyField sets typed field f of r to src's value and presence.
+func (r *Record) CopyField(f FieldID, src *Record) {
+	switch accessors[f].kind {
+	case KindAddress:
+		*r.AddrRef(f) = *src.AddrRef(f)
+	case KindString:
+		*r.StringRef(f) = *src.StringRef(f)
+	case KindUnsigned, KindTime:
+		r.StoreUint(f, src.Uint(f))
+	default:
+		return
+	}
+	if src.Present.Has(f) {
+		r.Present.Add(f)
+	} else {
+		r.Present.Remove(f)
+	}
+}
+
 // Has reports whether field f is present in r.
 func (r *Record) Has(f FieldID) bool {
 	if r.Present.Has(f) {

@@ -226,16 +226,7 @@ func TestJSON(t *testing.T) {
 func TestSDKs(t *testing.T) {
 	var target *flow.Record
 	var field flow.FieldID
-	enrich := func(r *flow.Record) {
-		switch flow.Fields[field].Kind {
-		case flow.KindAddress:
-			r.SetAddr(field, target.Addr(field))
-		case flow.KindString:
-			r.SetString(field, target.String(field))
-		default:
-			r.SetUint(field, target.Uint(field))
-		}
-	}
+	enrich := func(r *flow.Record) { r.CopyField(field, target) }
 	rh, err := rpc.NewTestHost(rpc.Plugin{Name: "fields", Enrich: enrich}, nil)
 	if err != nil {
 		t.Fatal(err)
