@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/weir-flow/weir/core/bench"
+	"github.com/weir-flow/weir/internal/bench"
 	"github.com/weir-flow/weir/core/config"
 )
 

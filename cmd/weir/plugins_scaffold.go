@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/weir-flow/weir/core/scaffold"
+	"github.com/weir-flow/weir/internal/scaffold"
 	"github.com/weir-flow/weir/core/wasmhost"
 )
 

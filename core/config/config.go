@@ -424,12 +424,14 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Checker is implemented by plugin configs that can only be fully checked
-// by loading something (a WASM module, an RPC plugin binary). `weir
-// validate` and start-up call it after Validate.
-type Checker interface {
-	Check(ctx context.Context, baseDir string) error
-}
+// Checker is plugin.Checker, kept here for plugins written against it.
+type Checker = plugin.Checker
+
+// ByteSize is plugin.ByteSize, kept here for plugins written against it.
+type ByteSize = plugin.ByteSize
+
+// ParseByteSize is plugin.ParseByteSize.
+func ParseByteSize(s string) (ByteSize, error) { return plugin.ParseByteSize(s) }
 
 // Check runs every stage's Checker and joins the problems, each named by
 // its config path.

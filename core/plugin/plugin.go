@@ -25,6 +25,14 @@ type Config interface {
 	Validate() error
 }
 
+// Checker is implemented by plugin configs that can only be fully checked
+// by loading something (a WASM module, an RPC plugin binary). `weir
+// validate` and start-up call it after Validate, with the directory that
+// relative paths resolve against.
+type Checker interface {
+	Check(ctx context.Context, baseDir string) error
+}
+
 // Component is what every plugin instance implements.
 type Component interface {
 	// Shutdown stops the component and flushes what it buffers. It is

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/weir-flow/weir/core/config"
 	"github.com/weir-flow/weir/core/plugin"
 )
 
@@ -26,7 +25,7 @@ type Config struct {
 	// MemoryLimit caps each instance's linear memory, in bytes; YAML takes
 	// units ("64MiB", "1GiB"). Rounded up to 64 KiB pages. Default 64MiB;
 	// at most 4GiB. A Go guest needs a few MiB to start.
-	MemoryLimit config.ByteSize `koanf:"memory_limit"`
+	MemoryLimit plugin.ByteSize `koanf:"memory_limit"`
 	// Timeout is the longest one batch may run in the module before the
 	// call is stopped (within about a millisecond) and the instance
 	// replaced. Default 1s. 0 disables the deadline: a module stuck in a

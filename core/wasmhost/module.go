@@ -22,7 +22,6 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/weir-flow/weir/core/abi"
-	"github.com/weir-flow/weir/core/config"
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/core/wasmhost/internal/interrupt"
@@ -190,7 +189,7 @@ func compileModule(ctx context.Context, path string, pages uint32, want checks, 
 	if err != nil {
 		m.close(ctx)
 		if strings.Contains(err.Error(), "over limit") {
-			return nil, fmt.Errorf("%s: memory_limit of %s is below the module's own minimum: %v", path, config.ByteSize(pages)*pageSize, err)
+			return nil, fmt.Errorf("%s: memory_limit of %s is below the module's own minimum: %v", path, plugin.ByteSize(pages)*pageSize, err)
 		}
 		return nil, fmt.Errorf("%s: %w: %v", path, ErrNotWasm, err)
 	}

@@ -35,7 +35,7 @@ var failingStarts, failingShutdowns atomic.Int32
 func init() {
 	plugin.Register(plugin.Info{
 		ID:        "benchtest.failing",
-		Summary:   "test processor for core/bench",
+		Summary:   "test processor for internal/bench",
 		NewConfig: func() plugin.Config { return &failingConfig{} },
 		New: func(plugin.Config, plugin.Settings) (plugin.Component, error) {
 			return &failing{started: &failingStarts, shutdown: &failingShutdowns}, nil

@@ -98,7 +98,7 @@ func rpcGoModTemplate(weirGoMod []byte) []byte {
 	b.WriteString("module {{.Module}}\n\ngo {{.GoVersion}}\n\nrequire github.com/weir-flow/weir v0.0.0\n\n")
 	b.WriteString("// Weir's own requirements: sdk/rpc pulls go-plugin, gRPC and protobuf.\n")
 	b.WriteString("// Generated from Weir's go.mod by\n")
-	b.WriteString("// go test ./core/scaffold -run RPCGoMod -update-rpc-gomod\n")
+	b.WriteString("// go test ./internal/scaffold -run RPCGoMod -update-rpc-gomod\n")
 	b.WriteString("require (\n" + strings.Join(reqs, "\n") + "\n)\n")
 	b.WriteString(`{{if .WeirRoot}}
 // The Weir checkout this plugin was created from.
@@ -129,6 +129,6 @@ func TestRPCGoModFollowsWeir(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Fatalf("%s is out of date with go.mod: run go test ./core/scaffold -run RPCGoMod -update-rpc-gomod", path)
+		t.Fatalf("%s is out of date with go.mod: run go test ./internal/scaffold -run RPCGoMod -update-rpc-gomod", path)
 	}
 }
