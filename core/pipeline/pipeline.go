@@ -202,6 +202,9 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	}
 	for i := range p.sources {
 		s := &p.sources[i]
+		if pd, ok := s.Source.(plugin.Pushdown); ok && len(p.processors) > 0 {
+			pd.PushDown(p.processors[0].Processor)
+		}
 		if err := s.Start(ctx, &emitter{p: p, stats: s.stats}); err != nil {
 			_ = p.Shutdown(ctx)
 			return fmt.Errorf("start %s: %w", s.stats.Stage, err)
