@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/weir-flow/weir/core/bench"
 	"github.com/weir-flow/weir/core/config"
+	"github.com/weir-flow/weir/internal/bench"
 )
 
 // benchFlags are `weir bench`'s flags.

@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/weir-flow/weir/core/scaffold"
 	"github.com/weir-flow/weir/core/wasmhost"
+	"github.com/weir-flow/weir/internal/scaffold"
 )
 
 // newPluginsNewCmd is `weir plugins new --kind K --name N [--dir D]`.

@@ -72,16 +72,9 @@ func project(r *flow.Record, m Mask) flow.Record {
 		if !m.Fields.Has(f) {
 			continue
 		}
-		switch flow.Fields[f].Kind {
-		case flow.KindAddress:
-			out.SetAddr(f, r.Addr(f))
-		case flow.KindString:
-			out.SetString(f, r.String(f))
-		default:
-			out.SetUint(f, r.Uint(f))
-		}
-		if !r.Has(f) {
-			out.Present.Remove(f)
+		out.CopyField(f, r)
+		if r.Has(f) { // a decoded string carries its bit
+			out.Present.Add(f)
 		}
 	}
 	if m.Flags&FlagExporter != 0 {
@@ -349,7 +342,7 @@ func TestDiffApply(t *testing.T) {
 			if name == "none" && u.Len() != 0 {
 				t.Fatalf("no edit produced %d updates", u.Len())
 			}
-			if err := ApplyUpdates(host, u.Bytes(), u.Len()); err != nil {
+			if err := applyList(host, &u); err != nil {
 				t.Fatal(err)
 			}
 			for i := range host.Records {
@@ -384,7 +377,7 @@ func sameExtraSet(a, b []flow.Field) bool {
 	return true
 }
 
-func TestApplyUpdatesRejects(t *testing.T) {
+func TestApplyRejectsUpdates(t *testing.T) {
 	cases := map[string]func(u *Updates){
 		"record out of range": func(u *Updates) { u.SetUint(5, flow.FlowType, 1) },
 		"uint on string":      func(u *Updates) { u.SetUint(0, flow.SourcePodName, 1) },
@@ -400,7 +393,7 @@ func TestApplyUpdatesRejects(t *testing.T) {
 			var u Updates
 			u.SetString(0, flow.SourcePodName, "first") // valid, must not be applied
 			f(&u)
-			if err := ApplyUpdates(b, u.Bytes(), u.Len()); !errors.Is(err, ErrMalformed) {
+			if err := applyList(b, &u); !errors.Is(err, ErrMalformed) {
 				t.Fatalf("err = %v, want ErrMalformed", err)
 			}
 			if b.Records[0].SourcePodName != before.SourcePodName {
@@ -416,37 +409,16 @@ func TestApply(t *testing.T) {
 	u.SetString(9, flow.SourcePodName, "kept")
 	a := Answer{Count: 10, Verdicts: Verdicts(nil).KeepAll(10), Updates: u.Bytes(), UpdateCount: u.Len()}
 	a.Verdicts.Set(0, false)
-	removed, err := Apply(b, &a)
+	var sc Scratch
+	removed, err := Apply(b, a.Append(nil), &sc)
 	if err != nil || removed != 1 || b.Len() != 9 || b.Records[8].SourcePodName != "kept" {
 		t.Fatalf("Apply: removed %d, err %v, len %d", removed, err, b.Len())
 	}
 	a = Answer{Status: StatusError, Message: "boom"}
-	_, err = Apply(b, &a)
+	_, err = Apply(b, a.Append(nil), &sc)
 	var pe *PluginError
 	if !errors.As(err, &pe) || pe.Message != "boom" {
 		t.Fatalf("status error: %v", err)
-	}
-}
-
-func TestRecordOffsets(t *testing.T) {
-	var pl plan
-	pl.build(All, 0)
-	for i := range pl.n {
-		it := &pl.items[i]
-		if it.kind != flow.KindUnsigned && it.kind != flow.KindTime {
-			continue
-		}
-		var r flow.Record
-		v := uint64(0x0102030405060708) & (1<<(8*uint(it.size)) - 1 | -(uint64(it.size) >> 3))
-		r.SetUint(it.field, v)
-		if got := loadUint(&r, it); got != v {
-			t.Errorf("%s: offset reads %#x, SetUint wrote %#x", it.field, got, v)
-		}
-		var w flow.Record
-		storeUint(&w, it, v)
-		if w.Uint(it.field) != v {
-			t.Errorf("%s: storeUint wrote %#x, Uint reads %#x", it.field, v, w.Uint(it.field))
-		}
 	}
 }
 

@@ -136,19 +136,26 @@ func (a *Answer) Append(dst []byte) []byte {
 	return dst
 }
 
-// DecodeAnswer parses buf into a, reusing a.Verdicts' capacity. a.Updates
-// points into buf. It returns an error wrapping ErrMalformed (or a
-// *VersionError) for a buffer that does not follow the layout, including
-// updates whose entries do not add up.
-func DecodeAnswer(buf []byte, a *Answer) error {
+// answerParts are the sections of an ABI answer, checked against its size.
+type answerParts struct {
+	status      Status
+	count       uint64
+	verdicts    []byte // count's verdict words, little-endian
+	updates     []byte
+	updateCount int
+	message     []byte
+}
+
+// parseAnswer checks an ABI answer's header and section bounds.
+func parseAnswer(buf []byte) (answerParts, error) {
 	if len(buf) < AnswerHeaderSize {
-		return malformed("answer of %d bytes is shorter than its %d-byte header", len(buf), AnswerHeaderSize)
+		return answerParts{}, malformed("answer of %d bytes is shorter than its %d-byte header", len(buf), AnswerHeaderSize)
 	}
 	if m := le.Uint32(buf[aMagic:]); m != MagicAnswer {
-		return malformed("answer magic %#08x, want %#08x", m, MagicAnswer)
+		return answerParts{}, malformed("answer magic %#08x, want %#08x or %#08x", m, MagicAnswer, MagicCompact)
 	}
 	if err := CheckVersion(le.Uint16(buf[aVersion:])); err != nil {
-		return err
+		return answerParts{}, err
 	}
 	count := uint64(le.Uint32(buf[aCount:]))
 	vo, vw := uint64(le.Uint32(buf[aVerdictOff:])), uint64(le.Uint32(buf[aVerdictLen:]))
@@ -158,49 +165,50 @@ func DecodeAnswer(buf []byte, a *Answer) error {
 	size := uint64(len(buf))
 	switch {
 	case hs < AnswerHeaderSize:
-		return malformed("answer header size %d, want at least %d", hs, AnswerHeaderSize)
-	case vw != uint64(Words(int(count))):
-		return malformed("answer has %d verdict words for %d records, want %d", vw, count, Words(int(count)))
+		return answerParts{}, malformed("answer header size %d, want at least %d", hs, AnswerHeaderSize)
+	case vw != (count+63)/64:
+		return answerParts{}, malformed("answer has %d verdict words for %d records, want %d", vw, count, (count+63)/64)
 	case vo < hs || vo+8*vw > size:
-		return malformed("answer verdicts %d+%d beyond the %d-byte answer", vo, 8*vw, size)
+		return answerParts{}, malformed("answer verdicts %d+%d beyond the %d-byte answer", vo, 8*vw, size)
 	case uo < hs || uo+ul > size:
-		return malformed("answer updates %d+%d beyond the %d-byte answer", uo, ul, size)
+		return answerParts{}, malformed("answer updates %d+%d beyond the %d-byte answer", uo, ul, size)
 	case mo < hs || mo+ml > size:
-		return malformed("answer message %d+%d beyond the %d-byte answer", mo, ml, size)
+		return answerParts{}, malformed("answer message %d+%d beyond the %d-byte answer", mo, ml, size)
 	}
-	a.Status = Status(le.Uint32(buf[aStatus:]))
-	a.Count = int(count)
-	if cap(a.Verdicts) < int(vw) {
+	return answerParts{
+		status:      Status(le.Uint32(buf[aStatus:])),
+		count:       count,
+		verdicts:    buf[vo : vo+8*vw : vo+8*vw],
+		updates:     buf[uo : uo+ul : uo+ul],
+		updateCount: int(le.Uint32(buf[aUpdateCount:])),
+		message:     buf[mo : mo+ml : mo+ml],
+	}, nil
+}
+
+// DecodeAnswer parses the ABI answer buf into a, for inspection (hosts use
+// [Apply]), reusing a.Verdicts' capacity. a.Updates points into buf. It
+// returns an error wrapping ErrMalformed (or a *VersionError) for a buffer
+// that does not follow the layout, including updates whose entries do not
+// add up.
+func DecodeAnswer(buf []byte, a *Answer) error {
+	p, err := parseAnswer(buf)
+	if err != nil {
+		return err
+	}
+	a.Status = p.status
+	a.Count = int(p.count)
+	vw := len(p.verdicts) / 8
+	if cap(a.Verdicts) < vw {
 		a.Verdicts = make(Verdicts, vw)
 	}
 	a.Verdicts = a.Verdicts[:vw]
 	for i := range a.Verdicts {
-		a.Verdicts[i] = le.Uint64(buf[vo+8*uint64(i):])
+		a.Verdicts[i] = le.Uint64(p.verdicts[8*i:])
 	}
-	a.Updates = buf[uo : uo+ul : uo+ul]
-	a.UpdateCount = int(le.Uint32(buf[aUpdateCount:]))
-	a.Message = ""
-	if ml > 0 {
-		a.Message = string(buf[mo : mo+ml])
-	}
+	a.Updates = p.updates
+	a.UpdateCount = p.updateCount
+	a.Message = string(p.message)
 	return checkUpdates(a.Updates, a.UpdateCount, a.Count)
-}
-
-// Apply applies a to b, which must be the batch the answer is for: it
-// checks the status, applies the updates, then keeps the records a's
-// verdicts keep. It returns how many records it removed. On error b is
-// unchanged.
-func Apply(b *flow.Batch, a *Answer) (removed int, err error) {
-	if a.Status != StatusOK {
-		return 0, &PluginError{Status: a.Status, Message: a.Message}
-	}
-	if a.Count != b.Len() {
-		return 0, malformed("answer covers %d records, the batch has %d", a.Count, b.Len())
-	}
-	if err := ApplyUpdates(b, a.Updates, a.UpdateCount); err != nil {
-		return 0, err
-	}
-	return b.RetainMask(a.Verdicts), nil
 }
 
 // PluginError is a plugin's refusal or recovered panic, carrying its own

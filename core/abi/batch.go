@@ -54,7 +54,7 @@ func (e *Encoder) Append(dst []byte, b *flow.Batch, m Mask) []byte {
 	dataStart := start + BatchHeaderSize + n*RecordSize
 	dst = extend(dst, dataStart-start)
 
-	if m.IsAll() {
+	if m.IsAll() && unrolled {
 		for i, r := range b.Records {
 			dst = encodeFull(dst, start+BatchHeaderSize+i*RecordSize, dataStart, r)
 		}
@@ -66,7 +66,7 @@ func (e *Encoder) Append(dst []byte, b *flow.Batch, m Mask) []byte {
 	}
 
 	putHeader(dst[start:start+BatchHeaderSize], header{
-		Count: uint32(n), RecordSize: RecordSize, RecordsOff: BatchHeaderSize,
+		Count: uint32(n), RecordSize: uint32(RecordSize), RecordsOff: BatchHeaderSize,
 		DataOff: uint32(dataStart - start), DataLen: uint32(len(dst) - dataStart), Flags: m.Flags, Fields: m.Fields,
 	})
 	return dst
@@ -80,7 +80,7 @@ func extend(dst []byte, k int) []byte {
 
 // encodeFull writes record r, every part, into the block at blk.
 func encodeFull(dst []byte, blk, dataStart int, r *flow.Record) []byte {
-	p := dst[blk : blk+RecordSize]
+	p := dst[blk : blk+unrolledSize]
 	putPrelude(p, r, FlagExporter)
 	putAddr(p[oSourceAddress:], r.SourceAddress)
 	putAddr(p[oDestinationAddress:], r.DestinationAddress)
@@ -151,7 +151,7 @@ func encodeMasked(dst []byte, blk, dataStart int, r *flow.Record, m Mask, pl *pl
 		case flow.KindString:
 			dst = putString(dst, off, dataStart, r.String(it.field), &present, it.field)
 		default:
-			putUint(dst[off:off+int(it.size)], loadUint(r, it))
+			putUint(dst[off:off+int(it.size)], r.Uint(it.field))
 		}
 	}
 	le.PutUint64(dst[blk+rPresent:], present[0]&m.Fields[0])
@@ -233,7 +233,7 @@ func encodeColumns(dst []byte, recs, dataStart, i int, r *flow.Record, m Mask, p
 		case flow.KindString:
 			dst = putString(dst, off, dataStart, r.String(it.field), &present, it.field)
 		default:
-			putUint(dst[off:off+int(it.size)], loadUint(r, it))
+			putUint(dst[off:off+int(it.size)], r.Uint(it.field))
 		}
 	}
 	if pl.presence >= 0 {
@@ -540,7 +540,7 @@ func ParseBatch(buf []byte) (View, error) {
 			}
 		}
 	}
-	v.fullFast = v.mask.IsAll()
+	v.fullFast = v.mask.IsAll() && unrolled
 	return v, nil
 }
 
@@ -554,7 +554,7 @@ func (v *View) Mask() Mask { return v.mask }
 // label repeated across records and batches is allocated once. The zero
 // value is ready to use; a Decoder is not safe for concurrent use.
 type Decoder struct {
-	strings  map[string]string
+	strings  Strings
 	plan     plan // fields of planMask, reused while batches keep one mask
 	planMask Mask
 	planned  bool
@@ -604,13 +604,6 @@ func (d *Decoder) Same(buf []byte) bool {
 		le.Uint64(buf[24:]) == h[3] && le.Uint64(buf[32:]) == h[4] && le.Uint64(buf[40:]) == h[5]
 }
 
-// Interning bounds: strings longer than maxIntern are not interned, and the
-// table is emptied when it reaches maxInterned entries.
-const (
-	maxIntern   = 256
-	maxInterned = 4096
-)
-
 // Decode parses buf and appends its records to b. Extra values are copied
 // into b's arena, so the records do not refer to buf.
 func (d *Decoder) Decode(buf []byte, b *flow.Batch) error {
@@ -649,7 +642,7 @@ func (d *Decoder) Record(v *View, i int, r *flow.Record) error {
 	}
 	var err error
 	if v.fullFast {
-		err = d.decodeFull(v, p[:RecordSize], r)
+		err = d.decodeFull(v, p[:unrolledSize], r)
 	} else {
 		err = d.decodeMasked(v, p, r)
 	}
@@ -807,15 +800,15 @@ func (d *Decoder) field(v *View, q []byte, it *planItem, r *flow.Record) error {
 		if !ok {
 			return &fieldError{it.field, "address family " + itoa(int(q[16]))}
 		}
-		*addrField(r, it.field) = a
+		*r.AddrRef(it.field) = a
 	case flow.KindString:
 		s, err := d.str(v, q)
 		if err != nil {
 			return &fieldError{it.field, err.Error()}
 		}
-		*stringField(r, it.field) = s
+		*r.StringRef(it.field) = s
 	default:
-		storeUint(r, it, getUint(q))
+		r.StoreUint(it.field, getUint(q))
 	}
 	return nil
 }
@@ -829,19 +822,7 @@ func (d *Decoder) str(v *View, q []byte) (string, error) {
 	if off+n > uint64(len(v.data)) {
 		return "", malformed("string %d+%d beyond the %d-byte data section", off, n, len(v.data))
 	}
-	b := v.data[off : off+n]
-	if n > maxIntern {
-		return string(b), nil
-	}
-	if s, ok := d.strings[string(b)]; ok {
-		return s, nil
-	}
-	if d.strings == nil || len(d.strings) >= maxInterned {
-		d.strings = make(map[string]string, 64)
-	}
-	s := string(b)
-	d.strings[s] = s
-	return s, nil
+	return d.strings.Intern(v.data[off : off+n]), nil
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

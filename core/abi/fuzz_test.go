@@ -42,7 +42,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		var a Answer
 		if DecodeAnswer(buf, &a) == nil {
-			_, _ = Apply(plugintest.MixedBatch(a.Count%300), &a)
+			_, _ = Apply(plugintest.MixedBatch(a.Count%300), buf, new(Scratch))
 		}
 		_, _ = DecodeManifest(buf)
 	})

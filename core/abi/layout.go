@@ -139,9 +139,22 @@ const (
 	oSourcePodLabels                = oEgressNodeName + strSize
 	oDestinationPodLabels           = oSourcePodLabels + strSize
 
-	// RecordSize is the size of a v1 record block in bytes.
-	RecordSize = oDestinationPodLabels + strSize
+	// unrolledSize is the size of the record block that encodeFull and
+	// decodeFull write out field by field, for speed: the block of the
+	// fields above. When flow.Fields grows past them, RecordSize grows
+	// too and the unrolled code steps aside for the generic one (slower
+	// for the All mask, but complete).
+	unrolledSize = oDestinationPodLabels + strSize
 )
+
+// RecordSize is the size of a record block in bytes: the prelude, then
+// every typed field of flow.Fields in order (docs/abi.md). It is derived
+// from flow.Fields at init.
+var RecordSize int
+
+// unrolled reports whether the field-by-field encode and decode of a whole
+// record (encodeFull, decodeFull) cover every typed field.
+var unrolled bool
 
 // Extra entry layout in the data section (ExtraEntrySize bytes each).
 const (
@@ -156,8 +169,8 @@ const (
 )
 
 // fieldOffset and fieldSize give each typed field's place in a record
-// block; they are derived from flow.Fields at init and must match the
-// constants above.
+// block, derived from flow.Fields at init; the constants above are the
+// first unrolledSize bytes of it (TestLayoutMatchesFields).
 var (
 	fieldOffset [flow.NumFields]uint32
 	fieldSize   [flow.NumFields]uint32
@@ -181,9 +194,8 @@ func init() {
 		fieldOffset[i], fieldSize[i] = off, size
 		off += size
 	}
-	if off != RecordSize {
-		panic(fmt.Sprintf("abi: record layout is %d bytes, constants say %d: update layout.go with flow.Fields", off, RecordSize))
-	}
+	RecordSize = int(off)
+	unrolled = RecordSize == unrolledSize
 }
 
 // Mask flags: parts of a record besides the typed fields.

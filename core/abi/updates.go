@@ -169,49 +169,50 @@ func variableFlag(v bool) uint8 {
 // present, its value differs; Extra IEs are compared key by key. Exporter
 // and ObservationDomainID are not updatable and are ignored.
 func (u *Updates) Diff(rec int, before, after *flow.Record) {
+	diff(u, nil, rec, before, after, before.PresentSet())
+}
+
+// diff is Diff, with strings through w's table when w is not nil. pb is
+// before.PresentSet(), or a subset a caller knows holds every present
+// field of before.
+//
+// Only the fields present in either record are compared, which matters
+// to an enricher: asking each of the NumFields whether it is present
+// dominated its cost.
+func diff(u *Updates, w *CompactWriter, rec int, before, after *flow.Record, pb flow.FieldSet) {
 	if before.Present != after.Present || !sameScalars(before, after) {
-		// Only fields present before or after can differ.
-		bs, as := before.PresentSet(), after.PresentSet()
-		for f := range fieldsOf(bs, as) {
-			bh, ah := bs.Has(f), as.Has(f)
-			if !ah {
-				if bh {
-					u.Clear(rec, f)
+		pa := after.PresentSet()
+		for k := range pb {
+			for word := pb[k] | pa[k]; word != 0; word &= word - 1 {
+				f := flow.FieldID(k*64 + bits.TrailingZeros64(word))
+				bh, ah := pb.Has(f), pa.Has(f)
+				if !ah {
+					u.Clear(rec, f) // present before only
+					continue
 				}
-				continue
-			}
-			switch flow.Fields[f].Kind {
-			case flow.KindAddress:
-				if a := after.Addr(f); !bh || before.Addr(f) != a {
-					u.SetAddr(rec, f, a)
-				}
-			case flow.KindString:
-				if s := after.String(f); !bh || before.String(f) != s {
-					u.SetString(rec, f, s)
-				}
-			default:
-				if v := after.Uint(f); !bh || before.Uint(f) != v {
-					u.SetUint(rec, f, v)
+				switch kinds[f] {
+				case flow.KindAddress:
+					if a := *after.AddrRef(f); !bh || *before.AddrRef(f) != a {
+						u.SetAddr(rec, f, a)
+					}
+				case flow.KindString:
+					if s := *after.StringRef(f); !bh || *before.StringRef(f) != s {
+						if w != nil {
+							w.SetString(rec, f, s)
+						} else {
+							u.SetString(rec, f, s)
+						}
+					}
+				default:
+					if v := after.Uint(f); !bh || before.Uint(f) != v {
+						u.SetUint(rec, f, v)
+					}
 				}
 			}
 		}
 	}
 	if !sameExtra(before.Extra, after.Extra) {
 		u.diffExtra(rec, before.Extra, after.Extra)
-	}
-}
-
-// fieldsOf yields the fields of a ∪ b, in order.
-func fieldsOf(a, b flow.FieldSet) func(yield func(flow.FieldID) bool) {
-	return func(yield func(flow.FieldID) bool) {
-		for w := range a {
-			for word := a[w] | b[w]; word != 0; word &= word - 1 {
-				f := w*64 + bits.TrailingZeros64(word)
-				if f >= flow.NumFields || !yield(flow.FieldID(f)) {
-					return
-				}
-			}
-		}
 	}
 }
 
@@ -363,131 +364,4 @@ func (r *UpdateReader) Next(u *Update) (bool, error) {
 	}
 	r.off += UpdateHeadSize + int(n)
 	return true, nil
-}
-
-// checkUpdates validates count updates in buf against a batch of records
-// records: known ops, fields of the right kind, sane lengths.
-func checkUpdates(buf []byte, count, records int) error {
-	r := NewUpdateReader(buf)
-	var u Update
-	n := 0
-	for {
-		ok, err := r.Next(&u)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
-		if err := checkUpdate(&u, records); err != nil {
-			return malformed("update %d (%s on record %d): %v", n, u.Op, u.Record, err)
-		}
-		n++
-	}
-	if n != count {
-		return malformed("answer announces %d updates, holds %d", count, n)
-	}
-	return nil
-}
-
-type updateError string
-
-func (e updateError) Error() string { return string(e) }
-
-func checkUpdate(u *Update, records int) error {
-	if u.Record < 0 || u.Record >= records {
-		return updateError("record index out of range for a batch of " + itoa(records))
-	}
-	if u.Op >= OpSetExtra && u.Op <= OpDeleteExtra {
-		return nil
-	}
-	if int(u.Field) >= flow.NumFields {
-		return updateError("unknown field " + itoa(int(u.Field)))
-	}
-	kind := flow.Fields[u.Field].Kind
-	switch u.Op {
-	case OpSetUint:
-		if kind != flow.KindUnsigned && kind != flow.KindTime {
-			return updateError(u.Field.String() + " is not an unsigned or time field")
-		}
-	case OpSetString:
-		if kind != flow.KindString {
-			return updateError(u.Field.String() + " is not a string field")
-		}
-	case OpSetAddr:
-		if kind != flow.KindAddress {
-			return updateError(u.Field.String() + " is not an address field")
-		}
-		if n := len(u.Bytes); n != 0 && n != 4 && n != 16 {
-			return updateError("address of " + itoa(n) + " bytes")
-		}
-	case OpClear:
-	default:
-		return updateError("unknown op " + itoa(int(u.Op)))
-	}
-	return nil
-}
-
-// ApplyUpdates applies count encoded updates to b, whose records must be
-// in the order they were sent. It validates every update first: on error
-// (wrapping ErrMalformed) b is unchanged. Strings are copied into Go
-// strings and Extra values into b's arena, so b does not refer to buf.
-func ApplyUpdates(b *flow.Batch, buf []byte, count int) error {
-	if count == 0 && len(buf) == 0 {
-		return nil
-	}
-	if err := checkUpdates(buf, count, b.Len()); err != nil {
-		return err
-	}
-	r := NewUpdateReader(buf)
-	var u Update
-	for {
-		if ok, _ := r.Next(&u); !ok {
-			return nil
-		}
-		apply(b, b.Records[u.Record], &u)
-	}
-}
-
-func apply(b *flow.Batch, rec *flow.Record, u *Update) {
-	switch u.Op {
-	case OpSetUint:
-		rec.SetUint(u.Field, u.Uint)
-	case OpSetString:
-		rec.SetString(u.Field, string(u.Bytes))
-	case OpSetAddr:
-		var a netip.Addr
-		switch len(u.Bytes) {
-		case 4:
-			a = netip.AddrFrom4([4]byte(u.Bytes))
-		case 16:
-			a = netip.AddrFrom16([16]byte(u.Bytes))
-		}
-		rec.SetAddr(u.Field, a)
-	case OpClear:
-		rec.Clear(u.Field)
-	case OpSetExtra:
-		k := flow.IEKey{Enterprise: u.Enterprise, Element: u.Element}
-		if f := rec.FindExtra(k); f != nil {
-			f.Value = b.CopyBytes(u.Bytes)
-			f.Variable = u.Variable
-			return
-		}
-		fallthrough
-	case OpAddExtra:
-		rec.Extra = append(rec.Extra, flow.Field{
-			Enterprise: u.Enterprise, Element: u.Element, Variable: u.Variable,
-			Value: b.CopyBytes(u.Bytes),
-		})
-	case OpDeleteExtra:
-		k := flow.IEKey{Enterprise: u.Enterprise, Element: u.Element}
-		kept := rec.Extra[:0]
-		for _, f := range rec.Extra {
-			if f.Key() != k {
-				kept = append(kept, f)
-			}
-		}
-		clear(rec.Extra[len(kept):])
-		rec.Extra = kept
-	}
 }

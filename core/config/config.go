@@ -106,6 +106,10 @@ type Stage struct {
 	Info plugin.Info
 	// Config is the decoded, validated plugin configuration.
 	Config plugin.Config
+	// OnError is a processor's failure policy, plugin.FailOpen (default)
+	// or plugin.FailClosed: the key on_error of any processor's settings,
+	// which the engine applies and the plugin never sees.
+	OnError string
 }
 
 // Defaults returns a configuration with every default set and no stages.
@@ -264,11 +268,18 @@ func decodeStages(path string, want plugin.Stage, raw any) ([]Stage, error) {
 				continue
 			}
 			cfg := info.NewConfig()
+			onError := ""
 			if body != nil {
 				bm, ok := body.(map[string]any)
 				if !ok {
 					errs = append(errs, fmt.Errorf("%s: want a map of settings, got %T", at, body))
 					continue
+				}
+				if want == plugin.StageProcessor && !declaresKey(cfg, "on_error") {
+					var err error
+					if bm, onError, err = takeOnError(at, bm); err != nil {
+						errs = append(errs, err) // and go on: report every problem
+					}
 				}
 				if err := decode(bm, cfg, false); err != nil {
 					errs = append(errs, prefix(at, err))
@@ -279,10 +290,52 @@ func decodeStages(path string, want plugin.Stage, raw any) ([]Stage, error) {
 				errs = append(errs, prefix(at, err))
 				continue
 			}
-			stages = append(stages, Stage{ID: id, Path: at, Info: info, Config: cfg})
+			if want == plugin.StageProcessor && onError == "" {
+				onError = plugin.FailOpen
+			}
+			stages = append(stages, Stage{ID: id, Path: at, Info: info, Config: cfg, OnError: onError})
 		}
 	}
 	return stages, errors.Join(errs...)
+}
+
+// declaresKey reports whether cfg, a pointer to a struct, has a field
+// tagged koanf:"key" at its top level: such a plugin keeps the key for
+// itself (filter.expr's per-record on_error predates the engine's).
+func declaresKey(cfg plugin.Config, key string) bool {
+	t := reflect.TypeOf(cfg)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct {
+		return false
+	}
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("koanf"), ","); name == key {
+			return true
+		}
+	}
+	return false
+}
+
+// takeOnError removes the engine's on_error key from a processor's
+// settings and returns its value ("" when absent).
+func takeOnError(at string, bm map[string]any) (map[string]any, string, error) {
+	raw, ok := bm["on_error"]
+	if !ok {
+		return bm, "", nil
+	}
+	rest := make(map[string]any, len(bm)-1)
+	for k, v := range bm {
+		if k != "on_error" {
+			rest[k] = v
+		}
+	}
+	v, _ := raw.(string)
+	if v != plugin.FailOpen && v != plugin.FailClosed {
+		return rest, "", fmt.Errorf("%s.on_error: %v: want %s or %s", at, raw, plugin.FailOpen, plugin.FailClosed)
+	}
+	return rest, v, nil
 }
 
 // prefix names the config path in front of every joined error.
@@ -409,12 +462,14 @@ func (p *Pipeline) checkExcludes() error {
 	return errors.Join(errs...)
 }
 
-// Checker is implemented by plugin configs that can only be fully checked
-// by loading something (a WASM module, an RPC plugin binary). `weir
-// validate` and start-up call it after Validate.
-type Checker interface {
-	Check(ctx context.Context, baseDir string) error
-}
+// Checker is plugin.Checker, kept here for plugins written against it.
+type Checker = plugin.Checker
+
+// ByteSize is plugin.ByteSize, kept here for plugins written against it.
+type ByteSize = plugin.ByteSize
+
+// ParseByteSize is plugin.ParseByteSize.
+func ParseByteSize(s string) (ByteSize, error) { return plugin.ParseByteSize(s) }
 
 // Check runs every stage's Checker and joins the problems, each named by
 // its config path.

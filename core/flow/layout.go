@@ -1,6 +1,9 @@
 package flow
 
-import "unsafe"
+import (
+	"net/netip"
+	"unsafe"
+)
 
 // Slot says where a typed field lives inside a Record: its byte offset and
 // size. The IPFIX decoder stores decoded values through it directly, which
@@ -69,3 +72,190 @@ var layout = func() (l [NumFields]Slot) {
 
 // SlotOf returns where typed field f lives in a Record.
 func SlotOf(f FieldID) Slot { return layout[f] }
+
+// access is what the accessors below need of each field, indexed by any
+// FieldID value (256 entries: no bounds check, and an unknown ID finds a
+// zero entry).
+type access struct {
+	off  uintptr
+	kind Kind
+	size uint8 // bytes of an unsigned or time field, else 0
+}
+
+var accessors = func() (a [256]access) {
+	for i := range Fields {
+		a[i] = access{off: layout[i].Offset, kind: Fields[i].Kind}
+		if k := Fields[i].Kind; k == KindUnsigned || k == KindTime {
+			a[i].size = uint8(layout[i].Size)
+		}
+	}
+	return a
+}()
+
+// stringFields are the string fields, for PresentSet.
+var stringFields = func() (s []FieldID) {
+	for i := range Fields {
+		if Fields[i].Kind == KindString {
+			s = append(s, FieldID(i))
+		}
+	}
+	return s
+}()
+
+// AddrRef returns a pointer to address field f of r, or nil when f is not an
+// address field. Storing through it does not change r.Present: codecs that
+// read presence from their input set it themselves.
+func (r *Record) AddrRef(f FieldID) *netip.Addr {
+	a := &accessors[f]
+	if a.kind != KindAddress {
+		return nil
+	}
+	return (*netip.Addr)(unsafe.Add(unsafe.Pointer(r), a.off))
+}
+
+// StringRef returns a pointer to string field f of r, or nil when f is not
+// a string field. Storing through it does not change r.Present.
+func (r *Record) StringRef(f FieldID) *string {
+	a := &accessors[f]
+	if a.kind != KindString {
+		return nil
+	}
+	return (*string)(unsafe.Add(unsafe.Pointer(r), a.off))
+}
+
+// Uint returns an unsigned or time field (times as nanoseconds since epoch).
+// It returns 0 for fields of another kind.
+func (r *Record) Uint(f FieldID) uint64 {
+	a := &accessors[f]
+	p := unsafe.Add(unsafe.Pointer(r), a.off)
+	switch a.size {
+	case 1:
+		return uint64(*(*uint8)(p))
+	case 2:
+		return uint64(*(*uint16)(p))
+	case 4:
+		return uint64(*(*uint32)(p))
+	case 8:
+		return *(*uint64)(p)
+	}
+	return 0
+}
+
+// StoreUint sets an unsigned or time field to v, truncated to the field's
+// width as reduced-size encoding does (RFC 7011 §6.2), without marking it
+// present. It does nothing for fields of another kind.
+func (r *Record) StoreUint(f FieldID, v uint64) {
+	a := &accessors[f]
+	p := unsafe.Add(unsafe.Pointer(r), a.off)
+	switch a.size {
+	case 1:
+		*(*uint8)(p) = uint8(v)
+	case 2:
+		*(*uint16)(p) = uint16(v)
+	case 4:
+		*(*uint32)(p) = uint32(v)
+	case 8:
+		*(*uint64)(p) = v
+	}
+}
+
+// SetUint sets an unsigned or time field and marks it present. Values wider
+// than the field are truncated, as reduced-size encoding does (RFC 7011
+// §6.2). It does nothing for fields of another kind.
+func (r *Record) SetUint(f FieldID, v uint64) {
+	if accessors[f].size == 0 {
+		return
+	}
+	r.StoreUint(f, v)
+	r.Present.Add(f)
+}
+
+// String returns a string field, or "" for fields of another kind.
+func (r *Record) String(f FieldID) string {
+	if p := r.StringRef(f); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// SetString sets a string field and marks it present.
+func (r *Record) SetString(f FieldID, s string) {
+	if p := r.StringRef(f); p != nil {
+		*p = s
+		r.Present.Add(f)
+	}
+}
+
+// Addr returns an address field, or the zero Addr for fields of another kind.
+func (r *Record) Addr(f FieldID) netip.Addr {
+	if p := r.AddrRef(f); p != nil {
+		return *p
+	}
+	return netip.Addr{}
+}
+
+// SetAddr sets an address field; a valid address marks it present.
+func (r *Record) SetAddr(f FieldID, a netip.Addr) {
+	if p := r.AddrRef(f); p != nil {
+		*p = a
+		if a.IsValid() {
+			r.Present.Add(f)
+		} else {
+			r.Present.Remove(f)
+		}
+	}
+}
+
+// CopyField sets typed field f of r to src's value and presence.
+func (r *Record) CopyField(f FieldID, src *Record) {
+	switch accessors[f].kind {
+	case KindAddress:
+		*r.AddrRef(f) = *src.AddrRef(f)
+	case KindString:
+		*r.StringRef(f) = *src.StringRef(f)
+	case KindUnsigned, KindTime:
+		r.StoreUint(f, src.Uint(f))
+	default:
+		return
+	}
+	if src.Present.Has(f) {
+		r.Present.Add(f)
+	} else {
+		r.Present.Remove(f)
+	}
+}
+
+// Has reports whether field f is present in r.
+func (r *Record) Has(f FieldID) bool {
+	if r.Present.Has(f) {
+		return true
+	}
+	if p := r.StringRef(f); p != nil {
+		return *p != ""
+	}
+	return false
+}
+
+// PresentSet returns every present typed field: the Present bits plus the
+// non-empty strings. Iterating it is cheaper than calling Has per field.
+func (r *Record) PresentSet() FieldSet {
+	s := r.Present
+	for _, f := range stringFields {
+		if *(*string)(unsafe.Add(unsafe.Pointer(r), accessors[f].off)) != "" {
+			s.Add(f)
+		}
+	}
+	return s
+}
+
+// Clear removes field f from r and zeroes it.
+func (r *Record) Clear(f FieldID) {
+	r.Present.Remove(f)
+	if p := r.StringRef(f); p != nil {
+		*p = ""
+	} else if p := r.AddrRef(f); p != nil {
+		*p = netip.Addr{}
+	} else {
+		r.StoreUint(f, 0)
+	}
+}

@@ -28,6 +28,9 @@ func TestLayout(t *testing.T) {
 					t.Fatalf("slot %+v is not %s", s, f)
 				}
 			default:
+				if Fields[f].Kind == KindUnsigned && int(s.Size) < int(Fields[f].Width) {
+					t.Fatalf("slot of %d bytes for an IE of width %d", s.Size, Fields[f].Width)
+				}
 				var v uint64 = 0x0102030405060708
 				switch s.Size {
 				case 1:

@@ -306,7 +306,7 @@ func (e *Encoder) flush(exportTime time.Time, emit func([]byte) error) error {
 func shapeOf(r *flow.Record) shapeKey {
 	k := shapeKey{present: r.Present, nExtra: uint16(len(r.Extra))}
 	for _, f := range stringFields {
-		if !k.present.Has(f) && getString(r, f) != "" {
+		if !k.present.Has(f) && r.String(f) != "" {
 			k.present.Add(f)
 		}
 	}
@@ -314,7 +314,7 @@ func shapeOf(r *flow.Record) shapeKey {
 		if !k.present.Has(f) {
 			continue
 		}
-		a := getAddr(r, f)
+		a := r.Addr(f)
 		switch {
 		case !a.IsValid():
 			k.present.Remove(f)
@@ -410,7 +410,7 @@ func newEncTemplate(id uint16, k shapeKey, r *flow.Record) *encTemplate {
 		switch info.Kind {
 		case flow.KindUnsigned:
 			kind := encUint
-			if info.Width == uint16(slots[f].size) {
+			if info.Width == uint16(flow.SlotOf(f).Size) {
 				switch info.Width {
 				case 1:
 					kind = encU8
@@ -422,15 +422,15 @@ func newEncTemplate(id uint16, k shapeKey, r *flow.Record) *encTemplate {
 					kind = encU64
 				}
 			}
-			t.fields = append(t.fields, encField{kind: kind, field: f, width: info.Width, off: slots[f].off})
+			t.fields = append(t.fields, encField{kind: kind, field: f, width: info.Width, off: flow.SlotOf(f).Offset})
 			spec(info.Enterprise, info.Element, info.Width)
 			t.fixedLen += int(info.Width)
 		case flow.KindTime:
-			t.fields = append(t.fields, encField{kind: encTime, field: f, width: 8, off: slots[f].off})
+			t.fields = append(t.fields, encField{kind: encTime, field: f, width: 8, off: flow.SlotOf(f).Offset})
 			spec(info.Enterprise, info.Element, 8)
 			t.fixedLen += 8
 		case flow.KindString:
-			t.fields = append(t.fields, encField{kind: encString, field: f, off: slots[f].off})
+			t.fields = append(t.fields, encField{kind: encString, field: f, off: flow.SlotOf(f).Offset})
 			t.variable = true
 			spec(info.Enterprise, info.Element, variableLength)
 		case flow.KindAddress:
@@ -441,11 +441,11 @@ func newEncTemplate(id uint16, k shapeKey, r *flow.Record) *encTemplate {
 				}
 			}
 			if v6 {
-				t.fields = append(t.fields, encField{kind: encAddr6, field: f, width: 16, off: slots[f].off})
+				t.fields = append(t.fields, encField{kind: encAddr6, field: f, width: 16, off: flow.SlotOf(f).Offset})
 				spec(info.Enterprise, info.Element6, 16)
 				t.fixedLen += 16
 			} else {
-				t.fields = append(t.fields, encField{kind: encAddr4, field: f, width: 4, off: slots[f].off})
+				t.fields = append(t.fields, encField{kind: encAddr4, field: f, width: 4, off: flow.SlotOf(f).Offset})
 				spec(info.Enterprise, info.Element, 4)
 				t.fixedLen += 4
 			}
@@ -488,7 +488,7 @@ func recordLen(r *flow.Record, t *encTemplate) int {
 	}
 	for _, f := range t.fields {
 		if f.kind == encString {
-			n += varLen(len(getString(r, f.field)))
+			n += varLen(len(r.String(f.field)))
 		}
 	}
 	for i, x := range t.extras {
@@ -536,7 +536,7 @@ func (e *Encoder) writeRecord(r *flow.Record, t *encTemplate, rl int) {
 		case encString:
 			i = putVar(w, i, *(*string)(p))
 		default: // encUint
-			v := getUint(r, f.field)
+			v := r.Uint(f.field)
 			switch f.width {
 			case 1:
 				w[i] = byte(v)

@@ -1,14 +1,11 @@
 package ipfix
 
 import (
-	"encoding/binary"
 	"encoding/hex"
 	"math"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/vmware/go-ipfix/pkg/entities"
 	"github.com/vmware/go-ipfix/pkg/registry"
@@ -139,34 +136,27 @@ func LookupIEByName(name string) (flow.IEKey, IEInfo, bool) {
 func FormatValue(t DataType, v []byte) any {
 	switch t {
 	case Unsigned8, Unsigned16, Unsigned32, Unsigned64:
-		if len(v) >= 1 && len(v) <= 8 {
-			return readUint(v)
+		if u, ok := DecodeUnsigned(v); ok {
+			return u
 		}
 	case Signed8, Signed16, Signed32, Signed64:
-		if len(v) >= 1 && len(v) <= 8 {
-			u := readUint(v)
-			shift := 64 - 8*uint(len(v))
-			return int64(u<<shift) >> shift
+		if i, ok := DecodeSigned(v); ok {
+			return i
 		}
 	case Float32:
 		if len(v) == 4 {
-			return jsonFloat(float64(math.Float32frombits(binary.BigEndian.Uint32(v))))
+			f, _ := DecodeFloat(v)
+			return jsonFloat(f)
 		}
 	case Float64:
-		switch len(v) {
-		case 4: // reduced-size encoding, RFC 7011 §6.2
-			return jsonFloat(float64(math.Float32frombits(binary.BigEndian.Uint32(v))))
-		case 8:
-			return jsonFloat(math.Float64frombits(binary.BigEndian.Uint64(v)))
+		if f, ok := DecodeFloat(v); ok {
+			return jsonFloat(f)
 		}
 	case Boolean:
+		if b, ok := DecodeBoolean(v); ok {
+			return b
+		}
 		if len(v) == 1 {
-			switch v[0] {
-			case 1:
-				return true
-			case 2: // RFC 7011 §6.1.5: false is 2
-				return false
-			}
 			return uint64(v[0])
 		}
 	case MACAddress:
@@ -174,28 +164,22 @@ func FormatValue(t DataType, v []byte) any {
 			return net.HardwareAddr(v).String()
 		}
 	case String:
-		if utf8.Valid(v) {
-			return string(v)
+		if s, ok := DecodeString(v); ok {
+			return s
 		}
-	case DateTimeSeconds:
-		if len(v) >= 1 && len(v) <= 8 {
-			return formatTime(int64(readUint(v)) * 1e9)
-		}
-	case DateTimeMilliseconds:
-		if len(v) >= 1 && len(v) <= 8 {
-			return formatTime(int64(readUint(v)) * 1e6)
-		}
-	case DateTimeMicroseconds, DateTimeNanoseconds:
-		if len(v) == 8 {
-			return formatTime(ntpToUnixNano(v, t == DateTimeMicroseconds))
+	case DateTimeSeconds, DateTimeMilliseconds, DateTimeMicroseconds, DateTimeNanoseconds:
+		if ns, ok := DecodeTime(t, v); ok {
+			return formatTime(ns)
 		}
 	case IPv4Address:
 		if len(v) == 4 {
-			return netip.AddrFrom4([4]byte(v)).String()
+			a, _ := DecodeAddress(v)
+			return a.String()
 		}
 	case IPv6Address:
 		if len(v) == 16 {
-			return netip.AddrFrom16([16]byte(v)).String()
+			a, _ := DecodeAddress(v)
+			return a.String()
 		}
 	}
 	return hex.EncodeToString(v)

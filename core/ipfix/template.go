@@ -228,12 +228,12 @@ func classify(o *op, c ieClass) {
 
 // useSlot turns a setter op into a direct store into the field's slot.
 func useSlot(o *op) {
-	sl := &slots[o.field]
+	sl := flow.SlotOf(o.field)
 	switch o.kind {
 	case opUint:
 		o.kind = opSlotUint
-		if o.length == uint16(sl.size) {
-			switch sl.size {
+		if o.length == uint16(sl.Size) {
+			switch sl.Size {
 			case 1:
 				o.kind = opSlotU8
 			case 2:
@@ -253,7 +253,7 @@ func useSlot(o *op) {
 	default:
 		return
 	}
-	o.off, o.size = sl.off, sl.size
+	o.off, o.size = sl.Offset, uint8(sl.Size)
 }
 
 // readUint reads a big-endian unsigned integer of 1..8 bytes (reduced-size

@@ -4,6 +4,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weir-flow/weir/core/plugin"
 )
 
 // StageStats are one stage's record counters. They are the single source
@@ -17,8 +19,11 @@ type StageStats struct {
 	In       atomic.Uint64 // records received
 	Out      atomic.Uint64 // records passed on
 	Filtered atomic.Uint64 // records dropped by the stage's verdict
-	Errored  atomic.Uint64 // records in batches the stage failed on (passed on unchanged)
-	Overflow atomic.Uint64 // records dropped because the stage's queue was full
+	Errored  atomic.Uint64 // records in batches the stage failed on and passed on (fail-open), all reasons
+	// ErrorDropped counts records of failed batches dropped by on_error:
+	// fail-closed.
+	ErrorDropped atomic.Uint64
+	Overflow     atomic.Uint64 // records dropped because the stage's queue was full
 	// Held counts records a plugin.Emitting processor took out of their
 	// batch to emit later, merged or as they were (an aggregator's input).
 	Held    atomic.Uint64
@@ -28,6 +33,20 @@ type StageStats struct {
 	Nanos        atomic.Uint64 // time spent in the stage, nanoseconds
 
 	duration prometheus.Observer
+	// erroredBy splits Errored by plugin.Reasons.
+	erroredBy [8]atomic.Uint64 // len(plugin.Reasons) ≤ 8
+	logs      plugin.LogLimiter
+}
+
+// errored returns the counter of records errored for reason; an unknown
+// reason counts as plugin_error.
+func (s *StageStats) errored(reason string) *atomic.Uint64 {
+	for i, r := range plugin.Reasons {
+		if r == reason {
+			return &s.erroredBy[i]
+		}
+	}
+	return s.errored(plugin.ReasonPluginError)
 }
 
 // Snapshot is a point-in-time copy of a stage's counters.
@@ -35,6 +54,10 @@ type Snapshot struct {
 	Stage, Plugin, Kind                                  string
 	In, Out, Filtered, Errored, Overflow, Batches, Nanos uint64
 	Held                                                 uint64
+	// ErrorDropped counts records of failed batches dropped by on_error:
+	// fail-closed; ErroredBy splits Errored by reason.
+	ErrorDropped uint64
+	ErroredBy    map[string]uint64
 }
 
 // Snapshot copies the counters.
@@ -44,7 +67,18 @@ func (s *StageStats) Snapshot() Snapshot {
 		In: s.In.Load(), Out: s.Out.Load(), Filtered: s.Filtered.Load(),
 		Errored: s.Errored.Load(), Overflow: s.Overflow.Load(),
 		Batches: s.Batches.Load(), Nanos: s.Nanos.Load(), Held: s.Held.Load(),
+		ErrorDropped: s.ErrorDropped.Load(), ErroredBy: s.erroredByReason(),
 	}
+}
+
+func (s *StageStats) erroredByReason() map[string]uint64 {
+	m := map[string]uint64{}
+	for i, r := range plugin.Reasons {
+		if n := s.erroredBy[i].Load(); n > 0 {
+			m[r] = n
+		}
+	}
+	return m
 }
 
 // register exposes the stage's counters as the standard weir_stage_*
@@ -68,7 +102,10 @@ func (s *StageStats) register(reg prometheus.Registerer, pipeline string, hist *
 	counter("weir_stage_records_dropped_total", "Records dropped by the stage, by reason.", &s.Filtered, prometheus.Labels{"reason": "filtered"})
 	counter("weir_stage_records_dropped_total", "Records dropped by the stage, by reason.", &s.Overflow, prometheus.Labels{"reason": "queue_full"})
 	counter("weir_stage_records_held_total", "Records a stage took in to emit later, merged or as they were (an aggregator's input).", &s.Held, nil)
-	counter("weir_stage_records_errored_total", "Records in batches the stage failed on; they are passed on unchanged.", &s.Errored, nil)
+	counter("weir_stage_records_dropped_total", "Records dropped by the stage, by reason.", &s.ErrorDropped, prometheus.Labels{"reason": "error"})
+	for i, r := range plugin.Reasons {
+		counter("weir_stage_records_errored_total", "Records in batches the stage failed on and passed on unchanged (on_error: fail-open), by reason.", &s.erroredBy[i], prometheus.Labels{"reason": r})
+	}
 	s.duration = hist.With(labels)
 }
 

@@ -50,8 +50,9 @@ type source struct {
 
 type processor struct {
 	plugin.Processor
-	stats *StageStats
-	name  string
+	stats      *StageStats
+	name       string
+	failClosed bool // on_error: fail-closed
 	// out is the processor's own emitter when it is plugin.Emitting.
 	out *procEmitter
 }
@@ -153,7 +154,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Pipeline, erro
 			errs = append(errs, fmt.Errorf("%s: plugin does not implement plugin.Processor", s.Path))
 			continue
 		}
-		pr := processor{Processor: proc, stats: stats, name: s.Path}
+		pr := processor{Processor: proc, stats: stats, name: s.Path, failClosed: s.OnError == plugin.FailClosed}
 		if em, ok := proc.(plugin.Emitting); ok {
 			pr.out = &procEmitter{p: p, next: len(p.processors) + 1, stats: stats}
 			em.SetEmitter(pr.out)
@@ -360,25 +361,47 @@ func (p *Pipeline) process(b *flow.Batch, from int) {
 		st.Batches.Add(1)
 		st.Nanos.Add(uint64(elapsed))
 		st.duration.Observe(elapsed.Seconds())
-		out := uint64(b.Len())
+		var failDropped uint64
 		if err != nil {
-			// Fail open: an erroring processor never costs records.
-			st.Errored.Add(n)
-			if shouldLog(st.ErrorBatches.Add(1)) {
-				p.log.Warn("processor failed on a batch; passing it on unchanged", "stage", pr.name,
-					"records", n, "failed_batches", st.ErrorBatches.Load(), "err", err)
-			}
+			failDropped = p.failed(pr, b, n, err)
 		}
+		out := uint64(b.Len())
 		switch {
-		case out > n:
+		case out+failDropped > n:
 		case pr.out != nil:
 			// An Emitting processor holds what it removes, to emit later.
-			st.Held.Add(n - out)
+			st.Held.Add(n - out - failDropped)
 		default:
-			st.Filtered.Add(n - out)
+			st.Filtered.Add(n - out - failDropped)
 		}
 		st.Out.Add(out)
 	}
+}
+
+// failed applies pr's on_error policy to b, a batch of n records pr failed
+// on: fail-open passes b on as the processor left it (hosts leave it
+// unchanged), fail-closed drops its records. Either way the records are
+// counted by reason and the failure is logged, rate-limited.
+//
+// It returns how many records it dropped.
+func (p *Pipeline) failed(pr *processor, b *flow.Batch, n uint64, err error) (dropped uint64) {
+	st := pr.stats
+	reason := plugin.ReasonOf(err)
+	st.ErrorBatches.Add(1)
+	policy := plugin.FailOpen
+	if pr.failClosed {
+		policy = plugin.FailClosed
+		dropped = uint64(b.RetainMask(nil))
+		st.ErrorDropped.Add(dropped)
+	} else {
+		st.Errored.Add(n)
+		st.errored(reason).Add(n)
+	}
+	if suppressed, ok := st.logs.Allow(time.Now()); ok {
+		p.log.Warn("processor failed on a batch", "stage", pr.name, "reason", reason, "on_error", policy,
+			"records", n, "failed_batches", st.ErrorBatches.Load(), "suppressed", suppressed, "err", err)
+	}
+	return dropped
 }
 
 func (p *Pipeline) fanOut(it *item) {
@@ -416,10 +439,13 @@ func (p *Pipeline) runExporter(e *exporter) {
 		e.stats.Nanos.Add(uint64(elapsed))
 		e.stats.duration.Observe(elapsed.Seconds())
 		if err != nil {
+			reason := plugin.ReasonOf(err)
 			e.stats.Errored.Add(n)
-			if shouldLog(e.stats.ErrorBatches.Add(1)) {
-				p.log.Warn("exporter failed on a batch", "stage", e.name, "records", n,
-					"failed_batches", e.stats.ErrorBatches.Load(), "err", err)
+			e.stats.errored(reason).Add(n)
+			e.stats.ErrorBatches.Add(1)
+			if suppressed, ok := e.stats.logs.Allow(time.Now()); ok {
+				p.log.Warn("exporter failed on a batch", "stage", e.name, "reason", reason, "records", n,
+					"failed_batches", e.stats.ErrorBatches.Load(), "suppressed", suppressed, "err", err)
 			}
 		} else {
 			e.stats.Out.Add(n)
@@ -427,10 +453,6 @@ func (p *Pipeline) runExporter(e *exporter) {
 		p.unref(it)
 	}
 }
-
-// shouldLog rate-limits per-batch failure logs during an outage: the first
-// three failures of a stage, then every thousandth (the counters have all).
-func shouldLog(failures uint64) bool { return failures <= 3 || failures%1000 == 0 }
 
 func (p *Pipeline) unref(it *item) {
 	if it.refs.Add(-1) == 0 {

@@ -291,6 +291,40 @@ pipeline:
 	}
 }
 
+// TestOnError checks the engine's failure policy for a processor whose
+// Process fails: fail-open passes the batch on and counts it errored by
+// reason, fail-closed drops it and counts it dropped{reason="error"}.
+func TestOnError(t *testing.T) {
+	for _, tc := range []struct {
+		name, onError           string
+		delivered, err, dropped uint64
+	}{
+		{"default", "", 300, 300, 0},
+		{"fail-open", "on_error: fail-open", 300, 300, 0},
+		{"fail-closed", "on_error: fail-closed", 0, 0, 300},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := "onerror-" + tc.name
+			p := runToDone(t, fmt.Sprintf(`
+pipeline:
+  sources:
+    - source.test_gen: {records: 300}
+  processors:
+    - filter.test_fail: {%s}
+  exporters:
+    - export.test_sink: {name: %s}
+`, tc.onError, name))
+			if got := uint64(sink(name).Len()); got != tc.delivered {
+				t.Errorf("sink got %d records, want %d", got, tc.delivered)
+			}
+			s := stat(t, p, "processors[0]")
+			if s.Errored != tc.err || s.ErroredBy[plugin.ReasonPluginError] != tc.err || s.ErrorDropped != tc.dropped || s.Filtered != 0 {
+				t.Errorf("errored %d (%v), error-dropped %d, filtered %d; want %d, %d, 0", s.Errored, s.ErroredBy, s.ErrorDropped, s.Filtered, tc.err, tc.dropped)
+			}
+		})
+	}
+}
+
 // A stuck exporter costs only its own queue: the other exporter gets every
 // record, and the stuck one's overflow is counted, never silently lost.
 func TestSlowExporterDoesNotStallOthers(t *testing.T) {

@@ -10,6 +10,7 @@ package plugin
 import (
 	"context"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,14 @@ import (
 // the key and the value.
 type Config interface {
 	Validate() error
+}
+
+// Checker is implemented by plugin configs that can only be fully checked
+// by loading something (a WASM module, an RPC plugin binary). `weir
+// validate` and start-up call it after Validate, with the directory that
+// relative paths resolve against.
+type Checker interface {
+	Check(ctx context.Context, baseDir string) error
 }
 
 // Component is what every plugin instance implements.
@@ -145,16 +154,43 @@ type Settings struct {
 	// Name identifies the instance in logs and metrics, e.g.
 	// "processors[0].filter.protocol".
 	Name string
-	// Logger is scoped to the plugin instance.
+	// Logger is scoped to the plugin instance. Never nil: the engine, and
+	// a constructor called through the registry ([Constructor]), set a
+	// discarding logger when there is none.
 	Logger *slog.Logger
 	// Metrics registers plugin-specific metrics, already labelled with the
-	// pipeline and stage. Never nil.
+	// pipeline and stage. Never nil, as Logger.
 	Metrics prometheus.Registerer
 	// BatchSize is the pipeline's records-per-batch target.
 	BatchSize int
 	// BaseDir resolves relative paths in the plugin's config (the directory
-	// of the config file; "" for the working directory).
+	// of the config file; "" for the working directory). Use [Settings.Path].
 	BaseDir string
+}
+
+// Path resolves p, a path from the plugin's config, against BaseDir: an
+// absolute path, "", "-" (stdout/stdin) and any path without a BaseDir
+// are returned as they are.
+func (s Settings) Path(p string) string {
+	if p == "" || p == "-" || filepath.IsAbs(p) || s.BaseDir == "" {
+		return p
+	}
+	return filepath.Join(s.BaseDir, p)
+}
+
+// complete fills what Settings guarantees: a Logger, a Metrics registry
+// and a BatchSize.
+func (s Settings) complete() Settings {
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.Metrics == nil {
+		s.Metrics = prometheus.NewRegistry()
+	}
+	if s.BatchSize <= 0 {
+		s.BatchSize = flow.DefaultBatchSize
+	}
+	return s
 }
 
 // NopSettings returns settings for tests: a discarding logger and a fresh

@@ -119,7 +119,7 @@ func Constructor[C Config, T Component](build func(C, Settings) (T, error)) func
 			var want C
 			return nil, fmt.Errorf("plugin: config is %T, want %T", cfg, want)
 		}
-		t, err := build(c, set)
+		t, err := build(c, set.complete())
 		if err != nil {
 			return nil, err
 		}

@@ -13,15 +13,6 @@ import (
 	"time"
 )
 
-// On-error policies: what happens to a batch the plugin could not handle.
-const (
-	// FailOpen passes the batch on unchanged (the engine counts its records
-	// as errored).
-	FailOpen = "fail-open"
-	// FailClosed drops the batch's records.
-	FailClosed = "fail-closed"
-)
-
 // MaxInFlight bounds in_flight.
 const MaxInFlight = 1024
 
@@ -43,11 +34,6 @@ type Config struct {
 	// the file at Cmd (64 digits). The plugin is refused at start, and at
 	// every restart, when the file differs. Empty (default) pins nothing.
 	SHA256 string `koanf:"sha256"`
-	// OnError is what happens to a batch the plugin fails on (crash,
-	// timeout, garbage answer, plugin error, plugin restarting):
-	// "fail-open" passes it on unchanged, "fail-closed" drops its records.
-	// Default fail-open.
-	OnError string `koanf:"on_error"`
 	// Timeout bounds one batch call, a duration such as "2s". A plugin
 	// that does not answer in time is killed and restarted. Default 2s.
 	Timeout time.Duration `koanf:"timeout"`
@@ -74,7 +60,6 @@ type Backoff struct {
 // DefaultConfig returns the defaults; Cmd must still be set.
 func DefaultConfig() *Config {
 	return &Config{
-		OnError:        FailOpen,
 		Timeout:        2 * time.Second,
 		StartTimeout:   10 * time.Second,
 		InFlight:       4,
@@ -98,11 +83,6 @@ func (c *Config) Validate() error {
 		if _, err := parseSHA256(c.SHA256); err != nil {
 			errs = append(errs, fmt.Errorf("sha256: %q: %w", c.SHA256, err))
 		}
-	}
-	switch c.OnError {
-	case FailOpen, FailClosed:
-	default:
-		errs = append(errs, fmt.Errorf("on_error: %q: must be %s or %s", c.OnError, FailOpen, FailClosed))
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("timeout: %s: must be positive", c.Timeout))

@@ -87,7 +87,7 @@ func TestConfigDecodes(t *testing.T) {
 	if cfg.Timeout != 250*time.Millisecond || cfg.RestartBackoff.Initial != 100*time.Millisecond || cfg.RestartBackoff.Max != 3*time.Second {
 		t.Errorf("durations: %+v", cfg)
 	}
-	if cfg.OnError != rpchost.FailOpen || cfg.InFlight != 4 || cfg.StartTimeout != 10*time.Second {
+	if cfg.InFlight != 4 || cfg.StartTimeout != 10*time.Second {
 		t.Errorf("defaults: %+v", cfg)
 	}
 	m, ok := cfg.Config.(map[string]any)

@@ -20,12 +20,10 @@
 //
 // A plugin that crashes (or panics), does not answer within timeout or
 // answers garbage is killed and restarted with exponential back-off
-// (restart_backoff); the batch goes through on_error:
-//   - fail-open: Process returns a *BatchError and leaves the batch
-//     unchanged; the engine passes it on and counts its records as errored.
-//   - fail-closed: Process empties the batch and returns nil.
-//
-// Either way weir_rpc_errors_total{reason} counts the batch. A batch that
+// (restart_backoff). Process leaves the batch unchanged and returns a
+// *plugin.Error with the reason, wrapping a *BatchError; the engine
+// applies the stage's on_error (fail-open passes the batch on, fail-closed
+// drops it). weir_rpc_errors_total{reason} counts the batch. A batch that
 // arrives while a restart is due within its timeout waits for it; other
 // batches fail at once with reason "unavailable". No call waits longer
 // than timeout.

@@ -23,7 +23,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weir-flow/weir/core/abi"
-	"github.com/weir-flow/weir/core/rpchost/wire"
+	"github.com/weir-flow/weir/core/plugin"
+	"github.com/weir-flow/weir/internal/rpcwire"
 )
 
 // Start-up errors, matched with errors.Is.
@@ -52,7 +53,7 @@ type launcher struct {
 	sum          []byte   // SHA-256 pin, or nil
 	baseDir      string
 	startTimeout time.Duration
-	initReq      []byte // JSON wire.InitRequest
+	initReq      []byte // JSON rpcwire.InitRequest
 	log          *slog.Logger
 }
 
@@ -79,7 +80,7 @@ func newLauncher(c *Config, baseDir, name string, log *slog.Logger) (*launcher, 
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	req, err := json.Marshal(wire.InitRequest{ABI: abi.Version, Name: name, Config: raw})
+	req, err := json.Marshal(rpcwire.InitRequest{ABI: abi.Version, Name: name, Config: raw})
 	if err != nil {
 		return nil, err
 	}
@@ -160,12 +161,12 @@ func (l *launcher) verify() error {
 type instance struct {
 	client *goplugin.Client
 	cmd    *exec.Cmd
-	rpc    *wire.Client
-	stream *wire.Stream // batches
+	rpc    *rpcwire.Client
+	stream *rpcwire.Stream // batches
 	man    abi.Manifest
 	// layout encodes the plugin's batches, packed, straight from the
 	// records.
-	layout *wire.Layout
+	layout *abi.PackedLayout
 	pid    int
 	start  time.Time
 
@@ -191,12 +192,12 @@ func (l *launcher) start(ctx context.Context) (*instance, error) {
 	out := &lineWriter{log: func(line string) { l.log.Info(line, "stream", "stdout") }}
 	errw := &lineWriter{log: func(line string) { l.log.Info(line, "stream", "stderr") }}
 	cfg := &goplugin.ClientConfig{
-		HandshakeConfig: wire.Handshake(),
+		HandshakeConfig: rpcwire.Handshake(),
 		// Version 1 is accepted at the handshake only to refuse it with a
 		// clearer error than go-plugin's.
 		VersionedPlugins: map[int]goplugin.PluginSet{
-			1:                    {wire.PluginName: &wire.Plugin{}},
-			wire.ProtocolVersion: {wire.PluginName: &wire.Plugin{}},
+			1:                       {rpcwire.PluginName: &rpcwire.Plugin{}},
+			rpcwire.ProtocolVersion: {rpcwire.PluginName: &rpcwire.Plugin{}},
 		},
 		Cmd:              cmd,
 		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
@@ -205,7 +206,7 @@ func (l *launcher) start(ctx context.Context) (*instance, error) {
 		StartTimeout:     l.startTimeout,
 		SyncStdout:       out,
 		SyncStderr:       errw,
-		GRPCDialOptions:  wire.DialOptions(),
+		GRPCDialOptions:  rpcwire.DialOptions(),
 		// cmd.Env already holds Weir's environment.
 		SkipHostEnv: true,
 	}
@@ -228,14 +229,14 @@ func (l *launcher) start(ctx context.Context) (*instance, error) {
 		}
 		return fail(ErrHandshake, err)
 	}
-	if v := client.NegotiatedVersion(); v != wire.ProtocolVersion {
-		return fail(ErrHandshake, fmt.Errorf("the plugin speaks rpc protocol %d, this Weir speaks %d: rebuild the plugin with this Weir's sdk/rpc", v, wire.ProtocolVersion))
+	if v := client.NegotiatedVersion(); v != rpcwire.ProtocolVersion {
+		return fail(ErrHandshake, fmt.Errorf("the plugin speaks rpc protocol %d, this Weir speaks %d: rebuild the plugin with this Weir's sdk/rpc", v, rpcwire.ProtocolVersion))
 	}
-	raw, err := proto.Dispense(wire.PluginName)
+	raw, err := proto.Dispense(rpcwire.PluginName)
 	if err != nil {
 		return fail(ErrHandshake, err)
 	}
-	inst := &instance{client: client, cmd: cmd, rpc: raw.(*wire.Client), start: begin}
+	inst := &instance{client: client, cmd: cmd, rpc: raw.(*rpcwire.Client), start: begin}
 	if cmd.Process != nil {
 		inst.pid = cmd.Process.Pid
 	}
@@ -249,11 +250,11 @@ func (l *launcher) start(ctx context.Context) (*instance, error) {
 		return fail(ErrInit, fmt.Errorf("manifest: %w", err))
 	}
 	if inst.man.Status != abi.StatusOK {
-		return fail(ErrInit, &abi.PluginError{Status: inst.man.Status, Message: inst.man.Message})
+		return fail(ErrInit, plugin.Fail(plugin.ReasonRejectedConfig, &abi.PluginError{Status: inst.man.Status, Message: inst.man.Message}))
 	}
 	// The RPC transport packs records its own way (wire): the WASM
 	// layout flags (columns, no presence) do not apply to it.
-	inst.layout = wire.NewLayout(inst.man.Reads)
+	inst.layout = abi.NewPackedLayout(inst.man.Reads)
 	if inst.stream, err = inst.rpc.OpenStream(ctx); err != nil {
 		return fail(ErrHandshake, grpcCause(err))
 	}

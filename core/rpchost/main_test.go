@@ -16,9 +16,10 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
+	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
-	"github.com/weir-flow/weir/core/rpchost/wire"
+	"github.com/weir-flow/weir/internal/rpcwire"
 	"github.com/weir-flow/weir/sdk/rpc"
 )
 
@@ -137,27 +138,27 @@ func serveTestPlugin() {
 	if err != nil {
 		panic(err)
 	}
-	hs := wire.Handshake()
+	hs := rpcwire.Handshake()
 	if v := os.Getenv("WEIR_TEST_PROTOCOL_VERSION"); v != "" {
 		fmt.Sscan(v, &hs.ProtocolVersion)
 	}
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig: hs,
-		Plugins:         goplugin.PluginSet{wire.PluginName: &wire.Plugin{Impl: garbler{srv}}},
+		Plugins:         goplugin.PluginSet{rpcwire.PluginName: &rpcwire.Plugin{Impl: garbler{srv}}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, wire.ServerOptions()...)...)
+			return grpc.NewServer(append(opts, rpcwire.ServerOptions()...)...)
 		},
 	})
 	os.Exit(0)
 }
 
 // garbler answers garbage for batches whose first record has portGarbage.
-type garbler struct{ wire.Server }
+type garbler struct{ rpcwire.Server }
 
 func (g garbler) Process(ctx context.Context, buf []byte) ([]byte, error) {
-	if p, err := wire.ParsePacked(buf, nil); err == nil && p.Len() > 0 {
+	if p, err := abi.ParsePacked(buf, nil); err == nil && p.Len() > 0 {
 		var r flow.Record
-		var st wire.Strings
+		var st abi.Strings
 		if p.Record(0, &r, &st) == nil && r.SourceTransportPort == portGarbage {
 			return []byte("this is not an abi answer"), nil
 		}

@@ -15,7 +15,7 @@ import (
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
-	"github.com/weir-flow/weir/core/rpchost/wire"
+	"github.com/weir-flow/weir/internal/rpcwire"
 )
 
 // ID is the plugin's registry ID.
@@ -35,19 +35,23 @@ func init() {
 	})
 }
 
-// Reasons label weir_rpc_errors_total: why a batch went through on_error.
+// Reasons label weir_rpc_errors_total and the engine's
+// weir_stage_records_errored_total: why the plugin failed on a batch. They
+// are core/plugin's, shared with every other processor.
 const (
-	ReasonTimeout     = "timeout"      // no answer within timeout; plugin restarted
-	ReasonCrash       = "crash"        // the process died or the connection broke; plugin restarted
-	ReasonGarbage     = "garbage"      // the answer did not decode; plugin restarted
-	ReasonPluginError = "plugin_error" // the plugin returned an error for the batch
-	ReasonUnavailable = "unavailable"  // no plugin process was running (restart pending)
-	ReasonAborted     = "aborted"      // the call was cut short by a restart another batch caused
+	ReasonTimeout     = plugin.ReasonTimeout     // no answer within timeout; plugin restarted
+	ReasonCrash       = plugin.ReasonCrash       // the process died, the connection broke or the SDK recovered a panic; plugin restarted
+	ReasonGarbage     = plugin.ReasonBadAnswer   // the answer did not decode; plugin restarted
+	ReasonPluginError = plugin.ReasonPluginError // the plugin returned an error for the batch
+	ReasonUnavailable = plugin.ReasonUnavailable // no plugin process was running (restart pending)
+	// ReasonAborted: the call was cut short by a restart another batch
+	// caused; counted as unavailable.
+	ReasonAborted = plugin.ReasonUnavailable
 )
 
-// Errors returned by Process, matched with errors.Is. Under fail-open
-// Process returns them wrapped in a *BatchError, and the engine passes the
-// batch on unchanged.
+// Errors returned by Process, matched with errors.Is. Process returns them
+// wrapped in a *BatchError inside a *plugin.Error, with b unchanged; the
+// engine applies on_error.
 var (
 	ErrUnavailable = errors.New("plugin not running")
 	ErrTimeout     = errors.New("plugin timed out")
@@ -93,7 +97,7 @@ type Processor struct {
 	failed  chan struct{} // signals the supervisor that cur failed (capacity 1)
 
 	bufs    sync.Pool // *[]byte batch buffers
-	scratch sync.Pool // *wire.Scratch
+	scratch sync.Pool // *abi.Scratch
 
 	restartAt atomic.Int64 // unix ns of the next start attempt; 0 when none is pending
 	// startFailing is set while restart attempts fail: batches then go
@@ -103,12 +107,11 @@ type Processor struct {
 	startFailing atomic.Bool
 	stopping     atomic.Bool
 
-	started  bool
-	stopped  bool
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	failLogs atomic.Int64 // failures logged since the last healthy answer
+	started bool
+	stopped bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 type metrics struct {
@@ -137,7 +140,7 @@ func newMetrics(reg prometheus.Registerer) (metrics, error) {
 			Help: "1 while an rpc plugin process is serving, else 0.",
 		}),
 	}
-	for _, r := range []string{ReasonTimeout, ReasonCrash, ReasonGarbage, ReasonPluginError, ReasonUnavailable, ReasonAborted} {
+	for _, r := range []string{ReasonTimeout, ReasonCrash, ReasonGarbage, ReasonPluginError, ReasonUnavailable} {
 		m.errors.WithLabelValues(r) // export zeros
 	}
 	for _, c := range []prometheus.Collector{m.errors, m.restarts, m.startFails, m.up} {
@@ -152,9 +155,6 @@ func newMetrics(reg prometheus.Registerer) (metrics, error) {
 // (set.BaseDir, then the working directory) but starts nothing.
 func New(cfg *Config, set plugin.Settings) (*Processor, error) {
 	log := set.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	name := set.Name
 	if name == "" {
 		name = ID
@@ -179,7 +179,7 @@ func New(cfg *Config, set plugin.Settings) (*Processor, error) {
 		m:       m,
 		changed: make(chan struct{}),
 		failed:  make(chan struct{}, 1),
-		scratch: sync.Pool{New: func() any { return new(wire.Scratch) }},
+		scratch: sync.Pool{New: func() any { return new(abi.Scratch) }},
 	}, nil
 }
 
@@ -313,9 +313,8 @@ func (p *Processor) fail(inst *instance, byHost bool) {
 }
 
 // Process sends b to the plugin and applies its verdicts and updates. On
-// failure b goes through on_error: fail-open leaves b unchanged and returns
-// a *BatchError (the engine passes b on); fail-closed empties b and returns
-// nil. Process never waits longer than timeout for the plugin, plus the
+// failure b is unchanged and Process returns a *plugin.Error wrapping a
+// *BatchError; the engine applies on_error. Process never waits longer than timeout for the plugin, plus the
 // wait for an in_flight slot, which ctx bounds.
 func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 	n := b.Len()
@@ -340,7 +339,7 @@ func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 	// The buffer goes back to the pool only after an answer: until then
 	// gRPC may still be sending it.
 	bp := p.buffer()
-	buf := (*bp)[:wire.FrameHeadroom]
+	buf := (*bp)[:rpcwire.FrameHeadroom]
 	buf = inst.layout.Append(buf, b)
 	*bp = buf
 
@@ -357,11 +356,11 @@ func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 		return p.onError(b, reason, cause)
 	}
 	p.bufs.Put(bp)
-	sc := p.scratch.Get().(*wire.Scratch)
+	sc := p.scratch.Get().(*abi.Scratch)
 	defer p.scratch.Put(sc)
 	// One pass checks the answer, a second applies it; on error b is
 	// unchanged. Nothing of b points into the answer afterwards.
-	_, err = wire.ApplyAnswer(b, reply.Data, sc)
+	_, err = abi.Apply(b, reply.Data, sc)
 	reply.Release()
 	if err != nil {
 		var perr *abi.PluginError
@@ -376,8 +375,8 @@ func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 		p.fail(inst, true)
 		return p.onError(b, ReasonGarbage, fmt.Errorf("%w: %w", ErrGarbage, err))
 	}
-	if inst.healthy.CompareAndSwap(false, true) {
-		p.failLogs.Store(0)
+	if !inst.healthy.Load() {
+		inst.healthy.Store(true)
 	}
 	return nil
 }
@@ -425,19 +424,11 @@ func (p *Processor) classify(inst *instance, err error, timedOut bool) (string, 
 	return ReasonCrash, fmt.Errorf("%w: %w", ErrCrashed, err)
 }
 
-// onError applies on_error to a failed batch.
+// onError counts a failed batch and returns its typed error; b is
+// unchanged. The engine logs it and applies on_error.
 func (p *Processor) onError(b *flow.Batch, reason string, err error) error {
 	p.m.errors.WithLabelValues(reason).Inc()
-	berr := &BatchError{Cmd: p.launch.path, Reason: reason, Records: b.Len(), Err: err}
-	// Log the first failures of an outage, not one line per batch.
-	if k := p.failLogs.Add(1); k <= 3 || k%1000 == 0 {
-		p.log.Warn("rpc plugin failed on a batch", "reason", reason, "records", b.Len(), "on_error", p.cfg.OnError, "err", err, "failures", k)
-	}
-	if p.cfg.OnError == FailClosed {
-		b.Retain(func(*flow.Record) bool { return false })
-		return nil
-	}
-	return berr
+	return plugin.Fail(reason, &BatchError{Cmd: p.launch.path, Reason: reason, Records: b.Len(), Err: err})
 }
 
 func (p *Processor) buffer() *[]byte {

@@ -15,7 +15,7 @@ import (
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/core/plugintest"
-	"github.com/weir-flow/weir/core/rpchost/wire"
+	"github.com/weir-flow/weir/internal/rpcwire"
 )
 
 func benchProcessor(b *testing.B, inFlight int) *Processor {
@@ -132,8 +132,8 @@ func BenchmarkEmptyCall(b *testing.B) {
 	p := benchProcessor(b, 1)
 	inst := p.current()
 	empty := flow.NewBatch(0)
-	buf := abi.AppendBatch(make([]byte, wire.FrameHeadroom), empty)
-	var sc wire.Scratch
+	buf := abi.AppendBatch(make([]byte, rpcwire.FrameHeadroom), empty)
+	var sc abi.Scratch
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu := cpuTime(inst.pid)
@@ -142,7 +142,7 @@ func BenchmarkEmptyCall(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		_, err = wire.ApplyAnswer(empty, rep.Data, &sc)
+		_, err = abi.Apply(empty, rep.Data, &sc)
 		rep.Release()
 		if err != nil {
 			b.Fatal(err)
@@ -160,7 +160,7 @@ func BenchmarkPayload(b *testing.B) {
 	inst := p.current()
 	for _, size := range []int{0, 16 << 10, 64 << 10} {
 		b.Run(fmt.Sprintf("bytes=%d", size), func(b *testing.B) {
-			buf := make([]byte, wire.FrameHeadroom+size)
+			buf := make([]byte, rpcwire.FrameHeadroom+size)
 			b.SetBytes(int64(size))
 			cpu := cpuTime(inst.pid)
 			for i := 0; i < b.N; i++ {

@@ -108,7 +108,7 @@ func hasLabel(m *dto.Metric, kv string) bool {
 
 func errorsTotal(t *testing.T, reg *prometheus.Registry) float64 {
 	var sum float64
-	for _, r := range []string{ReasonTimeout, ReasonCrash, ReasonGarbage, ReasonPluginError, ReasonUnavailable, ReasonAborted} {
+	for _, r := range []string{ReasonTimeout, ReasonCrash, ReasonGarbage, ReasonPluginError, ReasonUnavailable} {
 		sum += counter(t, reg, "weir_rpc_errors_total", "reason="+r)
 	}
 	return sum
@@ -335,8 +335,9 @@ func TestRelativeCmd(t *testing.T) {
 }
 
 // TestFaults makes the plugin crash, hang, answer garbage and panic on one
-// batch each: the batch goes through on_error, the plugin is restarted, and
-// the next batch is served by the new process.
+// batch each: Process returns the reason (the engine applies on_error) with
+// the batch unchanged, the plugin is restarted, and the next batch is
+// served by the new process.
 func TestFaults(t *testing.T) {
 	tests := []struct {
 		port    uint16
@@ -348,11 +349,10 @@ func TestFaults(t *testing.T) {
 		{portGarbage, ReasonGarbage, ErrGarbage},
 		{portPanic, ReasonCrash, ErrCrashed},
 	}
-	for _, onError := range []string{FailOpen, FailClosed} {
+	{
 		for _, tt := range tests {
-			t.Run(fmt.Sprintf("%s/%s/%d", onError, tt.reason, tt.port), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/%d", tt.reason, tt.port), func(t *testing.T) {
 				cfg := testPluginConfig_(testPluginConfig{})
-				cfg.OnError = onError
 				cfg.Timeout = 300 * time.Millisecond
 				h := start(t, cfg, plugin.NopSettings(ID))
 				pid := h.PID()
@@ -363,19 +363,12 @@ func TestFaults(t *testing.T) {
 				if d := time.Since(begin); d > cfg.Timeout+2*time.Second {
 					t.Errorf("Process took %s", d)
 				}
-				switch onError {
-				case FailOpen:
-					var be *BatchError
-					if !errors.As(err, &be) || be.Reason != tt.reason || !errors.Is(err, tt.wantErr) {
-						t.Fatalf("Process: %v, want a %s BatchError", err, tt.reason)
-					}
-					if b.Len() != 10 || b.Records[0].SourceNodeName != "" || b.Records[0].SourceTransportPort != tt.port {
-						t.Errorf("fail-open changed the batch: %d records, %+v", b.Len(), b.Records[0])
-					}
-				case FailClosed:
-					if err != nil || b.Len() != 0 {
-						t.Fatalf("fail-closed: err %v, %d records left", err, b.Len())
-					}
+				var be *BatchError
+				if !errors.As(err, &be) || be.Reason != tt.reason || !errors.Is(err, tt.wantErr) || plugin.ReasonOf(err) != tt.reason {
+					t.Fatalf("Process: %v, want a %s BatchError", err, tt.reason)
+				}
+				if b.Len() != 10 || b.Records[0].SourceNodeName != "" || b.Records[0].SourceTransportPort != tt.port {
+					t.Errorf("a failed batch changed: %d records, %+v", b.Len(), b.Records[0])
 				}
 				if got := counter(t, h.reg, "weir_rpc_errors_total", "reason="+tt.reason); got != 1 {
 					t.Errorf("errors{%s} = %v, want 1", tt.reason, got)

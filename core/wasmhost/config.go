@@ -10,15 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/weir-flow/weir/core/config"
-)
-
-// On-error policies.
-const (
-	// FailOpen keeps a batch the module failed on, unchanged.
-	FailOpen = "fail-open"
-	// FailClosed drops a batch the module failed on.
-	FailClosed = "fail-closed"
+	"github.com/weir-flow/weir/core/plugin"
 )
 
 // Config configures the wasm processor.
@@ -30,15 +22,10 @@ type Config struct {
 	// is null). The module may reject it, which fails `weir validate` and
 	// start-up with the module's message.
 	Config any `koanf:"config"`
-	// OnError is what happens to a batch when the module traps, panics,
-	// runs out of memory or time, or answers garbage: "fail-open" (default)
-	// keeps the batch unchanged, "fail-closed" drops it. Either way the
-	// failure is counted, logged and the instance recreated.
-	OnError string `koanf:"on_error"`
 	// MemoryLimit caps each instance's linear memory, in bytes; YAML takes
 	// units ("64MiB", "1GiB"). Rounded up to 64 KiB pages. Default 64MiB;
 	// at most 4GiB. A Go guest needs a few MiB to start.
-	MemoryLimit config.ByteSize `koanf:"memory_limit"`
+	MemoryLimit plugin.ByteSize `koanf:"memory_limit"`
 	// Timeout is the longest one batch may run in the module before the
 	// call is stopped (within about a millisecond) and the instance
 	// replaced. Default 1s. 0 disables the deadline: a module stuck in a
@@ -84,7 +71,7 @@ const (
 // DefaultConfig returns the defaults: fail-open, 64 MiB, 1s, GOMAXPROCS
 // instances, nothing allowed, the user cache directory.
 func DefaultConfig() *Config {
-	return &Config{OnError: FailOpen, MemoryLimit: DefaultMemoryLimit, Timeout: DefaultTimeout}
+	return &Config{MemoryLimit: DefaultMemoryLimit, Timeout: DefaultTimeout}
 }
 
 // Validate checks every field without touching the module; see [Check]
@@ -93,9 +80,6 @@ func (c *Config) Validate() error {
 	var errs []error
 	if strings.TrimSpace(c.Path) == "" {
 		errs = append(errs, errors.New("path: missing: give the .wasm module's path"))
-	}
-	if c.OnError != FailOpen && c.OnError != FailClosed {
-		errs = append(errs, fmt.Errorf("on_error: %q: want %q or %q", c.OnError, FailOpen, FailClosed))
 	}
 	if c.MemoryLimit <= 0 || c.MemoryLimit > maxPages*pageSize {
 		errs = append(errs, fmt.Errorf("memory_limit: %s: want more than 0 and at most 4GiB, the most a wasm32 module can address", c.MemoryLimit))
@@ -144,13 +128,9 @@ func (c *Config) configJSON() ([]byte, error) {
 	return json.Marshal(c.Config)
 }
 
-// resolve returns p relative to baseDir unless absolute.
-func resolve(baseDir, p string) string {
-	if p == "" || filepath.IsAbs(p) || baseDir == "" {
-		return p
-	}
-	return filepath.Join(baseDir, p)
-}
+// resolve returns p relative to baseDir unless absolute, as
+// plugin.Settings.Path does (Check has a base directory, not Settings).
+func resolve(baseDir, p string) string { return plugin.Settings{BaseDir: baseDir}.Path(p) }
 
 // cacheDir returns the compilation cache directory, or "" for none.
 func (c *Config) cacheDir(baseDir string) string {

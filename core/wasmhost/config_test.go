@@ -19,10 +19,9 @@ func TestConfigValidate(t *testing.T) {
 		want []string // substrings of the error; none means valid
 	}{
 		{"defaults", valid(func(*Config) {}), nil},
-		{"fail-closed, no deadline", valid(func(c *Config) { c.OnError = FailClosed; c.Timeout = 0 }), nil},
+		{"no deadline", valid(func(c *Config) { c.Timeout = 0 }), nil},
 		{"grants", valid(func(c *Config) { c.Allow = Allow{FS: []string{"data"}, Env: []string{"HOME"}} }), nil},
 		{"missing path", valid(func(c *Config) { c.Path = " " }), []string{"path: missing"}},
-		{"bad policy", valid(func(c *Config) { c.OnError = "ignore" }), []string{`on_error: "ignore"`}},
 		{"memory zero", valid(func(c *Config) { c.MemoryLimit = 0 }), []string{"memory_limit: 0"}},
 		{"memory too big", valid(func(c *Config) { c.MemoryLimit = 8 << 30 }), []string{"memory_limit: 8GiB", "4GiB"}},
 		{"negative timeout", valid(func(c *Config) { c.Timeout = -time.Second }), []string{"timeout: -1s"}},
@@ -30,7 +29,7 @@ func TestConfigValidate(t *testing.T) {
 		{"bad env", valid(func(c *Config) { c.Allow.Env = []string{"A=B"} }), []string{`allow.env[0]: "A=B"`}},
 		{"empty fs", valid(func(c *Config) { c.Allow.FS = []string{""} }), []string{"allow.fs[0]"}},
 		{"config not JSON", valid(func(c *Config) { c.Config = map[any]any{1: 2} }), []string{"config: cannot be encoded as JSON"}},
-		{"every problem", &Config{OnError: "x", Timeout: -1}, []string{"path", "on_error", "memory_limit", "timeout"}},
+		{"every problem", &Config{Timeout: -1}, []string{"path", "memory_limit", "timeout"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -55,7 +54,7 @@ func TestConfigValidate(t *testing.T) {
 
 func TestConfigDefaults(t *testing.T) {
 	c := DefaultConfig()
-	if c.OnError != FailOpen || c.MemoryLimit != 64<<20 || c.Timeout != time.Second || c.Instances != 0 {
+	if c.MemoryLimit != 64<<20 || c.Timeout != time.Second || c.Instances != 0 {
 		t.Fatalf("defaults %+v", c)
 	}
 	if c.memoryPages() != 1024 {

@@ -20,8 +20,9 @@
 //     deadline is enforced; modules the rewriter does not handle fall back
 //     to wazero's own, slower, checks.
 //   - A trap, panic, out-of-memory, timeout or malformed answer never
-//     reaches the pipeline: the batch follows on_error, the failure is
-//     counted in weir_wasm_errors_total{reason} and logged, and the
+//     reaches the pipeline: the batch is left unchanged, the failure is
+//     counted in weir_wasm_errors_total{reason} and returned as a
+//     *plugin.Error (the engine applies on_error and logs it), and the
 //     instance is recreated.
 //   - Process is safe for concurrent use: a pool of instances (instances,
 //     default GOMAXPROCS) serves parallel batches.

@@ -22,8 +22,8 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/weir-flow/weir/core/abi"
-	"github.com/weir-flow/weir/core/config"
 	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/core/wasmhost/internal/interrupt"
 )
 
@@ -190,7 +190,7 @@ func compileModule(ctx context.Context, path string, pages uint32, want checks, 
 	if err != nil {
 		m.close(ctx)
 		if strings.Contains(err.Error(), "over limit") {
-			return nil, fmt.Errorf("%s: memory_limit of %s is below the module's own minimum: %v", path, config.ByteSize(pages)*pageSize, err)
+			return nil, fmt.Errorf("%s: memory_limit of %s is below the module's own minimum: %v", path, plugin.ByteSize(pages)*pageSize, err)
 		}
 		return nil, fmt.Errorf("%s: %w: %v", path, ErrNotWasm, err)
 	}
@@ -295,7 +295,7 @@ type instance struct {
 	stack        [2]uint64
 	call         *callCtx
 	enc          abi.Encoder
-	answer       abi.Answer
+	scratch      abi.Scratch
 	stderr       *streamWriter
 	roots        []*os.Root // allow.fs directories, open while the instance lives
 }
@@ -426,7 +426,7 @@ func (in *instance) initialize(ctx context.Context, config []byte, buffer int) (
 		return m, fmt.Errorf("decode %s answer: %w", exportInit, err)
 	}
 	if m.Status != abi.StatusOK {
-		return m, fmt.Errorf("%w: %s", ErrRejected, m.Message)
+		return m, plugin.Fail(plugin.ReasonRejectedConfig, fmt.Errorf("%w: %s", ErrRejected, m.Message))
 	}
 	return m, nil
 }
@@ -453,17 +453,19 @@ func (in *instance) grow(ctx context.Context, n int) error {
 
 var errTooLarge = errors.New("batch too large")
 
-// Failure reasons, the values of weir_wasm_errors_total's reason label.
+// Failure causes and the engine's reasons they map to (plugin.Reasons, the
+// values of weir_wasm_errors_total's and weir_stage_records_errored_total's
+// reason label); the error's text says which cause it was.
 const (
-	reasonTrap      = "trap"       // the module trapped or exited
-	reasonPanic     = "panic"      // a Go panic (recovered by the SDK or not)
-	reasonTimeout   = "timeout"    // the batch ran past its deadline
-	reasonOOM       = "oom"        // the module ran out of memory
-	reasonBadAnswer = "bad_answer" // the answer broke the ABI
-	reasonError     = "error"      // the module reported an error
+	reasonTrap      = plugin.ReasonCrash       // the module trapped or exited
+	reasonPanic     = plugin.ReasonCrash       // a Go panic (recovered by the SDK or not)
+	reasonTimeout   = plugin.ReasonTimeout     // the batch ran past its deadline
+	reasonOOM       = plugin.ReasonCrash       // the module ran out of memory
+	reasonBadAnswer = plugin.ReasonBadAnswer   // the answer broke the ABI
+	reasonError     = plugin.ReasonPluginError // the module reported an error
 )
 
-var reasons = []string{reasonTrap, reasonPanic, reasonTimeout, reasonOOM, reasonBadAnswer, reasonError}
+var reasons = []string{plugin.ReasonCrash, plugin.ReasonTimeout, plugin.ReasonBadAnswer, plugin.ReasonPluginError}
 
 // run sends b through the instance and applies its answer. On error, b is
 // unchanged and reason says what went wrong.
@@ -503,18 +505,16 @@ func (in *instance) runArmed(b *flow.Batch, mask abi.Mask) (string, error) {
 	if !ok {
 		return reasonBadAnswer, fmt.Errorf("answer of %d bytes at %d is beyond guest memory (%d bytes): %w", n, ptr, in.mem.Size(), abi.ErrMalformed)
 	}
-	if err := abi.DecodeAnswer(ans, &in.answer); err != nil {
-		return reasonBadAnswer, fmt.Errorf("decode answer: %w", err)
-	}
-	switch in.answer.Status {
-	case abi.StatusOK:
-	case abi.StatusPanic:
-		return reasonPanic, &abi.PluginError{Status: in.answer.Status, Message: in.answer.Message}
-	default:
-		return reasonError, &abi.PluginError{Status: in.answer.Status, Message: in.answer.Message}
-	}
-	if _, err := abi.Apply(b, &in.answer); err != nil {
-		return reasonBadAnswer, fmt.Errorf("apply answer: %w", err)
+	if _, err := abi.Apply(b, ans, &in.scratch); err != nil {
+		var pe *abi.PluginError
+		switch {
+		case !errors.As(err, &pe):
+			return reasonBadAnswer, fmt.Errorf("answer: %w", err)
+		case pe.Status == abi.StatusPanic:
+			return reasonPanic, err
+		default:
+			return reasonError, err
+		}
 	}
 	return "", nil
 }

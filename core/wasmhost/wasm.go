@@ -50,7 +50,6 @@ type Processor struct {
 	config  []byte
 	ic      instanceConfig
 	metrics *metrics
-	logs    limiter
 
 	mu       sync.Mutex
 	mod      *module
@@ -75,22 +74,18 @@ func New(cfg *Config, set plugin.Settings) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: config: %w", ID, err)
 	}
-	log := set.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	p := &Processor{
 		cfg:     *cfg,
 		set:     set,
-		log:     log.With("module", cfg.Path),
-		path:    resolve(set.BaseDir, cfg.Path),
+		log:     set.Logger.With("module", cfg.Path),
+		path:    set.Path(cfg.Path),
 		config:  config,
 		max:     cfg.instances(),
 		closing: make(chan struct{}),
 	}
 	p.ic = instanceConfig{log: p.log, allowEnv: cfg.Allow.Env, buffer: bufferFor(set.BatchSize)}
 	for _, d := range cfg.Allow.FS {
-		p.ic.allowFS = append(p.ic.allowFS, absolute(resolve(set.BaseDir, d)))
+		p.ic.allowFS = append(p.ic.allowFS, absolute(set.Path(d)))
 	}
 	p.idle = make(chan *instance, p.max)
 	p.metrics, err = newMetrics(set.Metrics)
@@ -212,10 +207,10 @@ func (p *Processor) Manifest() abi.Manifest {
 
 // Process runs b through the module: one call for the whole batch. The
 // module's verdicts remove records and its updates modify them. If the
-// module fails (trap, panic, timeout, out of memory, bad answer), the
-// batch follows on_error — fail-open keeps it unchanged, fail-closed
-// empties it — the failure is counted and logged, the instance is
-// replaced, and Process returns nil.
+// module fails (trap, panic, timeout, out of memory, bad answer, error),
+// b is unchanged, the failure is counted in weir_wasm_errors_total, the
+// instance is replaced, and Process returns a *plugin.Error whose reason
+// the engine counts and applies on_error to.
 func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 	if b.Len() == 0 {
 		return nil
@@ -231,16 +226,8 @@ func (p *Processor) Process(ctx context.Context, b *flow.Batch) error {
 		return nil
 	}
 	p.metrics.errors.WithLabelValues(reason).Inc()
-	records := b.Len()
-	if p.cfg.OnError == FailClosed {
-		b.RetainMask(nil)
-	}
-	if n, ok := p.logs.allow(time.Now()); ok {
-		p.log.Error("wasm module failed on a batch; replacing the instance",
-			"reason", reason, "on_error", p.cfg.OnError, "records", records, "error", err, "suppressed", n)
-	}
 	p.replace(ctx, in)
-	return nil
+	return plugin.Fail(reason, fmt.Errorf("%s %s: %w", ID, p.cfg.Path, err))
 }
 
 // acquire takes an idle instance, creates one if the pool is not full, or
@@ -379,25 +366,6 @@ func (p *Processor) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// limiter lets one log line through per second and counts the others.
-type limiter struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-func (l *limiter) allow(now time.Time) (suppressed int, ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.last) < time.Second {
-		l.suppressed++
-		return 0, false
-	}
-	n := l.suppressed
-	l.last, l.suppressed = now, 0
-	return n, true
-}
-
 // metrics are the plugin's own metrics; the engine counts records and
 // times batches (weir_stage_process_duration_seconds).
 type metrics struct {
@@ -409,7 +377,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weir_wasm_errors_total",
-			Help: "Batches a WASM module failed on, by reason (trap, panic, timeout, oom, bad_answer, error).",
+			Help: "Batches a WASM module failed on, by reason (crash, timeout, bad_answer, plugin_error).",
 		}, []string{"reason"}),
 		restarts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weir_wasm_restarts_total",

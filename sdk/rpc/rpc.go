@@ -22,7 +22,7 @@ import (
 
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
-	"github.com/weir-flow/weir/core/rpchost/wire"
+	"github.com/weir-flow/weir/internal/rpcwire"
 )
 
 // Plugin describes a plugin: set Filter, Enrich or both.
@@ -137,12 +137,12 @@ func startProfile(path string) (stop func()) {
 const EnvCPUProfile = "WEIR_RPC_CPUPROFILE"
 
 // serve runs go-plugin's server until the host closes the connection.
-func serve(srv wire.Server) {
+func serve(srv rpcwire.Server) {
 	goplugin.Serve(&goplugin.ServeConfig{
-		HandshakeConfig: wire.Handshake(),
-		Plugins:         goplugin.PluginSet{wire.PluginName: &wire.Plugin{Impl: srv}},
+		HandshakeConfig: rpcwire.Handshake(),
+		Plugins:         goplugin.PluginSet{rpcwire.PluginName: &rpcwire.Plugin{Impl: srv}},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			return grpc.NewServer(append(opts, wire.ServerOptions()...)...)
+			return grpc.NewServer(append(opts, rpcwire.ServerOptions()...)...)
 		},
 	})
 }
@@ -216,7 +216,7 @@ func exists(p string) bool {
 	return err == nil
 }
 
-// server implements wire.Server for a Plugin.
+// server implements rpcwire.Server for a Plugin.
 type server struct {
 	p       Plugin
 	kind    abi.Kind
@@ -228,22 +228,22 @@ type server struct {
 // scratch is one goroutine's working set for a batch.
 type scratch struct {
 	dec     abi.Decoder
-	strings wire.Strings // interned strings of packed batches
-	layout  *wire.Layout // of the last packed batch
-	rec     flow.Record  // what the callbacks get
-	before  flow.Record  // the record as decoded, for the diff
+	strings abi.Strings       // interned strings of packed batches
+	layout  *abi.PackedLayout // of the last packed batch
+	rec     flow.Record       // what the callbacks get
+	before  flow.Record       // the record as decoded, for the diff
 	// beforeLayout is the layout whose records before receives (fields
 	// outside its mask stay zero); nil when before holds whole records.
-	beforeLayout *wire.Layout
+	beforeLayout *abi.PackedLayout
 	extra        []flow.Field
-	answer       wire.AnswerWriter
+	answer       abi.CompactWriter
 	verdicts     abi.Verdicts
 }
 
 // batch is a decoded batch buffer: plain ABI or packed.
 type batch struct {
 	plain  *abi.View
-	packed *wire.Packed
+	packed *abi.Packed
 }
 
 func (b *batch) len() int {
@@ -253,9 +253,9 @@ func (b *batch) len() int {
 	return b.plain.Len()
 }
 
-// NewServer returns the wire.Server that Serve serves for p, for tests and
+// NewServer returns the rpcwire.Server that Serve serves for p, for tests and
 // for authors who wrap it (logging, metrics).
-func NewServer(p Plugin) (wire.Server, error) {
+func NewServer(p Plugin) (rpcwire.Server, error) {
 	kind, err := p.kind()
 	if err != nil {
 		return nil, err
@@ -273,7 +273,7 @@ func NewServer(p Plugin) (wire.Server, error) {
 // error, so the host reports the plugin's own message.
 func (s *server) Init(_ context.Context, raw []byte) (out []byte, err error) {
 	m := abi.Manifest{Version: abi.Version, Kind: s.kind, Reads: s.mask}
-	var req wire.InitRequest
+	var req rpcwire.InitRequest
 	if err := json.Unmarshal(raw, &req); err != nil {
 		m.Status, m.Message = abi.StatusError, fmt.Sprintf("init request: %v", err)
 		return m.Append(nil), nil
@@ -307,9 +307,9 @@ func (s *server) Process(_ context.Context, buf []byte) ([]byte, error) {
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
 	var b batch
-	if len(buf) >= 4 && binary.LittleEndian.Uint32(buf) == wire.MagicPacked {
+	if len(buf) >= 4 && binary.LittleEndian.Uint32(buf) == abi.MagicPacked {
 		// Decoded straight from the packed bytes.
-		p, err := wire.ParsePacked(buf, sc.layout)
+		p, err := abi.ParsePacked(buf, sc.layout)
 		if err != nil {
 			return nil, fmt.Errorf("batch: %w", err)
 		}
@@ -346,7 +346,7 @@ func (s *server) run(sc *scratch, v *batch, out []byte) (ans []byte, err error) 
 	n := v.len()
 	defer func() {
 		if p := recover(); p != nil {
-			ans = wire.ErrorAnswer(abi.StatusPanic, fmt.Sprintf("panic: %v\n%s", p, debug.Stack()))
+			ans = abi.CompactError(abi.StatusPanic, fmt.Sprintf("panic: %v\n%s", p, debug.Stack()))
 			err = nil
 		}
 	}()
@@ -395,15 +395,15 @@ func (s *server) run(sc *scratch, v *batch, out []byte) (ans []byte, err error) 
 				sc.extra = append(sc.extra[:0], r.Extra...)
 				before.Extra = sc.extra
 			}
-			pb = presence(before)
+			pb = before.PresentSet()
 		}
 		s.p.Enrich(r)
-		diff(&sc.answer, i, before, r, pb)
+		sc.answer.Diff(i, before, r, pb)
 	}
 	return sc.answer.Append(out, abi.StatusOK, n, sc.verdicts, ""), nil
 }
 
 var (
-	_ wire.Server   = (*server)(nil)
-	_ wire.Releaser = (*server)(nil)
+	_ rpcwire.Server   = (*server)(nil)
+	_ rpcwire.Releaser = (*server)(nil)
 )

@@ -12,7 +12,6 @@ import (
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugintest"
-	"github.com/weir-flow/weir/core/rpchost/wire"
 )
 
 func TestNewServerNeedsCallback(t *testing.T) {
@@ -177,7 +176,7 @@ func FuzzProcess(f *testing.F) {
 	b.Records[2].Extra = append(b.Records[2].Extra, flow.Field{Enterprise: 9, Element: 7, Value: []byte{1, 2}})
 	reads := []flow.FieldID{flow.SourceAddress, flow.DestinationAddress, flow.SourcePodLabels, flow.OctetDeltaCount}
 	for _, m := range []abi.Mask{abi.MaskOf(0, reads...), abi.MaskOf(abi.FlagExtra|abi.FlagExporter, reads...), abi.All} {
-		f.Add(wire.NewLayout(m).Append(nil, b))
+		f.Add(abi.NewPackedLayout(m).Append(nil, b))
 		f.Add(abi.AppendBatchMask(nil, b, m))
 	}
 	srv, err := NewServer(Plugin{
@@ -193,7 +192,7 @@ func FuzzProcess(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, buf []byte) {
-		if p, err := wire.ParsePacked(buf, nil); err == nil && p.Len() > 1<<16 {
+		if p, err := abi.ParsePacked(buf, nil); err == nil && p.Len() > 1<<16 {
 			return // valid, and slow to go through
 		}
 		for range 2 {
@@ -201,8 +200,8 @@ func FuzzProcess(f *testing.F) {
 			if err != nil {
 				return
 			}
-			if len(out) >= 12 && binary.LittleEndian.Uint32(out) == wire.MagicCompact && abi.Status(binary.LittleEndian.Uint32(out[8:])) == abi.StatusPanic {
-				t.Fatalf("Process panicked: %s", out[wire.CompactHeaderSize:])
+			if len(out) >= 12 && binary.LittleEndian.Uint32(out) == abi.MagicCompact && abi.Status(binary.LittleEndian.Uint32(out[8:])) == abi.StatusPanic {
+				t.Fatalf("Process panicked: %s", out[abi.CompactHeaderSize:])
 			}
 		}
 	})

@@ -7,7 +7,7 @@ import (
 
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
-	"github.com/weir-flow/weir/core/rpchost/wire"
+	"github.com/weir-flow/weir/internal/rpcwire"
 )
 
 // TestHost runs a plugin in-process the way Weir's rpc processor runs it
@@ -15,11 +15,11 @@ import (
 // handling; only the process and gRPC are left out. Use it to test a
 // plugin with `go test`. It is not safe for concurrent use.
 type TestHost struct {
-	srv     wire.Server
+	srv     rpcwire.Server
 	man     abi.Manifest
-	layout  *wire.Layout // packed batches, as Weir sends them; nil for plain
+	layout  *abi.PackedLayout // packed batches, as Weir sends them; nil for plain
 	buf     []byte
-	scratch wire.Scratch
+	scratch abi.Scratch
 }
 
 // NewTestHost initialises p with config (any value that marshals to JSON,
@@ -34,7 +34,7 @@ func NewTestHost(p Plugin, config any) (*TestHost, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	req, err := json.Marshal(wire.InitRequest{ABI: abi.Version, Name: "test", Config: raw})
+	req, err := json.Marshal(rpcwire.InitRequest{ABI: abi.Version, Name: "test", Config: raw})
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +49,7 @@ func NewTestHost(p Plugin, config any) (*TestHost, error) {
 	if man.Status != abi.StatusOK {
 		return nil, &abi.PluginError{Status: man.Status, Message: man.Message}
 	}
-	return &TestHost{srv: srv, man: man, layout: wire.NewLayout(man.Reads)}, nil
+	return &TestHost{srv: srv, man: man, layout: abi.NewPackedLayout(man.Reads)}, nil
 }
 
 // Manifest returns what the plugin declared at Init.
@@ -63,8 +63,8 @@ func (h *TestHost) Process(b *flow.Batch) error {
 	if err != nil {
 		return err
 	}
-	_, err = wire.ApplyAnswer(b, rep, &h.scratch)
-	if r, ok := h.srv.(wire.Releaser); ok {
+	_, err = abi.Apply(b, rep, &h.scratch)
+	if r, ok := h.srv.(rpcwire.Releaser); ok {
 		r.Release(rep)
 	}
 	return err

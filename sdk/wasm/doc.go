@@ -31,8 +31,8 @@
 //   - The host calls a module from one goroutine at a time and runs several
 //     instances for parallelism: package-level state is per instance.
 //   - A panic in the plugin is recovered by the SDK and reported to the
-//     host, which applies the module's on_error policy and recreates the
-//     instance.
+//     host, which recreates the instance; the engine applies the stage's
+//     on_error policy to the batch.
 //   - The module has no filesystem, network or environment unless the
 //     pipeline's config grants them (allow.fs, allow.env).
 //   - Build with -buildmode=c-shared: the host runs the module's

@@ -21,7 +21,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/weir-flow/weir/core/bench"
+	"github.com/weir-flow/weir/internal/bench"
 )
 
 // runBench runs weir with args from the repository root and returns its

@@ -209,14 +209,15 @@ func waitSettled(t *testing.T, w *weirProc, name string) int {
 
 // TestWASMMisbehaveFailOpen runs the misbehave module in every mode inside
 // a running weir fed by softflowd: every record still comes out, the
-// failures are counted by reason and logged with the module's path, and
-// weir exits 0 on SIGTERM.
+// failures are counted by reason (the host's and the engine's counters, the
+// same reasons) and logged with the module's path, and weir exits 0 on
+// SIGTERM.
 func TestWASMMisbehaveFailOpen(t *testing.T) {
 	needTools(t, "softflowd")
 	capture := sharedCapture(t)
 	module := wasmModule(t, "./examples/wasm/misbehave")
 	modes := map[string]string{
-		"loop": "timeout", "trap": "trap", "panic": "panic", "oom": "oom", "garbage": "bad_answer",
+		"loop": "timeout", "trap": "crash", "panic": "crash", "oom": "crash", "garbage": "bad_answer",
 	}
 	for mode, reason := range modes {
 		t.Run(mode, func(t *testing.T) {
@@ -255,6 +256,9 @@ pipeline:
 			if m["weir_wasm_errors_total"] == 0 || !w.hasSample(t, "weir_wasm_errors_total", fmt.Sprintf("reason=%q", reason)) {
 				t.Errorf("no weir_wasm_errors_total{reason=%q}: %v", reason, m["weir_wasm_errors_total"])
 			}
+			if !w.hasSample(t, "weir_stage_records_errored_total", fmt.Sprintf("reason=%q", reason)) {
+				t.Errorf("no weir_stage_records_errored_total{reason=%q}", reason)
+			}
 			if m["weir_wasm_restarts_total"] < m["weir_wasm_errors_total"] {
 				t.Errorf("%v restarts for %v errors", m["weir_wasm_restarts_total"], m["weir_wasm_errors_total"])
 			}
@@ -262,7 +266,7 @@ pipeline:
 				t.Fatalf("weir exited:\n%s", w.stderr.String())
 			}
 			logs := w.stderr.String()
-			if !strings.Contains(logs, "wasm module failed on a batch") || !strings.Contains(logs, "module="+module) || !strings.Contains(logs, "reason="+reason) {
+			if !strings.Contains(logs, "processor failed on a batch") || !strings.Contains(logs, "wasm "+module) || !strings.Contains(logs, "reason="+reason) {
 				t.Errorf("the failure is not logged with the module's path and reason %s:\n%s", reason, logs)
 			}
 			w.stop(t)

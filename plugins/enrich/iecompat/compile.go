@@ -125,9 +125,9 @@ func (o *widthOp) apply(r *flow.Record, w writer) errReason {
 	if len(f.Value) > 8 {
 		return reasonConvert
 	}
-	u := beUint(f.Value)
+	u, _ := ipfix.DecodeUnsigned(f.Value)
 	if o.srcSigned {
-		i := beInt(f.Value)
+		i, _ := ipfix.DecodeSigned(f.Value)
 		if i < 0 && !o.signed {
 			return reasonOverflow
 		}

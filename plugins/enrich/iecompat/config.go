@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/weir-flow/weir/core/config"
 	"github.com/weir-flow/weir/core/plugin"
 )
 
@@ -119,5 +118,5 @@ func (c *Config) Check(_ context.Context, baseDir string) error {
 
 var (
 	_ plugin.Config  = (*Config)(nil)
-	_ config.Checker = (*Config)(nil)
+	_ plugin.Checker = (*Config)(nil)
 )

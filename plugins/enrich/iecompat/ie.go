@@ -183,14 +183,14 @@ func (v *value) uintOf() (uint64, bool) {
 		}
 		if v.hasBT {
 			if _, signed, ok := intWidth(v.bt); ok && signed {
-				i := beInt(v.b)
+				i, _ := ipfix.DecodeSigned(v.b)
 				if i < 0 {
 					return 0, false
 				}
 				return uint64(i), true
 			}
 		}
-		return beUint(v.b), true
+		return ipfix.DecodeUnsigned(v.b)
 	}
 	return 0, false
 }
@@ -329,10 +329,9 @@ func timeOf(v *value) (uint64, errReason) {
 			}
 		}
 		switch {
-		case t == ipfix.DateTimeSeconds && len(v.b) == 4:
-			return beUint(v.b) * 1e9, ok
-		case t == ipfix.DateTimeMilliseconds && len(v.b) == 8:
-			return beUint(v.b) * 1e6, ok
+		case t == ipfix.DateTimeSeconds && len(v.b) == 4, t == ipfix.DateTimeMilliseconds && len(v.b) == 8:
+			ns, _ := ipfix.DecodeTime(t, v.b)
+			return uint64(ns), ok
 		}
 	}
 	return 0, reasonConvert
@@ -367,7 +366,7 @@ func encode(ref *ieRef, v *value, tmp *[16]byte) ([]byte, errReason) {
 		var i int64
 		if v.kind == vBytes && v.hasBT {
 			if _, srcSigned, srcInt := intWidth(v.bt); srcInt && srcSigned && len(v.b) <= 8 {
-				i = beInt(v.b)
+				i, _ = ipfix.DecodeSigned(v.b)
 				if !signed && i < 0 {
 					return nil, reasonOverflow
 				}
@@ -489,22 +488,4 @@ func remove(r *flow.Record, ref *ieRef) {
 			return
 		}
 	}
-}
-
-// beUint decodes a big-endian unsigned integer of up to 8 bytes.
-func beUint(b []byte) uint64 {
-	var v uint64
-	for _, c := range b {
-		v = v<<8 | uint64(c)
-	}
-	return v
-}
-
-// beInt decodes a big-endian two's-complement integer of 1–8 bytes.
-func beInt(b []byte) int64 {
-	if len(b) == 0 || len(b) > 8 {
-		return 0
-	}
-	shift := 64 - 8*uint(len(b))
-	return int64(beUint(b)<<shift) >> shift
 }

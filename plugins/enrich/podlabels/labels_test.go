@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/weir-flow/weir/core/config"
+	"github.com/weir-flow/weir/core/plugin"
 )
 
 func TestLabelEncoder(t *testing.T) {
@@ -122,4 +122,4 @@ func TestMatch(t *testing.T) {
 	}
 }
 
-func configByteSize(n int) config.ByteSize { return config.ByteSize(n) }
+func configByteSize(n int) plugin.ByteSize { return plugin.ByteSize(n) }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,9 +61,9 @@ type Enricher struct {
 func New(cfg *Config, set plugin.Settings) (*Enricher, error) {
 	return newEnricher(cfg, set, func(e *Enricher, enc *labelEncoder) (backend, error) {
 		if cfg.File != "" {
-			return newFileBackend(resolve(set.BaseDir, cfg.File), cfg.ReloadInterval, enc, e.store, e.metrics, e.log), nil
+			return newFileBackend(set.Path(cfg.File), cfg.ReloadInterval, enc, e.store, e.metrics, e.log), nil
 		}
-		return newKubeBackend(resolve(set.BaseDir, cfg.Kubeconfig), cfg.Context, cfg.SyncTimeout, enc, e.store, e.metrics, e.log)
+		return newKubeBackend(set.Path(cfg.Kubeconfig), cfg.Context, cfg.SyncTimeout, enc, e.store, e.metrics, e.log)
 	})
 }
 
@@ -72,9 +71,6 @@ func New(cfg *Config, set plugin.Settings) (*Enricher, error) {
 func newEnricher(cfg *Config, set plugin.Settings, newBackend func(*Enricher, *labelEncoder) (backend, error)) (*Enricher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	if set.Logger == nil {
-		set.Logger = slog.New(slog.DiscardHandler)
 	}
 	m, err := newMetrics(set.Metrics)
 	if err != nil {
@@ -94,13 +90,9 @@ func newEnricher(cfg *Config, set plugin.Settings, newBackend func(*Enricher, *l
 	return e, nil
 }
 
-// resolve makes a relative path relative to baseDir.
-func resolve(baseDir, path string) string {
-	if path == "" || filepath.IsAbs(path) || baseDir == "" {
-		return path
-	}
-	return filepath.Join(baseDir, path)
-}
+// resolve returns p relative to baseDir unless absolute, as
+// plugin.Settings.Path does (Check has a base directory, not Settings).
+func resolve(baseDir, p string) string { return plugin.Settings{BaseDir: baseDir}.Path(p) }
 
 // Start loads the initial state — the file, or the informers' first list
 // within sync_timeout — and starts watching for changes.

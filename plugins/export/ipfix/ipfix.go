@@ -87,12 +87,6 @@ func New(cfg Config, set plugin.Settings) (*Exporter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if set.Logger == nil {
-		set.Logger = slog.New(slog.DiscardHandler)
-	}
-	if set.Metrics == nil {
-		set.Metrics = prometheus.NewRegistry()
-	}
 	refresh := cfg.TemplateRefresh
 	if cfg.Transport == "tcp" {
 		refresh = 0

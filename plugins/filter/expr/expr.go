@@ -61,18 +61,13 @@ func New(cfg *Config, set plugin.Settings) (*Filter, error) {
 			Help: "Records whose expression evaluation failed (kept or dropped per on_error).",
 		}),
 	}
-	if f.log == nil {
-		f.log = slog.New(slog.DiscardHandler)
-	}
 	f.pool.New = func() any { return prog.newEvaluator() }
-	if set.Metrics != nil {
-		if err := set.Metrics.Register(f.errors); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, fmt.Errorf("%s: register metrics: %w", ID, err)
-			}
-			f.errors = are.ExistingCollector.(prometheus.Counter)
+	if err := set.Metrics.Register(f.errors); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, fmt.Errorf("%s: register metrics: %w", ID, err)
 		}
+		f.errors = are.ExistingCollector.(prometheus.Counter)
 	}
 	return f, nil
 }

@@ -1,9 +1,7 @@
 package expr
 
 import (
-	"encoding/binary"
 	"fmt"
-	"math"
 	"net/netip"
 	"unsafe"
 
@@ -158,26 +156,16 @@ func extraVariable(name string, k flow.IEKey, t ipfix.DataType) variable {
 	case ipfix.Unsigned8, ipfix.Unsigned16, ipfix.Unsigned32, ipfix.Unsigned64,
 		ipfix.DateTimeSeconds, ipfix.DateTimeMilliseconds:
 		v.sample = 0
-		v.bind = cell(func(r *flow.Record) int { return int(beUint(find(r))) })
+		v.bind = cell(func(r *flow.Record) int { u, _ := ipfix.DecodeUnsigned(find(r)); return int(u) })
 	case ipfix.Signed8, ipfix.Signed16, ipfix.Signed32, ipfix.Signed64:
 		v.sample = 0
-		v.bind = cell(func(r *flow.Record) int { return int(beInt(find(r))) })
+		v.bind = cell(func(r *flow.Record) int { i, _ := ipfix.DecodeSigned(find(r)); return int(i) })
 	case ipfix.Float32, ipfix.Float64:
 		v.sample = float64(0)
-		v.bind = cell(func(r *flow.Record) float64 {
-			b := find(r)
-			switch len(b) {
-			case 4:
-				return float64(math.Float32frombits(binary.BigEndian.Uint32(b)))
-			case 8:
-				return math.Float64frombits(binary.BigEndian.Uint64(b))
-			}
-			return 0
-		})
+		v.bind = cell(func(r *flow.Record) float64 { f, _ := ipfix.DecodeFloat(find(r)); return f })
 	case ipfix.Boolean:
 		v.sample = false
-		// RFC 7011 §6.1.5: 1 is true, 2 is false.
-		v.bind = cell(func(r *flow.Record) bool { b := find(r); return len(b) == 1 && b[0] == 1 })
+		v.bind = cell(func(r *flow.Record) bool { b, _ := ipfix.DecodeBoolean(find(r)); return b })
 	case ipfix.String:
 		v.sample = ""
 		v.bind = cell(func(r *flow.Record) string {
@@ -189,7 +177,7 @@ func extraVariable(name string, k flow.IEKey, t ipfix.DataType) variable {
 	case ipfix.IPv4Address, ipfix.IPv6Address:
 		v.sample = ""
 		v.bind = addrCell(func(r *flow.Record) netip.Addr {
-			a, _ := netip.AddrFromSlice(find(r))
+			a, _ := ipfix.DecodeAddress(find(r))
 			return a
 		}, func(netip.Addr) bool { return true })
 	default:
@@ -203,26 +191,4 @@ func extraVariable(name string, k flow.IEKey, t ipfix.DataType) variable {
 		})
 	}
 	return v
-}
-
-// beUint decodes a big-endian unsigned integer of 0–8 bytes (reduced-size
-// encoding, RFC 7011 §6.2); longer values read as 0.
-func beUint(b []byte) uint64 {
-	if len(b) > 8 {
-		return 0
-	}
-	var v uint64
-	for _, c := range b {
-		v = v<<8 | uint64(c)
-	}
-	return v
-}
-
-// beInt decodes a big-endian signed integer of 1–8 bytes, sign-extended.
-func beInt(b []byte) int64 {
-	if len(b) == 0 || len(b) > 8 {
-		return 0
-	}
-	shift := 64 - 8*uint(len(b))
-	return int64(beUint(b)<<shift) >> shift
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
-	"log/slog"
 
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
@@ -42,12 +41,8 @@ func New(cfg *Config, set plugin.Settings) (*Filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ID, err)
 	}
-	log := set.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	for _, w := range warnings {
-		log.Warn(w, "protocols", cfg.Protocols)
+		set.Logger.Warn(w, "protocols", cfg.Protocols)
 	}
 	return &Filter{m: m}, nil
 }

@@ -143,12 +143,6 @@ func New(cfg *Config, set plugin.Settings) (*Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if set.Logger == nil {
-		set.Logger = slog.New(slog.DiscardHandler)
-	}
-	if set.Metrics == nil {
-		set.Metrics = prometheus.NewRegistry()
-	}
 	s := &Source{
 		cfg:   *cfg,
 		set:   set,

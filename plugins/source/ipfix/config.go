@@ -11,6 +11,7 @@ import (
 
 	"github.com/weir-flow/weir/core/config"
 	"github.com/weir-flow/weir/core/ipfix"
+	"github.com/weir-flow/weir/core/plugin"
 )
 
 // ExampleYAML is the example pipeline of the plugin's README.
@@ -31,7 +32,7 @@ type Config struct {
 	// RcvBuf is the receive buffer requested for each UDP socket and TCP
 	// connection, in bytes: an integer or a string with a unit ("32MiB",
 	// "512KiB", "8MB"). 0 keeps the kernel default. Default 32 MiB.
-	RcvBuf config.ByteSize `koanf:"rcvbuf"`
+	RcvBuf plugin.ByteSize `koanf:"rcvbuf"`
 	// MaxConnections bounds concurrent TCP connections; more are refused.
 	// 0 means unlimited. Default 1024.
 	MaxConnections int `koanf:"max_connections"`

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/weir-flow/weir/core/config"
+	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/core/plugintest"
 	_ "github.com/weir-flow/weir/plugins/all"
 	source "github.com/weir-flow/weir/plugins/source/ipfix"
@@ -70,7 +71,7 @@ func TestValidate(t *testing.T) {
 func TestDecode(t *testing.T) {
 	for _, c := range []struct {
 		yaml   string
-		rcvbuf config.ByteSize
+		rcvbuf plugin.ByteSize
 	}{
 		{`{udp: ":4739", rcvbuf: 64MiB, template_ttl: 30m}`, 64 << 20},
 		{`{udp: ":4739", rcvbuf: 1048576}`, 1 << 20},

@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/ipfix"
 	"github.com/weir-flow/weir/core/plugin"
@@ -119,12 +117,6 @@ var timeoutNames = [numTimeouts]string{"header", "idle"}
 func New(cfg Config, set plugin.Settings) (*Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	if set.Logger == nil {
-		set.Logger = slog.New(slog.DiscardHandler)
-	}
-	if set.Metrics == nil {
-		set.Metrics = prometheus.NewRegistry()
 	}
 	s := &Source{
 		cfg:      cfg,

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,16 +75,7 @@ func New(cfg Config, set plugin.Settings) (*Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if set.Logger == nil {
-		set.Logger = slog.New(slog.DiscardHandler)
-	}
-	if set.Metrics == nil {
-		set.Metrics = prometheus.NewRegistry()
-	}
-	path := cfg.Path
-	if !filepath.IsAbs(path) && set.BaseDir != "" {
-		path = filepath.Join(set.BaseDir, path)
-	}
+	path := set.Path(cfg.Path)
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: path: %w", ID, err)

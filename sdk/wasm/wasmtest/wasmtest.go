@@ -28,7 +28,7 @@ import (
 type Host struct {
 	manifest abi.Manifest
 	buf      []byte
-	answer   abi.Answer
+	scratch  abi.Scratch
 }
 
 // ErrRejected is wrapped by New's error when the plugin rejects its config.
@@ -66,8 +66,5 @@ func (h *Host) Process(b *flow.Batch) (removed int, err error) {
 	g := &guest.Default
 	in := g.Alloc(len(h.buf))
 	copy(in, h.buf)
-	if err := abi.DecodeAnswer(g.Process(in[:len(h.buf)]), &h.answer); err != nil {
-		return 0, fmt.Errorf("decode answer: %w", err)
-	}
-	return abi.Apply(b, &h.answer)
+	return abi.Apply(b, g.Process(in[:len(h.buf)]), &h.scratch)
 }
