@@ -39,14 +39,12 @@ func main() {
 // SIGTERM that arrives after the first one started a graceful shutdown: an
 // operator must be able to stop a shutdown stuck on a dead collector.
 func forceExitOnSecondSignal(ctx context.Context) {
+	<-ctx.Done()
+	// Listen only once the first signal has been handled: registered
+	// earlier, this channel also receives the first signal, sometimes
+	// after ctx is done, and took it for a second one.
 	second := make(chan os.Signal, 1)
 	signal.Notify(second, os.Interrupt, syscall.SIGTERM)
-	<-ctx.Done()
-	// Drop a signal that arrived before the first one was handled.
-	select {
-	case <-second:
-	default:
-	}
 	<-second
 	fmt.Fprintln(os.Stderr, "weir: second signal: exiting without finishing the shutdown")
 	os.Exit(130)
