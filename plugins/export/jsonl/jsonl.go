@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,31 +75,21 @@ const (
 
 // New returns an exporter; the file is opened by Start.
 func New(cfg *Config, set plugin.Settings) (*Exporter, error) {
-	path := cfg.Path
-	if path != "-" && !filepath.IsAbs(path) && set.BaseDir != "" {
-		path = filepath.Join(set.BaseDir, path)
-	}
-	log := set.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	e := &Exporter{cfg: cfg, path: path, log: log, enc: Encoder{Extra: cfg.Extra}, stop: make(chan struct{})}
-	if set.Metrics != nil {
-		for _, c := range []struct {
-			name, help string
-			v          *atomic.Uint64
-			labels     prometheus.Labels
-		}{
-			{"records_written_total", "Records written as whole lines.", &e.written, nil},
-			{"records_dropped_total", "Records dropped after retry_for of failed writes, by reason.", &e.dropped, prometheus.Labels{"reason": "write_error"}},
-			{"write_errors_total", "Failed writes (each retry counts).", &e.failures, nil},
-		} {
-			v := c.v
-			if err := set.Metrics.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name: "weir_export_jsonl_" + c.name, Help: c.help, ConstLabels: c.labels,
-			}, func() float64 { return float64(v.Load()) })); err != nil {
-				return nil, fmt.Errorf("%s: register metrics: %w", ID, err)
-			}
+	e := &Exporter{cfg: cfg, path: set.Path(cfg.Path), log: set.Logger, enc: Encoder{Extra: cfg.Extra}, stop: make(chan struct{})}
+	for _, c := range []struct {
+		name, help string
+		v          *atomic.Uint64
+		labels     prometheus.Labels
+	}{
+		{"records_written_total", "Records written as whole lines.", &e.written, nil},
+		{"records_dropped_total", "Records dropped after retry_for of failed writes, by reason.", &e.dropped, prometheus.Labels{"reason": "write_error"}},
+		{"write_errors_total", "Failed writes (each retry counts).", &e.failures, nil},
+	} {
+		v := c.v
+		if err := set.Metrics.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "weir_export_jsonl_" + c.name, Help: c.help, ConstLabels: c.labels,
+		}, func() float64 { return float64(v.Load()) })); err != nil {
+			return nil, fmt.Errorf("%s: register metrics: %w", ID, err)
 		}
 	}
 	return e, nil
