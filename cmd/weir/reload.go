@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/weir-flow/weir/core/config"
 )
 
 func newReloadCmd() *cobra.Command {
@@ -28,11 +30,17 @@ Exits non-zero if the new config was refused; the running pipeline is then uncha
 				return err
 			}
 			if address == "" {
-				cfg, err := loadConfig(p)
-				if err != nil {
+				tel := config.Defaults().Telemetry
+				if p == "" {
+					cfg, err := loadConfig(p)
+					if err != nil {
+						return err
+					}
+					tel = cfg.Telemetry
+				} else if tel, err = config.ReadTelemetry(p); err != nil {
 					return fmt.Errorf("find the admin address: %w", err)
 				}
-				if address = cfg.Telemetry.MetricsAddress; address == "" {
+				if address = tel.MetricsAddress; address == "" {
 					return fmt.Errorf("telemetry.metrics_address is empty: the running weir has no admin endpoint (send it SIGHUP instead)")
 				}
 			}

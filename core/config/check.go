@@ -4,6 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/rawbytes"
+	"github.com/knadh/koanf/v2"
 )
 
 // Warner is implemented by plugin configs that are valid but contain
@@ -57,4 +62,29 @@ func (c *Config) Runnable() error {
 // plugins that must load). `weir validate` and a hot reload call it.
 func (c *Config) CheckRun(ctx context.Context) error {
 	return errors.Join(c.Runnable(), c.Check(ctx))
+}
+
+// ReadTelemetry reads only the telemetry section of the file at path (with
+// WEIR_ overrides), so `weir reload` finds the admin address of a running
+// Weir even when the file now holds a config that does not validate.
+func ReadTelemetry(path string) (Telemetry, error) {
+	t := Defaults().Telemetry
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return t, fmt.Errorf("read config: %w", err)
+	}
+	k := koanf.New(".")
+	if err := k.Load(rawbytes.Provider(data), yaml.Parser()); err != nil {
+		return t, fmt.Errorf("%s: parse yaml: %w", path, err)
+	}
+	if err := loadEnv(k, os.Environ()); err != nil {
+		return t, err
+	}
+	sub, _ := k.Raw()["telemetry"].(map[string]any)
+	if err := decode(map[string]any{"telemetry": sub}, &struct {
+		Telemetry *Telemetry `koanf:"telemetry"`
+	}{&t}, true); err != nil {
+		return t, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
 }

@@ -278,10 +278,11 @@ pipeline:
 		u.Write(m)
 		if i == len(msgs)/2 {
 			w.cmd.Process.Signal(syscall.SIGHUP)
+			w.waitLog(t, "msg=reloaded", 1)
 		}
 	}
 	w.cmd.Process.Signal(syscall.SIGHUP)
-	time.Sleep(300 * time.Millisecond)
+	w.waitLog(t, "msg=reloaded", 2)
 	if !w.running() {
 		t.Fatalf("weir died of SIGHUP: %v\n%s", w.waitErr, w.stderr.String())
 	}
@@ -365,4 +366,16 @@ pipeline:
 		t.Errorf("second weir's error lacks %q:\n%s", want, out)
 	}
 	first.stop(t)
+}
+
+// waitLog waits until weir's stderr holds n occurrences of s.
+func (w *weirProc) waitLog(t *testing.T, s string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(w.stderr.String(), s) < n {
+		if !w.running() || time.Now().After(deadline) {
+			t.Fatalf("weir's log never held %d× %q (running: %v):\n%s", n, s, w.running(), w.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
