@@ -1,13 +1,15 @@
 // Package all registers every built-in plugin, and the processors that run
 // WASM modules ("wasm") and out-of-process plugins ("rpc"). Import it for
 // its side effects: `import _ "github.com/weir-flow/weir/plugins/all"`.
+//
+// Build tags leave plugins out of a smaller binary: weir_nokube drops
+// enrich.podlabels (and client-go with it).
 package all
 
 import (
 	_ "github.com/weir-flow/weir/core/rpchost"
 	_ "github.com/weir-flow/weir/core/wasmhost"
 	_ "github.com/weir-flow/weir/plugins/enrich/iecompat"
-	_ "github.com/weir-flow/weir/plugins/enrich/podlabels"
 	_ "github.com/weir-flow/weir/plugins/export/ipfix"
 	_ "github.com/weir-flow/weir/plugins/export/jsonl"
 	_ "github.com/weir-flow/weir/plugins/filter/expr"
