@@ -5,7 +5,7 @@
 # missing, and runs apt-get update once.
 set -euo pipefail
 
-packages=(softflowd nfdump tshark tcpdump libpcap-dev iproute2 pmacct etcd-server openssl)
+packages=(softflowd nfdump tshark tcpdump libpcap-dev iproute2 pmacct etcd-server openssl systemd)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
