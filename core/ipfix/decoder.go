@@ -146,6 +146,7 @@ type Decoder struct {
 	last     *session
 	strs     map[string]string
 	unknown  func(flow.IEKey)
+	event    func(Event)
 
 	// Scratch reused across messages.
 	sets  []setRef
@@ -373,6 +374,9 @@ func (d *Decoder) session(k sessionKey) *session {
 	if s == nil {
 		s = &session{key: k, templates: make(map[uint16]*template)}
 		d.sessions[k] = s
+		if d.event != nil {
+			d.event(Event{Kind: "session", Exporter: k.exporter, Domain: k.domain})
+		}
 	}
 	d.last = s
 	return s
@@ -508,6 +512,9 @@ func (d *Decoder) store(s *session, setID, id uint16, scope int, raw []byte, rec
 	s.templates[id] = t
 	s.forget()
 	d.st.changed = true
+	if d.event != nil {
+		d.event(Event{Kind: "template", Exporter: s.key.exporter, Domain: s.key.domain, TemplateID: id, Options: options})
+	}
 }
 
 func (d *Decoder) withdraw(setID, id uint16, recOff int) {

@@ -245,8 +245,21 @@ func (s *Source) decoderOptions() ipfix.DecoderOptions {
 func (s *Source) newDecoderLocked() *ipfix.Decoder {
 	d := ipfix.NewDecoder(s.decoderOptions())
 	d.UnknownIE(s.unknown.observe)
+	d.OnEvent(s.logEvent) // rare; the level (which a reload may change) filters
 	s.decoders[d] = struct{}{}
 	return d
+}
+
+// logEvent logs, at debug, an exporter's first message in an observation
+// domain and every new or changed template.
+func (s *Source) logEvent(e ipfix.Event) {
+	switch e.Kind {
+	case "session":
+		s.log.Debug("new exporter / observation domain", "exporter", e.Exporter.String(), "observation_domain_id", e.Domain)
+	case "template":
+		s.log.Debug("new template", "exporter", e.Exporter.String(), "observation_domain_id", e.Domain,
+			"template_id", e.TemplateID, "options", e.Options)
+	}
 }
 
 // batcher is one reader's batch under construction.
