@@ -379,3 +379,71 @@ func (w *weirProc) waitLog(t *testing.T, s string, n int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestReloadWatch: with reload.watch, writing the file reloads it; a broken
+// write is refused and the pipeline keeps running.
+func TestReloadWatch(t *testing.T) {
+	udpPort := freePort(t, "udp")
+	jsonl := filepath.Join(t.TempDir(), "flows.jsonl")
+	base := fmt.Sprintf(`
+telemetry: {metrics_address: "{{metrics}}"}
+reload: {watch: true}
+pipeline:
+  batch: {size: 64, timeout: 50ms}
+  sources: [{source.ipfix: {udp: "127.0.0.1:%d", tcp: ""}}]
+  exporters: [{export.jsonl: {path: %q}}]
+`, udpPort, jsonl)
+	w := startWeir(t, base)
+	write := func(extra string) {
+		data := strings.ReplaceAll(base+extra, "{{metrics}}", w.metrics)
+		if err := os.WriteFile(w.config, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("  processors: [{name: tcp-only, filter.protocol: {protocols: [tcp]}}]\n")
+	w.waitLog(t, `msg=reloaded trigger="config file changed"`, 1)
+	write("  processors: [{filter.protocol: {protocols: 7}}]\n")
+	w.waitLog(t, `msg="reload refused: the running pipeline is unchanged" trigger="config file changed"`, 1)
+	u, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", udpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	for _, m := range goodRecords(t, 1, 0, 100) { // UDP: the kept filter drops them
+		u.Write(m)
+	}
+	w.waitMetric(t, "weir_stage_records_dropped_total", 100)
+	w.stop(t)
+	if in, out := w.stageSummary(t, "tcp-only"); in != 100 || out != 0 {
+		t.Errorf("tcp-only: in %d out %d, want 100 and 0", in, out)
+	}
+}
+
+// TestREADMEFirstRun: the README's first run, softflowd metering the
+// repository's own raw capture into weir, prints one JSON line per flow
+// (44).
+func TestREADMEFirstRun(t *testing.T) {
+	needTools(t, "softflowd")
+	udpPort := freePort(t, "udp")
+	jsonl := filepath.Join(t.TempDir(), "flows.jsonl")
+	w := startWeir(t, fmt.Sprintf(`
+telemetry: {metrics_address: "{{metrics}}"}
+pipeline:
+  batch: {size: 256, timeout: 50ms}
+  sources: [{source.ipfix: {udp: "127.0.0.1:%d", tcp: ""}}]
+  processors: [{proxy: {}}]
+  exporters: [{export.jsonl: {path: %q}}]
+`, udpPort, jsonl))
+	runSoftflowd(t, filepath.Join(e2eRoot(), "test/testdata/netns-traffic.pcap"), udpPort)
+	w.waitMetric(t, "weir_stage_records_in_total", 3*44) // source, proxy, exporter
+	w.stop(t)
+	lines := jsonlLines(t, jsonl)
+	if len(lines) != 44 {
+		t.Fatalf("got %d JSON lines, want the README's 44", len(lines))
+	}
+	for _, want := range []string{`"protocolIdentifier":6`, `"protocolIdentifier":17`, `"protocolIdentifier":1,`, `"protocolIdentifier":58`, `"sourceIPv6Address":"fd78::1"`, `"sourceIPv4Address":"10.78.0.1"`} {
+		if !strings.Contains(strings.Join(lines, "\n"), want) {
+			t.Errorf("no record with %s", want)
+		}
+	}
+}
