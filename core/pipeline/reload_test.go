@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,11 +65,19 @@ func (s *stream) Shutdown(context.Context) error {
 }
 
 type tagConfig struct {
-	Tag  int  `koanf:"tag"`
-	Fail bool `koanf:"fail"`
+	Tag  int    `koanf:"tag"`
+	Fail bool   `koanf:"fail"`
+	File string `koanf:"file"` // stands for a WASM module or RPC binary
 }
 
 func (tagConfig) Validate() error { return nil }
+
+func (c *tagConfig) Files(string) []string {
+	if c.File == "" {
+		return nil
+	}
+	return []string{c.File}
+}
 
 // counter is a stateful processor: it counts the records it saw. Every
 // instance is recorded under its tag, so tests can tell a kept instance
@@ -282,4 +292,38 @@ func TestReloadNotRunning(t *testing.T) {
 		t.Error("Reload before Start succeeded")
 	}
 	_ = p.Shutdown(context.Background())
+}
+
+// A stage whose config is unchanged but whose file (a rebuilt WASM module,
+// a new RPC binary) changed is replaced; an untouched file keeps it.
+func TestReloadRebuiltFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "plugin.bin")
+	os.WriteFile(file, []byte("v1"), 0o644)
+	yaml := fmt.Sprintf(`
+pipeline:
+  sources: [{source.test_stream: {}}]
+  processors: [{filter.test_counter: {tag: 201, file: %q}}]
+  exporters: [{export.test_sink: {name: rebuilt}}]
+`, file)
+	ctx := context.Background()
+	p, err := pipeline.New(ctx, parse(t, yaml), pipeline.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(ctx)
+	res, err := p.Reload(ctx, parse(t, yaml))
+	if err != nil || res.Changed() {
+		t.Fatalf("reload with nothing changed: %+v, %v", res, err)
+	}
+	os.WriteFile(file, []byte("v2"), 0o644)
+	res, err = p.Reload(ctx, parse(t, yaml))
+	if err != nil || fmt.Sprint(res.Replaced) != "[processors[0] (filter.test_counter)]" {
+		t.Fatalf("reload after the file changed: replaced %v, %v", res.Replaced, err)
+	}
+	if n := len(instancesOf(201)); n != 2 {
+		t.Errorf("%d instances, want 2", n)
+	}
 }
