@@ -85,11 +85,14 @@ keeping every stage whose config did not change running with its state.`,
 			if err != nil {
 				return err
 			}
+			// The watch baseline is the content read now, so a change
+			// made while the pipeline starts is still seen.
+			sum := fileSum(p)
 			cfg, err := loadConfig(p)
 			if err != nil {
 				return err
 			}
-			r := &runner{g: g, path: p, shutdownTimeout: shutdownTimeout}
+			r := &runner{g: g, path: p, shutdownTimeout: shutdownTimeout, lastSum: sum}
 			return r.run(cmd.Context(), cfg)
 		},
 	}
@@ -110,6 +113,7 @@ type runner struct {
 	// progressNext is log.progress_interval as set by the last reload
 	// (reloads run on the admin server's goroutines too).
 	progressNext atomic.Int64
+	lastSum      string // content hash of the file as last loaded, for reload.watch
 }
 
 func (r *runner) run(ctx context.Context, cfg *config.Config) error {
@@ -170,7 +174,6 @@ func (r *runner) run(ctx context.Context, cfg *config.Config) error {
 	defer func() { progress.Stop() }()
 	var watch *time.Ticker
 	var watchC <-chan time.Time
-	lastSum := fileSum(r.path)
 	if cfg.Reload.Watch && r.path != "" {
 		watch = time.NewTicker(time.Second)
 		defer watch.Stop()
@@ -193,10 +196,10 @@ loop:
 			cancel()
 		case <-watchC:
 			sum := fileSum(r.path)
-			if sum == lastSum || sum == "" {
+			if sum == r.lastSum || sum == "" {
 				continue
 			}
-			lastSum = sum
+			r.lastSum = sum
 			rctx, cancel := context.WithTimeout(ctx, r.shutdownTimeout)
 			_, _ = r.reload(rctx, "config file changed")
 			cancel()
