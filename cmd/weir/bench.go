@@ -40,7 +40,8 @@ func newBenchCmd() *cobra.Command {
 whole chain: records in/out, records/s, ns/record (mean, and p50/p99 over batches), allocations/record,
 and peak memory (RSS and Go heap).
 
-The config is validated first, exactly as 'weir validate' does; a chain that would not run is refused.
+The config is validated first as 'weir validate' does (sources and exporters may be absent); a chain that
+would not run is refused.
 Sources are replaced by an in-memory feeder and exporters by a counting sink; --with-io adds the
 configured exporters after the processors (the input still comes from the feeder). One goroutine runs
 the chain, whatever pipeline.workers says.
