@@ -6,6 +6,9 @@
 set -euo pipefail
 
 packages=(softflowd nfdump tshark tcpdump libpcap-dev iproute2 pmacct etcd-server openssl systemd)
+# source.conntrack tests: iptables (a rule that makes conntrack track), the
+# conntrack CLI (oracle), util-linux setpriv (no CAP_NET_ADMIN), ping.
+packages+=(iptables conntrack util-linux iputils-ping)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

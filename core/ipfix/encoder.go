@@ -23,6 +23,10 @@ type EncoderOptions struct {
 	// TemplateRefresh resends templates at least this often (UDP, RFC 7011
 	// §8.4); 0 sends each template once (TCP).
 	TemplateRefresh time.Duration
+	// OneSetPerMessage puts every set (template or data) in a message of
+	// its own. go-ipfix's collecting process, and so Antrea's Flow
+	// Aggregator, decodes only the first set of a message.
+	OneSetPerMessage bool
 }
 
 // encKind is how one typed field is written.
@@ -156,6 +160,12 @@ func (e *Encoder) Encode(recs []*flow.Record, exportTime time.Time, emit func(ms
 			continue
 		}
 		needT := e.needTemplate(t, exportTime)
+		if e.opts.OneSetPerMessage && len(e.buf) > headerLen && (needT || e.curSet != t.id) {
+			if err := e.flush(exportTime, emit); err != nil {
+				return errors.Join(append(errs, err)...)
+			}
+			needT = e.needTemplate(t, exportTime)
+		}
 		if len(e.buf)+e.need(t, rl, needT) > maxLen && len(e.buf) > headerLen {
 			if err := e.flush(exportTime, emit); err != nil {
 				return errors.Join(append(errs, err)...)
@@ -170,6 +180,11 @@ func (e *Encoder) Encode(recs []*flow.Record, exportTime time.Time, emit func(ms
 			e.closeSet()
 			e.buf = append(e.buf, t.set...)
 			t.sent, t.sentIn, t.lastSent = true, e.msgNo, exportTime
+			if e.opts.OneSetPerMessage {
+				if err := e.flush(exportTime, emit); err != nil {
+					return errors.Join(append(errs, err)...)
+				}
+			}
 		}
 		if e.curSet != t.id {
 			e.closeSet()

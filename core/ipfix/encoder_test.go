@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -230,5 +231,29 @@ func TestZeroAllocs(t *testing.T) {
 		}
 	}); a != 0 {
 		t.Errorf("Decode: %v allocs per 30-record message", a)
+	}
+}
+
+// TestEncoderOneSetPerMessage: each message holds one set (go-ipfix's
+// collecting process reads only the first), and every record decodes.
+func TestEncoderOneSetPerMessage(t *testing.T) {
+	_, recs := antreaBatch(50) // two shapes (IPv4 and IPv6)
+	enc := NewEncoder(EncoderOptions{MaxMessageSize: 1400, OneSetPerMessage: true})
+	dec := NewDecoder(DecoderOptions{})
+	out := flow.NewBatch(64)
+	messages := 0
+	err := enc.Encode(recs, time.Unix(1_780_000_000, 0), func(m []byte) error {
+		messages++
+		if ids := setIDs(m); len(ids) != 1 {
+			t.Errorf("message %d has sets %v, want one", messages, ids)
+		}
+		_, err := dec.Decode(out, m, netip.MustParseAddrPort("127.0.0.1:4739"))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() != len(recs) || messages < 4 {
+		t.Errorf("decoded %d of %d records in %d messages", out.Len(), len(recs), messages)
 	}
 }

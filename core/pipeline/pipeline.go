@@ -284,6 +284,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	}
 	p.addWorkers(p.workerCount(g.processors))
 	for _, s := range p.sources {
+		p.pushDown(s, g)
 		if err := s.Start(ctx, &emitter{p: p, stats: s.stats}); err != nil {
 			p.shutdownLocked(ctx)
 			return fmt.Errorf("start %s: %w", s.cfg.Path, err)
@@ -292,6 +293,14 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	p.notReady = nil
 	go p.watchFinite(p.sources)
 	return nil
+}
+
+// pushDown hands a [plugin.Pushdown] source the first processor of g,
+// before the source starts.
+func (p *Pipeline) pushDown(s *source, g *graph) {
+	if pd, ok := s.Source.(plugin.Pushdown); ok && len(g.processors) > 0 {
+		pd.PushDown(g.processors[0].Processor)
+	}
 }
 
 func (p *Pipeline) startExporter(e *exporter) {

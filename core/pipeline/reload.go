@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weir-flow/weir/core/config"
+	"github.com/weir-flow/weir/core/plugin"
 )
 
 // ReloadResult says what a reload did to each stage, by label
@@ -199,8 +200,17 @@ func (p *Pipeline) Reload(ctx context.Context, cfg *config.Config) (ReloadResult
 	var sources []*source
 	keptSrc := map[*source]bool{}
 	var toBuild []config.Stage
+	// A push-down source applied the old first processor's selection
+	// itself (plugin.Pushdown, once before Start): it is rebuilt when that
+	// processor changed.
+	firstChanged := len(prev.processors) != len(next.processors) ||
+		(len(next.processors) > 0 && prev.processors[0] != next.processors[0])
 	for _, s := range cfg.Pipeline.Sources {
 		if old, ok := oldSrcs[label(s)]; ok && same(&old.stage, s) {
+			if _, pd := old.Source.(plugin.Pushdown); pd && firstChanged {
+				toBuild = append(toBuild, s)
+				continue
+			}
 			keptSrc[old] = true
 			old.cfg = s
 			continue
@@ -293,6 +303,7 @@ func (p *Pipeline) startSource(ctx context.Context, s config.Stage, baseDir stri
 	if err != nil {
 		return nil, err
 	}
+	p.pushDown(src, p.g)
 	if err := src.Start(ctx, &emitter{p: p, stats: src.stats}); err != nil {
 		_ = src.Shutdown(ctx)
 		src.metrics.unregisterAll()

@@ -66,6 +66,24 @@ type Concurrent interface {
 	InFlight() int
 }
 
+// ProtocolSelector is implemented by processors that keep only records of
+// some IANA protocols (filter.protocol), so that a source running before
+// them can skip building the others; see [Pushdown].
+type ProtocolSelector interface {
+	// SelectedProtocols returns, by protocol number, the protocols a record
+	// may have and still be kept, or all = true when any protocol may be.
+	SelectedProtocols() (set [256]bool, all bool)
+}
+
+// Pushdown is implemented by sources that can apply some of the selection
+// of the processor directly after them. The engine calls PushDown once,
+// before Start, with the pipeline's first processor. The source must keep
+// every record that processor could keep, since the processor still runs:
+// the pipeline's output is the same with or without the push-down.
+type Pushdown interface {
+	PushDown(next Processor)
+}
+
 // Exporter sends records out of Weir. Export is called from one goroutine
 // per exporter; b is shared with other exporters and must not be modified
 // or retained.

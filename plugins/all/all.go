@@ -15,6 +15,7 @@ import (
 	_ "github.com/weir-flow/weir/plugins/filter/expr"
 	_ "github.com/weir-flow/weir/plugins/filter/protocol"
 	_ "github.com/weir-flow/weir/plugins/proxy"
+	_ "github.com/weir-flow/weir/plugins/source/conntrack"
 	_ "github.com/weir-flow/weir/plugins/source/ipfix"
 	_ "github.com/weir-flow/weir/plugins/source/pcap"
 )

@@ -34,6 +34,10 @@ type Config struct {
 	// MaxBackoff caps the wait between TCP reconnection attempts, which
 	// starts at 100ms and doubles. Default 30s.
 	MaxBackoff time.Duration `koanf:"max_backoff"`
+	// OneSetPerMessage sends every template set and data set in a message
+	// of its own: go-ipfix's collecting process, and so Antrea's Flow
+	// Aggregator, reads only the first set of each message. Default false.
+	OneSetPerMessage bool `koanf:"one_set_per_message"`
 }
 
 // DefaultConfig returns the defaults.

@@ -95,6 +95,7 @@ func New(cfg Config, set plugin.Settings) (*Exporter, error) {
 			ObservationDomainID: cfg.ObservationDomainID,
 			MaxMessageSize:      cfg.messageSize(),
 			TemplateRefresh:     refresh,
+			OneSetPerMessage:    cfg.OneSetPerMessage,
 		}),
 		busy: make(chan struct{}, 1),
 	}

@@ -59,6 +59,18 @@ func (f *Filter) Keep(r *flow.Record) bool {
 
 func (f *Filter) keepWhole(r *flow.Record) bool { return f.m.Whole[r.ProtocolIdentifier] }
 
+// SelectedProtocols returns the protocols a kept record may have: those
+// kept on every port and those kept on some ports.
+func (f *Filter) SelectedProtocols() (set [256]bool, all bool) {
+	if f.m.KeepAll {
+		return set, true
+	}
+	for p := range set {
+		set[p] = f.m.Whole[p] || f.m.Ports[p] != nil
+	}
+	return set, false
+}
+
 func (f *Filter) Start(context.Context) error    { return nil }
 func (f *Filter) Shutdown(context.Context) error { return nil }
 
@@ -76,4 +88,7 @@ func (f *Filter) Process(_ context.Context, b *flow.Batch) error {
 	return nil
 }
 
-var _ plugin.Processor = (*Filter)(nil)
+var (
+	_ plugin.Processor        = (*Filter)(nil)
+	_ plugin.ProtocolSelector = (*Filter)(nil)
+)

@@ -1,0 +1,6 @@
+package conntrack
+
+import "encoding/binary"
+
+// netlinkNative is the host byte order of NLA_U32 netlink attributes.
+var netlinkNative = binary.NativeEndian
