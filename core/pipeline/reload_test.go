@@ -327,3 +327,48 @@ pipeline:
 		t.Errorf("%d instances, want 2", n)
 	}
 }
+
+// A push-down source applied the first processor's selection itself, so a
+// reload that changes that processor rebuilds the source and pushes the new
+// one down; a reload that keeps it keeps the source.
+func TestReloadPushDown(t *testing.T) {
+	yaml := func(tag int) string {
+		return fmt.Sprintf(`
+pipeline:
+  sources: [{source.test_pushdown: {records: 10}}]
+  processors: [{filter.test_counter: {tag: %d}}]
+  exporters: [{export.test_sink: {name: reload-pushdown}}]
+`, tag)
+	}
+	ctx := context.Background()
+	p, err := pipeline.New(ctx, parse(t, yaml(301)), pipeline.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Shutdown(ctx)
+	if got := <-pushedDown; got != plugin.Processor(instancesOf(301)[0]) {
+		t.Fatalf("pushed down %T, want the first processor", got)
+	}
+	res, err := p.Reload(ctx, parse(t, yaml(301)))
+	if err != nil || res.Changed() {
+		t.Fatalf("unchanged reload: %+v %v", res, err)
+	}
+	select {
+	case <-pushedDown:
+		t.Fatal("PushDown called again although nothing changed")
+	default:
+	}
+	res, err = p.Reload(ctx, parse(t, yaml(302)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := <-pushedDown; got != plugin.Processor(instancesOf(302)[0]) {
+		t.Fatalf("after the reload pushed down %T, want the new first processor", got)
+	}
+	if fmt.Sprint(res.Replaced) != "[sources[0] (source.test_pushdown) processors[0] (filter.test_counter)]" {
+		t.Errorf("replaced %v, want the source and the processor", res.Replaced)
+	}
+}
