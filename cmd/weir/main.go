@@ -37,6 +37,7 @@ func main() {
 	signal.Notify(g.hup, syscall.SIGHUP)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go forceExitOnSecondSignal(ctx)
 	root := newRootCmd(g)
 	if err := root.ExecuteContext(ctx); err != nil {
 		var ee exitError
@@ -46,6 +47,23 @@ func main() {
 		fmt.Fprintln(os.Stderr, "weir:", err)
 		os.Exit(1)
 	}
+}
+
+// forceExitOnSecondSignal exits at once, with status 130, on a SIGINT or
+// SIGTERM that arrives after the first one started a graceful shutdown: an
+// operator must be able to stop a shutdown stuck on a dead collector.
+func forceExitOnSecondSignal(ctx context.Context) {
+	second := make(chan os.Signal, 1)
+	signal.Notify(second, os.Interrupt, syscall.SIGTERM)
+	<-ctx.Done()
+	// Drop a signal that arrived before the first one was handled.
+	select {
+	case <-second:
+	default:
+	}
+	<-second
+	fmt.Fprintln(os.Stderr, "weir: second signal: exiting without finishing the shutdown")
+	os.Exit(130)
 }
 
 func newRootCmd(g *globals) *cobra.Command {

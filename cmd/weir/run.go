@@ -74,7 +74,8 @@ func newRunCmd(g *globals) *cobra.Command {
 		Short: "Run a pipeline (the embedded default without a file)",
 		Long: `Run a pipeline until SIGINT/SIGTERM, or until every source is finite and done.
 Records go to the configured exporters (the default prints JSON lines on stdout); logs go to stderr.
-On shutdown every queue and exporter is flushed before weir exits 0.
+On shutdown every queue and exporter is flushed before weir exits 0; a second
+SIGINT/SIGTERM exits at once (status 130). A config file is read up to 16 MiB.
 
 SIGHUP, 'weir reload', and with reload.watch a change of the file, reload the config: an invalid one is
 refused (its errors logged, the running pipeline untouched); a valid one is swapped in between batches,

@@ -7,11 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -139,11 +141,29 @@ func Defaults() *Config {
 	}
 }
 
-// LoadFile reads, decodes and validates the configuration at path.
+// Bounds that keep a typo from becoming an out-of-memory crash: a batch
+// is allocated whole, queues hold that many batches, and a config file is
+// read whole (`-c /dev/zero`).
+const (
+	MaxBatchSize  = 1 << 16
+	MaxQueueSize  = 1 << 16
+	MaxConfigSize = 16 << 20
+)
+
+// LoadFile reads, decodes and validates the configuration at path, which
+// must not exceed MaxConfigSize bytes.
 func LoadFile(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", path, err)
+	}
+	if len(data) > MaxConfigSize {
+		return nil, fmt.Errorf("read config %s: larger than %d MiB", path, MaxConfigSize>>20)
 	}
 	cfg, err := Parse(data, os.Environ())
 	if err != nil {
@@ -207,7 +227,7 @@ func Parse(data []byte, environ []string) (*Config, error) {
 		errs = append(errs, err)
 		*list.dst = stages
 	}
-	errs = append(errs, cfg.Validate())
+	errs = append(errs, cfg.Validate(), cfg.Pipeline.checkExcludes())
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -403,17 +423,17 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log.format: %q is not text or json", c.Log.Format))
 	}
 	p := &c.Pipeline
-	if p.Batch.Size <= 0 {
-		errs = append(errs, fmt.Errorf("pipeline.batch.size: %d must be positive", p.Batch.Size))
+	if p.Batch.Size <= 0 || p.Batch.Size > MaxBatchSize {
+		errs = append(errs, fmt.Errorf("pipeline.batch.size: %d must be from 1 to %d", p.Batch.Size, MaxBatchSize))
 	}
 	if p.Batch.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("pipeline.batch.timeout: %v must be positive", p.Batch.Timeout))
 	}
-	if p.Queue.Size <= 0 {
-		errs = append(errs, fmt.Errorf("pipeline.queue.size: %d must be positive", p.Queue.Size))
+	if p.Queue.Size <= 0 || p.Queue.Size > MaxQueueSize {
+		errs = append(errs, fmt.Errorf("pipeline.queue.size: %d must be from 1 to %d", p.Queue.Size, MaxQueueSize))
 	}
-	if p.Queue.ExporterSize <= 0 {
-		errs = append(errs, fmt.Errorf("pipeline.queue.exporter_size: %d must be positive", p.Queue.ExporterSize))
+	if p.Queue.ExporterSize <= 0 || p.Queue.ExporterSize > MaxQueueSize {
+		errs = append(errs, fmt.Errorf("pipeline.queue.exporter_size: %d must be from 1 to %d", p.Queue.ExporterSize, MaxQueueSize))
 	}
 	if p.Queue.WhenFull != "drop" && p.Queue.WhenFull != "block" {
 		errs = append(errs, fmt.Errorf("pipeline.queue.when_full: %q is not drop or block", p.Queue.WhenFull))
@@ -435,6 +455,24 @@ func (c *Config) Validate() error {
 				continue
 			}
 			seen[s.Name] = s.Path
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkExcludes rejects a pipeline holding two plugins one of which
+// excludes the other (plugin.Info.Excludes), naming both entries.
+func (p *Pipeline) checkExcludes() error {
+	var all []Stage
+	for _, list := range [][]Stage{p.Sources, p.Processors, p.Exporters} {
+		all = append(all, list...)
+	}
+	var errs []error
+	for _, a := range all {
+		for _, b := range all {
+			if slices.Contains(a.Info.Excludes, b.ID) {
+				errs = append(errs, fmt.Errorf("%s: cannot be in the same pipeline as %s (choose one)", a.Path, b.Path))
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -144,6 +144,11 @@ pipeline:
 			wantErr: []string{"pipeline.batch.size: 0", "count: -1 must not be negative", "protocols: [0]: empty"},
 		},
 		{
+			name:    "absurd sizes are refused, not allocated",
+			yaml:    `pipeline: {batch: {size: 99999999999}, queue: {size: 10000000, exporter_size: 10000000}, sources: [{source.cfgtest: {}}]}`,
+			wantErr: []string{"pipeline.batch.size: 99999999999 must be from 1 to 65536", "pipeline.queue.size: 10000000", "pipeline.queue.exporter_size: 10000000"},
+		},
+		{
 			name:    "unknown top-level key",
 			yaml:    `pipelines: {}`,
 			wantErr: []string{"pipelines: unknown key"},
@@ -188,5 +193,13 @@ func TestByteSize(t *testing.T) {
 	}
 	if s := config.ByteSize(32 << 20).String(); s != "32MiB" {
 		t.Errorf("String() = %q", s)
+	}
+}
+
+// TestLoadFileSizeCap: `-c /dev/zero` must not be read without limit.
+func TestLoadFileSizeCap(t *testing.T) {
+	_, err := config.LoadFile("/dev/zero")
+	if err == nil || !strings.Contains(err.Error(), "larger than 16 MiB") {
+		t.Fatalf("LoadFile(/dev/zero) = %v, want the size cap", err)
 	}
 }

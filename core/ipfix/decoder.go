@@ -33,8 +33,13 @@ type DecoderOptions struct {
 	// is dropped and counted (default 30s).
 	PendingTTL time.Duration
 	// TemplateTTL expires UDP templates not refreshed for this long
-	// (RFC 7011 §8.4); 0 keeps them until withdrawn.
+	// (RFC 7011 §8.4), and forgets sessions idle for this long; 0 keeps
+	// them until withdrawn. A session that holds no template and no data
+	// set is forgotten after PendingTTL idle regardless.
 	TemplateTTL time.Duration
+	// Budget bounds the sessions, templates and held data sets of every
+	// decoder sharing it (see Limits); nil means a private, unlimited one.
+	Budget *Budget
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -78,6 +83,8 @@ type session struct {
 	pending      []pendingSet
 	pendingBytes int
 	lastSeen     time.Time
+	use          *exporterUse // its exporter's share of the Budget
+	templateCost int64        // Budget bytes of its templates
 }
 
 type cachedTemplate struct {
@@ -141,6 +148,7 @@ type msgState struct {
 //     converted to Record.FlowStart/FlowEnd and not kept in Extra.
 type Decoder struct {
 	opts     DecoderOptions
+	budget   *Budget
 	stats    Stats
 	sessions map[sessionKey]*session
 	last     *session
@@ -169,9 +177,14 @@ func NewDecoder(opts DecoderOptions) *Decoder {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	loadRegistry()
+	loadIEClasses()
+	budget := opts.Budget
+	if budget == nil {
+		budget = NewBudget(Limits{})
+	}
 	return &Decoder{
 		opts:     opts,
+		budget:   budget,
 		sessions: make(map[sessionKey]*session),
 		strs:     make(map[string]string),
 	}
@@ -192,37 +205,65 @@ func (d *Decoder) UnknownIE(fn func(flow.IEKey)) { d.unknown = fn }
 func (d *Decoder) CloseSession(exporter netip.AddrPort) {
 	for k, s := range d.sessions {
 		if k.exporter == exporter {
-			d.dropPending(s, len(s.pending))
-			delete(d.sessions, k)
+			d.forgetSession(s)
 		}
 	}
-	if d.last != nil && d.last.key.exporter == exporter {
+}
+
+// Close forgets every session, returning their share of the Budget.
+func (d *Decoder) Close() {
+	for _, s := range d.sessions {
+		d.forgetSession(s)
+	}
+}
+
+// forgetSession drops s with its templates and held sets.
+func (d *Decoder) forgetSession(s *session) {
+	d.dropPending(s, len(s.pending))
+	d.budget.removeSession(s.use, s.templateCost, 0)
+	s.templateCost = 0
+	delete(d.sessions, s.key)
+	if d.last == s {
 		d.last = nil
 	}
 }
 
-// Expire drops held data sets and templates that outlived their TTLs, and
-// sessions idle for longer than TemplateTTL (when set). Sources call it
-// periodically (e.g. every second).
+// dropTemplate removes template id of s.
+func (d *Decoder) dropTemplate(s *session, id uint16) {
+	t := s.templates[id]
+	if t == nil {
+		return
+	}
+	delete(s.templates, id)
+	s.forget()
+	s.templateCost -= t.cost
+	d.budget.removeTemplate(s.use, t.cost)
+}
+
+// Expire drops held data sets and templates that outlived their TTLs,
+// sessions idle for longer than TemplateTTL (when set), and sessions that
+// hold nothing and were idle for PendingTTL. Sources call it periodically
+// (e.g. every second).
 func (d *Decoder) Expire() {
 	now := d.opts.Now()
 	ttl := d.opts.TemplateTTL
-	for k, s := range d.sessions {
+	for _, s := range d.sessions {
 		d.expirePending(s, now)
+		idle := now.Sub(s.lastSeen)
+		if len(s.templates) == 0 && len(s.pending) == 0 && idle > d.opts.PendingTTL {
+			d.forgetSession(s) // holds nothing: a stray or spoofed message
+			continue
+		}
 		if ttl <= 0 {
+			continue
+		}
+		if idle > ttl {
+			d.forgetSession(s)
 			continue
 		}
 		for id, t := range s.templates {
 			if now.Sub(t.seen) > ttl {
-				delete(s.templates, id)
-				s.forget()
-			}
-		}
-		if now.Sub(s.lastSeen) > ttl {
-			d.dropPending(s, len(s.pending))
-			delete(d.sessions, k)
-			if d.last == s {
-				d.last = nil
+				d.dropTemplate(s, id)
 			}
 		}
 	}
@@ -274,6 +315,10 @@ func (d *Decoder) Decode(b *flow.Batch, msg []byte, exporter netip.AddrPort) (in
 	st.exportTime = binary.BigEndian.Uint32(msg[4:])
 	st.now = d.opts.Now()
 	s := d.session(sessionKey{exporter, st.domain})
+	if s == nil {
+		// A limit refused the session: the message cannot be decoded.
+		return 0, d.result()
+	}
 	s.lastSeen = st.now
 	st.s = s
 
@@ -372,7 +417,12 @@ func (d *Decoder) session(k sessionKey) *session {
 	}
 	s := d.sessions[k]
 	if s == nil {
-		s = &session{key: k, templates: make(map[uint16]*template)}
+		u, l, ok := d.budget.addSession(k.exporter.Addr())
+		if !ok {
+			d.limit(0, 0, l, "new session")
+			return nil
+		}
+		s = &session{key: k, templates: make(map[uint16]*template), use: u}
 		d.sessions[k] = s
 		if d.event != nil {
 			d.event(Event{Kind: "session", Exporter: k.exporter, Domain: k.domain})
@@ -380,6 +430,18 @@ func (d *Decoder) session(k sessionKey) *session {
 	}
 	d.last = s
 	return s
+}
+
+// limit reports that limit l refused what.
+func (d *Decoder) limit(offset int, setID uint16, l Limit, what string) {
+	d.errs = append(d.errs, &LimitError{
+		Exporter: d.st.exporter,
+		Domain:   d.st.domain,
+		Offset:   offset,
+		SetID:    setID,
+		Limit:    l,
+		What:     what,
+	})
 }
 
 // lookup returns the live template id of the current session, or nil.
@@ -390,8 +452,7 @@ func (d *Decoder) lookup(id uint16) *template {
 		return nil
 	}
 	if d.opts.TemplateTTL > 0 && d.st.now.Sub(t.seen) > d.opts.TemplateTTL {
-		delete(s.templates, id)
-		s.forget()
+		d.dropTemplate(s, id)
 		return nil
 	}
 	return t
@@ -460,6 +521,14 @@ func (d *Decoder) templateSet(setID uint16, body []byte, setOff int) {
 			d.fail(recOff, setID, reason)
 			continue
 		}
+		if max := d.budget.lim.TemplateFields; max > 0 && count > max {
+			// Refused before compiling: a redefinition replaces the old
+			// template, so that goes too.
+			d.dropTemplate(s, id)
+			d.budget.refused[LimitTemplateFields].Add(1)
+			d.limit(recOff, setID, LimitTemplateFields, fmt.Sprintf("template %d with %d fields", id, count))
+			continue
+		}
 		d.store(s, setID, id, scope, raw, recOff)
 	}
 	// Fewer than 4 bytes left: padding.
@@ -490,10 +559,21 @@ func (d *Decoder) checkTemplate(setID, id uint16, count, scope int) string {
 }
 
 func (d *Decoder) store(s *session, setID, id uint16, scope int, raw []byte, recOff int) {
-	d.stats.Templates.Add(1)
 	options := setID == setIDOptions
 	if t := s.get(id); t != nil && t.options == options && bytes.Equal(t.raw, raw) {
 		t.seen = d.st.now // refresh: nothing to recompile
+		d.stats.Templates.Add(1)
+		return
+	}
+	d.dropTemplate(s, id) // a redefinition (§8.1): the old one goes
+	if max := d.budget.lim.TemplatesPerSession; max > 0 && len(s.templates) >= max {
+		d.budget.refused[LimitTemplatesPerSession].Add(1)
+		d.limit(recOff, setID, LimitTemplatesPerSession, fmt.Sprintf("template %d", id))
+		return
+	}
+	cost := templateCost(len(d.specs), len(raw))
+	if l, ok := d.budget.addTemplate(s.use, cost); !ok {
+		d.limit(recOff, setID, l, fmt.Sprintf("template %d (%d bytes)", id, cost))
 		return
 	}
 	t := &template{
@@ -502,16 +582,14 @@ func (d *Decoder) store(s *session, setID, id uint16, scope int, raw []byte, rec
 		scopeCount: scope,
 		raw:        bytes.Clone(raw),
 		seen:       d.st.now,
+		cost:       cost,
 	}
-	compile(t, d.specs, func(k flow.IEKey) {
-		d.stats.UnknownIEs.Add(1)
-		if d.unknown != nil {
-			d.unknown(k)
-		}
-	})
+	d.stats.UnknownIEs.Add(uint64(compile(t, d.specs, d.unknown)))
 	s.templates[id] = t
+	s.templateCost += cost
 	s.forget()
 	d.st.changed = true
+	d.stats.Templates.Add(1)
 	if d.event != nil {
 		d.event(Event{Kind: "template", Exporter: s.key.exporter, Domain: s.key.domain, TemplateID: id, Options: options})
 	}
@@ -523,13 +601,11 @@ func (d *Decoder) withdraw(setID, id uint16, recOff int) {
 	case id == setID: // all templates of this set's kind (§8.1)
 		for k, t := range s.templates {
 			if t.options == (setID == setIDOptions) {
-				delete(s.templates, k)
+				d.dropTemplate(s, k)
 			}
 		}
-		s.forget()
 	case id >= minDataSetID:
-		delete(s.templates, id)
-		s.forget()
+		d.dropTemplate(s, id)
 	default:
 		d.stats.MalformedSets.Add(1)
 		d.fail(recOff, setID, fmt.Sprintf("withdrawal of reserved template ID %d", id))
@@ -851,6 +927,11 @@ func (d *Decoder) hold(ref *setRef) {
 	for len(s.pending) > 0 && (len(s.pending) >= d.opts.PendingSets || s.pendingBytes+len(ref.body) > d.opts.PendingBytes) {
 		d.dropPending(s, 1)
 	}
+	if l, ok := d.budget.addHeld(s.use, int64(len(ref.body))+heldOverhead); !ok {
+		d.stats.PendingExpired.Add(1)
+		d.limit(ref.offset, ref.id, l, fmt.Sprintf("data set of %d bytes waiting for template %d", len(ref.body), ref.id))
+		return
+	}
 	s.pending = append(s.pending, pendingSet{
 		id:         ref.id,
 		offset:     ref.offset,
@@ -864,9 +945,13 @@ func (d *Decoder) hold(ref *setRef) {
 
 // dropPending drops the n oldest held sets of s, counting them expired.
 func (d *Decoder) dropPending(s *session, n int) {
+	if n == 0 {
+		return
+	}
 	for i := 0; i < n; i++ {
 		s.pendingBytes -= len(s.pending[i].body)
 	}
+	d.budget.removeHeld(s.use, int64(n)*heldOverhead+sumBodies(s.pending[:n]))
 	m := copy(s.pending, s.pending[n:])
 	clear(s.pending[m:])
 	s.pending = s.pending[:m]
@@ -897,6 +982,7 @@ func (d *Decoder) drainPending() int {
 			continue
 		}
 		s.pendingBytes -= len(ps.body)
+		d.budget.removeHeld(s.use, int64(len(ps.body))+heldOverhead)
 		d.stats.PendingDecoded.Add(1)
 		if t.options {
 			d.optionsSet(t, ps.body, ps.offset)
@@ -916,4 +1002,12 @@ func allZero(p []byte) bool {
 		}
 	}
 	return true
+}
+
+func sumBodies(ps []pendingSet) int64 {
+	var n int64
+	for i := range ps {
+		n += int64(len(ps[i].body))
+	}
+	return n
 }

@@ -204,6 +204,28 @@ func (e *Encoder) Encode(recs []*flow.Record, exportTime time.Time, emit func(ms
 	return errors.Join(errs...)
 }
 
+// EncodeTemplates encodes every template the encoder has defined into as
+// few messages as MaxMessageSize allows and calls emit for each; the
+// templates then count as sent. A new TCP connection that replays data
+// messages encoded for an earlier one sends these first (RFC 7011 §8: a
+// template precedes its data in each transport session).
+func (e *Encoder) EncodeTemplates(exportTime time.Time, emit func(msg []byte) error) error {
+	e.startMessage()
+	for _, t := range e.all {
+		if (e.opts.OneSetPerMessage || len(e.buf)+len(t.set) > e.opts.MaxMessageSize) && len(e.buf) > headerLen {
+			if err := e.flush(exportTime, emit); err != nil {
+				return err
+			}
+		}
+		e.buf = append(e.buf, t.set...)
+		t.sent, t.sentIn, t.lastSent = true, e.msgNo, exportTime
+	}
+	if len(e.buf) > headerLen {
+		return e.flush(exportTime, emit)
+	}
+	return nil
+}
+
 func (e *Encoder) needTemplate(t *encTemplate, now time.Time) bool {
 	if t.sent && t.sentIn == e.msgNo {
 		return false

@@ -79,3 +79,56 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeLimited feeds a stream of messages from a few exporter ports
+// to decoders sharing a small Budget and checks the accounting: never past
+// a limit, never negative, and nothing left once the decoders are closed.
+func FuzzDecodeLimited(f *testing.F) {
+	for _, m := range softflowdMessages(f) {
+		f.Add(m, uint8(3))
+	}
+	f.Add(message(1, 1000, set(2, templateRecord(256, ie(8, 4), ie(12, 4)), templateRecord(257, ie(8, 4))),
+		set(300, rec(u32(1))), set(256, rec(ip("10.0.0.1"), ip("10.0.0.2"))), set(2, templateRecord(256, ie(8, 4)))), uint8(7))
+	f.Add(message(1, 1000, set(300, make([]byte, 900)), set(2, templateRecord(300, ie(8, 4), ie(82, 0xffff)))), uint8(1))
+	f.Fuzz(func(t *testing.T, in []byte, ports uint8) {
+		lim := Limits{Sessions: 4, SessionsPerExporter: 3, TemplatesPerSession: 3, TemplateFields: 8,
+			TemplateBytes: 4096, TemplateBytesPerExporter: 3000, HeldBytes: 2048, HeldBytesPerExporter: 1500}
+		budget := NewBudget(lim)
+		clk := newClock()
+		ds := []*Decoder{
+			NewDecoder(DecoderOptions{Budget: budget, Now: clk.Now, TemplateTTL: time.Minute}),
+			NewDecoder(DecoderOptions{Budget: budget, Now: clk.Now}),
+		}
+		b := flow.NewBatch(0)
+		r := bytes.NewReader(in)
+		var buf []byte
+		for i := 0; ; i++ {
+			m, err := ReadMessage(r, buf)
+			if err != nil {
+				break
+			}
+			buf = m
+			from := exporterPort("10.0.0.1", 1000+i%(int(ports)%8+1))
+			if i%5 == 4 {
+				from = exporterPort("10.0.0.2", 1000)
+			}
+			b.Reset()
+			ds[i%2].Decode(b, m, from)
+			u := budget.Usage()
+			if u.Sessions > lim.Sessions || u.TemplateBytes > lim.TemplateBytes || u.HeldBytes > lim.HeldBytes ||
+				u.Sessions < 0 || u.TemplateBytes < 0 || u.HeldBytes < 0 {
+				t.Fatalf("after message %d: %+v exceeds %+v", i, u, lim)
+			}
+			clk.Advance(7 * time.Second)
+			if i%3 == 2 {
+				ds[i%2].Expire()
+			}
+		}
+		for _, d := range ds {
+			d.Close()
+		}
+		if u := budget.Usage(); u != (Usage{}) {
+			t.Fatalf("after Close: %+v accounted", u)
+		}
+	})
+}

@@ -13,6 +13,8 @@ var (
 		[]string{"pipeline", "stage", "plugin"}, nil)
 	descDropped = prometheus.NewDesc("weir_stage_records_dropped_total", "Records dropped by the stage, by reason.",
 		[]string{"pipeline", "stage", "plugin", "reason"}, nil)
+	descHeld = prometheus.NewDesc("weir_stage_records_held_total", "Records a stage took in to emit later, merged or as they were (an aggregator's input).",
+		[]string{"pipeline", "stage", "plugin"}, nil)
 	descErrored = prometheus.NewDesc("weir_stage_records_errored_total", "Records in batches the stage failed on; they are passed on unchanged.",
 		[]string{"pipeline", "stage", "plugin"}, nil)
 	descQueue = prometheus.NewDesc("weir_queue_batches", "Batches waiting in a queue: stage=\"queue\" is the queue from the sources to the processors, an exporter's label its own queue.",
@@ -27,7 +29,7 @@ var (
 type collector struct{ p *Pipeline }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descIn, descOut, descDropped, descErrored, descQueue, descQueueCap} {
+	for _, d := range []*prometheus.Desc{descIn, descOut, descDropped, descHeld, descErrored, descQueue, descQueueCap} {
 		ch <- d
 	}
 }
@@ -43,6 +45,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descOut, s.Out.Load(), p.name, s.Stage, s.Plugin)
 		counter(descDropped, s.Filtered.Load(), p.name, s.Stage, s.Plugin, "filtered")
 		counter(descDropped, s.Overflow.Load(), p.name, s.Stage, s.Plugin, "queue_full")
+		counter(descHeld, s.Held.Load(), p.name, s.Stage, s.Plugin)
 		counter(descErrored, s.Errored.Load(), p.name, s.Stage, s.Plugin)
 	}
 	gauge := func(d *prometheus.Desc, v int, stage string) {
@@ -72,7 +75,10 @@ type StageStats struct {
 	Filtered atomic.Uint64 // records dropped by the stage's verdict
 	Errored  atomic.Uint64 // records in batches the stage failed on (passed on unchanged)
 	Overflow atomic.Uint64 // records dropped because the stage's queue was full
-	Batches  atomic.Uint64 // batches handled
+	// Held counts records a plugin.Emitting processor took out of their
+	// batch to emit later, merged or as they were (an aggregator's input).
+	Held    atomic.Uint64
+	Batches atomic.Uint64 // batches handled
 	// ErrorBatches counts batches the stage failed on.
 	ErrorBatches atomic.Uint64
 	Nanos        atomic.Uint64 // time spent in the stage, nanoseconds
@@ -84,6 +90,7 @@ type StageStats struct {
 type Snapshot struct {
 	Stage, Plugin, Kind                                  string
 	In, Out, Filtered, Errored, Overflow, Batches, Nanos uint64
+	Held                                                 uint64
 }
 
 // Snapshot copies the counters.
@@ -92,7 +99,7 @@ func (s *StageStats) Snapshot() Snapshot {
 		Stage: s.Stage, Plugin: s.Plugin, Kind: s.Kind,
 		In: s.In.Load(), Out: s.Out.Load(), Filtered: s.Filtered.Load(),
 		Errored: s.Errored.Load(), Overflow: s.Overflow.Load(),
-		Batches: s.Batches.Load(), Nanos: s.Nanos.Load(),
+		Batches: s.Batches.Load(), Nanos: s.Nanos.Load(), Held: s.Held.Load(),
 	}
 }
 

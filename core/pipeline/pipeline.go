@@ -62,6 +62,8 @@ type source struct {
 type processor struct {
 	plugin.Processor
 	stage
+	// out is the processor's own emitter when it is plugin.Emitting.
+	out *procEmitter
 }
 
 type exporter struct {
@@ -81,7 +83,21 @@ type exporter struct {
 type graph struct {
 	processors []*processor
 	exporters  []*exporter
+	// ctx is the context the workers pass to Process: it carries the graph,
+	// so a plugin.Emitting processor emitting from inside Process runs the
+	// rest of this graph without taking p.swap again.
+	ctx context.Context
 }
+
+type graphKey struct{}
+
+func newGraph() *graph {
+	g := &graph{}
+	g.ctx = context.WithValue(context.Background(), graphKey{}, g)
+	return g
+}
+
+func (g *graph) context() context.Context { return g.ctx }
 
 // Pipeline is a running (or ready) pipeline. Build it with New, then Start
 // and Shutdown it once each; Reload swaps its stages while it runs.
@@ -140,7 +156,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Pipeline, erro
 		queue:    make(chan *item, pc.Queue.Size),
 		done:     make(chan struct{}),
 		stats:    map[string]*StageStats{},
-		g:        &graph{},
+		g:        newGraph(),
 		notReady: errors.New("not started"),
 	}
 	size := pc.Batch.Size
@@ -243,7 +259,12 @@ func (p *Pipeline) buildProcessor(s config.Stage, baseDir string, deferMetrics b
 		st.metrics.unregisterAll()
 		return nil, fmt.Errorf("%s: plugin does not implement plugin.Processor", s.Path)
 	}
-	return &processor{pr, st}, nil
+	out := &processor{Processor: pr, stage: st}
+	if em, ok := pr.(plugin.Emitting); ok {
+		out.out = &procEmitter{p: p, pr: out, stats: st.stats}
+		em.SetEmitter(out.out)
+	}
+	return out, nil
 }
 
 func (p *Pipeline) buildExporter(s config.Stage, baseDir string, deferMetrics bool) (*exporter, error) {
@@ -437,10 +458,15 @@ func (p *Pipeline) shutdownAll(ctx context.Context) error {
 	if err := wait(ctx, &p.workers); err != nil {
 		errs = append(errs, fmt.Errorf("drain processors: %w", err))
 	}
+	// In chain order: a processor flushing what it holds on Shutdown emits
+	// into the processors after it, which are still running.
 	g := p.g
 	for _, pr := range g.processors {
 		if err := pr.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("shutdown %s: %w", pr.name, err))
+		}
+		if pr.out != nil {
+			pr.out.close()
 		}
 	}
 	for _, e := range g.exporters {
@@ -474,41 +500,56 @@ func wait(ctx context.Context, wg *sync.WaitGroup) error {
 // fans each out to the exporters.
 func (p *Pipeline) runWorker() {
 	defer p.workers.Done()
-	ctx := context.Background()
 	for it := range p.queue {
 		// Between two batches a reload may swap the graph; the read lock
 		// keeps this batch on one graph from its first processor to the
 		// exporters' queues.
 		p.swap.RLock()
 		g := p.g
-		b := it.batch
-		for _, pr := range g.processors {
-			n := uint64(b.Len())
-			if n == 0 {
-				break
-			}
-			start := time.Now()
-			err := pr.Process(ctx, b)
-			elapsed := time.Since(start)
-			st := pr.stats
-			st.In.Add(n)
-			st.Batches.Add(1)
-			st.Nanos.Add(uint64(elapsed))
-			st.duration.Observe(elapsed.Seconds())
-			out := uint64(b.Len())
-			if err != nil {
-				// Fail open: an erroring processor never costs records.
-				st.Errored.Add(n)
-				if shouldLog(st.ErrorBatches.Add(1)) {
-					p.log.Warn("processor failed on a batch; passing it on unchanged", "stage", pr.name,
-						"records", n, "failed_batches", st.ErrorBatches.Load(), "err", err)
-				}
-			}
-			st.Filtered.Add(n - out)
-			st.Out.Add(out)
-		}
+		p.process(g, it.batch, 0)
 		p.fanOut(g, it)
 		p.swap.RUnlock()
+	}
+}
+
+// process runs g.processors[from:] on b; the caller holds p.swap for
+// reading (or is the shutdown, when no reload can run).
+func (p *Pipeline) process(g *graph, b *flow.Batch, from int) {
+	// g.ctx tells a plugin.Emitting processor's Emit, called from inside
+	// Process, that this goroutine already holds p.swap.
+	ctx := g.context()
+	for i := from; i < len(g.processors); i++ {
+		pr := g.processors[i]
+		n := uint64(b.Len())
+		if n == 0 {
+			break
+		}
+		start := time.Now()
+		err := pr.Process(ctx, b)
+		elapsed := time.Since(start)
+		st := pr.stats
+		st.In.Add(n)
+		st.Batches.Add(1)
+		st.Nanos.Add(uint64(elapsed))
+		st.duration.Observe(elapsed.Seconds())
+		out := uint64(b.Len())
+		if err != nil {
+			// Fail open: an erroring processor never costs records.
+			st.Errored.Add(n)
+			if shouldLog(st.ErrorBatches.Add(1)) {
+				p.log.Warn("processor failed on a batch; passing it on unchanged", "stage", pr.name,
+					"records", n, "failed_batches", st.ErrorBatches.Load(), "err", err)
+			}
+		}
+		switch {
+		case out > n:
+		case pr.out != nil:
+			// An Emitting processor holds what it removes, to emit later.
+			st.Held.Add(n - out)
+		default:
+			st.Filtered.Add(n - out)
+		}
+		st.Out.Add(out)
 	}
 }
 
@@ -613,4 +654,67 @@ func (e *emitter) Emit(ctx context.Context, b *flow.Batch) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// procEmitter is a plugin.Emitting processor's handle: its batches run
+// through the processors after it in the current graph, then to that
+// graph's exporters.
+type procEmitter struct {
+	p     *Pipeline
+	pr    *processor
+	stats *StageStats
+	// retiredFrom is, once a reload took the processor out of the graph,
+	// the index in the new graph of the first processor its records go to
+	// (its final flush, on Shutdown). Guarded by p.swap.
+	retiredFrom int
+
+	mu     sync.RWMutex
+	closed bool
+}
+
+func (e *procEmitter) NewBatch() *flow.Batch       { return e.p.pool.Get().(*flow.Batch) }
+func (e *procEmitter) BatchSize() int              { return e.p.cfg.Pipeline.Batch.Size }
+func (e *procEmitter) BatchTimeout() time.Duration { return e.p.cfg.Pipeline.Batch.Timeout }
+
+// Emit runs the rest of the current graph's chain on b in the caller's
+// goroutine and hands it to that graph's exporters. It returns ErrClosed
+// before Start and after the processor's Shutdown.
+func (e *procEmitter) Emit(ctx context.Context, b *flow.Batch) error {
+	n := uint64(b.Len())
+	if n == 0 {
+		b.Reset()
+		e.p.pool.Put(b)
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed || !e.p.started {
+		return ErrClosed
+	}
+	// From inside Process the worker already holds p.swap for reading
+	// (taking it again could deadlock against a waiting Reload).
+	g, held := ctx.Value(graphKey{}).(*graph)
+	if !held {
+		e.p.swap.RLock()
+		defer e.p.swap.RUnlock()
+		g = e.p.g
+	}
+	from := indexOf(g.processors, e.pr) + 1
+	if from == 0 {
+		from = min(e.retiredFrom, len(g.processors))
+	}
+	e.stats.Out.Add(n)
+	e.p.process(g, b, from)
+	e.p.fanOut(g, &item{batch: b})
+	return nil
+}
+
+// close makes later Emit calls fail; it waits for those in progress.
+func (e *procEmitter) close() {
+	e.mu.Lock()
+	e.closed = true
+	e.mu.Unlock()
 }

@@ -75,7 +75,7 @@ func (p *Pipeline) Reload(ctx context.Context, cfg *config.Config) (ReloadResult
 	for _, e := range p.g.exporters {
 		oldExps[e.name] = e
 	}
-	next := &graph{}
+	next := newGraph()
 	var builtProcs []*processor
 	var builtExps []*exporter
 	keptProc := map[*processor]bool{}
@@ -120,6 +120,9 @@ func (p *Pipeline) Reload(ctx context.Context, cfg *config.Config) (ReloadResult
 			_ = e.Shutdown(ctx)
 		}
 		for _, pr := range builtProcs {
+			if pr.out != nil {
+				pr.out.close() // it never ran in the graph: nothing to flush
+			}
 			_ = pr.Shutdown(ctx)
 		}
 		p.forget(builtProcs, builtExps)
@@ -147,6 +150,13 @@ func (p *Pipeline) Reload(ctx context.Context, cfg *config.Config) (ReloadResult
 	p.swap.Lock()
 	prev := p.g
 	p.g = next
+	// A replaced or removed Emitting processor flushes, on Shutdown, into
+	// the live stages that follow its place in the new graph.
+	for i, pr := range prev.processors {
+		if pr.out != nil && !keptProc[pr] {
+			pr.out.retiredFrom = downstream(prev.processors, i, next.processors)
+		}
+	}
 	for _, pr := range next.processors {
 		if keptProc[pr] {
 			pr.cfg = cfg.Pipeline.Processors[indexOf(next.processors, pr)]
@@ -162,6 +172,9 @@ func (p *Pipeline) Reload(ctx context.Context, cfg *config.Config) (ReloadResult
 		}
 		if err := pr.Shutdown(ctx); err != nil {
 			p.log.Warn("reload: shutdown of a replaced processor", "stage", pr.name, "err", err)
+		}
+		if pr.out != nil {
+			pr.out.close()
 		}
 		pr.metrics.unregisterAll()
 	}
@@ -329,6 +342,31 @@ func isKept(st *stage, procs map[*processor]bool, exps map[*exporter]bool, srcs 
 		}
 	}
 	return false
+}
+
+// downstream is the index in next of the first processor that takes the
+// records of prev[i] once prev[i] is retired: after its replacement (same
+// label) if it has one, else the first later processor of prev still in
+// next (kept, or replaced under the same label), else len(next) (only the
+// exporters).
+func downstream(prev []*processor, i int, next []*processor) int {
+	at := func(name string) int {
+		for j, pr := range next {
+			if pr.name == name {
+				return j
+			}
+		}
+		return -1
+	}
+	if j := at(prev[i].name); j >= 0 {
+		return j + 1
+	}
+	for _, pr := range prev[i+1:] {
+		if j := at(pr.name); j >= 0 {
+			return j
+		}
+	}
+	return len(next)
 }
 
 func indexOf[T comparable](s []T, v T) int {

@@ -66,6 +66,25 @@ type Concurrent interface {
 	InFlight() int
 }
 
+// Emitting is implemented by processors that emit records outside Process,
+// later than the batch that brought them: an aggregator exporting flows on
+// its timeouts, when its table is full, and on Shutdown.
+//
+// The engine calls SetEmitter once, before Start, with an Emitter whose
+// batches run through the processors after this one and then reach the
+// exporters. Emit runs those stages in the caller's goroutine and blocks as
+// the pipeline does; it returns an error once the processor is shut down.
+// The processor may emit from its own goroutines and from Shutdown: the
+// engine shuts processors down in chain order, before the exporters, so a
+// final flush reaches live exporters.
+//
+// Records such a processor removes from a batch in Process are counted as
+// held (weir_stage_records_held_total), not dropped; the records it emits
+// count as its output.
+type Emitting interface {
+	SetEmitter(out Emitter)
+}
+
 // ProtocolSelector is implemented by processors that keep only records of
 // some IANA protocols (filter.protocol), so that a source running before
 // them can skip building the others; see [Pushdown].

@@ -32,6 +32,10 @@ type Info struct {
 	// New builds the plugin from a validated config (the value NewConfig
 	// returned, decoded). The result implements the Stage's interface.
 	New func(cfg Config, set Settings) (Component, error)
+	// Excludes lists plugin IDs that may not share a pipeline with this
+	// one (alternative modes, such as "aggregate" and "proxy"); loading a
+	// config that has both fails and names both entries.
+	Excludes []string
 }
 
 // Stage returns the stage the ID implies.

@@ -217,6 +217,7 @@ func (l *launcher) start(ctx context.Context) (*instance, error) {
 	begin := time.Now()
 	client := goplugin.NewClient(cfg)
 	fail := func(kind error, err error) (*instance, error) {
+		killGroup(cmd)
 		client.Kill()
 		return nil, fmt.Errorf("start plugin %s: %w: %w", l.path, kind, err)
 	}
@@ -263,6 +264,7 @@ func (l *launcher) start(ctx context.Context) (*instance, error) {
 // kill ends the process at once (SIGKILL) and releases go-plugin's client.
 func (in *instance) kill() {
 	in.stopOnce.Do(func() {
+		killGroup(in.cmd)
 		if in.cmd.Process != nil {
 			_ = in.cmd.Process.Kill()
 		}

@@ -96,7 +96,12 @@ type Processor struct {
 	scratch sync.Pool // *wire.Scratch
 
 	restartAt atomic.Int64 // unix ns of the next start attempt; 0 when none is pending
-	stopping  atomic.Bool
+	// startFailing is set while restart attempts fail: batches then go
+	// through on_error at once instead of each waiting for the next
+	// attempt (which, with restart_backoff.max within timeout, is always
+	// due before the batch's deadline).
+	startFailing atomic.Bool
+	stopping     atomic.Bool
 
 	started  bool
 	stopped  bool
@@ -275,12 +280,15 @@ func (p *Processor) supervise(inst *instance) {
 				}
 				p.m.startFails.Inc()
 				p.log.Error("restart rpc plugin", "err", err, "retry_in", backoff)
+				p.startFailing.Store(true)
+				p.setCurrent(nil) // wake the batches waiting for this attempt
 				continue
 			}
 			p.m.restarts.Inc()
 			p.log.Info("rpc plugin restarted", "pid", next.pid)
 			inst = next
 			p.restartAt.Store(0)
+			p.startFailing.Store(false)
 			p.setCurrent(inst)
 			break
 		}
@@ -386,7 +394,7 @@ func (p *Processor) ready(ctx context.Context, deadline time.Time) (*instance, e
 			return cur, nil
 		}
 		due := p.restartAt.Load()
-		if p.stopping.Load() || due == 0 || time.Unix(0, due).After(deadline) {
+		if p.stopping.Load() || p.startFailing.Load() || due == 0 || time.Unix(0, due).After(deadline) {
 			return nil, nil
 		}
 		wait := time.NewTimer(time.Until(deadline))

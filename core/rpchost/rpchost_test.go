@@ -241,6 +241,12 @@ func TestStartErrors(t *testing.T) {
 		{"missing binary", func(c *Config) { c.Cmd = "testdata/no-such-plugin" }, "", ErrNotFound, "no-such-plugin"},
 		{"checksum mismatch", func(c *Config) { c.SHA256 = sum }, "", ErrChecksum, filepath.Base(exampleBin)},
 		{"not a plugin", func(c *Config) { c.Cmd = "/bin/echo"; c.Args = []string{"hello"} }, "", ErrHandshake, "echo"},
+		// Issue 12: a wrapper whose child keeps stdout open must not hold
+		// the failed start until the child exits.
+		{"wrapper child keeps stdout", func(c *Config) {
+			c.Cmd = "/bin/sh"
+			c.Args = []string{"-c", "sleep 30 & echo not-a-handshake"}
+		}, "", ErrHandshake, "sh"},
 		{"silent binary", func(c *Config) {
 			c.Cmd = "/bin/sleep"
 			c.Args = []string{"30"}
@@ -735,5 +741,44 @@ func TestStoppedPlugin(t *testing.T) {
 	defer cancel()
 	if err := h.WaitReady(ctx); err != nil || h.PID() == pid {
 		t.Fatalf("plugin not restarted: %v (pid %d, was %d)", err, h.PID(), pid)
+	}
+}
+
+// TestRestartFailingFailsFast reproduces issue 12: a plugin that cannot
+// restart, with restart_backoff.max within timeout, must not make every
+// batch wait its whole timeout for the next attempt; once an attempt has
+// failed, batches go through on_error at once.
+func TestRestartFailingFailsFast(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "plugin.sh")
+	body := "#!/bin/sh\nif [ -e " + dir + "/started ]; then exit 3; fi\ntouch " + dir + "/started\nexec " + exampleBin + "\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := exampleConfig()
+	cfg.Cmd = script
+	cfg.Timeout = 20 * time.Second
+	cfg.RestartBackoff = Backoff{Initial: 10 * time.Millisecond, Max: time.Second}
+	h := start(t, cfg, plugin.NopSettings(ID))
+	if err := h.Process(context.Background(), batchOf("10.1.2.3", "10.1.0.1", 1, 8)); err != nil {
+		t.Fatalf("first batch: %v", err)
+	}
+	if err := syscall.Kill(h.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for counter(t, h.reg, "weir_rpc_start_errors_total", "") < 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	began := time.Now()
+	for i := range 5 {
+		err := h.Process(context.Background(), batchOf("10.1.2.3", "10.1.0.1", uint16(i), 8))
+		var be *BatchError
+		if !errors.As(err, &be) {
+			t.Fatalf("batch %d while the plugin cannot start: %v, want a BatchError", i, err)
+		}
+	}
+	// Five batches waiting for restarts would take 5 × timeout (100s).
+	if d := time.Since(began); d >= cfg.Timeout {
+		t.Errorf("5 batches took %s while the plugin was down, want far less than one timeout (%s)", d, cfg.Timeout)
 	}
 }

@@ -54,6 +54,8 @@ type Config struct {
 	// CacheDir holds compiled modules across runs (a cold compile takes
 	// hundreds of milliseconds, a cached one tens). Default "" means
 	// <user cache dir>/weir/wasm; "off" disables the on-disk cache.
+	// Entries compiled over 30 days ago, and the oldest past 1 GiB, are
+	// evicted at start-up.
 	CacheDir string `koanf:"cache_dir"`
 }
 
@@ -62,7 +64,9 @@ type Config struct {
 type Allow struct {
 	// FS lists host directories mounted read-only at the same path in the
 	// module, relative to the config file's directory unless absolute.
-	// Default none: the module sees no filesystem.
+	// Each is confined with os.Root: ".." and symlinks that lead out of it
+	// (absolute ones included) fail to open. Default none: the module sees
+	// no filesystem.
 	FS []string `koanf:"fs"`
 	// Env lists host environment variables passed to the module by name;
 	// unset ones are skipped. Default none.

@@ -161,6 +161,7 @@ func compileModule(ctx context.Context, path string, pages uint32, want checks, 
 		WithCloseOnContextDone(m.checks == checksWazero).
 		WithMemoryLimitPages(pages)
 	if cacheDir != "" {
+		pruneCache(cacheDir, time.Now())
 		cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
 		if err != nil {
 			log.Warn("wasm compilation cache unavailable; compiling without it", "dir", cacheDir, "error", err)
@@ -296,6 +297,14 @@ type instance struct {
 	enc          abi.Encoder
 	answer       abi.Answer
 	stderr       *streamWriter
+	roots        []*os.Root // allow.fs directories, open while the instance lives
+}
+
+func (in *instance) closeRoots() {
+	for _, r := range in.roots {
+		_ = r.Close()
+	}
+	in.roots = nil
 }
 
 // instantiate creates an instance and runs its _initialize (Go reactors:
@@ -313,9 +322,18 @@ func (m *module) instantiate(ctx context.Context, ic instanceConfig, initTimeout
 		WithSysWalltime().WithSysNanotime().
 		WithRandSource(rand.Reader)
 	if len(ic.allowFS) > 0 {
+		// Each directory is mounted through an os.Root: a path, a ".."
+		// or a symlink inside it that leads out of it fails to open,
+		// where wazero's own directory mount would follow it.
 		fs := wazero.NewFSConfig()
 		for _, d := range ic.allowFS {
-			fs = fs.WithReadOnlyDirMount(d, d)
+			root, err := os.OpenRoot(d)
+			if err != nil {
+				in.closeRoots()
+				return nil, fmt.Errorf("instantiate %s: allow.fs: %w", m.path, err)
+			}
+			in.roots = append(in.roots, root)
+			fs = fs.WithFSMount(root.FS(), d)
 		}
 		mc = mc.WithFSConfig(fs)
 	}
@@ -326,6 +344,7 @@ func (m *module) instantiate(ctx context.Context, ic instanceConfig, initTimeout
 	}
 	mod, err := m.rt.InstantiateModule(ctx, m.compiled, mc)
 	if err != nil {
+		in.closeRoots()
 		return nil, fmt.Errorf("instantiate %s: %w%s", m.path, err, in.stderr.suffix())
 	}
 	in.mod = mod
@@ -535,6 +554,7 @@ func (in *instance) close(ctx context.Context) {
 	if in.mod != nil {
 		_ = in.mod.Close(ctx)
 	}
+	in.closeRoots()
 }
 
 // firstLine shortens a wazero error to its first line: the wasm stack

@@ -426,6 +426,18 @@ func TestSandbox(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("s3cret"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A symlink inside the granted directory to a file outside it (issue
+	// 12: a module read /etc/passwd this way), one to a directory outside
+	// it, and one that stays inside.
+	outside := filepath.Join(t.TempDir(), "outside.txt")
+	if err := os.WriteFile(outside, []byte("not yours"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{"escape": outside, "etc": "/etc", "inside": "secret.txt"} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Setenv("WEIR_SANDBOX_TEST", "1")
 	for _, c := range []struct {
 		name   string
@@ -436,6 +448,10 @@ func TestSandbox(t *testing.T) {
 		{"no fs by default", map[string]any{"file": secret}, Allow{}, false},
 		{"no /etc either", map[string]any{"file": "/etc/hostname"}, Allow{}, false},
 		{"fs granted", map[string]any{"file": secret}, Allow{FS: []string{dir}}, true},
+		{"symlink inside the granted dir", map[string]any{"file": filepath.Join(dir, "inside")}, Allow{FS: []string{dir}}, true},
+		{"symlink out of the granted dir", map[string]any{"file": filepath.Join(dir, "escape")}, Allow{FS: []string{dir}}, false},
+		{"symlink to /etc", map[string]any{"file": filepath.Join(dir, "etc", "passwd")}, Allow{FS: []string{dir}}, false},
+		{"dot-dot out of the granted dir", map[string]any{"file": filepath.Join(dir, "..", filepath.Base(filepath.Dir(outside)), "outside.txt")}, Allow{FS: []string{dir}}, false},
 		{"no env by default", map[string]any{"env": "WEIR_SANDBOX_TEST"}, Allow{}, false},
 		{"env granted", map[string]any{"env": "WEIR_SANDBOX_TEST"}, Allow{Env: []string{"WEIR_SANDBOX_TEST"}}, true},
 	} {

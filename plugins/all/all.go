@@ -9,6 +9,7 @@ package all
 import (
 	_ "github.com/weir-flow/weir/core/rpchost"
 	_ "github.com/weir-flow/weir/core/wasmhost"
+	_ "github.com/weir-flow/weir/plugins/aggregate"
 	_ "github.com/weir-flow/weir/plugins/enrich/iecompat"
 	_ "github.com/weir-flow/weir/plugins/export/ipfix"
 	_ "github.com/weir-flow/weir/plugins/export/jsonl"

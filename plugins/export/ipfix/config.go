@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/weir-flow/weir/core/config"
 )
 
 // ExampleYAML is the example pipeline of the plugin's README.
@@ -34,6 +36,13 @@ type Config struct {
 	// MaxBackoff caps the wait between TCP reconnection attempts, which
 	// starts at 100ms and doubles. Default 30s.
 	MaxBackoff time.Duration `koanf:"max_backoff"`
+	// ResendWindow bounds, in bytes, the TCP messages kept after they are
+	// written until the collector acknowledges them, to send them again
+	// on the next connection if the current one breaks first. The socket's
+	// send buffer is sized to it, so every unacknowledged byte fits. 0
+	// resends nothing: unacknowledged records are only counted as possibly
+	// lost. Default 4 MiB.
+	ResendWindow config.ByteSize `koanf:"resend_window"`
 	// OneSetPerMessage sends every template set and data set in a message
 	// of its own: go-ipfix's collecting process, and so Antrea's Flow
 	// Aggregator, reads only the first set of each message. Default false.
@@ -47,6 +56,7 @@ func DefaultConfig() *Config {
 		TemplateRefresh: 60 * time.Second,
 		DialTimeout:     5 * time.Second,
 		MaxBackoff:      30 * time.Second,
+		ResendWindow:    4 << 20,
 	}
 }
 
@@ -76,6 +86,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBackoff < 0 {
 		errs = append(errs, fmt.Errorf("max_backoff: %s is negative", c.MaxBackoff))
+	}
+	if c.ResendWindow < 0 || c.ResendWindow > 1<<30 {
+		errs = append(errs, fmt.Errorf("resend_window: %d is outside 0..1GiB", int64(c.ResendWindow)))
 	}
 	return errors.Join(errs...)
 }

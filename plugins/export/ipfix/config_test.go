@@ -62,14 +62,14 @@ func TestDecode(t *testing.T) {
   sources:
     - source.ipfix: {udp: ":4739", tcp: ""}
   exporters:
-    - export.ipfix: {address: "127.0.0.1:9995", transport: tcp, observation_domain_id: 9, template_refresh: 10s, max_message_size: 9000}
+    - export.ipfix: {address: "127.0.0.1:9995", transport: tcp, observation_domain_id: 9, template_refresh: 10s, max_message_size: 9000, resend_window: 1MiB}
 `), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := cfg.Pipeline.Exporters[0].Config.(*exporter.Config)
 	want := exporter.Config{Address: "127.0.0.1:9995", Transport: "tcp", ObservationDomainID: 9,
-		TemplateRefresh: 10 * time.Second, MaxMessageSize: 9000, DialTimeout: 5 * time.Second, MaxBackoff: 30 * time.Second}
+		TemplateRefresh: 10 * time.Second, MaxMessageSize: 9000, DialTimeout: 5 * time.Second, MaxBackoff: 30 * time.Second, ResendWindow: 1 << 20}
 	if *got != want {
 		t.Errorf("decoded %+v\nwant %+v", *got, want)
 	}

@@ -64,11 +64,18 @@ type Exporter struct {
 	nextDial time.Time
 	lastLog  time.Time
 
-	messages   atomic.Uint64
-	bytes      atomic.Uint64
-	sendErrors atomic.Uint64
-	connects   atomic.Uint64
-	dialErrors atomic.Uint64
+	messages     atomic.Uint64
+	bytes        atomic.Uint64
+	sendErrors   atomic.Uint64
+	connects     atomic.Uint64
+	dialErrors   atomic.Uint64
+	tooLarge     atomic.Uint64 // records dropped: larger than max_message_size
+	empty        atomic.Uint64 // records dropped: nothing to encode
+	resent       atomic.Uint64
+	possiblyLost atomic.Uint64
+
+	tcp   tcpState
+	fresh bool // a new connection: templates and replay go first
 }
 
 // New checks the config and registers the metrics; the collector is
@@ -126,10 +133,14 @@ func (e *Exporter) Start(ctx context.Context) error {
 	return nil
 }
 
-// Export encodes b's records and sends them. Over UDP a message the kernel
-// refuses is counted and the rest of the batch still goes out; over TCP a
-// broken connection is re-established (waiting with backoff while ctx
-// allows) and the batch sent again.
+// Export encodes b's records and sends them. A record that cannot be
+// encoded (larger than max_message_size, or empty) is dropped, counted in
+// weir_export_ipfix_records_dropped_total{reason} and logged; the others
+// go out. Over UDP a message the kernel refuses is counted and the rest of
+// the batch still goes out; over TCP a broken connection is re-established
+// (waiting with backoff while ctx allows), the messages it had not
+// acknowledged are replayed from the resend window and the batch goes on
+// from the first message not written.
 func (e *Exporter) Export(ctx context.Context, b *flow.Batch) error {
 	if b.Len() == 0 {
 		return nil
@@ -181,44 +192,14 @@ func (e *Exporter) exportUDP(recs []*flow.Record) error {
 		e.bytes.Add(uint64(len(msg)))
 		return nil
 	})
-	if err != nil {
-		e.sendErrors.Add(1)
-		return fmt.Errorf("%s: encode %d records: %w", ID, len(recs), err)
-	}
+	// emit never fails, so err only lists records that cannot be encoded.
+	e.countEncodeErrors(err, len(recs))
 	if firstErr != nil {
 		e.logLimited("send ipfix", "address", e.cfg.Address, "failed_messages", failed, "refused", refused, "err", firstErr)
 		return fmt.Errorf("%s: send to %s: %d of %d messages failed, %d earlier refused: %w",
 			ID, e.cfg.Address, failed, failed+sent, refused, firstErr)
 	}
 	return nil
-}
-
-func (e *Exporter) exportTCP(ctx context.Context, recs []*flow.Record) error {
-	for {
-		if err := e.connect(ctx); err != nil {
-			return err
-		}
-		c := e.conn
-		err := e.enc.Encode(recs, time.Now(), func(msg []byte) error {
-			if e.broken.Load() {
-				return io.ErrClosedPipe
-			}
-			_ = c.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if _, err := c.Write(msg); err != nil {
-				return err
-			}
-			e.messages.Add(1)
-			e.bytes.Add(uint64(len(msg)))
-			return nil
-		})
-		if err == nil {
-			return nil
-		}
-		e.sendErrors.Add(1)
-		e.logLimited("tcp send failed, reconnecting", "address", e.cfg.Address, "err", err)
-		e.closeConn()
-		e.enc.Reset()
-	}
 }
 
 // connect makes sure a TCP connection is up, dialling with exponential
@@ -228,8 +209,7 @@ func (e *Exporter) connect(ctx context.Context) error {
 		return nil
 	}
 	if e.conn != nil {
-		e.closeConn()
-		e.enc.Reset()
+		e.reset(errors.New("collector closed the connection"))
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -244,11 +224,12 @@ func (e *Exporter) connect(ctx context.Context) error {
 				return fmt.Errorf("%s: connect to %s: %w", ID, e.cfg.Address, ctx.Err())
 			}
 		}
-		d := net.Dialer{Timeout: e.cfg.DialTimeout}
+		d := net.Dialer{Timeout: e.cfg.DialTimeout, Control: controlSndBuf(int(e.cfg.ResendWindow) / 2)}
 		c, err := d.DialContext(ctx, "tcp", e.cfg.Address)
 		if err == nil {
 			e.backoff = 0
 			e.conn = c
+			e.fresh = true
 			broken := &atomic.Bool{}
 			e.broken = broken
 			e.connects.Add(1)
@@ -310,11 +291,13 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 		err = fmt.Errorf("%s: shutdown: %w", ID, ctx.Err())
 	}
 	e.stopCancel()
+	e.abandon()
 	e.closeConn()
 	<-e.busy
 	e.wg.Wait()
 	e.log.Info("exporter stopped", "address", e.cfg.Address, "messages", e.messages.Load(),
-		"bytes", e.bytes.Load(), "send_errors", e.sendErrors.Load())
+		"bytes", e.bytes.Load(), "send_errors", e.sendErrors.Load(),
+		"records_dropped", e.tooLarge.Load()+e.empty.Load(), "records_possibly_lost", e.possiblyLost.Load())
 	return err
 }
 
@@ -328,10 +311,20 @@ func (e *Exporter) registerMetrics() error {
 		{"send_errors_total", "Messages or batches that could not be sent (each retry counts).", &e.sendErrors},
 		{"connects_total", "TCP connections established.", &e.connects},
 		{"dial_errors_total", "Failed TCP connection attempts.", &e.dialErrors},
+		{"records_resent_total", "Records sent again on a new TCP connection because the broken one had not acknowledged them (the collector may see them twice).", &e.resent},
+		{"records_possibly_lost_total", "Records a broken TCP connection had not acknowledged and that were no longer in the resend window (or left at shutdown).", &e.possiblyLost},
+		{"records_dropped_total", "Records dropped because they cannot be encoded, by reason.", &e.tooLarge},
+		{"records_dropped_total", "Records dropped because they cannot be encoded, by reason.", &e.empty},
 	} {
 		v := c.v
-		cf := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "weir_export_ipfix_" + c.name, Help: c.help},
-			func() float64 { return float64(v.Load()) })
+		opts := prometheus.CounterOpts{Name: "weir_export_ipfix_" + c.name, Help: c.help}
+		switch v {
+		case &e.tooLarge:
+			opts.ConstLabels = prometheus.Labels{"reason": "record_too_large"}
+		case &e.empty:
+			opts.ConstLabels = prometheus.Labels{"reason": "empty_record"}
+		}
+		cf := prometheus.NewCounterFunc(opts, func() float64 { return float64(v.Load()) })
 		if err := e.set.Metrics.Register(cf); err != nil {
 			return fmt.Errorf("%s: register metrics: %w", ID, err)
 		}

@@ -265,6 +265,7 @@ func (s *Source) Start(_ context.Context, out plugin.Emitter) error {
 		}
 		return fmt.Errorf("%s: first dump: %w", ID, err)
 	}
+	tracked := s.store.Len() // before the run goroutine owns the store
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.started = true
@@ -277,7 +278,7 @@ func (s *Source) Start(_ context.Context, out plugin.Emitter) error {
 	s.wg.Add(1)
 	go s.run(ctx, events, resync)
 	s.log.Info("reading conntrack", "poll_interval", s.cfg.PollInterval, "events", s.cfg.Events,
-		"connections", s.store.Len(), "dump_requests", len(s.requests))
+		"connections", tracked, "dump_requests", len(s.requests))
 	return nil
 }
 

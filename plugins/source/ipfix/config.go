@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
 	"github.com/weir-flow/weir/core/config"
+	"github.com/weir-flow/weir/core/ipfix"
 )
 
 // ExampleYAML is the example pipeline of the plugin's README.
@@ -38,8 +40,27 @@ type Config struct {
 	// MaxConnections bounds concurrent TCP connections; more are refused.
 	// 0 means unlimited. Default 1024.
 	MaxConnections int `koanf:"max_connections"`
+	// MaxConnectionsPerExporter bounds the concurrent TCP connections of
+	// one exporter address, so that one peer cannot take every slot. 0
+	// means unlimited. Default 16.
+	MaxConnectionsPerExporter int `koanf:"max_connections_per_exporter"`
+	// TCPHeaderTimeout bounds how long a TCP connection may take to send
+	// its first complete message, and how long any message may take to
+	// arrive once its first byte has; the connection is closed and counted
+	// past it. 0 means no bound. Default 10s.
+	TCPHeaderTimeout time.Duration `koanf:"tcp_header_timeout"`
+	// TCPIdleTimeout closes a TCP connection that sent nothing for this
+	// long. 0 means never. Default 15m.
+	TCPIdleTimeout time.Duration `koanf:"tcp_idle_timeout"`
+	// AllowedExporters lists the exporter prefixes ("10.0.0.0/8",
+	// "2001:db8::/32", or a single address) whose messages and connections
+	// are accepted; others are refused and counted. Empty allows every
+	// address. Default empty.
+	AllowedExporters []string `koanf:"allowed_exporters"`
 	// TemplateTTL expires UDP templates an exporter has not refreshed for
-	// this long (RFC 7011 §8.4). 0 keeps them until withdrawn. Default 0.
+	// this long (RFC 7011 §8.4), and forgets UDP sessions idle for this
+	// long. 0 keeps them until withdrawn. TCP templates live as long as
+	// their connection. Default 30m.
 	TemplateTTL time.Duration `koanf:"template_ttl"`
 	// PendingTTL is how long a data set that arrived before its template
 	// waits for it before it is dropped and counted. 0 means the decoder's
@@ -48,15 +69,70 @@ type Config struct {
 	// PendingSets bounds the data sets held per session waiting for their
 	// template. 0 means the decoder's default (64).
 	PendingSets int `koanf:"pending_sets"`
+	// ShutdownDrain bounds how long Shutdown keeps reading what the
+	// sockets already hold; what is left past it is decoded only to be
+	// counted as lost (weir_source_ipfix_lost_on_shutdown_records_total)
+	// and logged. 0 reads nothing more: everything left is counted.
+	// Default 5s.
+	ShutdownDrain time.Duration `koanf:"shutdown_drain"`
+	// Limits bound the decoder state exporters can create.
+	Limits Limits `koanf:"limits"`
+}
+
+// Limits bound what exporters can make source.ipfix hold in memory. An
+// exporter is a source IP address; a session is an exporter address:port
+// and observation domain (RFC 7011 §8.4). What a limit refuses is counted
+// in weir_source_ipfix_limit_refusals_total{reason=<key>} and logged (at
+// most once a second): a refused session drops its message, a refused
+// template leaves its data sets to wait and expire, a refused held set is
+// dropped. 0 means unlimited.
+type Limits struct {
+	// Sessions bounds the sessions of all exporters. Default 16384.
+	Sessions int `koanf:"sessions"`
+	// SessionsPerExporter bounds the sessions of one exporter address.
+	// Default 1024.
+	SessionsPerExporter int `koanf:"sessions_per_exporter"`
+	// TemplatesPerSession bounds the templates of one session. Default
+	// 1024.
+	TemplatesPerSession int `koanf:"templates_per_session"`
+	// TemplateFields bounds the fields of one template (RFC 7011 allows
+	// 16,383); a longer template is refused before it is compiled.
+	// Default 1024.
+	TemplateFields int `koanf:"template_fields"`
+	// TemplateBytes bounds the memory of all stored templates. Default
+	// 256 MiB.
+	TemplateBytes config.ByteSize `koanf:"template_bytes"`
+	// TemplateBytesPerExporter bounds that of one exporter. Default 32 MiB.
+	TemplateBytesPerExporter config.ByteSize `koanf:"template_bytes_per_exporter"`
+	// HeldBytes bounds the data sets held waiting for their template.
+	// Default 64 MiB.
+	HeldBytes config.ByteSize `koanf:"held_bytes"`
+	// HeldBytesPerExporter bounds those of one exporter. Default 8 MiB.
+	HeldBytesPerExporter config.ByteSize `koanf:"held_bytes_per_exporter"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() *Config {
 	return &Config{
-		UDP:            ":4739",
-		TCP:            ":4739",
-		RcvBuf:         32 << 20,
-		MaxConnections: 1024,
+		UDP:                       ":4739",
+		TCP:                       ":4739",
+		RcvBuf:                    32 << 20,
+		MaxConnections:            1024,
+		MaxConnectionsPerExporter: 16,
+		TCPHeaderTimeout:          10 * time.Second,
+		TCPIdleTimeout:            15 * time.Minute,
+		TemplateTTL:               30 * time.Minute,
+		ShutdownDrain:             5 * time.Second,
+		Limits: Limits{
+			Sessions:                 16384,
+			SessionsPerExporter:      1024,
+			TemplatesPerSession:      1024,
+			TemplateFields:           1024,
+			TemplateBytes:            256 << 20,
+			TemplateBytesPerExporter: 32 << 20,
+			HeldBytes:                64 << 20,
+			HeldBytesPerExporter:     8 << 20,
+		},
 	}
 }
 
@@ -85,6 +161,35 @@ func (c *Config) Validate() error {
 	if c.MaxConnections < 0 {
 		errs = append(errs, fmt.Errorf("max_connections: %d is negative", c.MaxConnections))
 	}
+	if c.MaxConnectionsPerExporter < 0 {
+		errs = append(errs, fmt.Errorf("max_connections_per_exporter: %d is negative", c.MaxConnectionsPerExporter))
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"tcp_header_timeout", c.TCPHeaderTimeout}, {"tcp_idle_timeout", c.TCPIdleTimeout}, {"shutdown_drain", c.ShutdownDrain}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: %s is negative", d.key, d.v))
+		}
+	}
+	for i, a := range c.AllowedExporters {
+		if _, err := parsePrefix(a); err != nil {
+			errs = append(errs, fmt.Errorf("allowed_exporters[%d]: %q is not an address or CIDR prefix: %w", i, a, err))
+		}
+	}
+	for _, l := range []struct {
+		key string
+		v   int64
+	}{
+		{"sessions", int64(c.Limits.Sessions)}, {"sessions_per_exporter", int64(c.Limits.SessionsPerExporter)},
+		{"templates_per_session", int64(c.Limits.TemplatesPerSession)}, {"template_fields", int64(c.Limits.TemplateFields)},
+		{"template_bytes", int64(c.Limits.TemplateBytes)}, {"template_bytes_per_exporter", int64(c.Limits.TemplateBytesPerExporter)},
+		{"held_bytes", int64(c.Limits.HeldBytes)}, {"held_bytes_per_exporter", int64(c.Limits.HeldBytesPerExporter)},
+	} {
+		if l.v < 0 {
+			errs = append(errs, fmt.Errorf("limits.%s: %d is negative", l.key, l.v))
+		}
+	}
 	if c.TemplateTTL < 0 {
 		errs = append(errs, fmt.Errorf("template_ttl: %s is negative", c.TemplateTTL))
 	}
@@ -95,4 +200,31 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("pending_sets: %d is negative", c.PendingSets))
 	}
 	return errors.Join(errs...)
+}
+
+// parsePrefix parses a CIDR prefix or a single address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// budget returns the decoders' shared limits.
+func (l Limits) budget() *ipfix.Budget {
+	return ipfix.NewBudget(ipfix.Limits{
+		Sessions:                 l.Sessions,
+		SessionsPerExporter:      l.SessionsPerExporter,
+		TemplatesPerSession:      l.TemplatesPerSession,
+		TemplateFields:           l.TemplateFields,
+		TemplateBytes:            int64(l.TemplateBytes),
+		TemplateBytesPerExporter: int64(l.TemplateBytesPerExporter),
+		HeldBytes:                int64(l.HeldBytes),
+		HeldBytesPerExporter:     int64(l.HeldBytesPerExporter),
+	})
 }

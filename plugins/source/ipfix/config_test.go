@@ -35,6 +35,14 @@ func TestValidate(t *testing.T) {
 			c.Readers, c.RcvBuf, c.MaxConnections, c.TemplateTTL, c.PendingTTL, c.PendingSets = -1, -1, -1, -1, -1, -1
 		}), []string{"readers: -1", "rcvbuf: -1", "max_connections: -1", "template_ttl", "pending_ttl", "pending_sets: -1"}},
 		{"huge buffer", ok(func(c *source.Config) { c.RcvBuf = 4 << 30 }), []string{"rcvbuf"}},
+		{"allow-list", ok(func(c *source.Config) { c.AllowedExporters = []string{"10.0.0.0/8", "2001:db8::1", "192.0.2.7"} }), nil},
+		{"bad allow-list", ok(func(c *source.Config) { c.AllowedExporters = []string{"10.0.0.0/40", "host"} }),
+			[]string{`allowed_exporters[0]: "10.0.0.0/40"`, `allowed_exporters[1]: "host"`}},
+		{"negative limits and timeouts", ok(func(c *source.Config) {
+			c.Limits.Sessions, c.Limits.TemplateBytes, c.Limits.HeldBytesPerExporter = -1, -1, -1
+			c.TCPHeaderTimeout, c.TCPIdleTimeout, c.ShutdownDrain, c.MaxConnectionsPerExporter = -1, -1, -1, -1
+		}), []string{"limits.sessions: -1", "limits.template_bytes: -1", "limits.held_bytes_per_exporter: -1",
+			"tcp_header_timeout", "tcp_idle_timeout", "shutdown_drain", "max_connections_per_exporter: -1"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

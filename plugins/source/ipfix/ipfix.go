@@ -41,10 +41,6 @@ func init() {
 const (
 	// expireEvery is how often readers call Decoder.Expire.
 	expireEvery = time.Second
-	// maxDrain bounds how long Shutdown lets readers empty their socket
-	// buffers: they stop as soon as a buffer is empty, or at this bound if
-	// exporters keep sending.
-	maxDrain = 2 * time.Second
 	// drainStep is how often a draining reader checks whether its socket
 	// buffer is empty.
 	drainStep = 20 * time.Millisecond
@@ -67,7 +63,10 @@ type Source struct {
 	started  bool
 	stopped  bool
 	conns    map[net.Conn]struct{} // live TCP connections
+	perPeer  map[netip.Addr]int    // live TCP connections by exporter address
 	decoders map[*ipfix.Decoder]struct{}
+	budget   *ipfix.Budget
+	allowed  []netip.Prefix
 	retired  statsTotals // counters of decoders whose connection closed
 	unknown  *unknownIEs
 
@@ -81,14 +80,36 @@ type Source struct {
 	readErrors     atomic.Uint64
 	framingErrors  atomic.Uint64
 	connections    atomic.Uint64
-	refused        atomic.Uint64
+	refused        [numRefusals]atomic.Uint64 // TCP connections, by reason
+	notAllowed     atomic.Uint64              // UDP messages from outside allowed_exporters
+	timeouts       [numTimeouts]atomic.Uint64
 	emitErrors     atomic.Uint64
-	lostOnShutdown atomic.Uint64
+	lostOnShutdown atomic.Uint64 // records decoded but not emitted, or left in the sockets
+	lostMessages   atomic.Uint64 // messages left in the sockets past shutdown_drain
 
 	// Separate limits so that a flood of one kind of problem does not hide
 	// another.
-	logMalformed, logDrops, logErrors rateLimit
+	logMalformed, logDrops, logErrors, logConns, logLimits rateLimit
 }
+
+// Reasons a TCP connection is refused.
+const (
+	refusedMaxConnections = iota
+	refusedPerExporter
+	refusedNotAllowed
+	numRefusals
+)
+
+var refusalNames = [numRefusals]string{"max_connections", "max_connections_per_exporter", "not_allowed"}
+
+// Reasons a TCP connection times out.
+const (
+	timeoutHeader = iota
+	timeoutIdle
+	numTimeouts
+)
+
+var timeoutNames = [numTimeouts]string{"header", "idle"}
 
 // New binds the configured listeners and registers the metrics. Nothing is
 // read before Start.
@@ -107,8 +128,14 @@ func New(cfg Config, set plugin.Settings) (*Source, error) {
 		set:      set,
 		log:      set.Logger,
 		conns:    map[net.Conn]struct{}{},
+		perPeer:  map[netip.Addr]int{},
 		decoders: map[*ipfix.Decoder]struct{}{},
+		budget:   cfg.Limits.budget(),
 		unknown:  newUnknownIEs(),
+	}
+	for _, a := range cfg.AllowedExporters {
+		p, _ := parsePrefix(a) // validated
+		s.allowed = append(s.allowed, p)
 	}
 	s.emitCtx, s.emitCancel = context.WithCancel(context.Background())
 	if err := s.listen(); err != nil {
@@ -225,7 +252,7 @@ func (s *Source) Start(_ context.Context, out plugin.Emitter) error {
 	s.started = true
 	for i, c := range s.udp {
 		s.wg.Add(1)
-		go s.readUDP(i, c, s.newDecoderLocked(), out)
+		go s.readUDP(i, c, s.newDecoderLocked(true), out)
 	}
 	if s.tcp != nil {
 		s.wg.Add(1)
@@ -234,16 +261,36 @@ func (s *Source) Start(_ context.Context, out plugin.Emitter) error {
 	return nil
 }
 
-func (s *Source) decoderOptions() ipfix.DecoderOptions {
-	return ipfix.DecoderOptions{
+// decoderOptions returns the options of a UDP or TCP decoder: templates
+// expire only over UDP (RFC 7011 §8.4); a TCP session ends with its
+// connection.
+func (s *Source) decoderOptions(udp bool) ipfix.DecoderOptions {
+	o := ipfix.DecoderOptions{
 		PendingSets: s.cfg.PendingSets,
 		PendingTTL:  s.cfg.PendingTTL,
-		TemplateTTL: s.cfg.TemplateTTL,
+		Budget:      s.budget,
 	}
+	if udp {
+		o.TemplateTTL = s.cfg.TemplateTTL
+	}
+	return o
 }
 
-func (s *Source) newDecoderLocked() *ipfix.Decoder {
-	d := ipfix.NewDecoder(s.decoderOptions())
+// allow reports whether allowed_exporters admits a.
+func (s *Source) allow(a netip.Addr) bool {
+	if len(s.allowed) == 0 {
+		return true
+	}
+	for _, p := range s.allowed {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Source) newDecoderLocked(udp bool) *ipfix.Decoder {
+	d := ipfix.NewDecoder(s.decoderOptions(udp))
 	d.UnknownIE(s.unknown.observe)
 	d.OnEvent(s.logEvent) // rare; the level (which a reload may change) filters
 	s.decoders[d] = struct{}{}
@@ -359,6 +406,7 @@ func (s *Source) readUDP(idx int, c *net.UDPConn, dec *ipfix.Decoder, out plugin
 			if errors.As(err, &ne) && ne.Timeout() {
 				if s.draining.Load() {
 					if !s.moreToDrain(c, now) {
+						s.countLeftUDP(c, dec, buf, oob)
 						return
 					}
 					_ = c.SetReadDeadline(now.Add(drainStep))
@@ -390,6 +438,14 @@ func (s *Source) readUDP(idx int, c *net.UDPConn, dec *ipfix.Decoder, out plugin
 			}
 		}
 		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		if !s.allow(from.Addr()) {
+			s.notAllowed.Add(1)
+			if s.logConns.allow(now) {
+				s.log.Warn("ipfix message refused: exporter not in allowed_exporters", "exporter", from.String(),
+					"suppressed", s.logConns.takeSuppressed())
+			}
+			continue
+		}
 		before := bt.b.Len()
 		if _, derr := dec.Decode(bt.b, buf[:n], from); derr != nil {
 			s.malformed(from, derr, now)
@@ -402,9 +458,44 @@ func (s *Source) readUDP(idx int, c *net.UDPConn, dec *ipfix.Decoder, out plugin
 	}
 }
 
+// countLeftUDP reads what c still holds once the drain deadline has
+// passed, decoding it only to count its records as lost; it reads at most
+// one receive buffer's worth, so exporters that keep sending cannot hold
+// Shutdown.
+func (s *Source) countLeftUDP(c *net.UDPConn, dec *ipfix.Decoder, buf, oob []byte) {
+	if pendingBytes(c) == 0 {
+		return
+	}
+	scratch := flow.NewBatch(0)
+	budget := max(int(s.cfg.RcvBuf), 1<<20) * 2
+	for read := 0; read < budget; {
+		_ = c.SetReadDeadline(time.Now().Add(drainStep))
+		n, _, _, from, err := c.ReadMsgUDPAddrPort(buf, oob)
+		if err != nil {
+			return
+		}
+		read += n
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		if !s.allow(from.Addr()) {
+			continue
+		}
+		scratch.Reset()
+		recs, _ := dec.Decode(scratch, buf[:n], from)
+		s.lostMessages.Add(1)
+		s.lostOnShutdown.Add(uint64(recs))
+	}
+}
+
 // malformed logs a decode error, at most once a second per source; the
-// decoder already counted it.
+// decoder already counted it. A limit's refusal has its own rate limit.
 func (s *Source) malformed(from netip.AddrPort, err error, now time.Time) {
+	if errors.Is(err, ipfix.ErrLimit) {
+		if s.logLimits.allow(now) {
+			s.log.Warn("decoder state limit reached", "exporter", from.String(), "err", err,
+				"suppressed", s.logLimits.takeSuppressed())
+		}
+		return
+	}
 	if s.logMalformed.allow(now) {
 		s.log.Warn("malformed ipfix message", "exporter", from.String(), "err", err,
 			"suppressed", s.logMalformed.takeSuppressed())
@@ -430,33 +521,74 @@ func (s *Source) accept(out plugin.Emitter) {
 			continue
 		}
 		backoff = 5 * time.Millisecond
+		peer := remoteAddr(c)
 		s.mu.Lock()
 		if s.stopped {
 			s.mu.Unlock()
 			c.Close()
 			return
 		}
-		if s.cfg.MaxConnections > 0 && len(s.conns) >= s.cfg.MaxConnections {
+		reason := -1
+		switch {
+		case !s.allow(peer.Addr()):
+			reason = refusedNotAllowed
+		case s.cfg.MaxConnections > 0 && len(s.conns) >= s.cfg.MaxConnections:
+			reason = refusedMaxConnections
+		case s.cfg.MaxConnectionsPerExporter > 0 && s.perPeer[peer.Addr()] >= s.cfg.MaxConnectionsPerExporter:
+			reason = refusedPerExporter
+		}
+		if reason >= 0 {
 			s.mu.Unlock()
-			s.refused.Add(1)
-			s.log.Warn("tcp connection refused: max_connections reached", "exporter", c.RemoteAddr().String(),
-				"max_connections", s.cfg.MaxConnections)
+			s.refused[reason].Add(1)
+			if s.logConns.allow(time.Now()) {
+				s.log.Warn("tcp connection refused", "reason", refusalNames[reason], "exporter", peer.String(),
+					"max_connections", s.cfg.MaxConnections, "max_connections_per_exporter", s.cfg.MaxConnectionsPerExporter,
+					"suppressed", s.logConns.takeSuppressed())
+			}
 			c.Close()
 			continue
 		}
 		s.conns[c] = struct{}{}
-		dec := s.newDecoderLocked()
+		s.perPeer[peer.Addr()]++
+		dec := s.newDecoderLocked(false)
 		s.wg.Add(1)
 		s.mu.Unlock()
 		s.connections.Add(1)
-		go s.serveTCP(c, dec, out)
+		go s.serveTCP(c, peer, dec, out)
 	}
+}
+
+// remoteAddr returns c's peer with an IPv4-mapped address unmapped.
+func remoteAddr(c net.Conn) netip.AddrPort {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// errTimeout is returned by idleReader when a TCP timeout closes the
+// connection.
+type errTimeout struct {
+	kind  int
+	after time.Duration
+}
+
+func (e *errTimeout) Error() string {
+	if e.kind == timeoutIdle {
+		return fmt.Sprintf("nothing received for %s (tcp_idle_timeout)", e.after)
+	}
+	return fmt.Sprintf("message incomplete after %s (tcp_header_timeout)", e.after)
 }
 
 // idleReader reads from a TCP connection, waking up at the batcher's
 // deadlines to flush and expire without disturbing the message framing:
 // a timeout with nothing read is retried, so ipfix.ReadMessage never sees
 // it.
+//
+// It also enforces the TCP timeouts: a message (the first one from the
+// moment of connecting) must arrive whole within tcp_header_timeout of
+// its start, and the connection must not be silent for tcp_idle_timeout.
 type idleReader struct {
 	s          *Source
 	c          net.Conn
@@ -464,6 +596,8 @@ type idleReader struct {
 	dec        *ipfix.Decoder
 	nextExpire time.Time
 	deadline   time.Time
+	lastRead   time.Time // when bytes last arrived
+	msgStart   time.Time // when the message being read began; zero between messages
 }
 
 func (r *idleReader) Read(p []byte) (int, error) {
@@ -478,6 +612,12 @@ func (r *idleReader) Read(p []byte) (int, error) {
 			}
 		}
 		n, err := r.c.Read(p)
+		if n > 0 {
+			r.lastRead = time.Now()
+			if r.msgStart.IsZero() {
+				r.msgStart = r.lastRead
+			}
+		}
 		var ne net.Error
 		if n == 0 && err != nil && errors.As(err, &ne) && ne.Timeout() {
 			now := time.Now()
@@ -490,6 +630,12 @@ func (r *idleReader) Read(p []byte) (int, error) {
 			}
 			r.bt.flushIfDue(now)
 			r.expire(now)
+			if h := r.s.cfg.TCPHeaderTimeout; h > 0 && !r.msgStart.IsZero() && now.Sub(r.msgStart) > h {
+				return 0, &errTimeout{timeoutHeader, h}
+			}
+			if i := r.s.cfg.TCPIdleTimeout; i > 0 && now.Sub(r.lastRead) > i {
+				return 0, &errTimeout{timeoutIdle, i}
+			}
 			continue
 		}
 		return n, err
@@ -503,42 +649,51 @@ func (r *idleReader) expire(now time.Time) {
 	}
 }
 
-func (s *Source) serveTCP(c net.Conn, dec *ipfix.Decoder, out plugin.Emitter) {
+func (s *Source) serveTCP(c net.Conn, from netip.AddrPort, dec *ipfix.Decoder, out plugin.Emitter) {
 	defer s.wg.Done()
-	from := netip.AddrPort{}
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		ap := ta.AddrPort()
-		from = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
 	bt := s.newBatcher(out)
 	defer func() {
 		c.Close()
-		dec.CloseSession(from)
+		dec.Close()
 		bt.flush()
 		s.mu.Lock()
 		delete(s.conns, c)
+		if s.perPeer[from.Addr()]--; s.perPeer[from.Addr()] <= 0 {
+			delete(s.perPeer, from.Addr())
+		}
 		delete(s.decoders, dec)
 		s.retired.add(dec.Stats())
 		s.mu.Unlock()
 	}()
 	s.log.Debug("tcp session opened", "exporter", from.String())
-	ir := &idleReader{s: s, c: c, bt: bt, dec: dec, nextExpire: time.Now().Add(expireEvery)}
+	now := time.Now()
+	// The first message is timed from the connection.
+	ir := &idleReader{s: s, c: c, bt: bt, dec: dec, nextExpire: now.Add(expireEvery), lastRead: now, msgStart: now}
 	br := bufio.NewReaderSize(ir, maxDatagram)
 	buf := make([]byte, 0, maxDatagram)
 	for {
 		msg, err := ipfix.ReadMessage(br, buf)
 		if err != nil {
+			var te *errTimeout
 			switch {
+			case errors.As(err, &te):
+				s.timeouts[te.kind].Add(1)
+				s.warnConn("tcp session closed: timeout", from, err)
 			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), s.draining.Load():
 			case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, os.ErrDeadlineExceeded):
-				s.log.Warn("tcp session ended mid-message", "exporter", from.String(), "err", err)
+				s.warnConn("tcp session ended mid-message", from, err)
 			default:
 				// Bad framing: the stream cannot be resynchronised.
 				s.framingErrors.Add(1)
-				s.log.Warn("tcp session closed: bad ipfix framing", "exporter", from.String(), "err", err)
+				s.warnConn("tcp session closed: bad ipfix framing", from, err)
 			}
 			s.log.Debug("tcp session closed", "exporter", from.String())
 			return
+		}
+		// The next message starts with the bytes already buffered, if any.
+		ir.msgStart = time.Time{}
+		if br.Buffered() > 0 {
+			ir.msgStart = time.Now()
 		}
 		if cap(msg) > cap(buf) {
 			buf = msg[:0]
@@ -553,9 +708,17 @@ func (s *Source) serveTCP(c net.Conn, dec *ipfix.Decoder, out plugin.Emitter) {
 	}
 }
 
+// warnConn logs a per-connection problem, at most once a second.
+func (s *Source) warnConn(msg string, from netip.AddrPort, err error) {
+	if s.logConns.allow(time.Now()) {
+		s.log.Warn(msg, "exporter", from.String(), "err", err, "suppressed", s.logConns.takeSuppressed())
+	}
+}
+
 // Shutdown stops reading: it lets the readers drain what their sockets
-// already hold (until empty, for at most 2s), closes every socket, emits every partial batch and waits
-// for the goroutines. If ctx ends first, batches still blocked in Emit are
+// already hold (until empty, for at most shutdown_drain; what UDP sockets
+// still hold then is decoded only to be counted as lost), closes every
+// socket, emits every partial batch and waits for the goroutines. If ctx ends first, batches still blocked in Emit are
 // abandoned (and counted) and ctx's error is returned.
 func (s *Source) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
@@ -571,7 +734,7 @@ func (s *Source) Shutdown(ctx context.Context) error {
 		// Wake every reader; each then drains what its socket already
 		// holds (data the kernel accepted) before it stops.
 		now := time.Now()
-		s.drainUntil.Store(now.Add(maxDrain).UnixNano())
+		s.drainUntil.Store(now.Add(s.cfg.ShutdownDrain).UnixNano())
 		s.draining.Store(true)
 		for _, c := range s.udp {
 			_ = c.SetReadDeadline(now)
@@ -606,7 +769,8 @@ func (s *Source) Shutdown(ctx context.Context) error {
 			"malformed_messages", s.sum(statMalformedMessages),
 			"malformed_sets", s.sum(statMalformedSets),
 			"kernel_drops", s.kernelDrops.Load(),
-			"lost_on_shutdown", s.lostOnShutdown.Load())
+			"lost_on_shutdown", s.lostOnShutdown.Load(),
+			"lost_on_shutdown_messages", s.lostMessages.Load())
 	}
 	return err
 }

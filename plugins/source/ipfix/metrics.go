@@ -120,14 +120,45 @@ func (s *Source) registerMetrics() error {
 		{"read_errors_total", "Socket read and accept errors other than timeouts.", &s.readErrors},
 		{"tcp_framing_errors_total", "TCP sessions closed because the stream was not IPFIX (bad version or length).", &s.framingErrors},
 		{"tcp_connections_total", "TCP connections accepted.", &s.connections},
-		{"tcp_connections_refused_total", "TCP connections refused over max_connections.", &s.refused},
 		{"emit_errors_total", "Batches the pipeline did not accept (shutdown deadline passed).", &s.emitErrors},
+		{"messages_not_allowed_total", "UDP messages refused because their exporter is not in allowed_exporters.", &s.notAllowed},
+		{"lost_on_shutdown_records_total", "Records lost at shutdown: decoded but not accepted by the pipeline, or left in the UDP sockets past shutdown_drain.", &s.lostOnShutdown},
+		{"lost_on_shutdown_messages_total", "Messages left in the UDP sockets past shutdown_drain (their records are in lost_on_shutdown_records_total).", &s.lostMessages},
 	} {
 		v := c.v
 		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "weir_source_ipfix_" + c.name,
 			Help: c.help,
 		}, func() float64 { return float64(v.Load()) }))
+	}
+	labelled := func(name, help, reason string, get func() uint64) {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "weir_source_ipfix_" + name, Help: help, ConstLabels: prometheus.Labels{"reason": reason},
+		}, func() float64 { return float64(get()) }))
+	}
+	for i := range numRefusals {
+		labelled("tcp_connections_refused_total", "TCP connections refused, by reason (max_connections, max_connections_per_exporter, not_allowed).",
+			refusalNames[i], s.refused[i].Load)
+	}
+	for i := range numTimeouts {
+		labelled("tcp_timeouts_total", "TCP connections closed by a timeout, by reason (header: tcp_header_timeout, idle: tcp_idle_timeout).",
+			timeoutNames[i], s.timeouts[i].Load)
+	}
+	for l := range ipfix.NumLimits {
+		labelled("limit_refusals_total", "Sessions, templates or held data sets refused by a limit, by limit (reason).",
+			l.String(), func() uint64 { return s.budget.Refused(l) })
+	}
+	for _, g := range []struct {
+		name, help string
+		get        func(ipfix.Usage) float64
+	}{
+		{"sessions", "Decoder sessions (exporter address:port and observation domain) held.", func(u ipfix.Usage) float64 { return float64(u.Sessions) }},
+		{"template_bytes", "Estimated memory of the templates held, in bytes.", func(u ipfix.Usage) float64 { return float64(u.TemplateBytes) }},
+		{"held_bytes", "Bytes of data sets held waiting for their template.", func(u ipfix.Usage) float64 { return float64(u.HeldBytes) }},
+	} {
+		get := g.get
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "weir_source_ipfix_" + g.name, Help: g.help},
+			func() float64 { return get(s.budget.Usage()) }))
 	}
 	cs = append(cs, s.unknown.vec)
 	for _, c := range cs {

@@ -1,0 +1,172 @@
+package ipfix_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weir-flow/weir/core/config"
+	"github.com/weir-flow/weir/core/flow"
+	exporter "github.com/weir-flow/weir/plugins/export/ipfix"
+)
+
+func labeled(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("metric %s{%s=%q} not registered", name, label, value)
+	return 0
+}
+
+// TestTCPOversizedRecord reproduces the wedge of issue 12: one record that
+// no message can hold (a 65,492-byte variable-length IE plus the proxy's
+// stamp) among 109 good ones. It must be dropped and counted alone; the
+// 109 reach the collector exactly once on one connection.
+func TestTCPOversizedRecord(t *testing.T) {
+	col := newTCPCollector(t, "127.0.0.1:0")
+	cfg := *exporter.DefaultConfig()
+	cfg.Address, cfg.Transport = col.ln.Addr().String(), "tcp"
+	e, reg := newExporter(t, cfg)
+	b := batch(1, 110)
+	big := b.Records[50]
+	big.Extra = append(big.Extra, flow.Field{Enterprise: 99999, Element: 44, Variable: true, Value: make([]byte, 65492)})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.Export(ctx, b); err != nil {
+		t.Fatalf("Export: %v", err)
+	}
+	if err := e.Export(ctx, batch(200, 5)); err != nil {
+		t.Fatalf("Export after the oversized record: %v", err)
+	}
+	waitFor(t, "114 records", func() bool { return len(col.records()) >= 114 })
+	time.Sleep(50 * time.Millisecond) // duplicates would arrive now
+	if n := len(col.records()); n != 114 {
+		t.Errorf("collector got %d records, want 114 (109+5, each once)", n)
+	}
+	for _, c := range []struct {
+		name string
+		want float64
+	}{
+		{"weir_export_ipfix_connects_total", 1},
+		{"weir_export_ipfix_send_errors_total", 0},
+		{"weir_export_ipfix_records_resent_total", 0},
+	} {
+		if got := metric(t, reg, c.name); got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, got, c.want)
+		}
+	}
+	if got := labeled(t, reg, "weir_export_ipfix_records_dropped_total", "reason", "record_too_large"); got != 1 {
+		t.Errorf("records_dropped_total{record_too_large} = %v, want 1", got)
+	}
+}
+
+// stalledCollector accepts one connection and reads nothing, so the
+// exporter's data piles up unacknowledged; crash resets it like a
+// collector killed with kill -9 (unread data: RST).
+type stalledCollector struct {
+	ln   net.Listener
+	conn chan *net.TCPConn
+}
+
+func newStalledCollector(t *testing.T) *stalledCollector {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stalledCollector{ln: ln, conn: make(chan *net.TCPConn, 1)}
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		tc := c.(*net.TCPConn)
+		_ = tc.SetReadBuffer(64 << 10)
+		s.conn <- tc
+	}()
+	return s
+}
+
+func (s *stalledCollector) crash(t *testing.T) {
+	t.Helper()
+	c := <-s.conn
+	_ = c.SetLinger(0)
+	c.Close()
+	s.ln.Close()
+}
+
+// TestTCPCrashedCollector reproduces issue 12's crashed collector: records
+// written but not acknowledged when the connection resets are replayed on
+// the next connection from the resend window (counted as resent) or, with
+// no window, counted as possibly lost — never reported as plainly sent.
+func TestTCPCrashedCollector(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		window int64
+	}{
+		{"resend_window", 4 << 20},
+		{"no_window", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stalled := newStalledCollector(t)
+			cfg := *exporter.DefaultConfig()
+			cfg.Address, cfg.Transport = stalled.ln.Addr().String(), "tcp"
+			cfg.ResendWindow = config.ByteSize(tc.window)
+			cfg.MaxBackoff = 100 * time.Millisecond
+			e, reg := newExporter(t, cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			// ~1 MB: more than the stalled collector's receive buffer, less
+			// than the exporter's send buffer, so Export returns with
+			// data unacknowledged.
+			const first = 6000
+			if err := e.Export(ctx, batch(0, first)); err != nil {
+				t.Fatalf("Export: %v", err)
+			}
+			addr := stalled.ln.Addr().String()
+			stalled.crash(t)
+			// The collector comes back on the same port and reads.
+			col := newTCPCollector(t, addr)
+			if err := e.Export(ctx, batch(first, 10)); err != nil {
+				t.Fatalf("Export after the crash: %v", err)
+			}
+			resent := metric(t, reg, "weir_export_ipfix_records_resent_total")
+			lost := metric(t, reg, "weir_export_ipfix_records_possibly_lost_total")
+			t.Logf("resent %v, possibly lost %v of %d", resent, lost, first)
+			if tc.window > 0 {
+				if resent == 0 || lost != 0 {
+					t.Errorf("resent %v, possibly lost %v: want >0 resent and none lost", resent, lost)
+				}
+			} else if resent != 0 || lost == 0 {
+				t.Errorf("resent %v, possibly lost %v: want none resent and >0 possibly lost", resent, lost)
+			}
+			want := int(resent) + 10
+			waitFor(t, "replayed and new records", func() bool { return len(col.records()) >= want })
+			time.Sleep(50 * time.Millisecond)
+			if n := len(col.records()); n != want {
+				t.Errorf("new collector got %d records, want %d", n, want)
+			}
+			col.mu.Lock()
+			defer col.mu.Unlock()
+			if len(col.errs) > 0 {
+				t.Errorf("collector errors (templates must precede replayed data): %v", col.errs[0])
+			}
+		})
+	}
+}
