@@ -11,8 +11,15 @@ include test/k8s/k8s.mk
 
 all: build
 
+# The toolchain stamps the VCS revision itself (-buildvcs) except in a git
+# worktree, where .git is a file: then the Makefile passes it.
+VCS_REV := $(shell git rev-parse HEAD 2>/dev/null)
+VCS_LDFLAGS := -X github.com/weir-flow/weir/core/version.revision=$(VCS_REV)
+# TAGS: e.g. TAGS=weir_nokube,weir_noplot for a smaller binary (README).
+TAGS ?=
+
 build:
-	$(GO) build -o $(BIN) ./cmd/weir
+	$(GO) build -tags '$(TAGS)' -ldflags '$(VCS_LDFLAGS)' -o $(BIN) ./cmd/weir
 
 ## run: the main job on the embedded default (IPFIX on :4739 → proxy → JSON lines on stdout)
 run: build

@@ -5,7 +5,7 @@
 # missing, and runs apt-get update once.
 set -euo pipefail
 
-packages=(softflowd nfdump tshark tcpdump libpcap-dev iproute2 pmacct etcd-server openssl)
+packages=(softflowd nfdump tshark tcpdump libpcap-dev iproute2 pmacct etcd-server openssl systemd)
 # export.postgres / export.clickhouse tests start these servers themselves.
 packages+=(postgresql-15 clickhouse-server)
 # source.conntrack tests: iptables (a rule that makes conntrack track), the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -33,13 +34,14 @@ type benchFlags struct {
 func newBenchCmd() *cobra.Command {
 	var f benchFlags
 	cmd := &cobra.Command{
-		Use:   "bench",
+		Use:   "bench [-c] [FILE]",
 		Short: "Benchmark a pipeline's processor chain in-process",
 		Long: `Run the configured processors in-process on a realistic input and report, per stage and for the
 whole chain: records in/out, records/s, ns/record (mean, and p50/p99 over batches), allocations/record,
 and peak memory (RSS and Go heap).
 
-The config is validated first, exactly as 'weir validate' does; a chain that would not run is refused.
+The config is validated first as 'weir validate' does (sources and exporters may be absent); a chain that
+would not run is refused.
 Sources are replaced by an in-memory feeder and exporters by a counting sink; --with-io adds the
 configured exporters after the processors (the input still comes from the feeder). One goroutine runs
 the chain, whatever pipeline.workers says.
@@ -53,8 +55,12 @@ Examples:
   weir bench -c configs/bench/protocol.yaml --compare configs/bench/wasm.yaml --batch 64
   weir bench -c pipeline.yaml --input capture.pcap --records 1000000 --json
   weir bench -c pipeline.yaml --synthetic "flows=50000,tcp=1,ipv6=0.5,labels=10" --plot stages.svg`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if f.config, err = configArg(f.config, args); err != nil {
+				return err
+			}
 			if f.rounds == 0 {
 				f.rounds = 1
 				if f.compare != "" {
@@ -122,7 +128,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, f benchFlags) error
 	if cfg.Log.Level == "debug" {
 		level = "debug"
 	}
-	log := newLogger(config.Log{Level: level, Format: cfg.Log.Format})
+	log := newLogger(config.Log{Level: level, Format: cfg.Log.Format}, new(slog.LevelVar))
 
 	newChain := func(c *config.Config, path string) (*bench.Chain, error) {
 		if path == "" {

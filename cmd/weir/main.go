@@ -1,5 +1,5 @@
 // Command weir runs Weir pipelines: `weir run`, `weir validate`,
-// `weir bench` and `weir plugins`.
+// `weir reload`, `weir bench`, `weir plugins` and `weir version`.
 package main
 
 import (
@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/weir-flow/weir/core/version"
 	_ "github.com/weir-flow/weir/plugins/all"
 )
 
@@ -20,11 +21,24 @@ type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
+// globals are the root command's flags and the process's signals, handed to
+// the subcommands that use them.
+type globals struct {
+	logLevel, logFormat string
+	// hup receives SIGHUP: `weir run` reloads on it; other commands ignore
+	// it (it no longer kills the process).
+	hup chan os.Signal
+}
+
 func main() {
+	g := &globals{hup: make(chan os.Signal, 1)}
+	// Registered before anything else, so a SIGHUP during start-up (what
+	// `systemctl reload` sends) never kills the process.
+	signal.Notify(g.hup, syscall.SIGHUP)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go forceExitOnSecondSignal(ctx)
-	root := newRootCmd()
+	root := newRootCmd(g)
 	if err := root.ExecuteContext(ctx); err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {
@@ -50,14 +64,33 @@ func forceExitOnSecondSignal(ctx context.Context) {
 	os.Exit(130)
 }
 
-func newRootCmd() *cobra.Command {
+func newRootCmd(g *globals) *cobra.Command {
+	if g == nil {
+		g = &globals{hup: make(chan os.Signal, 1)}
+	}
 	root := &cobra.Command{
 		Use:           "weir",
 		Short:         "Weir runs pipelines of plugins over IPFIX flow records",
 		Long:          "Weir runs a declarative pipeline over IPFIX flow records: source → filter → enrich → aggregate | proxy → export.\nEvery stage is a plugin: built-in Go, sandboxed WASM, or an out-of-process RPC plugin.",
+		Version:       version.Get().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newValidateCmd(), newPluginsCmd(), newBenchCmd())
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "", "log level: debug, info, warn or error (overrides log.level)")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "", "log format: text or json (overrides log.format)")
+	root.AddCommand(newRunCmd(g), newValidateCmd(), newReloadCmd(), newPluginsCmd(), newBenchCmd(), newVersionCmd())
 	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version, VCS revision and Go version of this binary",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(cmd.OutOrStdout(), version.Get().String())
+			return nil
+		},
+	}
 }

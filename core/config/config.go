@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -34,6 +36,7 @@ const EnvPrefix = "WEIR_"
 type Config struct {
 	Log       Log       `koanf:"log"`
 	Telemetry Telemetry `koanf:"telemetry"`
+	Reload    Reload    `koanf:"reload"`
 	Pipeline  Pipeline  `koanf:"pipeline"`
 
 	// BaseDir is the directory relative plugin paths resolve against: the
@@ -47,13 +50,26 @@ type Log struct {
 	Level string `koanf:"level"`
 	// Format is text or json. Default text.
 	Format string `koanf:"format"`
+	// ProgressInterval is how often an info line reports records in and
+	// out of every stage. 0 turns it off. Default 60s.
+	ProgressInterval time.Duration `koanf:"progress_interval"`
+}
+
+// Reload configures hot reload (SIGHUP and `weir reload` always reload).
+type Reload struct {
+	// Watch reloads when the config file changes. Default false.
+	Watch bool `koanf:"watch"`
 }
 
 // Telemetry configures self-observability.
 type Telemetry struct {
-	// MetricsAddress serves Prometheus metrics at /metrics, e.g.
-	// "127.0.0.1:9464". Empty disables the endpoint.
+	// MetricsAddress is the admin HTTP listener, e.g. "127.0.0.1:9464":
+	// Prometheus metrics at /metrics, /healthz, /readyz, a status page at
+	// / and POST /-/reload (from loopback only). Empty disables it.
 	MetricsAddress string `koanf:"metrics_address"`
+	// Pprof serves net/http/pprof at /debug/pprof/ on MetricsAddress.
+	// Default false.
+	Pprof bool `koanf:"pprof"`
 }
 
 // Pipeline is the staged pipeline: sources → processors (in order) →
@@ -100,6 +116,11 @@ type Queue struct {
 type Stage struct {
 	// ID is the plugin ID, e.g. "filter.protocol".
 	ID string
+	// Name is the optional `name:` of the entry; "" when not set.
+	Name string
+	// Label names the stage in metrics (stage="…") and logs: Name, or the
+	// entry's position, e.g. "processors[0]".
+	Label string
 	// Path names the entry, e.g. "pipeline.processors[0].filter.protocol".
 	Path string
 	// Info is the registered plugin.
@@ -115,7 +136,7 @@ type Stage struct {
 // Defaults returns a configuration with every default set and no stages.
 func Defaults() *Config {
 	return &Config{
-		Log: Log{Level: "info", Format: "text"},
+		Log: Log{Level: "info", Format: "text", ProgressInterval: time.Minute},
 		Pipeline: Pipeline{
 			Name:  "main",
 			Batch: Batch{Size: 256, Timeout: 200 * time.Millisecond},
@@ -173,16 +194,16 @@ func Parse(data []byte, environ []string) (*Config, error) {
 	// Known top-level sections only.
 	for key := range top {
 		switch key {
-		case "log", "telemetry", "pipeline":
+		case "log", "telemetry", "reload", "pipeline":
 		default:
-			errs = append(errs, fmt.Errorf("%s: unknown key (want log, telemetry or pipeline)", key))
+			errs = append(errs, fmt.Errorf("%s: unknown key (want log, telemetry, reload or pipeline)", key))
 		}
 	}
 	pipe, _ := top["pipeline"].(map[string]any)
 	if top["pipeline"] != nil && pipe == nil {
 		errs = append(errs, fmt.Errorf("pipeline: want a map, got %T", top["pipeline"]))
 	}
-	scalars := map[string]any{"log": top["log"], "telemetry": top["telemetry"]}
+	scalars := map[string]any{"log": top["log"], "telemetry": top["telemetry"], "reload": top["reload"]}
 	stageLists := map[string]any{}
 	pipeScalars := map[string]any{}
 	for key, v := range pipe {
@@ -251,9 +272,23 @@ func decodeStages(path string, want plugin.Stage, raw any) ([]Stage, error) {
 	)
 	for i, item := range items {
 		at := fmt.Sprintf("%s[%d]", path, i)
+		label := strings.TrimPrefix(at, "pipeline.")
 		m, ok := item.(map[string]any)
+		var name string
+		if ok {
+			if raw, has := m["name"]; has {
+				m = maps.Clone(m)
+				delete(m, "name")
+				var err error
+				if name, err = stageName(raw); err != nil {
+					errs = append(errs, fmt.Errorf("%s.name: %w", at, err))
+					continue
+				}
+				label = name
+			}
+		}
 		if !ok || len(m) != 1 {
-			errs = append(errs, fmt.Errorf("%s: want one {plugin-id: config} entry, got %v", at, item))
+			errs = append(errs, fmt.Errorf("%s: want one {plugin-id: config} entry (and an optional name), got %v", at, item))
 			continue
 		}
 		for id, body := range m {
@@ -293,7 +328,7 @@ func decodeStages(path string, want plugin.Stage, raw any) ([]Stage, error) {
 			if want == plugin.StageProcessor && onError == "" {
 				onError = plugin.FailOpen
 			}
-			stages = append(stages, Stage{ID: id, Path: at, Info: info, Config: cfg, OnError: onError})
+			stages = append(stages, Stage{ID: id, Name: name, Label: label, Path: at, Info: info, Config: cfg, OnError: onError})
 		}
 	}
 	return stages, errors.Join(errs...)
@@ -336,6 +371,24 @@ func takeOnError(at string, bm map[string]any) (map[string]any, string, error) {
 		return rest, "", fmt.Errorf("%s.on_error: %v: want %s or %s", at, raw, plugin.FailOpen, plugin.FailClosed)
 	}
 	return rest, v, nil
+}
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+
+// stageName checks a stage's `name:`: it labels metrics, so it is short
+// and plain.
+func stageName(raw any) (string, error) {
+	name, ok := raw.(string)
+	if !ok {
+		return "", fmt.Errorf("want a string, got %T", raw)
+	}
+	if !namePattern.MatchString(name) {
+		return "", fmt.Errorf("%q: want 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit", name)
+	}
+	if strings.HasPrefix(name, "sources[") || strings.HasPrefix(name, "processors[") || strings.HasPrefix(name, "exporters[") {
+		return "", fmt.Errorf("%q looks like a position label", name)
+	}
+	return name, nil
 }
 
 // prefix names the config path in front of every joined error.
@@ -440,6 +493,22 @@ func (c *Config) Validate() error {
 	}
 	if p.Workers < 0 {
 		errs = append(errs, fmt.Errorf("pipeline.workers: %d must not be negative", p.Workers))
+	}
+	if c.Log.ProgressInterval < 0 {
+		errs = append(errs, fmt.Errorf("log.progress_interval: %v must not be negative", c.Log.ProgressInterval))
+	}
+	seen := map[string]string{}
+	for _, list := range [][]Stage{p.Sources, p.Processors, p.Exporters} {
+		for _, s := range list {
+			if s.Name == "" {
+				continue
+			}
+			if first, dup := seen[s.Name]; dup {
+				errs = append(errs, fmt.Errorf("%s.name: %q is already the name of %s", s.Path, s.Name, first))
+				continue
+			}
+			seen[s.Name] = s.Path
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -84,6 +84,37 @@ pipeline:
 			},
 		},
 		{
+			name: "stage names label stages; positions otherwise",
+			yaml: `
+pipeline:
+  sources: [{name: edge-in, source.cfgtest: {}}]
+  processors: [{filter.cfgtest: {}}, {name: second, filter.cfgtest: {}}]
+`,
+			check: func(t *testing.T, c *config.Config) {
+				p := c.Pipeline
+				if p.Sources[0].Label != "edge-in" || p.Sources[0].Name != "edge-in" || p.Processors[0].Label != "processors[0]" || p.Processors[1].Label != "second" {
+					t.Errorf("labels %q %q %q", p.Sources[0].Label, p.Processors[0].Label, p.Processors[1].Label)
+				}
+				if p.Processors[1].Path != "pipeline.processors[1].filter.cfgtest" {
+					t.Errorf("path = %q", p.Processors[1].Path)
+				}
+			},
+		},
+		{
+			name:    "bad and duplicate stage names",
+			yaml:    `pipeline: {sources: [{name: "a b", source.cfgtest: {}}, {name: x, source.cfgtest: {}}], processors: [{name: x, filter.cfgtest: {}}, {name: 7, filter.cfgtest: {}}]}`,
+			wantErr: []string{`pipeline.sources[0].name: "a b": want 1-63 letters`, `pipeline.processors[0].filter.cfgtest.name: "x" is already the name of pipeline.sources[1].source.cfgtest`, "pipeline.processors[1].name: want a string, got int"},
+		},
+		{
+			name: "reload, pprof, progress_interval",
+			yaml: `{reload: {watch: true}, telemetry: {pprof: true}, log: {progress_interval: 0s}, pipeline: {sources: [{source.cfgtest: {}}]}}`,
+			check: func(t *testing.T, c *config.Config) {
+				if !c.Reload.Watch || !c.Telemetry.Pprof || c.Log.ProgressInterval != 0 {
+					t.Errorf("got %+v %+v %+v", c.Reload, c.Telemetry, c.Log)
+				}
+			},
+		},
+		{
 			name:    "unknown plugin",
 			yaml:    `pipeline: {sources: [{source.nope: {}}]}`,
 			wantErr: []string{`pipeline.sources[0].source.nope: unknown plugin "source.nope"`, "source.cfgtest"},

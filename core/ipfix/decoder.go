@@ -154,6 +154,7 @@ type Decoder struct {
 	last     *session
 	strs     map[string]string
 	unknown  func(flow.IEKey)
+	event    func(Event)
 
 	// Scratch reused across messages.
 	sets  []setRef
@@ -423,6 +424,9 @@ func (d *Decoder) session(k sessionKey) *session {
 		}
 		s = &session{key: k, templates: make(map[uint16]*template), use: u}
 		d.sessions[k] = s
+		if d.event != nil {
+			d.event(Event{Kind: "session", Exporter: k.exporter, Domain: k.domain})
+		}
 	}
 	d.last = s
 	return s
@@ -586,6 +590,9 @@ func (d *Decoder) store(s *session, setID, id uint16, scope int, raw []byte, rec
 	s.forget()
 	d.st.changed = true
 	d.stats.Templates.Add(1)
+	if d.event != nil {
+		d.event(Event{Kind: "template", Exporter: s.key.exporter, Domain: s.key.domain, TemplateID: id, Options: options})
+	}
 }
 
 func (d *Decoder) withdraw(setID, id uint16, recOff int) {

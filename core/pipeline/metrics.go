@@ -8,6 +8,65 @@ import (
 	"github.com/weir-flow/weir/core/plugin"
 )
 
+var (
+	descIn = prometheus.NewDesc("weir_stage_records_in_total", "Records received by the stage.",
+		[]string{"pipeline", "stage", "plugin"}, nil)
+	descOut = prometheus.NewDesc("weir_stage_records_out_total", "Records passed on by the stage.",
+		[]string{"pipeline", "stage", "plugin"}, nil)
+	descDropped = prometheus.NewDesc("weir_stage_records_dropped_total", "Records dropped by the stage, by reason.",
+		[]string{"pipeline", "stage", "plugin", "reason"}, nil)
+	descHeld = prometheus.NewDesc("weir_stage_records_held_total", "Records a stage took in to emit later, merged or as they were (an aggregator's input).",
+		[]string{"pipeline", "stage", "plugin"}, nil)
+	descErrored = prometheus.NewDesc("weir_stage_records_errored_total", "Records in batches the stage failed on and passed on unchanged (on_error: fail-open), by reason.",
+		[]string{"pipeline", "stage", "plugin", "reason"}, nil)
+	descQueue = prometheus.NewDesc("weir_queue_batches", "Batches waiting in a queue: stage=\"queue\" is the queue from the sources to the processors, an exporter's label its own queue.",
+		[]string{"pipeline", "stage"}, nil)
+	descQueueCap = prometheus.NewDesc("weir_queue_capacity_batches", "Capacity of a queue, in batches (pipeline.queue.size, pipeline.queue.exporter_size).",
+		[]string{"pipeline", "stage"}, nil)
+)
+
+// collector exposes the running stages' counters as the standard
+// weir_stage_* metrics and the queue depths, reading the pipeline's current
+// graph at every scrape, so a reload needs no (un)registration.
+type collector struct{ p *Pipeline }
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descIn, descOut, descDropped, descHeld, descErrored, descQueue, descQueueCap} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	p := c.p
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	for _, st := range p.stages() {
+		s := st.stats
+		counter(descIn, s.In.Load(), p.name, s.Stage, s.Plugin)
+		counter(descOut, s.Out.Load(), p.name, s.Stage, s.Plugin)
+		counter(descDropped, s.Filtered.Load(), p.name, s.Stage, s.Plugin, "filtered")
+		counter(descDropped, s.Overflow.Load(), p.name, s.Stage, s.Plugin, "queue_full")
+		counter(descHeld, s.Held.Load(), p.name, s.Stage, s.Plugin)
+		counter(descDropped, s.ErrorDropped.Load(), p.name, s.Stage, s.Plugin, "error")
+		for i, r := range plugin.Reasons {
+			counter(descErrored, s.erroredBy[i].Load(), p.name, s.Stage, s.Plugin, r)
+		}
+	}
+	gauge := func(d *prometheus.Desc, v int, stage string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), p.name, stage)
+	}
+	gauge(descQueue, len(p.queue), "queue")
+	gauge(descQueueCap, cap(p.queue), "queue")
+	p.swap.RLock()
+	g := p.g
+	p.swap.RUnlock()
+	for _, e := range g.exporters {
+		gauge(descQueue, len(e.queue), e.name)
+		gauge(descQueueCap, cap(e.queue), e.name)
+	}
+}
+
 // StageStats are one stage's record counters. They are the single source
 // of truth: the Prometheus metrics read them.
 type StageStats struct {
@@ -79,34 +138,6 @@ func (s *StageStats) erroredByReason() map[string]uint64 {
 		}
 	}
 	return m
-}
-
-// register exposes the stage's counters as the standard weir_stage_*
-// metrics, labelled pipeline/stage/plugin.
-func (s *StageStats) register(reg prometheus.Registerer, pipeline string, hist *prometheus.HistogramVec) {
-	labels := prometheus.Labels{"pipeline": pipeline, "stage": s.Stage, "plugin": s.Plugin}
-	counter := func(name, help string, v *atomic.Uint64, extra prometheus.Labels) {
-		l := prometheus.Labels{}
-		for k, x := range labels {
-			l[k] = x
-		}
-		for k, x := range extra {
-			l[k] = x
-		}
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: name, Help: help, ConstLabels: l,
-		}, func() float64 { return float64(v.Load()) }))
-	}
-	counter("weir_stage_records_in_total", "Records received by the stage.", &s.In, nil)
-	counter("weir_stage_records_out_total", "Records passed on by the stage.", &s.Out, nil)
-	counter("weir_stage_records_dropped_total", "Records dropped by the stage, by reason.", &s.Filtered, prometheus.Labels{"reason": "filtered"})
-	counter("weir_stage_records_dropped_total", "Records dropped by the stage, by reason.", &s.Overflow, prometheus.Labels{"reason": "queue_full"})
-	counter("weir_stage_records_held_total", "Records a stage took in to emit later, merged or as they were (an aggregator's input).", &s.Held, nil)
-	counter("weir_stage_records_dropped_total", "Records dropped by the stage, by reason.", &s.ErrorDropped, prometheus.Labels{"reason": "error"})
-	for i, r := range plugin.Reasons {
-		counter("weir_stage_records_errored_total", "Records in batches the stage failed on and passed on unchanged (on_error: fail-open), by reason.", &s.erroredBy[i], prometheus.Labels{"reason": r})
-	}
-	s.duration = hist.With(labels)
 }
 
 func newDurationHistogram(reg prometheus.Registerer) *prometheus.HistogramVec {

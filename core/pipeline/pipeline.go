@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,15 +44,25 @@ type item struct {
 	done  func() // plugin.AckEmitter's callback, or nil
 }
 
+// stage is what every running plugin instance carries: its config (to tell
+// on reload whether it changed), its counters and its metrics.
+type stage struct {
+	cfg     config.Stage
+	baseDir string
+	files   string // digest of the config's Files, "" without
+	stats   *StageStats
+	metrics *stageMetrics
+	name    string // label, as in logs
+}
+
 type source struct {
 	plugin.Source
-	stats *StageStats
+	stage
 }
 
 type processor struct {
 	plugin.Processor
-	stats      *StageStats
-	name       string
+	stage
 	failClosed bool // on_error: fail-closed
 	// out is the processor's own emitter when it is plugin.Emitting.
 	out *procEmitter
@@ -59,16 +70,44 @@ type processor struct {
 
 type exporter struct {
 	plugin.Exporter
-	stats *StageStats
-	name  string
+	stage
 	queue chan *item
+	done  chan struct{} // closed when the exporter's goroutine has drained queue
+	// after, when set, is the gone channel of the exporter this one
+	// replaces: it exports only once that one has flushed and shut down.
+	after   chan struct{}
+	gone    chan struct{} // closed by Reload once this exporter is shut down
+	started bool
 }
 
+// graph is the processor chain and the exporters the workers run. A reload
+// replaces it whole, between batches (under Pipeline.swap).
+type graph struct {
+	processors []*processor
+	exporters  []*exporter
+	// ctx is the context the workers pass to Process: it carries the graph,
+	// so a plugin.Emitting processor emitting from inside Process runs the
+	// rest of this graph without taking p.swap again.
+	ctx context.Context
+}
+
+type graphKey struct{}
+
+func newGraph() *graph {
+	g := &graph{}
+	g.ctx = context.WithValue(context.Background(), graphKey{}, g)
+	return g
+}
+
+func (g *graph) context() context.Context { return g.ctx }
+
 // Pipeline is a running (or ready) pipeline. Build it with New, then Start
-// and Shutdown it once each.
+// and Shutdown it once each; Reload swaps its stages while it runs.
 type Pipeline struct {
-	cfg    *config.Config
+	cfg    *config.Config // engine settings as built; stages are in sources and g
 	log    *slog.Logger
+	reg    prometheus.Registerer
+	hist   *prometheus.HistogramVec
 	name   string
 	block  bool
 	pool   batchPool
@@ -76,10 +115,20 @@ type Pipeline struct {
 	closed bool
 	emitMu sync.RWMutex
 
-	sources    []source
-	processors []processor
-	exporters  []exporter
-	stats      []*StageStats
+	// mu serialises Start, Reload and Shutdown and guards sources,
+	// stats, nworkers and notReady.
+	mu       sync.Mutex
+	sources  []*source
+	stats    map[string]*StageStats // by kind/label/plugin, reused across reloads
+	nworkers int
+	notReady error
+
+	// swap is held for reading by a worker while it runs one batch through
+	// g, and for writing by Reload to replace g between batches.
+	swap sync.RWMutex
+	g    *graph
+	// view is every running stage in order, for Stats and the metrics.
+	view atomic.Pointer[[]*stage]
 
 	workers   sync.WaitGroup
 	exporting sync.WaitGroup
@@ -87,6 +136,7 @@ type Pipeline struct {
 	stopOnce  sync.Once
 	stopErr   error
 	started   bool
+	stopping  atomic.Bool
 }
 
 // New builds every configured plugin. It fails, naming the stage, if a
@@ -100,79 +150,46 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Pipeline, erro
 	}
 	pc := &cfg.Pipeline
 	p := &Pipeline{
-		cfg:   cfg,
-		log:   opts.Logger,
-		name:  pc.Name,
-		block: pc.Queue.WhenFull == "block",
-		queue: make(chan *item, pc.Queue.Size),
-		done:  make(chan struct{}),
+		cfg:      cfg,
+		log:      opts.Logger,
+		reg:      opts.Registerer,
+		name:     pc.Name,
+		block:    pc.Queue.WhenFull == "block",
+		queue:    make(chan *item, pc.Queue.Size),
+		done:     make(chan struct{}),
+		stats:    map[string]*StageStats{},
+		g:        newGraph(),
+		notReady: errors.New("not started"),
 	}
 	size := pc.Batch.Size
 	p.pool = newBatchPool(size, pc.Queue.Size+64)
-	hist := newDurationHistogram(opts.Registerer)
+	p.hist = newDurationHistogram(opts.Registerer)
+	opts.Registerer.MustRegister(&collector{p: p})
 
-	build := func(s config.Stage, kind, stage string) (plugin.Component, *StageStats, error) {
-		stats := &StageStats{Stage: stage, Plugin: s.ID, Kind: kind}
-		stats.register(opts.Registerer, p.name, hist)
-		p.stats = append(p.stats, stats)
-		set := plugin.Settings{
-			ID:        s.ID,
-			Name:      stage + "." + s.ID,
-			Logger:    opts.Logger.With("pipeline", p.name, "stage", stage, "plugin", s.ID),
-			Metrics:   prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": p.name, "stage": stage}, opts.Registerer),
-			BatchSize: size,
-			BaseDir:   cfg.BaseDir,
-		}
-		c, err := s.Info.New(s.Config, set)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", s.Path, err)
-		}
-		return c, stats, nil
-	}
 	var errs []error
-	for i, s := range pc.Sources {
-		c, stats, err := build(s, "source", fmt.Sprintf("sources[%d]", i))
+	for _, s := range pc.Sources {
+		src, err := p.buildSource(s, cfg.BaseDir, false)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		src, ok := c.(plugin.Source)
-		if !ok {
-			errs = append(errs, fmt.Errorf("%s: plugin does not implement plugin.Source", s.Path))
-			continue
-		}
-		p.sources = append(p.sources, source{src, stats})
+		p.sources = append(p.sources, src)
 	}
-	for i, s := range pc.Processors {
-		c, stats, err := build(s, "processor", fmt.Sprintf("processors[%d]", i))
+	for _, s := range pc.Processors {
+		pr, err := p.buildProcessor(s, cfg.BaseDir, false)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		proc, ok := c.(plugin.Processor)
-		if !ok {
-			errs = append(errs, fmt.Errorf("%s: plugin does not implement plugin.Processor", s.Path))
-			continue
-		}
-		pr := processor{Processor: proc, stats: stats, name: s.Path, failClosed: s.OnError == plugin.FailClosed}
-		if em, ok := proc.(plugin.Emitting); ok {
-			pr.out = &procEmitter{p: p, next: len(p.processors) + 1, stats: stats}
-			em.SetEmitter(pr.out)
-		}
-		p.processors = append(p.processors, pr)
+		p.g.processors = append(p.g.processors, pr)
 	}
-	for i, s := range pc.Exporters {
-		c, stats, err := build(s, "exporter", fmt.Sprintf("exporters[%d]", i))
+	for _, s := range pc.Exporters {
+		e, err := p.buildExporter(s, cfg.BaseDir, false)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		exp, ok := c.(plugin.Exporter)
-		if !ok {
-			errs = append(errs, fmt.Errorf("%s: plugin does not implement plugin.Exporter", s.Path))
-			continue
-		}
-		p.exporters = append(p.exporters, exporter{exp, stats, s.Path, make(chan *item, pc.Queue.ExporterSize)})
+		p.g.exporters = append(p.g.exporters, e)
 	}
 	if len(p.sources) == 0 && len(pc.Sources) == 0 {
 		errs = append(errs, errors.New("pipeline.sources: at least one source is required"))
@@ -181,58 +198,158 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Pipeline, erro
 		p.shutdownAll(ctx)
 		return nil, err
 	}
+	p.updateView()
 	return p, nil
+}
+
+// build builds one stage's plugin with its own settings. With deferMetrics
+// (a reload) the plugin's metrics are registered only by commit, once the
+// instance it replaces has unregistered its own.
+func (p *Pipeline) build(s config.Stage, kind, baseDir string, deferMetrics bool) (plugin.Component, stage, error) {
+	label := s.Label
+	if label == "" { // a Stage built by hand, not by config.Parse
+		label = strings.TrimPrefix(strings.TrimSuffix(s.Path, "."+s.ID), "pipeline.")
+	}
+	st := stage{cfg: s, baseDir: baseDir, name: label, files: filesDigest(s, baseDir)}
+	key := kind + "/" + label + "/" + s.ID
+	stats, ok := p.stats[key]
+	if !ok {
+		stats = &StageStats{Stage: label, Plugin: s.ID, Kind: kind}
+		stats.duration = p.hist.With(prometheus.Labels{"pipeline": p.name, "stage": label, "plugin": s.ID})
+		p.stats[key] = stats
+	}
+	st.stats = stats
+	st.metrics = newStageMetrics(p.reg, deferMetrics)
+	set := plugin.Settings{
+		ID:        s.ID,
+		Name:      label + "." + s.ID,
+		Logger:    p.log.With("pipeline", p.name, "stage", label, "plugin", s.ID),
+		Metrics:   prometheus.WrapRegistererWith(prometheus.Labels{"pipeline": p.name, "stage": label}, st.metrics),
+		BatchSize: p.cfg.Pipeline.Batch.Size,
+		BaseDir:   baseDir,
+	}
+	c, err := s.Info.New(s.Config, set)
+	if err != nil {
+		st.metrics.unregisterAll()
+		return nil, st, fmt.Errorf("%s: %w", s.Path, err)
+	}
+	return c, st, nil
+}
+
+func (p *Pipeline) buildSource(s config.Stage, baseDir string, deferMetrics bool) (*source, error) {
+	c, st, err := p.build(s, "source", baseDir, deferMetrics)
+	if err != nil {
+		return nil, err
+	}
+	src, ok := c.(plugin.Source)
+	if !ok {
+		_ = c.Shutdown(context.Background())
+		st.metrics.unregisterAll()
+		return nil, fmt.Errorf("%s: plugin does not implement plugin.Source", s.Path)
+	}
+	return &source{src, st}, nil
+}
+
+func (p *Pipeline) buildProcessor(s config.Stage, baseDir string, deferMetrics bool) (*processor, error) {
+	c, st, err := p.build(s, "processor", baseDir, deferMetrics)
+	if err != nil {
+		return nil, err
+	}
+	pr, ok := c.(plugin.Processor)
+	if !ok {
+		_ = c.Shutdown(context.Background())
+		st.metrics.unregisterAll()
+		return nil, fmt.Errorf("%s: plugin does not implement plugin.Processor", s.Path)
+	}
+	out := &processor{Processor: pr, stage: st, failClosed: s.OnError == plugin.FailClosed}
+	if em, ok := pr.(plugin.Emitting); ok {
+		out.out = &procEmitter{p: p, pr: out, stats: st.stats}
+		em.SetEmitter(out.out)
+	}
+	return out, nil
+}
+
+func (p *Pipeline) buildExporter(s config.Stage, baseDir string, deferMetrics bool) (*exporter, error) {
+	c, st, err := p.build(s, "exporter", baseDir, deferMetrics)
+	if err != nil {
+		return nil, err
+	}
+	e, ok := c.(plugin.Exporter)
+	if !ok {
+		_ = c.Shutdown(context.Background())
+		st.metrics.unregisterAll()
+		return nil, fmt.Errorf("%s: plugin does not implement plugin.Exporter", s.Path)
+	}
+	return &exporter{Exporter: e, stage: st, queue: make(chan *item, p.cfg.Pipeline.Queue.ExporterSize),
+		done: make(chan struct{}), gone: make(chan struct{})}, nil
 }
 
 // Start starts exporters, then processors, then the workers, then sources,
 // so every stage emits into a live consumer. On error, what was started is
 // shut down.
 func (p *Pipeline) Start(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.started = true
-	for i := range p.exporters {
-		e := &p.exporters[i]
+	g := p.g
+	for _, e := range g.exporters {
 		if err := e.Start(ctx); err != nil {
-			p.shutdownAll(ctx)
-			return fmt.Errorf("start %s: %w", e.name, err)
+			p.shutdownLocked(ctx)
+			return fmt.Errorf("start %s: %w", e.cfg.Path, err)
 		}
-		p.exporting.Add(1)
-		go p.runExporter(e)
+		p.startExporter(e)
 	}
-	for _, pr := range p.processors {
+	for _, pr := range g.processors {
 		if err := pr.Start(ctx); err != nil {
-			p.shutdownAll(ctx)
-			return fmt.Errorf("start %s: %w", pr.name, err)
+			p.shutdownLocked(ctx)
+			return fmt.Errorf("start %s: %w", pr.cfg.Path, err)
 		}
 	}
-	for range p.workerCount() {
+	p.addWorkers(p.workerCount(g.processors))
+	for _, s := range p.sources {
+		p.pushDown(s, g)
+		if err := s.Start(ctx, &emitter{p: p, stats: s.stats}); err != nil {
+			p.shutdownLocked(ctx)
+			return fmt.Errorf("start %s: %w", s.cfg.Path, err)
+		}
+	}
+	p.notReady = nil
+	go p.watchFinite(p.sources)
+	return nil
+}
+
+// pushDown hands a [plugin.Pushdown] source the first processor of g,
+// before the source starts.
+func (p *Pipeline) pushDown(s *source, g *graph) {
+	if pd, ok := s.Source.(plugin.Pushdown); ok && len(g.processors) > 0 {
+		pd.PushDown(g.processors[0].Processor)
+	}
+}
+
+func (p *Pipeline) startExporter(e *exporter) {
+	p.exporting.Add(1)
+	go p.runExporter(e)
+}
+
+// addWorkers raises the number of workers to n (never lowers it).
+func (p *Pipeline) addWorkers(n int) {
+	for ; p.nworkers < n; p.nworkers++ {
 		p.workers.Add(1)
 		go p.runWorker()
 	}
-	for i := range p.sources {
-		s := &p.sources[i]
-		if pd, ok := s.Source.(plugin.Pushdown); ok && len(p.processors) > 0 {
-			pd.PushDown(p.processors[0].Processor)
-		}
-		if err := s.Start(ctx, &emitter{p: p, stats: s.stats}); err != nil {
-			_ = p.Shutdown(ctx)
-			return fmt.Errorf("start %s: %w", s.stats.Stage, err)
-		}
-	}
-	go p.watchFinite()
-	return nil
 }
 
 // workerCount is pipeline.workers or, when that is 0, the larger of
 // GOMAXPROCS and the largest InFlight of a [plugin.Concurrent] processor, so
 // that processor can have that many batches in it at once. An explicit
 // pipeline.workers below a processor's InFlight is kept, with a warning.
-func (p *Pipeline) workerCount() int {
+func (p *Pipeline) workerCount(processors []*processor) int {
 	explicit := p.cfg.Pipeline.Workers
 	workers := explicit
 	if workers == 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	for _, pr := range p.processors {
+	for _, pr := range processors {
 		c, ok := pr.Processor.(plugin.Concurrent)
 		if !ok {
 			continue
@@ -252,8 +369,8 @@ func (p *Pipeline) workerCount() int {
 // emitted everything; a pipeline with a network source never closes it.
 func (p *Pipeline) Done() <-chan struct{} { return p.done }
 
-func (p *Pipeline) watchFinite() {
-	for _, s := range p.sources {
+func (p *Pipeline) watchFinite(sources []*source) {
+	for _, s := range sources {
 		f, ok := s.Source.(plugin.Finite)
 		if !ok {
 			return
@@ -263,13 +380,50 @@ func (p *Pipeline) watchFinite() {
 	close(p.done)
 }
 
-// Stats returns a snapshot of every stage's counters, sources first.
+// Stats returns a snapshot of every running stage's counters, sources
+// first, then processors and exporters in their order.
 func (p *Pipeline) Stats() []Snapshot {
-	out := make([]Snapshot, len(p.stats))
-	for i, s := range p.stats {
-		out[i] = s.Snapshot()
+	var out []Snapshot
+	for _, st := range p.stages() {
+		out = append(out, st.stats.Snapshot())
 	}
 	return out
+}
+
+// stages lists the running stages in pipeline order, as of the last
+// change (New, Reload).
+func (p *Pipeline) stages() []*stage {
+	if v := p.view.Load(); v != nil {
+		return *v
+	}
+	return nil
+}
+
+// updateView publishes the running stages for stages(); the caller holds
+// p.mu.
+func (p *Pipeline) updateView() {
+	var out []*stage
+	for _, s := range p.sources {
+		out = append(out, &s.stage)
+	}
+	for _, pr := range p.g.processors {
+		out = append(out, &pr.stage)
+	}
+	for _, e := range p.g.exporters {
+		out = append(out, &e.stage)
+	}
+	p.view.Store(&out)
+}
+
+// Ready returns nil when every stage has started and the pipeline is not
+// shutting down, else why not (for /readyz).
+func (p *Pipeline) Ready() error {
+	if p.stopping.Load() {
+		return errors.New("shutting down")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.notReady
 }
 
 // Shutdown stops the sources, drains the queue through the processors,
@@ -277,15 +431,24 @@ func (p *Pipeline) Stats() []Snapshot {
 // (exporters flush). Nothing accepted is lost unless ctx ends first.
 // It is idempotent.
 func (p *Pipeline) Shutdown(ctx context.Context) error {
+	p.stopping.Store(true)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.shutdownLocked(ctx)
+}
+
+func (p *Pipeline) shutdownLocked(ctx context.Context) error {
 	p.stopOnce.Do(func() { p.stopErr = p.shutdownAll(ctx) })
 	return p.stopErr
 }
 
+// shutdownAll stops everything; the caller holds p.mu (or is New).
 func (p *Pipeline) shutdownAll(ctx context.Context) error {
+	p.stopping.Store(true)
 	var errs []error
 	for _, s := range p.sources {
 		if err := s.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("shutdown %s: %w", s.stats.Stage, err))
+			errs = append(errs, fmt.Errorf("shutdown %s: %w", s.name, err))
 		}
 	}
 	p.emitMu.Lock()
@@ -299,7 +462,8 @@ func (p *Pipeline) shutdownAll(ctx context.Context) error {
 	}
 	// In chain order: a processor flushing what it holds on Shutdown emits
 	// into the processors after it, which are still running.
-	for _, pr := range p.processors {
+	g := p.g
+	for _, pr := range g.processors {
 		if err := pr.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("shutdown %s: %w", pr.name, err))
 		}
@@ -307,15 +471,15 @@ func (p *Pipeline) shutdownAll(ctx context.Context) error {
 			pr.out.close()
 		}
 	}
-	for i := range p.exporters {
+	for _, e := range g.exporters {
 		if p.started {
-			close(p.exporters[i].queue)
+			close(e.queue)
 		}
 	}
 	if err := wait(ctx, &p.exporting); err != nil {
 		errs = append(errs, fmt.Errorf("drain exporters: %w", err))
 	}
-	for _, e := range p.exporters {
+	for _, e := range g.exporters {
 		if err := e.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("shutdown %s: %w", e.name, err))
 		}
@@ -339,16 +503,25 @@ func wait(ctx context.Context, wg *sync.WaitGroup) error {
 func (p *Pipeline) runWorker() {
 	defer p.workers.Done()
 	for it := range p.queue {
-		p.process(it.batch, 0)
-		p.fanOut(it)
+		// Between two batches a reload may swap the graph; the read lock
+		// keeps this batch on one graph from its first processor to the
+		// exporters' queues.
+		p.swap.RLock()
+		g := p.g
+		p.process(g, it.batch, 0)
+		p.fanOut(g, it)
+		p.swap.RUnlock()
 	}
 }
 
-// process runs processors[from:] on b.
-func (p *Pipeline) process(b *flow.Batch, from int) {
-	ctx := context.Background()
-	for i := from; i < len(p.processors); i++ {
-		pr := &p.processors[i]
+// process runs g.processors[from:] on b; the caller holds p.swap for
+// reading (or is the shutdown, when no reload can run).
+func (p *Pipeline) process(g *graph, b *flow.Batch, from int) {
+	// g.ctx tells a plugin.Emitting processor's Emit, called from inside
+	// Process, that this goroutine already holds p.swap.
+	ctx := g.context()
+	for i := from; i < len(g.processors); i++ {
+		pr := g.processors[i]
 		n := uint64(b.Len())
 		if n == 0 {
 			break
@@ -404,15 +577,14 @@ func (p *Pipeline) failed(pr *processor, b *flow.Batch, n uint64, err error) (dr
 	return dropped
 }
 
-func (p *Pipeline) fanOut(it *item) {
+func (p *Pipeline) fanOut(g *graph, it *item) {
 	n := uint64(it.batch.Len())
-	if n == 0 || len(p.exporters) == 0 {
+	if n == 0 || len(g.exporters) == 0 {
 		p.release(it)
 		return
 	}
-	it.refs.Store(int32(len(p.exporters)))
-	for i := range p.exporters {
-		e := &p.exporters[i]
+	it.refs.Store(int32(len(g.exporters)))
+	for _, e := range g.exporters {
 		if p.block {
 			e.queue <- it
 			continue
@@ -428,6 +600,10 @@ func (p *Pipeline) fanOut(it *item) {
 
 func (p *Pipeline) runExporter(e *exporter) {
 	defer p.exporting.Done()
+	defer close(e.done)
+	if e.after != nil {
+		<-e.after
+	}
 	ctx := context.Background()
 	for it := range e.queue {
 		n := uint64(it.batch.Len())
@@ -518,11 +694,16 @@ func (e *emitter) EmitAcked(ctx context.Context, b *flow.Batch, done func()) err
 }
 
 // procEmitter is a plugin.Emitting processor's handle: its batches run
-// through the processors after it, then fan out to the exporters.
+// through the processors after it in the current graph, then to that
+// graph's exporters.
 type procEmitter struct {
 	p     *Pipeline
-	next  int // index of the first processor after the emitting one
+	pr    *processor
 	stats *StageStats
+	// retiredFrom is, once a reload took the processor out of the graph,
+	// the index in the new graph of the first processor its records go to
+	// (its final flush, on Shutdown). Guarded by p.swap.
+	retiredFrom int
 
 	mu     sync.RWMutex
 	closed bool
@@ -532,9 +713,9 @@ func (e *procEmitter) NewBatch() *flow.Batch       { return e.p.pool.Get() }
 func (e *procEmitter) BatchSize() int              { return e.p.cfg.Pipeline.Batch.Size }
 func (e *procEmitter) BatchTimeout() time.Duration { return e.p.cfg.Pipeline.Batch.Timeout }
 
-// Emit runs the rest of the chain on b in the caller's goroutine and hands
-// it to the exporters. It returns ErrClosed before Start and after the
-// processor's Shutdown.
+// Emit runs the rest of the current graph's chain on b in the caller's
+// goroutine and hands it to that graph's exporters. It returns ErrClosed
+// before Start and after the processor's Shutdown.
 func (e *procEmitter) Emit(ctx context.Context, b *flow.Batch) error {
 	n := uint64(b.Len())
 	if n == 0 {
@@ -550,9 +731,21 @@ func (e *procEmitter) Emit(ctx context.Context, b *flow.Batch) error {
 	if e.closed || !e.p.started {
 		return ErrClosed
 	}
+	// From inside Process the worker already holds p.swap for reading
+	// (taking it again could deadlock against a waiting Reload).
+	g, held := ctx.Value(graphKey{}).(*graph)
+	if !held {
+		e.p.swap.RLock()
+		defer e.p.swap.RUnlock()
+		g = e.p.g
+	}
+	from := indexOf(g.processors, e.pr) + 1
+	if from == 0 {
+		from = min(e.retiredFrom, len(g.processors))
+	}
 	e.stats.Out.Add(n)
-	e.p.process(b, e.next)
-	e.p.fanOut(&item{batch: b})
+	e.p.process(g, b, from)
+	e.p.fanOut(g, &item{batch: b})
 	return nil
 }
 

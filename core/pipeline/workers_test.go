@@ -51,10 +51,11 @@ func TestWorkerCount(t *testing.T) {
 				cfg: &config.Config{Pipeline: config.Pipeline{Workers: tt.workers}},
 				log: slog.New(slog.NewTextHandler(&logs, nil)),
 			}
+			var procs []*processor
 			for i, pr := range tt.procs {
-				p.processors = append(p.processors, processor{Processor: pr, name: fmt.Sprintf("processors[%d]", i)})
+				procs = append(procs, &processor{Processor: pr, stage: stage{name: fmt.Sprintf("processors[%d]", i)}})
 			}
-			if got := p.workerCount(); got != tt.want {
+			if got := p.workerCount(procs); got != tt.want {
 				t.Errorf("workerCount() = %d, want %d", got, tt.want)
 			}
 			switch got := logs.String(); {

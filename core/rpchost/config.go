@@ -138,3 +138,13 @@ func parseSHA256(s string) ([]byte, error) {
 	}
 	return sum, nil
 }
+
+// Files is the plugin binary: a new binary makes a hot reload replace the
+// stage. A command that cannot be resolved lists nothing.
+func (c *Config) Files(baseDir string) []string {
+	path, err := resolveCmd(c.Cmd, baseDir)
+	if err != nil {
+		return nil
+	}
+	return []string{path}
+}

@@ -7,9 +7,13 @@ import (
 
 // setParentDeathSignal has the kernel SIGKILL the plugin when Weir dies,
 // even by SIGKILL, so no plugin outlives its host. The SDK also watches its
-// parent, which covers the case where the forking thread exits first. The
-// plugin gets its own process group, so killGroup reaches the children of
-// a wrapper script too.
+// parent, which covers the case where the forking thread exits first.
+//
+// The plugin also gets its own process group (Setpgid): a signal to Weir's
+// group (systemd's KillMode, `timeout`, Ctrl-C in a terminal) reaches Weir
+// only, which then drains the batches still in the plugin and stops it in
+// order, instead of the plugin dying under them mid-shutdown; and killGroup
+// reaches the children of a wrapper script too.
 func setParentDeathSignal(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 }

@@ -100,3 +100,7 @@ func Inspect(ctx context.Context, path string) (Info, error) {
 	sort.Strings(info.Imports)
 	return info, nil
 }
+
+// Files is the module file: a rebuilt module makes a hot reload replace
+// the stage.
+func (c *Config) Files(baseDir string) []string { return []string{resolve(baseDir, c.Path)} }

@@ -1,3 +1,5 @@
+//go:build !weir_noplot
+
 package bench
 
 import (

@@ -1,6 +1,9 @@
 // Package all registers every built-in plugin, and the processors that run
 // WASM modules ("wasm") and out-of-process plugins ("rpc"). Import it for
 // its side effects: `import _ "github.com/weir-flow/weir/plugins/all"`.
+//
+// Build tags leave plugins out of a smaller binary: weir_nokube drops
+// enrich.podlabels (and client-go with it).
 package all
 
 import (
@@ -8,7 +11,6 @@ import (
 	_ "github.com/weir-flow/weir/core/wasmhost"
 	_ "github.com/weir-flow/weir/plugins/aggregate"
 	_ "github.com/weir-flow/weir/plugins/enrich/iecompat"
-	_ "github.com/weir-flow/weir/plugins/enrich/podlabels"
 	_ "github.com/weir-flow/weir/plugins/export/clickhouse"
 	_ "github.com/weir-flow/weir/plugins/export/discard"
 	_ "github.com/weir-flow/weir/plugins/export/ipfix"

@@ -105,6 +105,7 @@ type weirProc struct {
 	dir     string
 	stderr  *lockedBuffer
 	metrics string // host:port of the metrics endpoint
+	config  string // the config file
 	exited  chan struct{}
 	waitErr error
 }
@@ -132,16 +133,27 @@ func (l *lockedBuffer) String() string {
 // runs.
 func startWeir(t *testing.T, yaml string) *weirProc {
 	t.Helper()
+	return startWeirCmd(t, yaml, nil)
+}
+
+// startWeirCmd is startWeir with setup called on the command before it
+// starts (to add arguments or process attributes).
+func startWeirCmd(t *testing.T, yaml string, setup func(*exec.Cmd)) *weirProc {
+	t.Helper()
 	w := &weirProc{dir: t.TempDir(), stderr: &lockedBuffer{}, exited: make(chan struct{})}
 	w.metrics = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	yaml = strings.ReplaceAll(yaml, "{{metrics}}", w.metrics)
 	cfg := filepath.Join(w.dir, "weir.yaml")
+	w.config = cfg
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	w.cmd = exec.Command(weirBin, "run", "-c", cfg)
 	w.cmd.Stdout = io.Discard
 	w.cmd.Stderr = w.stderr
+	if setup != nil {
+		setup(w.cmd)
+	}
 	if err := w.cmd.Start(); err != nil {
 		t.Fatalf("start weir: %v", err)
 	}

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# make-capture.sh — regenerate test/testdata/softflowd-ipfix.pcap, the
-# project's own real IPFIX capture.
+# make-capture.sh — regenerate test/testdata/netns-traffic.pcap (raw
+# packets, what the README feeds softflowd) and softflowd-ipfix.pcap (the
+# IPFIX softflowd exports for it), the project's own real captures.
 #
 #   1. Two network namespaces joined by a veth pair exchange real traffic:
 #      HTTP over TCP (IPv4 and IPv6, python3 http.server + curl), UDP
 #      request/reply (IPv4 and IPv6) and ICMP/ICMPv6 echo. tcpdump records
-#      it (traffic.pcap).
+#      it (traffic.pcap, kept as netns-traffic.pcap: headers only, 128-byte
+#      snaplen, so the file stays small).
 #   2. softflowd reads that capture (-r) and exports its flows as IPFIX
 #      (-v 10) to a UDP port on loopback, while tcpdump records the IPFIX
 #      datagrams: that is softflowd-ipfix.pcap.
@@ -125,6 +127,9 @@ for seq in range(3):
 	wait 2>/dev/null || true
 	pids=()
 	from="$tmp/traffic.pcap"
+	raw="$(dirname "$out")/netns-traffic.pcap"
+	cp "$from" "$raw"
+	echo "make-capture.sh: wrote $raw ($(stat -c %s "$raw") bytes), the raw traffic"
 fi
 
 # A free UDP port on loopback for softflowd's exports.

@@ -29,6 +29,11 @@ type Config struct {
 	// Readers is the number of UDP sockets (SO_REUSEPORT) and reader
 	// goroutines. 0 means GOMAXPROCS. Default 0.
 	Readers int `koanf:"readers"`
+	// ReusePort lets other processes share the UDP port (SO_REUSEPORT; the
+	// kernel then splits the datagrams between them). By default a UDP
+	// address another process already bound is an error at start; this
+	// source's own readers share it either way. Default false.
+	ReusePort bool `koanf:"reuse_port"`
 	// RcvBuf is the receive buffer requested for each UDP socket and TCP
 	// connection, in bytes: an integer or a string with a unit ("32MiB",
 	// "512KiB", "8MB"). 0 keeps the kernel default. Default 32 MiB.

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/weir-flow/weir/core/flow"
@@ -155,8 +156,13 @@ func (s *Source) listen() error {
 			n = 1
 		}
 		addr := s.cfg.UDP
+		if !s.cfg.ReusePort {
+			if err := probeUDP(ctx, addr); err != nil {
+				return err
+			}
+		}
 		for i := 0; i < n; i++ {
-			lc := net.ListenConfig{Control: controlUDP(int(s.cfg.RcvBuf), n > 1)}
+			lc := net.ListenConfig{Control: controlUDP(int(s.cfg.RcvBuf), n > 1 || s.cfg.ReusePort)}
 			pc, err := lc.ListenPacket(ctx, "udp", addr)
 			if err != nil {
 				return fmt.Errorf("%s: listen udp %s (socket %d of %d): %w", ID, addr, i+1, n, err)
@@ -185,6 +191,28 @@ func (s *Source) listen() error {
 		s.log.Info("tcp listener", "address", ln.Addr().String())
 	}
 	return nil
+}
+
+// ErrPortInUse is returned by New when another process already listens on
+// the UDP address and reuse_port is not set.
+var ErrPortInUse = errors.New("address already in use by another socket (set reuse_port: true to share it)")
+
+// probeUDP binds addr once without SO_REUSEPORT: that fails if any socket,
+// SO_REUSEPORT or not, already has the address, which the readers' own
+// SO_REUSEPORT binds would silently share. A port of 0 picks a free one, so
+// there is nothing to probe.
+func probeUDP(ctx context.Context, addr string) error {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "0" {
+		return nil
+	}
+	pc, err := (&net.ListenConfig{}).ListenPacket(ctx, "udp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("%s: listen udp %s: %w", ID, addr, ErrPortInUse)
+		}
+		return fmt.Errorf("%s: listen udp %s: %w", ID, addr, err)
+	}
+	return pc.Close()
 }
 
 // UDPAddr returns the bound UDP address, or nil without a UDP listener.
@@ -260,8 +288,21 @@ func (s *Source) allow(a netip.Addr) bool {
 func (s *Source) newDecoderLocked(udp bool) *ipfix.Decoder {
 	d := ipfix.NewDecoder(s.decoderOptions(udp))
 	d.UnknownIE(s.unknown.observe)
+	d.OnEvent(s.logEvent) // rare; the level (which a reload may change) filters
 	s.decoders[d] = struct{}{}
 	return d
+}
+
+// logEvent logs, at debug, an exporter's first message in an observation
+// domain and every new or changed template.
+func (s *Source) logEvent(e ipfix.Event) {
+	switch e.Kind {
+	case "session":
+		s.log.Debug("new exporter / observation domain", "exporter", e.Exporter.String(), "observation_domain_id", e.Domain)
+	case "template":
+		s.log.Debug("new template", "exporter", e.Exporter.String(), "observation_domain_id", e.Domain,
+			"template_id", e.TemplateID, "options", e.Options)
+	}
 }
 
 // batcher is one reader's batch under construction.

@@ -189,3 +189,13 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// Warnings returns the entries New would ignore (right type, but naming no
+// protocol or group), for `weir validate`; nil for an invalid config.
+func (c *Config) Warnings() []string {
+	_, warnings, err := New(c)
+	if err != nil {
+		return nil
+	}
+	return warnings
+}
