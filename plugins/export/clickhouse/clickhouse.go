@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
@@ -32,14 +31,11 @@ func init() {
 
 // Exporter is export.clickhouse.
 type Exporter struct {
+	*sinkbuf.Sink
+
 	cfg  Config
 	log  *slog.Logger
-	buf  *sinkbuf.Buffer
 	cols []flowtable.Column
-
-	mu      sync.Mutex
-	started bool
-	stopped bool
 
 	// Used by the buffer's writer goroutine only.
 	conn    driver.Conn
@@ -55,48 +51,16 @@ func New(cfg *Config, set plugin.Settings) (*Exporter, error) {
 		return nil, err
 	}
 	e := &Exporter{cfg: *cfg, log: set.Logger, cols: flowtable.Columns(true)}
-	if e.log == nil {
-		e.log = slog.New(slog.DiscardHandler)
-	}
-	buf, err := sinkbuf.New(sinkbuf.Options{
-		Name:          "clickhouse",
-		BatchSize:     cfg.Batch.Size,
-		BatchInterval: cfg.Batch.Interval,
-		MaxRecords:    cfg.Buffer.MaxRecords,
-		Block:         cfg.Buffer.WhenFull == "block",
-		MaxBackoff:    cfg.Buffer.MaxBackoff,
-		Write:         e.write,
-		Logger:        e.log,
-	}, set.Metrics)
+	sink, err := sinkbuf.NewSink(sinkbuf.SinkOptions{
+		ID: ID, Name: "clickhouse", Batch: cfg.Batch, Buffer: cfg.Buffer,
+		Write: e.write, Close: e.closeConn,
+	}, set)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", ID, err)
+		return nil, err
 	}
-	e.buf = buf
+	e.Sink = sink
 	return e, nil
 }
-
-// Start starts the writer; it connects on its first batch, so a server
-// that is down at start costs retries, not the pipeline.
-func (e *Exporter) Start(context.Context) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.stopped {
-		return fmt.Errorf("%s: start after shutdown", ID)
-	}
-	if !e.started {
-		e.started = true
-		e.buf.Start()
-	}
-	return nil
-}
-
-// Export copies b's records into the buffer (see internal/sinkbuf).
-func (e *Exporter) Export(ctx context.Context, b *flow.Batch) error {
-	return e.buf.Add(ctx, b.Records)
-}
-
-// Buffer returns the exporter's buffer, for tests and benchmarks.
-func (e *Exporter) Buffer() *sinkbuf.Buffer { return e.buf }
 
 // Schema is the table layout chosen for a server version.
 type Schema struct {
@@ -370,24 +334,6 @@ func (e *Exporter) classify(err error) error {
 	}
 	e.closeConn()
 	return err
-}
-
-// Shutdown inserts what is buffered (until ctx ends; the rest is counted,
-// reason shutdown) and closes the connection. It is idempotent.
-func (e *Exporter) Shutdown(ctx context.Context) error {
-	e.mu.Lock()
-	if e.stopped {
-		e.mu.Unlock()
-		return nil
-	}
-	e.stopped = true
-	e.mu.Unlock()
-	err := e.buf.Close(ctx)
-	e.closeConn()
-	if err != nil {
-		return fmt.Errorf("%s: flush on shutdown: %w", ID, err)
-	}
-	return nil
 }
 
 var _ plugin.Exporter = (*Exporter)(nil)

@@ -74,7 +74,7 @@ func serverSchema(t testing.TB, conn driver.Conn) *clickhouse.Schema {
 }
 
 // spotCheck compares every column of the rows with ids with the records.
-func spotCheck(t *testing.T, conn driver.Conn, table string, recs map[int]*flow.Record, ids ...int) {
+func spotCheck(t *testing.T, conn driver.Conn, table string, recs *flow.Batch, ids ...int) {
 	t.Helper()
 	s := serverSchema(t, conn)
 	cols := flowtable.Columns(true)
@@ -82,32 +82,12 @@ func spotCheck(t *testing.T, conn driver.Conn, table string, recs map[int]*flow.
 	for i := range cols {
 		exprs[i] = selectExpr(s, &cols[i])
 	}
-	for _, id := range ids {
-		r := recs[id]
+	dbtest.SpotCheck(t, cols, recs, false, func(id int) ([]string, error) {
 		q := fmt.Sprintf("SELECT %s FROM %s WHERE sourceTransportPort = %d AND observationDomainId = %d",
 			strings.Join(exprs, ", "), table, id&0xffff, id>>16)
-		got := make([]string, len(cols))
-		dest := make([]any, len(cols))
-		for i := range got {
-			dest[i] = &got[i]
-		}
-		if err := conn.QueryRow(context.Background(), q).Scan(dest...); err != nil {
-			t.Fatalf("row %d: %v", id, err)
-		}
-		for i := range cols {
-			if want := dbtest.Expected(&cols[i], r, false); got[i] != want {
-				t.Errorf("row %d: %s = %q, want %q", id, cols[i].Name, got[i], want)
-			}
-		}
-	}
-}
-
-func byID(b *flow.Batch) map[int]*flow.Record {
-	m := map[int]*flow.Record{}
-	for _, r := range b.Records {
-		m[dbtest.ID(r)] = r
-	}
-	return m
+		got, dest := dbtest.Scan(len(cols))
+		return got, conn.QueryRow(context.Background(), q).Scan(dest...)
+	}, ids...)
 }
 
 // TestInsert: every record becomes a row (count), and rows read back
@@ -134,7 +114,7 @@ func TestInsert(t *testing.T) {
 	if got := count(t, conn, "weir.flows"); got != n {
 		t.Fatalf("table has %d rows, want %d", got, n)
 	}
-	spotCheck(t, conn, "weir.flows", byID(b), 0, 1, 2, 3, 999, 4998, 4999)
+	spotCheck(t, conn, "weir.flows", b, 0, 1, 2, 3, 999, 4998, 4999)
 	s := serverSchema(t, conn)
 	t.Logf("server %s: IPv6 type %v, DateTime64 %v, LowCardinality %v", s.Version, s.IPv6, s.DateTime64, s.LowCardinality)
 }
@@ -180,7 +160,7 @@ func TestServerKilledMidStream(t *testing.T) {
 	if got := count(t, conn, "default.flows"); got != 4000 {
 		t.Fatalf("table has %d rows, want 4000 (1000 before the kill + 3000 buffered)", got)
 	}
-	spotCheck(t, conn, "default.flows", byID(kept), 1000, 2000, 3499)
+	spotCheck(t, conn, "default.flows", kept, 1000, 2000, 3499)
 }
 
 func TestConfigCases(t *testing.T) {

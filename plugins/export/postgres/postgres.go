@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,17 +32,14 @@ func init() {
 
 // Exporter is export.postgres.
 type Exporter struct {
+	*sinkbuf.Sink
+
 	cfg   Config
 	pgcfg *pgx.ConnConfig
 	log   *slog.Logger
-	buf   *sinkbuf.Buffer
 	cols  []flowtable.Column
 	names []string
 	ident pgx.Identifier
-
-	mu      sync.Mutex
-	started bool
-	stopped bool
 
 	// Used by the buffer's writer goroutine only.
 	conn    *pgx.Conn
@@ -65,47 +61,16 @@ func New(cfg *Config, set plugin.Settings) (*Exporter, error) {
 		ident: pgx.Identifier(strings.Split(cfg.Table, "."))}
 	e.names = flowtable.Names(e.cols)
 	e.src.cols = e.cols
-	if e.log == nil {
-		e.log = slog.New(slog.DiscardHandler)
-	}
-	buf, err := sinkbuf.New(sinkbuf.Options{
-		Name:          "postgres",
-		BatchSize:     cfg.Batch.Size,
-		BatchInterval: cfg.Batch.Interval,
-		MaxRecords:    cfg.Buffer.MaxRecords,
-		Block:         cfg.Buffer.WhenFull == "block",
-		MaxBackoff:    cfg.Buffer.MaxBackoff,
-		Write:         e.write,
-		Logger:        e.log,
-	}, set.Metrics)
+	sink, err := sinkbuf.NewSink(sinkbuf.SinkOptions{
+		ID: ID, Name: "postgres", Batch: cfg.Batch, Buffer: cfg.Buffer,
+		Write: e.write, Close: e.closeConn,
+	}, set)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", ID, err)
+		return nil, err
 	}
-	e.buf = buf
+	e.Sink = sink
 	return e, nil
 }
-
-// Start starts the writer; it connects on its first batch.
-func (e *Exporter) Start(context.Context) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.stopped {
-		return fmt.Errorf("%s: start after shutdown", ID)
-	}
-	if !e.started {
-		e.started = true
-		e.buf.Start()
-	}
-	return nil
-}
-
-// Export copies b's records into the buffer (see internal/sinkbuf).
-func (e *Exporter) Export(ctx context.Context, b *flow.Batch) error {
-	return e.buf.Add(ctx, b.Records)
-}
-
-// Buffer returns the exporter's buffer, for tests and benchmarks.
-func (e *Exporter) Buffer() *sinkbuf.Buffer { return e.buf }
 
 // Type returns the PostgreSQL type of a column: inet for addresses,
 // timestamptz for times, text, and the smallest signed integer that holds
@@ -245,24 +210,6 @@ func (s *copySource) Values() ([]any, error) {
 		}
 	}
 	return s.vals, nil
-}
-
-// Shutdown COPYs what is buffered (until ctx ends; the rest is counted,
-// reason shutdown) and closes the connection. It is idempotent.
-func (e *Exporter) Shutdown(ctx context.Context) error {
-	e.mu.Lock()
-	if e.stopped {
-		e.mu.Unlock()
-		return nil
-	}
-	e.stopped = true
-	e.mu.Unlock()
-	err := e.buf.Close(ctx)
-	e.closeConn()
-	if err != nil {
-		return fmt.Errorf("%s: flush on shutdown: %w", ID, err)
-	}
-	return nil
 }
 
 var _ plugin.Exporter = (*Exporter)(nil)

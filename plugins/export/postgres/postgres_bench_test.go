@@ -7,7 +7,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/internal/dbtest"
 	"github.com/weir-flow/weir/internal/flowtable"
 	"github.com/weir-flow/weir/internal/sinkbuf"
@@ -41,19 +40,9 @@ func BenchmarkCopyVsClient(b *testing.B) {
 	var weir, client time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		before := e.Buffer().Inserted()
-		start := time.Now()
-		for j := 0; j < n; j += 256 {
-			if err := e.Export(ctx, &flow.Batch{Records: recs.Records[j:min(j+256, n)]}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		for e.Buffer().Inserted() < before+n {
-			time.Sleep(100 * time.Microsecond)
-		}
-		weir += time.Since(start)
+		weir += dbtest.Feed(b, e, recs)
 
-		start = time.Now()
+		start := time.Now()
 		for j := 0; j < n; j += size {
 			if _, err := conn.CopyFrom(ctx, pgx.Identifier{"flows_client"}, names, pgx.CopyFromRows(rows[j:j+size])); err != nil {
 				b.Fatal(err)

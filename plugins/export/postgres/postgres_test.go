@@ -63,39 +63,19 @@ func selectExpr(c *flowtable.Column) string {
 	return q + "::text"
 }
 
-func spotCheck(t *testing.T, conn *pgx.Conn, table string, recs map[int]*flow.Record, ids ...int) {
+func spotCheck(t *testing.T, conn *pgx.Conn, table string, recs *flow.Batch, ids ...int) {
 	t.Helper()
 	cols := flowtable.Columns(false)
 	exprs := make([]string, len(cols))
 	for i := range cols {
 		exprs[i] = selectExpr(&cols[i])
 	}
-	for _, id := range ids {
-		r := recs[id]
+	dbtest.SpotCheck(t, cols, recs, true, func(id int) ([]string, error) {
 		q := fmt.Sprintf(`SELECT %s FROM %s WHERE "sourceTransportPort" = %d AND "observationDomainId" = %d`,
 			strings.Join(exprs, ", "), table, id&0xffff, id>>16)
-		got := make([]string, len(cols))
-		dest := make([]any, len(cols))
-		for i := range got {
-			dest[i] = &got[i]
-		}
-		if err := conn.QueryRow(context.Background(), q).Scan(dest...); err != nil {
-			t.Fatalf("row %d: %v", id, err)
-		}
-		for i := range cols {
-			if want := dbtest.Expected(&cols[i], r, true); got[i] != want {
-				t.Errorf("row %d: %s = %q, want %q", id, cols[i].Name, got[i], want)
-			}
-		}
-	}
-}
-
-func byID(b *flow.Batch) map[int]*flow.Record {
-	m := map[int]*flow.Record{}
-	for _, r := range b.Records {
-		m[dbtest.ID(r)] = r
-	}
-	return m
+		got, dest := dbtest.Scan(len(cols))
+		return got, conn.QueryRow(context.Background(), q).Scan(dest...)
+	}, ids...)
 }
 
 // TestCopy: every record becomes a row (count), and rows read back equal
@@ -122,7 +102,7 @@ func TestCopy(t *testing.T) {
 	if got := count(t, conn, "public.flows"); got != n {
 		t.Fatalf("table has %d rows, want %d", got, n)
 	}
-	spotCheck(t, conn, "public.flows", byID(b), 0, 1, 2, 3, 999, 4998, 4999)
+	spotCheck(t, conn, "public.flows", b, 0, 1, 2, 3, 999, 4998, 4999)
 	var typ string
 	if err := conn.QueryRow(context.Background(), `SELECT data_type FROM information_schema.columns WHERE table_name = 'flows' AND column_name = 'sourceIPAddress'`).Scan(&typ); err != nil || typ != "inet" {
 		t.Errorf("sourceIPAddress is %q (%v), want inet", typ, err)
@@ -170,7 +150,7 @@ func TestServerKilledMidStream(t *testing.T) {
 	if got := count(t, conn, "flows"); got != 4000 {
 		t.Fatalf("table has %d rows, want 4000 (1000 before the crash + 3000 buffered)", got)
 	}
-	spotCheck(t, conn, "flows", byID(kept), 1000, 2000, 3499)
+	spotCheck(t, conn, "flows", kept, 1000, 2000, 3499)
 }
 
 func TestConfigCases(t *testing.T) {
