@@ -3,7 +3,7 @@ package plugin
 import (
 	"errors"
 	"fmt"
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -67,15 +67,16 @@ const (
 )
 
 // LogLimiter rate-limits repeated log lines (a failure per batch during an
-// outage): at most one line per interval, counting the ones it suppressed.
-// The zero value allows one line per second. It is safe for concurrent use.
+// outage, a malformed datagram per read during a flood): at most one line
+// per interval, counting the ones it suppressed. The zero value allows one
+// line per second. It is safe for concurrent use and takes no lock, so a
+// receive loop can ask it for every bad datagram.
 type LogLimiter struct {
 	// Interval is the least time between two lines; 0 means one second.
 	Interval time.Duration
 
-	mu         sync.Mutex
-	last       time.Time
-	suppressed uint64
+	last       atomic.Int64 // UnixNano of the last line allowed; 0 never
+	suppressed atomic.Uint64
 }
 
 // Allow reports whether a line may be logged now and, if so, how many
@@ -85,13 +86,10 @@ func (l *LogLimiter) Allow(now time.Time) (suppressed uint64, ok bool) {
 	if every <= 0 {
 		every = time.Second
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.last.IsZero() && now.Sub(l.last) < every {
-		l.suppressed++
+	n, last := now.UnixNano(), l.last.Load()
+	if (last != 0 && n-last < int64(every)) || !l.last.CompareAndSwap(last, n) {
+		l.suppressed.Add(1)
 		return 0, false
 	}
-	n := l.suppressed
-	l.last, l.suppressed = now, 0
-	return n, true
+	return l.suppressed.Swap(0), true
 }

@@ -29,6 +29,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/plugin"
 )
 
 // Drop reasons of weir_export_<name>_dropped_records_total.
@@ -79,7 +80,7 @@ type Buffer struct {
 	rows, batches, retries atomic.Uint64
 	dropped                *prometheus.CounterVec
 	insertSeconds          prometheus.Histogram
-	lastLog                atomic.Int64
+	logs                   plugin.LogLimiter
 }
 
 // ErrPermanent marks an insert error retrying cannot fix.
@@ -247,9 +248,9 @@ func (b *Buffer) drop(reason string, n int, err error) {
 		return
 	}
 	b.dropped.WithLabelValues(reason).Add(float64(n))
-	now := time.Now().UnixNano()
-	if last := b.lastLog.Load(); now-last >= int64(time.Second) && b.lastLog.CompareAndSwap(last, now) {
-		b.o.Logger.Warn("records dropped", "reason", reason, "records", n, "buffered", b.n, "max_records", b.o.MaxRecords, "err", err)
+	if suppressed, ok := b.logs.Allow(time.Now()); ok {
+		b.o.Logger.Warn("records dropped", "reason", reason, "records", n, "buffered", b.n, "max_records", b.o.MaxRecords,
+			"err", err, "suppressed", suppressed)
 	}
 }
 
@@ -328,9 +329,9 @@ func (b *Buffer) run() {
 				return
 			}
 			b.retries.Add(1)
-			now := time.Now().UnixNano()
-			if last := b.lastLog.Load(); now-last >= int64(time.Second) && b.lastLog.CompareAndSwap(last, now) {
-				b.o.Logger.Warn("insert failed; retrying", "rows", len(c), "backoff", backoff, "buffered", b.Buffered(), "err", err)
+			if suppressed, ok := b.logs.Allow(time.Now()); ok {
+				b.o.Logger.Warn("insert failed; retrying", "rows", len(c), "backoff", backoff, "buffered", b.Buffered(),
+					"err", err, "suppressed", suppressed)
 			}
 			timer.Reset(backoff)
 			select {

@@ -91,7 +91,7 @@ type Source struct {
 
 	// Separate limits so that a flood of one kind of problem does not hide
 	// another.
-	logMalformed, logDrops, logErrors, logConns, logLimits rateLimit
+	logMalformed, logDrops, logErrors, logConns, logLimits plugin.LogLimiter
 }
 
 // Reasons a TCP connection is refused.
@@ -430,8 +430,8 @@ func (s *Source) readUDP(idx int, c *net.UDPConn, dec *ipfix.Decoder, out plugin
 				return
 			}
 			s.readErrors.Add(1)
-			if s.logErrors.allow(now) {
-				s.log.Warn("udp read", "socket", idx, "err", err)
+			if suppressed, ok := s.logErrors.Allow(now); ok {
+				s.log.Warn("udp read", "socket", idx, "err", err, "suppressed", suppressed)
 			}
 			continue
 		}
@@ -441,17 +441,17 @@ func (s *Source) readUDP(idx int, c *net.UDPConn, dec *ipfix.Decoder, out plugin
 				delta := drops - lastDrops // wraps like the kernel's counter
 				lastDrops = drops
 				total := s.kernelDrops.Add(uint64(delta))
-				if s.logDrops.allow(now) {
+				if suppressed, ok := s.logDrops.Allow(now); ok {
 					s.log.Warn("kernel dropped datagrams: socket buffer full", "socket", idx,
-						"dropped", delta, "total", total, "rcvbuf", int64(s.cfg.RcvBuf))
+						"dropped", delta, "total", total, "rcvbuf", int64(s.cfg.RcvBuf), "suppressed", suppressed)
 				}
 			}
 			// from is unmapped by the reader.
 			if !s.allow(from.Addr()) {
 				s.notAllowed.Add(1)
-				if s.logConns.allow(now) {
+				if suppressed, ok := s.logConns.Allow(now); ok {
 					s.log.Warn("ipfix message refused: exporter not in allowed_exporters", "exporter", from.String(),
-						"suppressed", s.logConns.takeSuppressed())
+						"suppressed", suppressed)
 				}
 				continue
 			}
@@ -514,15 +514,15 @@ func (s *Source) handle(dec *ipfix.Decoder, b *flow.Batch, msg []byte, from neti
 // decoder already counted it. A limit's refusal has its own rate limit.
 func (s *Source) malformed(from netip.AddrPort, err error, now time.Time) {
 	if errors.Is(err, ipfix.ErrLimit) {
-		if s.logLimits.allow(now) {
+		if suppressed, ok := s.logLimits.Allow(now); ok {
 			s.log.Warn("decoder state limit reached", "exporter", from.String(), "err", err,
-				"suppressed", s.logLimits.takeSuppressed())
+				"suppressed", suppressed)
 		}
 		return
 	}
-	if s.logMalformed.allow(now) {
+	if suppressed, ok := s.logMalformed.Allow(now); ok {
 		s.log.Warn("malformed ipfix message", "exporter", from.String(), "err", err,
-			"suppressed", s.logMalformed.takeSuppressed())
+			"suppressed", suppressed)
 	}
 }
 
@@ -537,8 +537,8 @@ func (s *Source) accept(out plugin.Emitter) {
 			}
 			// Out of file descriptors and the like: wait, don't spin.
 			s.readErrors.Add(1)
-			if s.logErrors.allow(time.Now()) {
-				s.log.Warn("tcp accept", "err", err)
+			if suppressed, ok := s.logErrors.Allow(time.Now()); ok {
+				s.log.Warn("tcp accept", "err", err, "suppressed", suppressed)
 			}
 			time.Sleep(backoff)
 			backoff = min(2*backoff, time.Second)
@@ -564,10 +564,10 @@ func (s *Source) accept(out plugin.Emitter) {
 		if reason >= 0 {
 			s.mu.Unlock()
 			s.refused[reason].Add(1)
-			if s.logConns.allow(time.Now()) {
+			if suppressed, ok := s.logConns.Allow(time.Now()); ok {
 				s.log.Warn("tcp connection refused", "reason", refusalNames[reason], "exporter", peer.String(),
 					"max_connections", s.cfg.MaxConnections, "max_connections_per_exporter", s.cfg.MaxConnectionsPerExporter,
-					"suppressed", s.logConns.takeSuppressed())
+					"suppressed", suppressed)
 			}
 			c.Close()
 			continue
@@ -732,8 +732,8 @@ func (s *Source) serveTCP(c net.Conn, from netip.AddrPort, dec *ipfix.Decoder, o
 
 // warnConn logs a per-connection problem, at most once a second.
 func (s *Source) warnConn(msg string, from netip.AddrPort, err error) {
-	if s.logConns.allow(time.Now()) {
-		s.log.Warn(msg, "exporter", from.String(), "err", err, "suppressed", s.logConns.takeSuppressed())
+	if suppressed, ok := s.logConns.Allow(time.Now()); ok {
+		s.log.Warn(msg, "exporter", from.String(), "err", err, "suppressed", suppressed)
 	}
 }
 
@@ -816,24 +816,6 @@ func (s *Source) closeListeners() {
 	}
 	s.mu.Unlock()
 }
-
-// rateLimit allows one log line per second and counts the suppressed ones.
-type rateLimit struct {
-	last       atomic.Int64
-	suppressed atomic.Uint64
-}
-
-func (l *rateLimit) allow(now time.Time) bool {
-	n := now.UnixNano()
-	last := l.last.Load()
-	if n-last < int64(time.Second) || !l.last.CompareAndSwap(last, n) {
-		l.suppressed.Add(1)
-		return false
-	}
-	return true
-}
-
-func (l *rateLimit) takeSuppressed() uint64 { return l.suppressed.Swap(0) }
 
 var (
 	_ plugin.Source = (*Source)(nil)

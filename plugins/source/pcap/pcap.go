@@ -219,8 +219,7 @@ func (s *Source) run(out plugin.Emitter) {
 	var (
 		startWall, startCap time.Time
 		lastExpire          int64
-		malformedLogged     time.Time
-		suppressed          int
+		malformed           plugin.LogLimiter
 	)
 	for s.runCtx.Err() == nil {
 		data, ci, err := r.ZeroCopyReadPacketData()
@@ -259,12 +258,9 @@ func (s *Source) run(out plugin.Emitter) {
 		}
 		before := b.Len()
 		if _, derr := s.dec.Decode(b, payload, from); derr != nil {
-			if w := time.Now(); w.Sub(malformedLogged) >= time.Second {
+			if suppressed, ok := malformed.Allow(time.Now()); ok {
 				s.log.Warn("malformed ipfix message", "exporter", from.String(), "err", derr,
 					"packet", s.packets.Load(), "suppressed", suppressed)
-				malformedLogged, suppressed = w, 0
-			} else {
-				suppressed++
 			}
 		}
 		if before == 0 && b.Len() > 0 {
