@@ -188,10 +188,11 @@ pipeline:
 	go send(udpMsgs, u, errc)
 	go send(tcpMsgs, tc, errc)
 
-	// Five reloads, one every 1.6 s, the fourth broken.
+	// Six reloads, one every 1.4 s: five with a changed chain, the fourth
+	// broken.
 	reloaded := 0
-	for i := 1; i <= 5; i++ {
-		time.Sleep(1600 * time.Millisecond)
+	for i := 1; i <= 6; i++ {
+		time.Sleep(1400 * time.Millisecond)
 		if !w.running() {
 			t.Fatalf("weir exited during the stream:\n%s", w.stderr.String())
 		}
