@@ -16,7 +16,7 @@ import (
 func BenchmarkLiveFlows(b *testing.B) {
 	for _, flows := range []int{1_000, 100_000, 1_000_000} {
 		b.Run(fmt.Sprintf("flows=%d", flows), func(b *testing.B) {
-			p := New(DefaultConfig())
+			p := newProxy(b, DefaultConfig())
 			batch := flow.NewBatch(256)
 			for range 256 {
 				batch.Append().Exporter = netip.MustParseAddrPort("192.0.2.1:4739")

@@ -20,10 +20,8 @@ func init() {
 	plugin.Register(plugin.Info{
 		ID:        ID,
 		Summary:   "forward records unaggregated, adding originalExporterIPv4/IPv6Address and originalObservationDomainId",
-		NewConfig: func() plugin.Config { return DefaultConfig() },
-		New: func(cfg plugin.Config, _ plugin.Settings) (plugin.Component, error) {
-			return New(cfg.(*Config)), nil
-		},
+		NewConfig: plugin.Defaults(DefaultConfig),
+		New:       plugin.Constructor(New),
 	})
 }
 
@@ -34,8 +32,13 @@ type Proxy struct {
 	overwrite bool
 }
 
-// New returns a proxy.
-func New(cfg *Config) *Proxy { return &Proxy{overwrite: cfg.Overwrite} }
+// New returns a proxy; it fails only on a config Validate refuses.
+func New(cfg *Config, _ plugin.Settings) (*Proxy, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Proxy{overwrite: cfg.Overwrite}, nil
+}
 
 func (p *Proxy) Start(context.Context) error    { return nil }
 func (p *Proxy) Shutdown(context.Context) error { return nil }

@@ -34,7 +34,7 @@ func TestProcess(t *testing.T) {
 				r.SetAddr(flow.OriginalExporterAddress, netip.MustParseAddr(tt.prior))
 				r.SetUint(flow.OriginalObservationDomainID, 7)
 			}
-			if err := New(&Config{Overwrite: tt.overwrite}).Process(context.Background(), b); err != nil {
+			if err := newProxy(t, &Config{Overwrite: tt.overwrite}).Process(context.Background(), b); err != nil {
 				t.Fatal(err)
 			}
 			if got := r.OriginalExporterAddress.String(); got != tt.want {
@@ -55,12 +55,12 @@ func TestProcess(t *testing.T) {
 }
 
 func TestLifecycle(t *testing.T) {
-	plugintest.Lifecycle(t, func() plugin.Component { return New(DefaultConfig()) })
+	plugintest.Lifecycle(t, func() plugin.Component { return newProxy(t, DefaultConfig()) })
 }
 
 func BenchmarkProcess(b *testing.B) {
 	batch := plugintest.MixedBatch(256)
-	p := New(DefaultConfig())
+	p := newProxy(b, DefaultConfig())
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -68,4 +68,13 @@ func BenchmarkProcess(b *testing.B) {
 		_ = p.Process(ctx, batch)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch.Len()), "ns/record")
+}
+
+func newProxy(t testing.TB, cfg *Config) *Proxy {
+	t.Helper()
+	p, err := New(cfg, plugin.NopSettings(ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/ipfix"
+	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/plugins/export/jsonl"
 	"github.com/weir-flow/weir/plugins/proxy"
 )
@@ -90,7 +91,10 @@ func expectedLines(t *testing.T, msgs [][]byte, from netip.AddrPort) []string {
 			t.Fatalf("decode softflowd's message: %v", err)
 		}
 	}
-	p := proxy.New(proxy.DefaultConfig())
+	p, err := proxy.New(proxy.DefaultConfig(), plugin.NopSettings(proxy.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := p.Process(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}

@@ -152,7 +152,7 @@ func TestShutdownAccountsBacklog(t *testing.T) {
 	set := plugin.NopSettings(source.ID)
 	reg := prometheus.NewRegistry()
 	set.Metrics = reg
-	s, err := source.New(cfg, set)
+	s, err := source.New(&cfg, set)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,9 +31,7 @@ func init() {
 		ID:        ID,
 		Summary:   "IPFIX collector on UDP (SO_REUSEPORT readers) and TCP",
 		NewConfig: plugin.Defaults(DefaultConfig),
-		New: plugin.Constructor(func(c *Config, set plugin.Settings) (*Source, error) {
-			return New(*c, set)
-		}),
+		New:       plugin.Constructor(New),
 	})
 }
 
@@ -115,12 +113,12 @@ var timeoutNames = [numTimeouts]string{"header", "idle"}
 
 // New binds the configured listeners and registers the metrics. Nothing is
 // read before Start.
-func New(cfg Config, set plugin.Settings) (*Source, error) {
+func New(cfg *Config, set plugin.Settings) (*Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	s := &Source{
-		cfg:      cfg,
+		cfg:      *cfg,
 		set:      set,
 		log:      set.Logger,
 		conns:    map[net.Conn]struct{}{},

@@ -46,7 +46,7 @@ func (e *countingEmitter) Emit(_ context.Context, b *flow.Batch) error {
 func BenchmarkUDPIngest(b *testing.B) {
 	cfg := *source.DefaultConfig()
 	cfg.UDP, cfg.TCP, cfg.Readers = "127.0.0.1:0", "", 1
-	s, err := source.New(cfg, plugin.NopSettings(source.ID))
+	s, err := source.New(&cfg, plugin.NopSettings(source.ID))
 	if err != nil {
 		b.Fatal(err)
 	}

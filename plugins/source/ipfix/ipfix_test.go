@@ -52,7 +52,7 @@ func start(t *testing.T, cfg source.Config, em plugin.Emitter) (*source.Source, 
 	set := plugin.NopSettings(source.ID)
 	reg := prometheus.NewRegistry()
 	set.Metrics = reg
-	s, err := source.New(cfg, set)
+	s, err := source.New(&cfg, set)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -322,7 +322,7 @@ func TestShutdownFlushes(t *testing.T) {
 	set := plugin.NopSettings(source.ID)
 	reg := prometheus.NewRegistry()
 	set.Metrics = reg
-	s, err := source.New(loopbackConfig(), set)
+	s, err := source.New(ptr(loopbackConfig()), set)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +358,7 @@ func TestBadInput(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	set.Metrics = reg
 	set.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	s, err := source.New(loopbackConfig(), set)
+	s, err := source.New(ptr(loopbackConfig()), set)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,7 +482,7 @@ func TestKernelDrops(t *testing.T) {
 	set := plugin.NopSettings(source.ID)
 	reg := prometheus.NewRegistry()
 	set.Metrics = reg
-	s, err := source.New(cfg, set) // bound, not reading yet
+	s, err := source.New(&cfg, set) // bound, not reading yet
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -512,14 +512,14 @@ func TestListenErrors(t *testing.T) {
 	defer busy.Close()
 	cfg := loopbackConfig()
 	cfg.UDP = busy.LocalAddr().String() // taken without SO_REUSEPORT
-	if _, err := source.New(cfg, plugin.NopSettings(source.ID)); err == nil {
+	if _, err := source.New(&cfg, plugin.NopSettings(source.ID)); err == nil {
 		t.Error("New bound a UDP port another socket holds")
 	}
 }
 
 func TestLifecycle(t *testing.T) {
 	plugintest.Lifecycle(t, func() plugin.Component {
-		s, err := source.New(loopbackConfig(), plugin.NopSettings(source.ID))
+		s, err := source.New(ptr(loopbackConfig()), plugin.NopSettings(source.ID))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -554,7 +554,7 @@ func TestShutdownDrainsSockets(t *testing.T) {
 	set := plugin.NopSettings(source.ID)
 	reg := prometheus.NewRegistry()
 	set.Metrics = reg
-	s, err := source.New(cfg, set)
+	s, err := source.New(&cfg, set)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -590,3 +590,5 @@ func TestShutdownDrainsSockets(t *testing.T) {
 		t.Errorf("after Shutdown: %d UDP and %d TCP records emitted, want %d and 3000", udp, tcp, n)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -16,7 +16,7 @@ import (
 // SO_REUSEPORT (another Weir's readers) or not; reuse_port opts in to
 // sharing; the source's own readers always share.
 func TestPortOwnership(t *testing.T) {
-	first, err := source.New(source.Config{UDP: "127.0.0.1:0", Readers: 3}, plugin.NopSettings(source.ID))
+	first, err := source.New(&source.Config{UDP: "127.0.0.1:0", Readers: 3}, plugin.NopSettings(source.ID))
 	if err != nil {
 		t.Fatalf("first source with 3 readers: %v", err)
 	}
@@ -40,7 +40,7 @@ func TestPortOwnership(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := source.New(tt.cfg, plugin.NopSettings(source.ID))
+			s, err := source.New(&tt.cfg, plugin.NopSettings(source.ID))
 			if s != nil {
 				defer s.Shutdown(context.Background())
 			}

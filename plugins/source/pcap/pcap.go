@@ -31,9 +31,7 @@ func init() {
 		ID:        ID,
 		Summary:   "replays the IPFIX messages of a pcap/pcapng file, at full speed or capture pace",
 		NewConfig: plugin.Defaults(DefaultConfig),
-		New: plugin.Constructor(func(c *Config, set plugin.Settings) (*Source, error) {
-			return New(*c, set)
-		}),
+		New:       plugin.Constructor(New),
 	})
 }
 
@@ -71,7 +69,7 @@ type Source struct {
 
 // New opens the capture file and checks its header. Nothing is read before
 // Start.
-func New(cfg Config, set plugin.Settings) (*Source, error) {
+func New(cfg *Config, set plugin.Settings) (*Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -90,7 +88,7 @@ func New(cfg Config, set plugin.Settings) (*Source, error) {
 		return nil, fmt.Errorf("%s: path %q: %w", ID, path, err)
 	}
 	s := &Source{
-		cfg:   cfg,
+		cfg:   *cfg,
 		set:   set,
 		log:   set.Logger,
 		path:  path,

@@ -52,7 +52,7 @@ func BenchmarkReplay(b *testing.B) {
 	b.ResetTimer()
 	var total int64
 	for b.Loop() {
-		s, err := pcap.New(pcap.Config{Path: path, Ports: []int{4739}}, plugin.NopSettings(pcap.ID))
+		s, err := pcap.New(&pcap.Config{Path: path, Ports: []int{4739}}, plugin.NopSettings(pcap.ID))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -33,7 +33,7 @@ func replay(t *testing.T, cfg pcap.Config) (*pcap.Source, []*flow.Record, *prome
 	set := plugin.NopSettings(pcap.ID)
 	reg := prometheus.NewRegistry()
 	set.Metrics = reg
-	s, err := pcap.New(cfg, set)
+	s, err := pcap.New(&cfg, set)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -404,7 +404,7 @@ func TestShutdownMidReplay(t *testing.T) {
 		{t0, frame(1, udp(exporter4, 4739, msgs[0]))},
 		{t0.Add(time.Hour), frame(1, udp(exporter4, 4739, msgs[0]))},
 	}
-	s, err := pcap.New(pcap.Config{Path: writePcap(t, 1, pkts), Speed: 1}, plugin.NopSettings(pcap.ID))
+	s, err := pcap.New(&pcap.Config{Path: writePcap(t, 1, pkts), Speed: 1}, plugin.NopSettings(pcap.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +440,7 @@ func TestNewErrors(t *testing.T) {
 		"invalid":      {Path: ""},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := pcap.New(cfg, plugin.NopSettings(pcap.ID)); err == nil {
+			if _, err := pcap.New(&cfg, plugin.NopSettings(pcap.ID)); err == nil {
 				t.Fatal("New succeeded")
 			}
 		})
@@ -450,7 +450,7 @@ func TestNewErrors(t *testing.T) {
 func TestBaseDir(t *testing.T) {
 	set := plugin.NopSettings(pcap.ID)
 	set.BaseDir = "../../../test/testdata"
-	s, err := pcap.New(pcap.Config{Path: "softflowd-ipfix.pcap"}, set)
+	s, err := pcap.New(&pcap.Config{Path: "softflowd-ipfix.pcap"}, set)
 	if err != nil {
 		t.Fatalf("relative path against BaseDir: %v", err)
 	}
@@ -459,7 +459,7 @@ func TestBaseDir(t *testing.T) {
 
 func TestLifecycle(t *testing.T) {
 	plugintest.Lifecycle(t, func() plugin.Component {
-		s, err := pcap.New(pcap.Config{Path: softflowdCapture}, plugin.NopSettings(pcap.ID))
+		s, err := pcap.New(&pcap.Config{Path: softflowdCapture}, plugin.NopSettings(pcap.ID))
 		if err != nil {
 			t.Fatal(err)
 		}
