@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/internal/cputime"
 )
 
 // wideTemplate returns a message defining template id with n IANA fields of
@@ -42,15 +43,13 @@ func BenchmarkTemplateWide(b *testing.B) {
 			batch := flow.NewBatch(0)
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu := cpuTime()
+			cpu := cputime.Start()
 			for i := 0; i < b.N; i++ {
 				if _, err := d.Decode(batch, msgs[i%len(msgs)], testExporter); err != nil {
 					b.Fatal(err)
 				}
 			}
-			// CPU time, not wall time: on a shared machine the latter
-			// measures the neighbours.
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			cpu.Report(b, b.N, "op")
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/internal/cputime"
 )
 
 func exporterPort(ip string, port int) netip.AddrPort {
@@ -225,11 +226,11 @@ func BenchmarkTemplateRefused(b *testing.B) {
 	batch := flow.NewBatch(0)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu := cpuTime()
+	cpu := cputime.Start()
 	for i := 0; i < b.N; i++ {
 		if _, err := d.Decode(batch, msgs[i%2], testExporter); !errors.Is(err, ErrLimit) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+	cpu.Report(b, b.N, "op")
 }

@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +12,7 @@ import (
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/core/plugintest"
+	"github.com/weir-flow/weir/internal/cputime"
 	"github.com/weir-flow/weir/internal/rpcwire"
 )
 
@@ -95,7 +93,7 @@ func benchBatches(b *testing.B, p *Processor, size, inFlight int) *flow.Batch {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu := cpuTime(p.PID())
+	cpu := cputime.Start(p.PID())
 	var wg sync.WaitGroup
 	for g := 0; g < inFlight; g++ {
 		wg.Add(1)
@@ -114,14 +112,13 @@ func benchBatches(b *testing.B, p *Processor, size, inFlight int) *flow.Batch {
 	}
 	wg.Wait()
 	b.StopTimer()
-	cpu = cpuTime(p.PID()) - cpu
 	if batches[0].Len() != size {
 		b.Fatalf("%d records came back, want %d", batches[0].Len(), size)
 	}
 	ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N*size)
 	b.ReportMetric(ns, "ns/record")
 	b.ReportMetric(1e9/ns, "records/s")
-	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*size), "cpu-ns/record")
+	cpu.Report(b, b.N*size, "record")
 	return batches[0]
 }
 
@@ -136,7 +133,7 @@ func BenchmarkEmptyCall(b *testing.B) {
 	var sc abi.Scratch
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu := cpuTime(inst.pid)
+	cpu := cputime.Start(inst.pid)
 	for i := 0; i < b.N; i++ {
 		rep, err := inst.stream.Call(context.Background(), buf)
 		if err != nil {
@@ -148,7 +145,7 @@ func BenchmarkEmptyCall(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64((cpuTime(inst.pid)-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	cpu.Report(b, b.N, "op")
 }
 
 // BenchmarkPayload is the round trip of one call carrying size bytes that
@@ -162,7 +159,7 @@ func BenchmarkPayload(b *testing.B) {
 		b.Run(fmt.Sprintf("bytes=%d", size), func(b *testing.B) {
 			buf := make([]byte, rpcwire.FrameHeadroom+size)
 			b.SetBytes(int64(size))
-			cpu := cpuTime(inst.pid)
+			cpu := cputime.Start(inst.pid)
 			for i := 0; i < b.N; i++ {
 				rep, err := inst.stream.Call(context.Background(), buf)
 				if err != nil {
@@ -170,32 +167,9 @@ func BenchmarkPayload(b *testing.B) {
 				}
 				rep.Release()
 			}
-			b.ReportMetric(float64((cpuTime(inst.pid)-cpu).Nanoseconds())/float64(b.N), "cpu-ns/op")
+			cpu.Report(b, b.N, "op")
 		})
 	}
-}
-
-// cpuTime is the CPU time (user + system) used so far by this process and
-// by the plugin process pid. On a shared machine it measures a benchmark's
-// cost better than wall time.
-func cpuTime(pid int) time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	total := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return total
-	}
-	s := string(stat)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	// utime and stime are fields 14 and 15 of stat(5), in clock ticks
-	// (USER_HZ, 100 on Linux).
-	if len(fields) > 12 {
-		ut, _ := strconv.ParseInt(fields[11], 10, 64)
-		st, _ := strconv.ParseInt(fields[12], 10, 64)
-		total += time.Duration(ut+st) * 10 * time.Millisecond
-	}
-	return total
 }
 
 // BenchmarkStart is plugin start-up: exec, go-plugin handshake with

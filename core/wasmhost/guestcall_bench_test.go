@@ -4,19 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/plugintest"
+	"github.com/weir-flow/weir/internal/cputime"
 )
-
-func cpuNow() int64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru.Utime.Nano() + ru.Stime.Nano()
-}
 
 // BenchmarkGuestCall calls weir_process on a batch already in guest
 // memory: the guest's share of the cost.
@@ -35,15 +29,14 @@ func BenchmarkGuestCall(b *testing.B) {
 			}
 			in.mem.Write(in.inPtr, buf)
 			ctx := context.Background()
-			c0 := cpuNow()
+			cpu := cputime.Start()
 			for b.Loop() {
 				in.stack[0], in.stack[1] = uint64(in.inPtr), uint64(len(buf))
 				if err := in.process.CallWithStack(ctx, in.stack[:]); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(cpuNow()-c0)/float64(b.N*n), "cpu-ns/record")
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+			cpu.ReportPer(b, b.N*n, "record")
 		})
 	}
 }

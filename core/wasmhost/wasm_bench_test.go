@@ -12,6 +12,7 @@ import (
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/core/plugintest"
+	"github.com/weir-flow/weir/internal/cputime"
 	"github.com/weir-flow/weir/plugins/filter/protocol"
 )
 
@@ -71,7 +72,7 @@ func BenchmarkProtocolFilter(b *testing.B) {
 				batch, orig := benchBatch(n)
 				ctx := context.Background()
 				b.ReportAllocs()
-				c0 := cpuNow()
+				cpu := cputime.Start()
 				for b.Loop() {
 					restore(batch, orig)
 					if err := p.Process(ctx, batch); err != nil {
@@ -81,8 +82,7 @@ func BenchmarkProtocolFilter(b *testing.B) {
 				if batch.Len() != (n+1)/2 && n > 1 {
 					b.Fatalf("kept %d of %d", batch.Len(), n)
 				}
-				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
-				b.ReportMetric(float64(cpuNow()-c0)/float64(b.N*n), "cpu-ns/record")
+				cpu.ReportPer(b, b.N*n, "record")
 			})
 		}
 		b.Run(fmt.Sprintf("builtin/n=%d", n), func(b *testing.B) {
@@ -95,15 +95,14 @@ func BenchmarkProtocolFilter(b *testing.B) {
 			batch, orig := benchBatch(n)
 			ctx := context.Background()
 			b.ReportAllocs()
-			c0 := cpuNow()
+			cpu := cputime.Start()
 			for b.Loop() {
 				restore(batch, orig)
 				if err := f.Process(ctx, batch); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
-			b.ReportMetric(float64(cpuNow()-c0)/float64(b.N*n), "cpu-ns/record")
+			cpu.ReportPer(b, b.N*n, "record")
 		})
 	}
 }

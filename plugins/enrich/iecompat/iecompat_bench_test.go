@@ -7,6 +7,7 @@ import (
 
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugintest"
+	"github.com/weir-flow/weir/internal/cputime"
 	"github.com/weir-flow/weir/plugins/enrich/iecompat"
 )
 
@@ -81,7 +82,7 @@ func BenchmarkProcess(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu := cpuTime()
+			cpu := cputime.Start()
 			for i := 0; i < b.N; i++ {
 				if bc.refresh {
 					fill()
@@ -92,7 +93,7 @@ func BenchmarkProcess(b *testing.B) {
 					}
 				}
 			}
-			reportPerRecord(b, cpu, b.N*n)
+			cpu.ReportPer(b, b.N*n, "record")
 		})
 	}
 }

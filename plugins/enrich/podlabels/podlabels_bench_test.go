@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
+	"github.com/weir-flow/weir/internal/cputime"
 )
 
 // benchEnricher returns an enricher whose index holds pods Pods (each with
@@ -65,15 +65,6 @@ func benchEnricher(b *testing.B, pods, n int) (*Enricher, *flow.Batch) {
 	return e, batch
 }
 
-// cpuTime returns the CPU time (user + system) the process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // clearAntrea resets the fields the enricher fills so each iteration does
 // the full work (with overwrite off, filled fields would be skipped).
 func clearAntrea(b *flow.Batch) {
@@ -96,18 +87,14 @@ func BenchmarkProcess(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0 := cpuTime()
+			cpu := cputime.Start()
 			for b.Loop() {
 				clearAntrea(batch)
 				if err := e.Process(ctx, batch); err != nil {
 					b.Fatal(err)
 				}
 			}
-			records := float64(b.N * batch.Len())
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/records, "ns/record")
-			// CPU time measures the cost better than wall time on a shared
-			// machine.
-			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/records, "cpu-ns/record")
+			cpu.ReportPer(b, b.N*batch.Len(), "record")
 		})
 	}
 }

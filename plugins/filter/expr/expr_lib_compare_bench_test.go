@@ -20,6 +20,7 @@ import (
 
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugintest"
+	"github.com/weir-flow/weir/internal/cputime"
 )
 
 const compareExpression = `protocolIdentifier == 6 && destinationTransportPort in [80, 443] && sourcePodNamespace != "kube-system"`
@@ -55,7 +56,7 @@ func runCompare(b *testing.B, recs []*flow.Record, eval func(*flow.Record) bool)
 	want := wantKept(b, recs)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu := CPUTime()
+	cpu := cputime.Start()
 	for i := 0; i < b.N; i++ {
 		kept := 0
 		for _, r := range recs {
@@ -67,7 +68,7 @@ func runCompare(b *testing.B, recs []*flow.Record, eval func(*flow.Record) bool)
 			b.Fatalf("kept %d, want %d", kept, want)
 		}
 	}
-	ReportPerRecord(b, cpu, b.N*len(recs))
+	cpu.ReportPer(b, b.N*len(recs), "record")
 }
 
 // structEnv is expr's documented way to type an environment.

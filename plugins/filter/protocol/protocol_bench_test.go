@@ -6,6 +6,7 @@ import (
 
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugintest"
+	"github.com/weir-flow/weir/internal/cputime"
 	"github.com/weir-flow/weir/plugins/filter/protocol"
 )
 
@@ -30,14 +31,14 @@ func BenchmarkProcess(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu := cpuTime()
+			cpu := cputime.Start()
 			for i := 0; i < b.N; i++ {
 				batch.Records = append(batch.Records[:0], all...)
 				if err := f.Process(ctx, batch); err != nil {
 					b.Fatal(err)
 				}
 			}
-			reportPerRecord(b, cpu, b.N*len(all))
+			cpu.ReportPer(b, b.N*len(all), "record")
 		})
 	}
 }
