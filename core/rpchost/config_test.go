@@ -1,77 +1,26 @@
 package rpchost_test
 
 import (
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
-	"github.com/weir-flow/weir/core/config"
+	"github.com/weir-flow/weir/core/plugintest"
 	"github.com/weir-flow/weir/core/rpchost"
 )
-
-type configCases struct {
-	Valid   map[string]map[string]any `yaml:"valid"`
-	Invalid map[string]struct {
-		Config map[string]any `yaml:"config"`
-		Keys   []string       `yaml:"keys"`
-	} `yaml:"invalid"`
-}
 
 // parse decodes body as the config of an rpc stage through the real strict
 // decoder.
 func parse(t *testing.T, body map[string]any) (*rpchost.Config, error) {
 	t.Helper()
-	doc := map[string]any{"pipeline": map[string]any{
-		"sources":    []any{map[string]any{"source.ipfix": map[string]any{}}},
-		"processors": []any{map[string]any{rpchost.ID: body}},
-	}}
-	data, err := yaml.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse(data, nil)
+	cfg, err := plugintest.ParseStage(t, rpchost.ID, body)
 	if err != nil {
 		return nil, err
 	}
-	return cfg.Pipeline.Processors[0].Config.(*rpchost.Config), nil
+	return cfg.(*rpchost.Config), nil
 }
 
-func TestConfigCases(t *testing.T) {
-	data, err := os.ReadFile("testdata/config.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cases configCases
-	if err := yaml.Unmarshal(data, &cases); err != nil {
-		t.Fatal(err)
-	}
-	if len(cases.Valid) == 0 || len(cases.Invalid) == 0 {
-		t.Fatal("testdata/config.yaml has no cases")
-	}
-	for name, body := range cases.Valid {
-		t.Run("valid/"+name, func(t *testing.T) {
-			if _, err := parse(t, body); err != nil {
-				t.Fatalf("want valid, got:\n%v", err)
-			}
-		})
-	}
-	for name, c := range cases.Invalid {
-		t.Run("invalid/"+name, func(t *testing.T) {
-			_, err := parse(t, c.Config)
-			if err == nil {
-				t.Fatal("want an error, got none")
-			}
-			for _, key := range c.Keys {
-				if !strings.Contains(err.Error(), key) {
-					t.Errorf("error does not name %q:\n%v", key, err)
-				}
-			}
-		})
-	}
-}
+func TestConfigCases(t *testing.T) { plugintest.ConfigCases(t, rpchost.ID, nil) }
 
 func TestConfigDecodes(t *testing.T) {
 	cfg, err := parse(t, map[string]any{

@@ -4,51 +4,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weir-flow/weir/core/plugintest"
 )
 
-func TestConfigValidate(t *testing.T) {
-	valid := func(edit func(*Config)) *Config {
-		c := DefaultConfig()
-		c.Path = "filter.wasm"
-		edit(c)
-		return c
-	}
-	cases := []struct {
-		name string
-		cfg  *Config
-		want []string // substrings of the error; none means valid
-	}{
-		{"defaults", valid(func(*Config) {}), nil},
-		{"no deadline", valid(func(c *Config) { c.Timeout = 0 }), nil},
-		{"grants", valid(func(c *Config) { c.Allow = Allow{FS: []string{"data"}, Env: []string{"HOME"}} }), nil},
-		{"missing path", valid(func(c *Config) { c.Path = " " }), []string{"path: missing"}},
-		{"memory zero", valid(func(c *Config) { c.MemoryLimit = 0 }), []string{"memory_limit: 0"}},
-		{"memory too big", valid(func(c *Config) { c.MemoryLimit = 8 << 30 }), []string{"memory_limit: 8GiB", "4GiB"}},
-		{"negative timeout", valid(func(c *Config) { c.Timeout = -time.Second }), []string{"timeout: -1s"}},
-		{"negative instances", valid(func(c *Config) { c.Instances = -1 }), []string{"instances: -1"}},
-		{"bad env", valid(func(c *Config) { c.Allow.Env = []string{"A=B"} }), []string{`allow.env[0]: "A=B"`}},
-		{"empty fs", valid(func(c *Config) { c.Allow.FS = []string{""} }), []string{"allow.fs[0]"}},
-		{"config not JSON", valid(func(c *Config) { c.Config = map[any]any{1: 2} }), []string{"config: cannot be encoded as JSON"}},
-		{"every problem", &Config{Timeout: -1}, []string{"path", "memory_limit", "timeout"}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			err := c.cfg.Validate()
-			if len(c.want) == 0 {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatal("Validate accepted it")
-			}
-			for _, w := range c.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("%q lacks %q", err, w)
-				}
-			}
-		})
+func TestConfigCases(t *testing.T) { plugintest.ConfigCases(t, ID, nil) }
+
+// TestConfigNotJSON: a module config YAML cannot produce (a map with
+// non-string keys) is refused, since the guest reads it as JSON.
+func TestConfigNotJSON(t *testing.T) {
+	c := DefaultConfig()
+	c.Path, c.Config = "filter.wasm", map[any]any{1: 2}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "config: cannot be encoded as JSON") {
+		t.Fatalf("Validate: %v", err)
 	}
 }
 
