@@ -280,22 +280,22 @@ func encodeColumn(base unsafe.Pointer, recs []*flow.Record, it *planItem) {
 	case 1:
 		c := unsafe.Slice((*uint8)(col), len(recs))
 		for i, r := range recs {
-			c[i] = *(*uint8)(unsafe.Add(unsafe.Pointer(r), off))
+			c[i] = *flow.Uint8At(r, off)
 		}
 	case 2:
 		c := unsafe.Slice((*uint16)(col), len(recs))
 		for i, r := range recs {
-			c[i] = *(*uint16)(unsafe.Add(unsafe.Pointer(r), off))
+			c[i] = *flow.Uint16At(r, off)
 		}
 	case 4:
 		c := unsafe.Slice((*uint32)(col), len(recs))
 		for i, r := range recs {
-			c[i] = *(*uint32)(unsafe.Add(unsafe.Pointer(r), off))
+			c[i] = *flow.Uint32At(r, off)
 		}
 	default:
 		c := unsafe.Slice((*uint64)(col), len(recs))
 		for i, r := range recs {
-			c[i] = *(*uint64)(unsafe.Add(unsafe.Pointer(r), off))
+			c[i] = *flow.Uint64At(r, off)
 		}
 	}
 }

@@ -58,15 +58,14 @@ func (d *Decoder) Filter(v *View, r *flow.Record, keep func(*flow.Record) bool, 
 		// Without a presence column every field of the mask is present.
 		r.Present = v.mask.Fields
 	}
-	rp := unsafe.Pointer(r)
 	for i := range n {
 		// Every column holds n values within cols.
-		copyScalar(rp, base, i, &first[0])
-		copyScalar(rp, base, i, &first[1])
-		copyScalar(rp, base, i, &first[2])
-		copyScalar(rp, base, i, &first[3])
+		copyScalar(r, base, i, &first[0])
+		copyScalar(r, base, i, &first[1])
+		copyScalar(r, base, i, &first[2])
+		copyScalar(r, base, i, &first[3])
 		for k := range rest {
-			copyScalar(rp, base, i, &rest[k])
+			copyScalar(r, base, i, &rest[k])
 		}
 		if pres != nil {
 			r.Present[0] = pres[i][0] & m0
@@ -81,17 +80,17 @@ func (d *Decoder) Filter(v *View, r *flow.Record, keep func(*flow.Record) bool, 
 
 // copyScalar copies value i of the unsigned column of it, in the columns
 // at base, into the record at r: little-endian machines only.
-func copyScalar(r, base unsafe.Pointer, i int, it *planItem) {
-	src, dst := unsafe.Add(base, int(it.col)+i*int(it.size)), unsafe.Add(r, it.record)
+func copyScalar(r *flow.Record, base unsafe.Pointer, i int, it *planItem) {
+	src := unsafe.Add(base, int(it.col)+i*int(it.size))
 	switch it.size {
 	case 1:
-		*(*uint8)(dst) = *(*uint8)(src)
+		*flow.Uint8At(r, it.record) = *(*uint8)(src)
 	case 2:
-		*(*uint16)(dst) = *(*uint16)(src)
+		*flow.Uint16At(r, it.record) = *(*uint16)(src)
 	case 4:
-		*(*uint32)(dst) = *(*uint32)(src)
+		*flow.Uint32At(r, it.record) = *(*uint32)(src)
 	default:
-		*(*uint64)(dst) = *(*uint64)(src)
+		*flow.Uint64At(r, it.record) = *(*uint64)(src)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/weir-flow/weir/core/flow"
 )
@@ -728,34 +727,33 @@ func (d *Decoder) record(r *flow.Record, t *template, data []byte, exportTime ui
 		switch o.kind {
 		case opSlotUint:
 			x := readUint(v)
-			p := unsafe.Add(unsafe.Pointer(r), o.off)
 			switch o.size {
 			case 1:
-				*(*uint8)(p) = uint8(x)
+				*flow.Uint8At(r, o.off) = uint8(x)
 			case 2:
-				*(*uint16)(p) = uint16(x)
+				*flow.Uint16At(r, o.off) = uint16(x)
 			case 4:
-				*(*uint32)(p) = uint32(x)
+				*flow.Uint32At(r, o.off) = uint32(x)
 			default:
-				*(*uint64)(p) = x
+				*flow.Uint64At(r, o.off) = x
 			}
 		case opSlotU8:
-			*(*uint8)(unsafe.Add(unsafe.Pointer(r), o.off)) = v[0]
+			*flow.Uint8At(r, o.off) = v[0]
 		case opSlotU16:
-			*(*uint16)(unsafe.Add(unsafe.Pointer(r), o.off)) = binary.BigEndian.Uint16(v)
+			*flow.Uint16At(r, o.off) = binary.BigEndian.Uint16(v)
 		case opSlotU32:
-			*(*uint32)(unsafe.Add(unsafe.Pointer(r), o.off)) = binary.BigEndian.Uint32(v)
+			*flow.Uint32At(r, o.off) = binary.BigEndian.Uint32(v)
 		case opSlotU64:
-			*(*uint64)(unsafe.Add(unsafe.Pointer(r), o.off)) = binary.BigEndian.Uint64(v)
+			*flow.Uint64At(r, o.off) = binary.BigEndian.Uint64(v)
 		case opSlotString:
 			if string(v) != o.last {
 				o.last = d.intern(v)
 			}
-			*(*string)(unsafe.Add(unsafe.Pointer(r), o.off)) = o.last
+			*flow.StringAt(r, o.off) = o.last
 		case opSlotAddr4:
-			*(*netip.Addr)(unsafe.Add(unsafe.Pointer(r), o.off)) = netip.AddrFrom4([4]byte(v))
+			*flow.AddrAt(r, o.off) = netip.AddrFrom4([4]byte(v))
 		case opSlotAddr6:
-			*(*netip.Addr)(unsafe.Add(unsafe.Pointer(r), o.off)) = netip.AddrFrom16([16]byte(v))
+			*flow.AddrAt(r, o.off) = netip.AddrFrom16([16]byte(v))
 		case opUint:
 			r.SetUint(o.field, readUint(v))
 		case opString:

@@ -4,9 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
-	"unsafe"
 
 	"github.com/weir-flow/weir/core/flow"
 )
@@ -505,36 +503,34 @@ func (e *Encoder) writeRecord(r *flow.Record, t *encTemplate, rl int) {
 	n := len(e.buf)
 	e.buf = e.buf[:n+rl]
 	w := e.buf[n:]
-	base := unsafe.Pointer(r)
 	i := 0
 	for _, f := range t.fields {
-		p := unsafe.Add(base, f.off)
 		switch f.kind {
 		case encU8:
-			w[i] = *(*uint8)(p)
+			w[i] = *flow.Uint8At(r, f.off)
 			i++
 		case encU16:
-			binary.BigEndian.PutUint16(w[i:], *(*uint16)(p))
+			binary.BigEndian.PutUint16(w[i:], *flow.Uint16At(r, f.off))
 			i += 2
 		case encU32:
-			binary.BigEndian.PutUint32(w[i:], *(*uint32)(p))
+			binary.BigEndian.PutUint32(w[i:], *flow.Uint32At(r, f.off))
 			i += 4
 		case encU64:
-			binary.BigEndian.PutUint64(w[i:], *(*uint64)(p))
+			binary.BigEndian.PutUint64(w[i:], *flow.Uint64At(r, f.off))
 			i += 8
 		case encTime:
-			binary.BigEndian.PutUint64(w[i:], uint64(*(*int64)(p)/1e6))
+			binary.BigEndian.PutUint64(w[i:], uint64(*flow.TimeAt(r, f.off)/1e6))
 			i += 8
 		case encAddr4:
-			a := (*netip.Addr)(p).Unmap().As4()
+			a := flow.AddrAt(r, f.off).Unmap().As4()
 			copy(w[i:i+4], a[:])
 			i += 4
 		case encAddr6:
-			a := (*netip.Addr)(p).As16()
+			a := flow.AddrAt(r, f.off).As16()
 			copy(w[i:i+16], a[:])
 			i += 16
 		case encString:
-			i = putVar(w, i, *(*string)(p))
+			i = putVar(w, i, *flow.StringAt(r, f.off))
 		default: // encUint
 			v := r.Uint(f.field)
 			switch f.width {
