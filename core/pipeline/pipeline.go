@@ -236,30 +236,35 @@ func (p *Pipeline) build(s config.Stage, kind, baseDir string, deferMetrics bool
 	return c, st, nil
 }
 
-func (p *Pipeline) buildSource(s config.Stage, baseDir string, deferMetrics bool) (*source, error) {
-	c, st, err := p.build(s, "source", baseDir, deferMetrics)
+// buildAs builds one stage's plugin and checks that it is a T (the
+// interface of its kind); a plugin that is not is shut down again.
+func buildAs[T plugin.Component](p *Pipeline, s config.Stage, kind, iface, baseDir string, deferMetrics bool) (T, stage, error) {
+	var zero T
+	c, st, err := p.build(s, kind, baseDir, deferMetrics)
 	if err != nil {
-		return nil, err
+		return zero, st, err
 	}
-	src, ok := c.(plugin.Source)
+	t, ok := c.(T)
 	if !ok {
 		_ = c.Shutdown(context.Background())
 		st.metrics.unregisterAll()
-		return nil, fmt.Errorf("%s: plugin does not implement plugin.Source", s.Path)
+		return zero, st, fmt.Errorf("%s: plugin does not implement %s", s.Path, iface)
+	}
+	return t, st, nil
+}
+
+func (p *Pipeline) buildSource(s config.Stage, baseDir string, deferMetrics bool) (*source, error) {
+	src, st, err := buildAs[plugin.Source](p, s, "source", "plugin.Source", baseDir, deferMetrics)
+	if err != nil {
+		return nil, err
 	}
 	return &source{src, st}, nil
 }
 
 func (p *Pipeline) buildProcessor(s config.Stage, baseDir string, deferMetrics bool) (*processor, error) {
-	c, st, err := p.build(s, "processor", baseDir, deferMetrics)
+	pr, st, err := buildAs[plugin.Processor](p, s, "processor", "plugin.Processor", baseDir, deferMetrics)
 	if err != nil {
 		return nil, err
-	}
-	pr, ok := c.(plugin.Processor)
-	if !ok {
-		_ = c.Shutdown(context.Background())
-		st.metrics.unregisterAll()
-		return nil, fmt.Errorf("%s: plugin does not implement plugin.Processor", s.Path)
 	}
 	out := &processor{Processor: pr, stage: st, failClosed: s.OnError == plugin.FailClosed}
 	if em, ok := pr.(plugin.Emitting); ok {
@@ -270,15 +275,9 @@ func (p *Pipeline) buildProcessor(s config.Stage, baseDir string, deferMetrics b
 }
 
 func (p *Pipeline) buildExporter(s config.Stage, baseDir string, deferMetrics bool) (*exporter, error) {
-	c, st, err := p.build(s, "exporter", baseDir, deferMetrics)
+	e, st, err := buildAs[plugin.Exporter](p, s, "exporter", "plugin.Exporter", baseDir, deferMetrics)
 	if err != nil {
 		return nil, err
-	}
-	e, ok := c.(plugin.Exporter)
-	if !ok {
-		_ = c.Shutdown(context.Background())
-		st.metrics.unregisterAll()
-		return nil, fmt.Errorf("%s: plugin does not implement plugin.Exporter", s.Path)
 	}
 	return &exporter{Exporter: e, stage: st, queue: make(chan *item, p.cfg.Pipeline.Queue.ExporterSize),
 		done: make(chan struct{}), gone: make(chan struct{})}, nil
