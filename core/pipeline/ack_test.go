@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/core/plugintest"
 )
@@ -82,5 +83,90 @@ pipeline:
 	}
 	if sink("ack").Len() != 1 {
 		t.Errorf("exporter got %d records, want 1", sink("ack").Len())
+	}
+}
+
+// deferredExporter is a plugin.DeferredExporter that stores nothing until
+// the test calls its held callbacks.
+type deferredExporter struct {
+	mu     sync.Mutex
+	stored []func()
+	plain  int // batches that came through Export (no ack wanted)
+}
+
+func (e *deferredExporter) Start(context.Context) error    { return nil }
+func (e *deferredExporter) Shutdown(context.Context) error { return nil }
+
+func (e *deferredExporter) Export(context.Context, *flow.Batch) error {
+	e.mu.Lock()
+	e.plain++
+	e.mu.Unlock()
+	return nil
+}
+
+func (e *deferredExporter) ExportDeferred(_ context.Context, _ *flow.Batch, stored func()) error {
+	e.mu.Lock()
+	e.stored = append(e.stored, stored)
+	e.mu.Unlock()
+	return nil
+}
+
+func (e *deferredExporter) take() []func() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.stored
+	e.stored = nil
+	return s
+}
+
+var (
+	deferredAcks = &ackSource{acked: map[string]bool{}}
+	deferred     = &deferredExporter{}
+)
+
+func init() {
+	plugin.Register(plugin.Info{ID: "source.test_ack_deferred", NewConfig: func() plugin.Config { return &emptyConfig{} },
+		New: func(plugin.Config, plugin.Settings) (plugin.Component, error) { return deferredAcks, nil }})
+	plugin.Register(plugin.Info{ID: "export.test_deferred", NewConfig: func() plugin.Config { return &emptyConfig{} },
+		New: func(plugin.Config, plugin.Settings) (plugin.Component, error) { return deferred, nil }})
+}
+
+// TestEmitAckedWaitsForStored: with a plugin.DeferredExporter, a batch is
+// acknowledged only once that exporter has stored it, not when Export
+// returned; a batch filtered empty never reaches it and is acknowledged
+// at once.
+func TestEmitAckedWaitsForStored(t *testing.T) {
+	p := start(t, `
+pipeline:
+  sources: [{source.test_ack_deferred: {}}]
+  processors: [{filter.test_even: {}}]
+  exporters: [{export.test_deferred: {}}]
+`)
+	defer p.Shutdown(context.Background())
+	var held []func()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(held) == 0 || !deferredAcks.isAcked("filtered") {
+		if time.Now().After(deadline) {
+			t.Fatalf("held %d batches, filtered acknowledged %v", len(held), deferredAcks.isAcked("filtered"))
+		}
+		held = append(held, deferred.take()...)
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if deferredAcks.isAcked("kept") {
+		t.Fatal("a batch was acknowledged before the exporter stored it")
+	}
+	if len(held) != 1 {
+		t.Fatalf("exporter holds %d batches, want 1", len(held))
+	}
+	held[0]()
+	for !deferredAcks.isAcked("kept") {
+		if time.Now().After(deadline) {
+			t.Fatal("a stored batch was never acknowledged")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if deferred.plain != 0 {
+		t.Errorf("%d acknowledged batches went through Export instead of ExportDeferred", deferred.plain)
 	}
 }

@@ -42,6 +42,9 @@ type item struct {
 	batch *flow.Batch
 	refs  atomic.Int32
 	done  func() // plugin.AckEmitter's callback, or nil
+	// pending counts what done still waits for: the batch's release, and
+	// each plugin.DeferredExporter that has not yet stored it.
+	pending atomic.Int32
 }
 
 // stage is what every running plugin instance carries: its config (to tell
@@ -607,7 +610,13 @@ func (p *Pipeline) runExporter(e *exporter) {
 	for it := range e.queue {
 		n := uint64(it.batch.Len())
 		start := time.Now()
-		err := e.Export(ctx, it.batch)
+		var err error
+		if de, ok := e.Exporter.(plugin.DeferredExporter); ok && it.done != nil {
+			it.pending.Add(1) // before unref below, so release cannot finish first
+			err = de.ExportDeferred(ctx, it.batch, func() { p.settle(it) })
+		} else {
+			err = e.Export(ctx, it.batch)
+		}
 		elapsed := time.Since(start)
 		e.stats.In.Add(n)
 		e.stats.Batches.Add(1)
@@ -639,6 +648,13 @@ func (p *Pipeline) release(it *item) {
 	it.batch.Reset()
 	p.pool.Put(it.batch)
 	if it.done != nil {
+		p.settle(it)
+	}
+}
+
+// settle counts one of what it.done waits for; the last calls it.
+func (p *Pipeline) settle(it *item) {
+	if it.pending.Add(-1) == 0 {
 		it.done()
 	}
 }
@@ -664,7 +680,8 @@ func (e *emitter) Emit(ctx context.Context, b *flow.Batch) error {
 }
 
 // EmitAcked implements plugin.AckEmitter: done runs when the batch is
-// released (release), after the last exporter returned.
+// released (release), after the last exporter returned, and every
+// plugin.DeferredExporter among them has stored it.
 func (e *emitter) EmitAcked(ctx context.Context, b *flow.Batch, done func()) error {
 	n := uint64(b.Len())
 	if n == 0 {
@@ -676,6 +693,7 @@ func (e *emitter) EmitAcked(ctx context.Context, b *flow.Batch, done func()) err
 		return nil
 	}
 	it := &item{batch: b, done: done}
+	it.pending.Store(1) // the release
 	e.p.emitMu.RLock()
 	defer e.p.emitMu.RUnlock()
 	if e.p.closed {

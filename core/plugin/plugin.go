@@ -147,6 +147,20 @@ type AckEmitter interface {
 	EmitAcked(ctx context.Context, b *flow.Batch, done func()) error
 }
 
+// DeferredExporter is an [Exporter] that still holds records after Export
+// returns (a buffer in front of a database) and can tell when they are
+// stored. The engine uses it for batches whose source acknowledges its
+// input ([AckEmitter]): the source's done then waits for stored, so a
+// Kafka offset is committed only once the rows are in the database.
+type DeferredExporter interface {
+	Exporter
+	// ExportDeferred is Export, and calls stored once every record of b
+	// has been stored or counted as dropped. stored runs exactly once,
+	// from any goroutine, also when ExportDeferred returns an error. b
+	// is not retained, as with Export.
+	ExportDeferred(ctx context.Context, b *flow.Batch, stored func()) error
+}
+
 // Settings is what the engine gives every plugin it builds.
 type Settings struct {
 	// ID is the plugin ID, e.g. "filter.protocol".

@@ -74,6 +74,12 @@ func (s *Sink) Export(ctx context.Context, b *flow.Batch) error {
 	return s.buf.Add(ctx, b.Records)
 }
 
+// ExportDeferred implements plugin.DeferredExporter: stored runs once b's
+// records have left the buffer (see [Buffer.AddAcked]).
+func (s *Sink) ExportDeferred(ctx context.Context, b *flow.Batch, stored func()) error {
+	return s.buf.AddAcked(ctx, b.Records, stored)
+}
+
 // Buffer returns the sink's buffer, for tests and benchmarks.
 func (s *Sink) Buffer() *Buffer { return s.buf }
 

@@ -81,6 +81,17 @@ type Buffer struct {
 	dropped                *prometheus.CounterVec
 	insertSeconds          prometheus.Histogram
 	logs                   plugin.LogLimiter
+
+	// Acknowledgements (AddAcked): records get sequence numbers as they
+	// enter the FIFO; an ack runs once every record before its mark has
+	// left it (inserted, rejected, or dropped at Close).
+	added, settled uint64
+	acks           []pendingAck
+}
+
+type pendingAck struct {
+	upTo uint64
+	fn   func()
 }
 
 // ErrPermanent marks an insert error retrying cannot fix.
@@ -168,8 +179,30 @@ func (b *Buffer) Dropped(reason string) uint64 {
 // buffer's room are dropped and counted, unless Block is set: then Add
 // waits for room or ctx.
 func (b *Buffer) Add(ctx context.Context, recs []*flow.Record) error {
+	return b.AddAcked(ctx, recs, nil)
+}
+
+// AddAcked is Add, and calls ack (when not nil) once every record it kept
+// has left the buffer: inserted, rejected by the server, or dropped by
+// Close. Records it dropped at once (buffer full) need no wait. ack runs
+// exactly once, from any goroutine, also when AddAcked returns an error.
+func (b *Buffer) AddAcked(ctx context.Context, recs []*flow.Record, ack func()) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	err := b.add(ctx, recs)
+	var ready []func()
+	if ack != nil {
+		b.acks = append(b.acks, pendingAck{upTo: b.added, fn: ack})
+		ready = b.settle()
+	}
+	b.mu.Unlock()
+	for _, fn := range ready {
+		fn()
+	}
+	return err
+}
+
+// add is Add with b.mu held.
+func (b *Buffer) add(ctx context.Context, recs []*flow.Record) error {
 	for i := 0; i < len(recs); {
 		if b.closed {
 			b.drop(ReasonShutdown, len(recs)-i, nil)
@@ -195,12 +228,27 @@ func (b *Buffer) Add(ctx context.Context, recs []*flow.Record) error {
 			c[len(c)-1].Extra = nil
 			b.chunks[len(b.chunks)-1] = c
 			b.n++
+			b.added++
 		}
 	}
 	if b.n >= b.o.BatchSize {
 		b.signal()
 	}
 	return nil
+}
+
+// settle removes the acks whose records have all left the buffer and
+// returns them, to be called without b.mu. Called with b.mu held.
+func (b *Buffer) settle() []func() {
+	var ready []func()
+	k := 0
+	for ; k < len(b.acks) && b.acks[k].upTo <= b.settled; k++ {
+		ready = append(ready, b.acks[k].fn)
+	}
+	if k > 0 {
+		b.acks = append(b.acks[:0], b.acks[k:]...)
+	}
+	return ready
 }
 
 // waitSpace waits on the condition until there is room, the buffer closes
@@ -272,19 +320,25 @@ func (b *Buffer) head(now time.Time) ([]flow.Record, time.Duration) {
 	return c, 0
 }
 
-// pop removes the head chunk after it was written or dropped.
+// pop removes the head chunk after it was written or dropped, and runs
+// the acks that were waiting for it.
 func (b *Buffer) pop() {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	c := b.chunks[0]
 	b.chunks[0] = nil
 	b.chunks = b.chunks[1:]
 	b.n -= len(c)
+	b.settled += uint64(len(c))
 	clear(c) // drop string references
 	b.free = append(b.free, c[:0])
 	b.sealed = false
 	b.first = time.Now()
 	b.space.Broadcast()
+	ready := b.settle()
+	b.mu.Unlock()
+	for _, fn := range ready {
+		fn()
+	}
 }
 
 func (b *Buffer) run() {
@@ -372,7 +426,12 @@ func (b *Buffer) Close(ctx context.Context) error {
 		b.drop(ReasonShutdown, b.n, err)
 		b.chunks, b.n = nil, 0
 	}
+	b.settled = b.added
+	ready := b.settle()
 	b.mu.Unlock()
+	for _, fn := range ready {
+		fn()
+	}
 	return err
 }
 

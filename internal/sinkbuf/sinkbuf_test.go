@@ -147,3 +147,49 @@ func TestBuffer(t *testing.T) {
 		_ = b.Close(context.Background())
 	})
 }
+
+// TestAddAcked: an ack runs only once its records have left the buffer —
+// inserted (in order, after the server came back), or dropped at Close —
+// and at once for records dropped because the buffer was full.
+func TestAddAcked(t *testing.T) {
+	s := &fakeServer{} // down
+	b := newBuffer(t, s, 25)
+	ctx := context.Background()
+	var acked [4]atomic.Bool
+	ack := func(i int) func() { return func() { acked[i].Store(true) } }
+	_ = b.AddAcked(ctx, records(0, 10), ack(0))
+	_ = b.AddAcked(ctx, records(10, 10), ack(1))
+	_ = b.AddAcked(ctx, records(20, 10), ack(2)) // 5 kept, 5 dropped: buffer full
+	time.Sleep(30 * time.Millisecond)            // several failed inserts
+	for i := range 3 {
+		if acked[i].Load() {
+			t.Fatalf("batch %d acknowledged while the server is down", i)
+		}
+	}
+	s.set(true)
+	wait(t, func() bool { return acked[0].Load() && acked[1].Load() && acked[2].Load() })
+	if got := s.count(); got != 25 {
+		t.Fatalf("server has %d rows, want 25", got)
+	}
+	s.set(false)
+	_ = b.AddAcked(ctx, records(30, 3), ack(3))
+	time.Sleep(10 * time.Millisecond)
+	if acked[3].Load() {
+		t.Fatal("acknowledged before Close while the server is down")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	_ = b.Close(cctx)
+	if !acked[3].Load() {
+		t.Fatal("Close dropped the records without running their ack")
+	}
+	if got := b.Dropped(ReasonShutdown); got != 3 {
+		t.Errorf("shutdown drops = %d, want 3", got)
+	}
+	// After Close every ack runs at once.
+	var late atomic.Bool
+	_ = b.AddAcked(ctx, records(40, 2), func() { late.Store(true) })
+	if !late.Load() {
+		t.Error("an ack after Close did not run")
+	}
+}

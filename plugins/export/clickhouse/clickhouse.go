@@ -336,7 +336,7 @@ func (e *Exporter) classify(err error) error {
 	return err
 }
 
-var _ plugin.Exporter = (*Exporter)(nil)
+var _ plugin.DeferredExporter = (*Exporter)(nil)
 
 // Columns returns rows as one typed slice per column, as the exporter
 // sends them, for benchmarks that compare with the client alone.

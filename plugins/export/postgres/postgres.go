@@ -212,7 +212,7 @@ func (s *copySource) Values() ([]any, error) {
 	return s.vals, nil
 }
 
-var _ plugin.Exporter = (*Exporter)(nil)
+var _ plugin.DeferredExporter = (*Exporter)(nil)
 
 // Rows converts records to COPY rows as the exporter does, for benchmarks
 // that compare with the client alone.

@@ -219,7 +219,7 @@ func (s *Source) run(out plugin.Emitter) {
 			s.dec.Expire()
 			s.lastExp = now
 		}
-		inFlight.Wait()
+		s.waitExported(&inFlight)
 		if s.emitCtx.Err() == nil {
 			s.cl.MarkCommitRecords(fetches.Records()...)
 		}
@@ -227,6 +227,20 @@ func (s *Source) run(out plugin.Emitter) {
 		if s.pollCtx.Err() != nil {
 			return
 		}
+	}
+}
+
+// waitExported waits until the pipeline is done with every batch of the
+// poll — exported, and stored by a database exporter — or the shutdown
+// deadline abandons them (they are then not committed: re-read on
+// restart). An abandoned wait ends when the exporters settle their
+// batches at their own shutdown.
+func (s *Source) waitExported(inFlight *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() { inFlight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-s.emitCtx.Done():
 	}
 }
 
