@@ -153,6 +153,52 @@ func TestServerKilledMidStream(t *testing.T) {
 	spotCheck(t, conn, "flows", kept, 1000, 2000, 3499)
 }
 
+// TestServerKilledDuringCopy crashes the server (pg_ctl -m immediate)
+// while a COPY is running: the COPY's transaction is lost, the exporter
+// copies the whole batch again after the restart, and the table ends up
+// with every record exactly once.
+func TestServerKilledDuringCopy(t *testing.T) {
+	const n = 200000
+	srv := dbtest.StartPostgres(t)
+	cfg := postgres.DefaultConfig()
+	cfg.DSN = srv.DSN
+	cfg.Batch = sinkbuf.BatchConfig{Size: n, Interval: 20 * time.Millisecond}
+	cfg.Buffer = sinkbuf.BufferConfig{MaxRecords: n, WhenFull: "drop", MaxBackoff: 200 * time.Millisecond}
+	e := newExporter(t, cfg)
+	watch := connect(t, srv.DSN)
+	ctx := context.Background()
+	if _, err := watch.Exec(ctx, postgres.CreateTable(pgx.Identifier{"flows"}, flowtable.Columns(false))); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Export(ctx, dbtest.Records(0, n)); err != nil {
+		t.Fatal(err)
+	}
+	dbtest.Wait(t, 30*time.Second, "a COPY in progress", func() (bool, string) {
+		var copying int
+		err := watch.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'copy%'`).Scan(&copying)
+		return err == nil && copying > 0, fmt.Sprintf("%d COPY running (%v), %d inserted", copying, err, e.Buffer().Inserted())
+	})
+	srv.Stop("immediate")
+	if got := e.Buffer().Inserted(); got != 0 {
+		t.Fatalf("%d rows counted inserted before the crash; the COPY was still running", got)
+	}
+	srv.Start()
+	dbtest.Wait(t, 120*time.Second, "the batch copied again after the restart", func() (bool, string) {
+		return e.Buffer().Inserted() == n, fmt.Sprintf("%d inserted, %d buffered", e.Buffer().Inserted(), e.Buffer().Buffered())
+	})
+	conn := connect(t, srv.DSN)
+	var rows, distinct int64
+	if err := conn.QueryRow(ctx, `SELECT count(*), count(DISTINCT ("sourceTransportPort", "observationDomainId")) FROM flows`).Scan(&rows, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if rows != n || distinct != n {
+		t.Fatalf("table has %d rows, %d distinct, want %d of each", rows, distinct, n)
+	}
+	if r := e.Buffer().Dropped(sinkbuf.ReasonRejected) + e.Buffer().Dropped(sinkbuf.ReasonBufferFull); r != 0 {
+		t.Errorf("%d records dropped", r)
+	}
+}
+
 func TestConfigCases(t *testing.T) {
 	plugintest.ConfigCases(t, postgres.ID, func(t *testing.T, cfg plugin.Config) {
 		if _, err := postgres.New(cfg.(*postgres.Config), plugin.NopSettings(postgres.ID)); err != nil {
