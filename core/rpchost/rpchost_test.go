@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
@@ -74,36 +73,10 @@ func testPluginConfig_(c testPluginConfig) *Config {
 // counter reads a counter or gauge from reg; label is "" or "key=value".
 func counter(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	if k, v, ok := strings.Cut(label, "="); ok {
+		return plugintest.MetricValue(t, reg, name, k, v)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if label != "" && !hasLabel(m, label) {
-				continue
-			}
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("metric %s{%s} not found", name, label)
-	return 0
-}
-
-func hasLabel(m *dto.Metric, kv string) bool {
-	k, v, _ := strings.Cut(kv, "=")
-	for _, l := range m.GetLabel() {
-		if l.GetName() == k && l.GetValue() == v {
-			return true
-		}
-	}
-	return false
+	return plugintest.MetricValue(t, reg, name)
 }
 
 func errorsTotal(t *testing.T, reg *prometheus.Registry) float64 {

@@ -99,25 +99,11 @@ func process(t testing.TB, s *iecompat.Shims, b *flow.Batch) {
 
 func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	var kv []string
+	for k, v := range labels {
+		kv = append(kv, k, v)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if want, has := labels[lp.GetName()]; has && want != lp.GetValue() {
-					continue metrics
-				}
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
+	return plugintest.MetricValue(t, reg, name, kv...)
 }
 
 func TestRename(t *testing.T) {

@@ -260,38 +260,11 @@ func TestLabelsConfig(t *testing.T) {
 	}
 }
 
-// metricValue gathers reg and returns the value of the counter or gauge
-// name whose labels include the given name/value pairs (0 if none).
+// metricValue returns the counter or gauge name summed over the series
+// whose labels include the given name/value pairs (0 if none).
 func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range f.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue metric
-				}
-			}
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	return 0
+	return plugintest.MetricValue(t, reg, name, labels...)
 }
 
 func TestLookupMetrics(t *testing.T) {

@@ -150,17 +150,7 @@ func TestOnError(t *testing.T) {
 // counterValue returns the value of the counter named name in reg.
 func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("%s not registered", name)
-	return 0
+	return plugintest.MetricValue(t, reg, name)
 }
 
 func TestConcurrentProcess(t *testing.T) {

@@ -145,17 +145,7 @@ func checkRecords(t *testing.T, got []*flow.Record, first, n int, exporter netip
 
 func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("metric %s not registered", name)
-	return 0
+	return plugintest.MetricValue(t, reg, name)
 }
 
 func udpConn(t *testing.T, to *net.UDPAddr) *net.UDPConn {

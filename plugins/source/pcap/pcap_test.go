@@ -338,20 +338,10 @@ func TestSkippedPackets(t *testing.T) {
 	})
 }
 
-// metric returns the value of the unlabelled counter name.
+// metric returns the value of the counter name.
 func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("metric %s not registered", name)
-	return 0
+	return plugintest.MetricValue(t, reg, name)
 }
 
 func TestMalformedMessagesKeepGoodRecords(t *testing.T) {
