@@ -65,9 +65,11 @@ type entry struct {
 	s        side   // source side, or the only side
 }
 
-// ext is the destination side of an inter-Node Antrea flow.
+// ext is the destination side of an inter-Node Antrea flow, and each
+// side's newest flowEnd (flowEndSecondsFromSourceNode/…DestinationNode).
 type ext struct {
 	meta uint32
+	end  [2]uint32 // seconds since the Unix epoch, 0 until the side reports
 	_    uint32
 	s    side
 }

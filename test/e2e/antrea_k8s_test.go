@@ -1,0 +1,308 @@
+package e2e
+
+// The Antrea stack in aggregate mode, end to end, with real Pods: a
+// throwaway Kubernetes API server (etcd + kube-apiserver, test/k8s's
+// run-apiserver.sh) knows two Nodes and a Pod on each; two "Node" network
+// namespaces each run weir source.conntrack → filter.protocol →
+// enrich.podlabels (node_name: its Node) → export.ipfix over TCP to a third
+// namespace running weir source.ipfix → aggregate → export.jsonl. An HTTP
+// connection from the client Pod on Node A to the server Pod on Node B
+// comes out of the aggregator as one correlated record: the source Pod from
+// Node A's half, the destination Pod from Node B's, and counters (in total
+// and per Node) equal to a tcpdump count of the same packets.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// startAPIServer runs etcd and kube-apiserver on loopback ports of the
+// root namespace (test/k8s/run-apiserver.sh; kube-apiserver comes from the
+// cache `make k8s-apiserver` fills, or is built) and returns the kubeconfig
+// path and the API server's port.
+func startAPIServer(t *testing.T) (kubeconfig string, apiPort int) {
+	t.Helper()
+	needTools(t, "etcd", "openssl")
+	var etcdPort int
+	for range 20 { // etcd's peer port is etcdPort+1: both must be free
+		etcdPort = freePort(t, "tcp")
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", etcdPort+1)); err == nil {
+			l.Close()
+			break
+		}
+	}
+	apiPort = freePort(t, "tcp")
+	dir := t.TempDir()
+	script := filepath.Join(e2eRoot(), "test", "k8s", "run-apiserver.sh")
+	cmd := exec.Command(script, "start", dir)
+	cmd.Env = append(os.Environ(), "WEIR_K8S_ETCD_PORT="+strconv.Itoa(etcdPort), "WEIR_K8S_API_PORT="+strconv.Itoa(apiPort),
+		"WEIR_K8S_WATCH_PID="+strconv.Itoa(os.Getpid()))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	t.Cleanup(func() {
+		if out, err := exec.Command(script, "stop", dir).CombinedOutput(); err != nil {
+			t.Logf("run-apiserver.sh stop: %v\n%s", err, out)
+		}
+	})
+	start := time.Now()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("run-apiserver.sh start: %v\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	t.Logf("API server ready in %v", time.Since(start).Round(time.Millisecond))
+	return lines[len(lines)-1], apiPort
+}
+
+// loopbackProxy forwards 127.0.0.1:port inside namespace ns to the same
+// port of the root namespace's loopback, so a weir in ns reaches the API
+// server with the kubeconfig's address (and its TLS name) unchanged.
+func loopbackProxy(t *testing.T, ns string, port int) {
+	t.Helper()
+	var l net.Listener
+	if err := inNetNS(ns, func() (err error) {
+		l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		wg    sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, up)
+			mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); io.Copy(up, c); up.Close() }()
+			go func() { defer wg.Done(); io.Copy(c, up); c.Close() }()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+}
+
+// k8sObjects creates the Nodes and their Pods the test's traffic runs
+// between: Pod IPs are the Nodes' veth addresses of newAntreaNet.
+func k8sObjects(t *testing.T, kubeconfig string, nodes map[string]string, pods map[string][2]string) {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "w14"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for name, ip := range nodes {
+		n, err := client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: ip}}
+		if _, err := client.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, nodeIP := range pods { // name → {node, ip}
+		p, err := client.CoreV1().Pods("w14").Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": name}},
+			Spec: corev1.PodSpec{NodeName: nodeIP[0],
+				Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/app:1"}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Status.Phase = corev1.PodRunning
+		p.Status.PodIP = nodeIP[1]
+		p.Status.PodIPs = []corev1.PodIP{{IP: nodeIP[1]}}
+		if _, err := client.CoreV1().Pods("w14").UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func nodeK8sYAML(node, nodeIP, collector, kubeconfig string) string {
+	return fmt.Sprintf(`pipeline:
+  batch: {size: 64, timeout: 100ms}
+  sources:
+    - source.conntrack:
+        poll_interval: 200ms
+        active_timeout: 1h
+        idle_timeout: 2s
+        pod_cidrs: [10.14.0.0/24]
+        node_cidr: %s/32
+  processors:
+    - filter.protocol: {protocols: [tcp]}
+    - enrich.podlabels: {kubeconfig: %q, node_name: %s, sync_timeout: 30s}
+  exporters:
+    - export.ipfix: {address: "%s:4739", transport: tcp, one_set_per_message: true}
+`, nodeIP, kubeconfig, node, collector)
+}
+
+func TestAntreaStackAggregateK8s(t *testing.T) {
+	kubeconfig, apiPort := startAPIServer(t)
+	k8sObjects(t, kubeconfig,
+		map[string]string{"node-a": "10.14.1.1", "node-b": "10.14.2.1"},
+		map[string][2]string{"client": {"node-a", "10.14.0.1"}, "server": {"node-b", "10.14.0.2"}})
+	n := newAntreaNet(t)
+	loopbackProxy(t, n.a, apiPort)
+	loopbackProxy(t, n.b, apiPort)
+
+	const corrTimeout = 3 * time.Second
+	out := filepath.Join(t.TempDir(), "flows.jsonl")
+	startWeirIn(t, n.c, fmt.Sprintf(`pipeline:
+  batch: {size: 64, timeout: 100ms}
+  sources:
+    - source.ipfix: {tcp: ":4739"}
+  processors:
+    - aggregate: {active_timeout: 1h, inactive_timeout: 1h, correlation_timeout: %s}
+  exporters:
+    - export.jsonl: {path: %q}
+`, corrTimeout, out), true)
+	startWeirIn(t, n.a, nodeK8sYAML("node-a", "10.14.0.1", "10.14.1.2", kubeconfig), true)
+	startWeirIn(t, n.b, nodeK8sYAML("node-b", "10.14.0.2", "10.14.2.2", kubeconfig), true)
+
+	// An HTTP server Pod on Node B, a client Pod on Node A, tcpdump on B's
+	// veth0.
+	var l net.Listener
+	if err := inNetNS(n.b, func() (err error) { l, err = net.Listen("tcp", "10.14.0.2:0"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte(strings.Repeat("aggregate ", 4000)))
+	})}
+	go srv.Serve(l)
+	defer srv.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	pcap := filepath.Join(t.TempDir(), "b.pcap")
+	dump := exec.Command("ip", "netns", "exec", n.b, "tcpdump", "-Z", "root", "--immediate-mode", "-i", "veth0", "-nn", "-U", "-w", pcap, "tcp port "+strconv.Itoa(port))
+	stderr, _ := dump.StderrPipe()
+	if err := dump.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { dump.Process.Kill(); dump.Wait() }()
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() && !strings.Contains(sc.Text(), "listening on") {
+	}
+	go io.Copy(io.Discard, stderr)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, nw, addr string) (c net.Conn, err error) {
+			err = inNetNS(n.a, func() error { c, err = (&net.Dialer{}).DialContext(ctx, nw, addr); return err })
+			return c, err
+		}}}
+	resp, err := client.Get(fmt.Sprintf("http://10.14.0.2:%d/", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	time.Sleep(300 * time.Millisecond)
+	dump.Process.Signal(os.Interrupt)
+	dump.Wait()
+	fwdP, fwdB, revP, revB := countPcap(t, pcap, "10.14.0.1")
+	if fwdP == 0 || revP == 0 {
+		t.Fatalf("tcpdump saw %d/%d packets", fwdP, revP)
+	}
+
+	// The connection's records: wait for its end-of-flow record, then one
+	// correlation timeout more, so a half that came alone would show.
+	conn := func() (recs []map[string]any, ended bool) {
+		for _, line := range jsonlLinesIfAny(out) {
+			var r map[string]any
+			if json.Unmarshal([]byte(line), &r) != nil {
+				continue
+			}
+			if num(r["destinationTransportPort"]) == float64(port) && r["sourceIPv4Address"] == "10.14.0.1" {
+				recs = append(recs, r)
+				ended = ended || num(r["flowEndReason"]) == 3
+			}
+		}
+		return recs, ended
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for _, ended := conn(); !ended; _, ended = conn() {
+		if time.Now().After(deadline) {
+			recs, _ := conn()
+			t.Fatalf("no end-of-flow record of the HTTP connection: %v", recs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(corrTimeout + time.Second)
+	recs, _ := conn()
+	if len(recs) != 1 {
+		t.Fatalf("%d records of the connection, want 1 correlated record: %v", len(recs), recs)
+	}
+	r := recs[0]
+	t.Logf("aggregated record: %v", r)
+	for k, want := range map[string]any{
+		"sourcePodName": "client", "sourcePodNamespace": "w14", "sourceNodeName": "node-a",
+		"destinationPodName": "server", "destinationPodNamespace": "w14", "destinationNodeName": "node-b",
+		"sourcePodLabels": `{"app":"client"}`, "destinationPodLabels": `{"app":"server"}`,
+		"flowType": float64(2), "flowEndReason": float64(3),
+		"originalFlowsPresent": float64(2),
+	} {
+		if r[k] != want {
+			t.Errorf("%s = %v, want %v", k, r[k], want)
+		}
+	}
+	for _, k := range []string{"flowEndSecondsFromSourceNode", "flowEndSecondsFromDestinationNode"} {
+		if v, ok := r[k].(string); !ok || !strings.HasPrefix(v, time.Now().UTC().Format("2006-")) {
+			t.Errorf("%s = %v, want this run's time", k, r[k])
+		}
+	}
+	want := map[string]uint64{"packet": fwdP, "octet": fwdB, "reversePacket": revP, "reverseOctet": revB}
+	for name, v := range want {
+		lc := name
+		for _, k := range []string{lc + "TotalCount", lc + "DeltaCount",
+			lc + "TotalCountFromSourceNode", lc + "DeltaCountFromSourceNode",
+			lc + "TotalCountFromDestinationNode", lc + "DeltaCountFromDestinationNode"} {
+			if got := uint64(num(r[k])); got != v {
+				t.Errorf("%s = %d, tcpdump %d", k, got, v)
+			}
+		}
+	}
+}
