@@ -37,13 +37,13 @@ func init() {
 // IEs the aggregation writes (Antrea PEN 56506, go-ipfix v0.17.0's
 // registry; IANA for RFC 7015's).
 const (
-	ieFromSourceNode                    = 120 // packetTotalCountFromSourceNode … reverseOctetDeltaCountFromSourceNode
-	ieFromDestinationNode               = 128 // the same eight, FromDestinationNode
-	ieThroughput                        = 145 // throughput, reverseThroughput, then …FromSourceNode/…FromDestinationNode
-	ieFlowEndSecondsFromSourceNode      = 151 // dateTimeSeconds; …FromDestinationNode is 152
-	ieOriginalFlowsPresent              = 375
-	ieOriginalFlowsInitiated            = 376
-	ieOriginalFlowsCompleted            = 377
+	ieFromSourceNode               = 120 // packetTotalCountFromSourceNode … reverseOctetDeltaCountFromSourceNode
+	ieFromDestinationNode          = 128 // the same eight, FromDestinationNode
+	ieThroughput                   = 145 // throughput, reverseThroughput, then …FromSourceNode/…FromDestinationNode
+	ieFlowEndSecondsFromSourceNode = 151 // dateTimeSeconds; …FromDestinationNode is 152
+	ieOriginalFlowsPresent         = 375
+	ieOriginalFlowsInitiated       = 376
+	ieOriginalFlowsCompleted       = 377
 )
 
 // flowEndReason values (IANA IE 136, RFC 5102).
