@@ -700,13 +700,9 @@ func (a *Aggregate) write(r *flow.Record, b *flow.Batch, e *entry, reason uint8)
 	if x != nil && x.meta != 0 {
 		decodeMeta(r, a.metas.get(x.meta), e.meta != 0, b)
 	}
-	if e.t.kind&kindV6 != 0 {
-		r.SetAddr(flow.SourceAddress, netipFrom16(e.t.src, false))
-		r.SetAddr(flow.DestinationAddress, netipFrom16(e.t.dst, false))
-	} else {
-		r.SetAddr(flow.SourceAddress, netipFrom16(e.t.src, true))
-		r.SetAddr(flow.DestinationAddress, netipFrom16(e.t.dst, true))
-	}
+	srcAddr, dstAddr := a.tb.addrs(e)
+	r.SetAddr(flow.SourceAddress, srcAddr)
+	r.SetAddr(flow.DestinationAddress, dstAddr)
 	r.SetUint(flow.SourceTransportPort, uint64(e.t.sport))
 	if e.t.kind&kindICMP == 0 {
 		r.SetUint(flow.DestinationTransportPort, uint64(e.t.dport))
