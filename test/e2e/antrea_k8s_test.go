@@ -9,7 +9,8 @@ package e2e
 // connection from the client Pod on Node A to the server Pod on Node B
 // comes out of the aggregator as one correlated record: the source Pod from
 // Node A's half, the destination Pod from Node B's, and counters (in total
-// and per Node) equal to a tcpdump count of the same packets.
+// and per Node) equal to a tcpdump count of the same packets and to each
+// Node's `conntrack -L`.
 
 import (
 	"bufio"
@@ -22,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -246,6 +248,19 @@ func TestAntreaStackAggregateK8s(t *testing.T) {
 	fwdP, fwdB, revP, revB := countPcap(t, pcap, "10.14.0.1")
 	if fwdP == 0 || revP == 0 {
 		t.Fatalf("tcpdump saw %d/%d packets", fwdP, revP)
+	}
+	// Each Node's conntrack entry (in TIME_WAIT for two minutes) counts
+	// the same packets.
+	for _, ns := range []string{n.a, n.b} {
+		out := run(t, "ip", "netns", "exec", ns, "conntrack", "-L", "-p", "tcp", "--dport", strconv.Itoa(port), "-o", "extended")
+		m := regexp.MustCompile(`packets=(\d+) bytes=(\d+)`).FindAllStringSubmatch(out, -1)
+		if len(m) != 2 {
+			t.Fatalf("conntrack -L in %s: no counters in %q", ns, out)
+		}
+		u := func(s string) uint64 { v, _ := strconv.ParseUint(s, 10, 64); return v }
+		if got := [4]uint64{u(m[0][1]), u(m[0][2]), u(m[1][1]), u(m[1][2])}; got != [4]uint64{fwdP, fwdB, revP, revB} {
+			t.Errorf("conntrack -L in %s: %v, tcpdump %v", ns, got, [4]uint64{fwdP, fwdB, revP, revB})
+		}
 	}
 
 	// The connection's records: wait for its end-of-flow record, then one
