@@ -6,8 +6,8 @@ package e2e
 // namespaces each run weir source.conntrack → filter.protocol →
 // enrich.podlabels (node_name: its Node) → export.ipfix over TCP to a third
 // namespace running weir source.ipfix → aggregate → export.jsonl. An HTTP
-// connection from the client Pod on Node A to the server Pod on Node B
-// comes out of the aggregator as one correlated record: the source Pod from
+// connection (IPv4, then IPv6: the Pods are dual-stack) from the client Pod
+// on Node A to the server Pod on Node B comes out of the aggregator as one correlated record: the source Pod from
 // Node A's half, the destination Pod from Node B's, and counters (in total
 // and per Node) equal to a tcpdump count of the same packets and to each
 // Node's `conntrack -L`.
@@ -20,6 +20,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +31,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -125,7 +128,7 @@ func loopbackProxy(t *testing.T, ns string, port int) {
 
 // k8sObjects creates the Nodes and their Pods the test's traffic runs
 // between: Pod IPs are the Nodes' veth addresses of newAntreaNet.
-func k8sObjects(t *testing.T, kubeconfig string, nodes map[string]string, pods map[string][2]string) {
+func k8sObjects(t *testing.T, kubeconfig string, nodes map[string]string, pods map[string][]string) {
 	t.Helper()
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
@@ -149,25 +152,27 @@ func k8sObjects(t *testing.T, kubeconfig string, nodes map[string]string, pods m
 			t.Fatal(err)
 		}
 	}
-	for name, nodeIP := range pods { // name → {node, ip}
+	for name, nodeIPs := range pods { // name → {node, ip...}
 		p, err := client.CoreV1().Pods("w14").Create(ctx, &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": name}},
-			Spec: corev1.PodSpec{NodeName: nodeIP[0],
+			Spec: corev1.PodSpec{NodeName: nodeIPs[0],
 				Containers: []corev1.Container{{Name: "app", Image: "registry.invalid/app:1"}}},
 		}, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		p.Status.Phase = corev1.PodRunning
-		p.Status.PodIP = nodeIP[1]
-		p.Status.PodIPs = []corev1.PodIP{{IP: nodeIP[1]}}
+		p.Status.PodIP = nodeIPs[1]
+		for _, ip := range nodeIPs[1:] {
+			p.Status.PodIPs = append(p.Status.PodIPs, corev1.PodIP{IP: ip})
+		}
 		if _, err := client.CoreV1().Pods("w14").UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
-func nodeK8sYAML(node, nodeIP, collector, kubeconfig string) string {
+func nodeK8sYAML(node, nodeIP4, nodeIP6, collector, kubeconfig string) string {
 	return fmt.Sprintf(`pipeline:
   batch: {size: 64, timeout: 100ms}
   sources:
@@ -175,22 +180,28 @@ func nodeK8sYAML(node, nodeIP, collector, kubeconfig string) string {
         poll_interval: 200ms
         active_timeout: 1h
         idle_timeout: 2s
-        pod_cidrs: [10.14.0.0/24]
-        node_cidr: %s/32
+        pod_cidrs: [10.14.0.0/24, "fd14::/64"]
+        node_cidr: [%s/32, "%s/128"]
   processors:
     - filter.protocol: {protocols: [tcp]}
     - enrich.podlabels: {kubeconfig: %q, node_name: %s, sync_timeout: 30s}
   exporters:
     - export.ipfix: {address: "%s:4739", transport: tcp, one_set_per_message: true}
-`, nodeIP, kubeconfig, node, collector)
+`, nodeIP4, nodeIP6, kubeconfig, node, collector)
 }
 
+// TestAntreaStackAggregateK8s: dual-stack Pods; an IPv4 and an IPv6 HTTP
+// connection from the client Pod to the server Pod.
 func TestAntreaStackAggregateK8s(t *testing.T) {
 	kubeconfig, apiPort := startAPIServer(t)
 	k8sObjects(t, kubeconfig,
 		map[string]string{"node-a": "10.14.1.1", "node-b": "10.14.2.1"},
-		map[string][2]string{"client": {"node-a", "10.14.0.1"}, "server": {"node-b", "10.14.0.2"}})
+		map[string][]string{"client": {"node-a", "10.14.0.1", "fd14::1"}, "server": {"node-b", "10.14.0.2", "fd14::2"}})
 	n := newAntreaNet(t)
+	for _, x := range []struct{ ns, addr string }{{n.a, "fd14::1/64"}, {n.b, "fd14::2/64"}} {
+		run(t, "ip", "-n", x.ns, "addr", "add", x.addr, "dev", "veth0", "nodad")
+		run(t, "ip", "netns", "exec", x.ns, "ip6tables", "-A", "INPUT", "-m", "conntrack", "--ctstate", "NEW,ESTABLISHED", "-j", "ACCEPT")
+	}
 	loopbackProxy(t, n.a, apiPort)
 	loopbackProxy(t, n.b, apiPort)
 
@@ -205,13 +216,12 @@ func TestAntreaStackAggregateK8s(t *testing.T) {
   exporters:
     - export.jsonl: {path: %q}
 `, corrTimeout, out), true)
-	startWeirIn(t, n.a, nodeK8sYAML("node-a", "10.14.0.1", "10.14.1.2", kubeconfig), true)
-	startWeirIn(t, n.b, nodeK8sYAML("node-b", "10.14.0.2", "10.14.2.2", kubeconfig), true)
+	startWeirIn(t, n.a, nodeK8sYAML("node-a", "10.14.0.1", "fd14::1", "10.14.1.2", kubeconfig), true)
+	startWeirIn(t, n.b, nodeK8sYAML("node-b", "10.14.0.2", "fd14::2", "10.14.2.2", kubeconfig), true)
 
-	// An HTTP server Pod on Node B, a client Pod on Node A, tcpdump on B's
-	// veth0.
+	// An HTTP server Pod on Node B (both families), a client Pod on Node A.
 	var l net.Listener
-	if err := inNetNS(n.b, func() (err error) { l, err = net.Listen("tcp", "10.14.0.2:0"); return err }); err != nil {
+	if err := inNetNS(n.b, func() (err error) { l, err = net.Listen("tcp", ":0"); return err }); err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -220,58 +230,74 @@ func TestAntreaStackAggregateK8s(t *testing.T) {
 	go srv.Serve(l)
 	defer srv.Close()
 	port := l.Addr().(*net.TCPAddr).Port
-	pcap := filepath.Join(t.TempDir(), "b.pcap")
-	dump := exec.Command("ip", "netns", "exec", n.b, "tcpdump", "-Z", "root", "--immediate-mode", "-i", "veth0", "-nn", "-U", "-w", pcap, "tcp port "+strconv.Itoa(port))
-	stderr, _ := dump.StderrPipe()
-	if err := dump.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { dump.Process.Kill(); dump.Wait() }()
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() && !strings.Contains(sc.Text(), "listening on") {
-	}
-	go io.Copy(io.Discard, stderr)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, nw, addr string) (c net.Conn, err error) {
 			err = inNetNS(n.a, func() error { c, err = (&net.Dialer{}).DialContext(ctx, nw, addr); return err })
 			return c, err
 		}}}
-	resp, err := client.Get(fmt.Sprintf("http://10.14.0.2:%d/", port))
-	if err != nil {
-		t.Fatal(err)
+	for _, fam := range []struct{ name, client, server, srcKey string }{
+		{"ipv4", "10.14.0.1", "10.14.0.2", "sourceIPv4Address"},
+		{"ipv6", "fd14::1", "fd14::2", "sourceIPv6Address"},
+	} {
+		t.Run(fam.name, func(t *testing.T) {
+			// tcpdump on B's veth0 counts the connection's packets.
+			pcap := filepath.Join(t.TempDir(), "b.pcap")
+			filter := fmt.Sprintf("tcp port %d and host %s", port, fam.client)
+			dump := exec.Command("ip", "netns", "exec", n.b, "tcpdump", "-Z", "root", "--immediate-mode", "-i", "veth0", "-nn", "-U", "-w", pcap, filter)
+			stderr, _ := dump.StderrPipe()
+			if err := dump.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { dump.Process.Kill(); dump.Wait() }()
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() && !strings.Contains(sc.Text(), "listening on") {
+			}
+			go io.Copy(io.Discard, stderr)
+			resp, err := client.Get("http://" + net.JoinHostPort(fam.server, strconv.Itoa(port)) + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			time.Sleep(300 * time.Millisecond)
+			dump.Process.Signal(os.Interrupt)
+			dump.Wait()
+			fwdP, fwdB, revP, revB := countPcapIP(t, pcap, netip.MustParseAddr(fam.client))
+			if fwdP == 0 || revP == 0 {
+				t.Fatalf("tcpdump saw %d/%d packets", fwdP, revP)
+			}
+			tcpdump := [4]uint64{fwdP, fwdB, revP, revB}
+			// Each Node's conntrack entry (in TIME_WAIT for two minutes)
+			// counts the same packets.
+			for _, ns := range []string{n.a, n.b} {
+				out := run(t, "ip", "netns", "exec", ns, "conntrack", "-L", "-p", "tcp", "-s", fam.client, "--dport", strconv.Itoa(port), "-o", "extended")
+				m := regexp.MustCompile(`packets=(\d+) bytes=(\d+)`).FindAllStringSubmatch(out, -1)
+				if len(m) != 2 {
+					t.Fatalf("conntrack -L in %s: no counters in %q", ns, out)
+				}
+				u := func(s string) uint64 { v, _ := strconv.ParseUint(s, 10, 64); return v }
+				if got := [4]uint64{u(m[0][1]), u(m[0][2]), u(m[1][1]), u(m[1][2])}; got != tcpdump {
+					t.Errorf("conntrack -L in %s: %v, tcpdump %v", ns, got, tcpdump)
+				}
+			}
+			checkAggregated(t, out, fam.srcKey, fam.client, port, corrTimeout, tcpdump)
+		})
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	time.Sleep(300 * time.Millisecond)
-	dump.Process.Signal(os.Interrupt)
-	dump.Wait()
-	fwdP, fwdB, revP, revB := countPcap(t, pcap, "10.14.0.1")
-	if fwdP == 0 || revP == 0 {
-		t.Fatalf("tcpdump saw %d/%d packets", fwdP, revP)
-	}
-	// Each Node's conntrack entry (in TIME_WAIT for two minutes) counts
-	// the same packets.
-	for _, ns := range []string{n.a, n.b} {
-		out := run(t, "ip", "netns", "exec", ns, "conntrack", "-L", "-p", "tcp", "--dport", strconv.Itoa(port), "-o", "extended")
-		m := regexp.MustCompile(`packets=(\d+) bytes=(\d+)`).FindAllStringSubmatch(out, -1)
-		if len(m) != 2 {
-			t.Fatalf("conntrack -L in %s: no counters in %q", ns, out)
-		}
-		u := func(s string) uint64 { v, _ := strconv.ParseUint(s, 10, 64); return v }
-		if got := [4]uint64{u(m[0][1]), u(m[0][2]), u(m[1][1]), u(m[1][2])}; got != [4]uint64{fwdP, fwdB, revP, revB} {
-			t.Errorf("conntrack -L in %s: %v, tcpdump %v", ns, got, [4]uint64{fwdP, fwdB, revP, revB})
-		}
-	}
+}
 
-	// The connection's records: wait for its end-of-flow record, then one
-	// correlation timeout more, so a half that came alone would show.
+// checkAggregated waits for the connection's end-of-flow record, then one
+// correlation timeout more (so a half that came alone would show), and
+// checks it is one correlated record with both sides' fields and counters
+// equal to tcpdump's (fwd packets, fwd bytes, reverse packets, bytes).
+func checkAggregated(t *testing.T, out, srcKey, src string, port int, corrTimeout time.Duration, tcpdump [4]uint64) {
+	t.Helper()
 	conn := func() (recs []map[string]any, ended bool) {
 		for _, line := range jsonlLinesIfAny(out) {
 			var r map[string]any
 			if json.Unmarshal([]byte(line), &r) != nil {
 				continue
 			}
-			if num(r["destinationTransportPort"]) == float64(port) && r["sourceIPv4Address"] == "10.14.0.1" {
+			if num(r["destinationTransportPort"]) == float64(port) && r[srcKey] == src {
 				recs = append(recs, r)
 				ended = ended || num(r["flowEndReason"]) == 3
 			}
@@ -309,15 +335,60 @@ func TestAntreaStackAggregateK8s(t *testing.T) {
 			t.Errorf("%s = %v, want this run's time", k, r[k])
 		}
 	}
-	want := map[string]uint64{"packet": fwdP, "octet": fwdB, "reversePacket": revP, "reverseOctet": revB}
-	for name, v := range want {
-		lc := name
-		for _, k := range []string{lc + "TotalCount", lc + "DeltaCount",
-			lc + "TotalCountFromSourceNode", lc + "DeltaCountFromSourceNode",
-			lc + "TotalCountFromDestinationNode", lc + "DeltaCountFromDestinationNode"} {
-			if got := uint64(num(r[k])); got != v {
-				t.Errorf("%s = %d, tcpdump %d", k, got, v)
+	for i, name := range []string{"packet", "octet", "reversePacket", "reverseOctet"} {
+		for _, k := range []string{name + "TotalCount", name + "DeltaCount",
+			name + "TotalCountFromSourceNode", name + "DeltaCountFromSourceNode",
+			name + "TotalCountFromDestinationNode", name + "DeltaCountFromDestinationNode"} {
+			if got := uint64(num(r[k])); got != tcpdump[i] {
+				t.Errorf("%s = %d, tcpdump %d", k, got, tcpdump[i])
 			}
 		}
 	}
+}
+
+// countPcapIP counts packets and IP bytes (IPv4 total length, IPv6 payload
+// length + 40, as conntrack counts them) from src and to it.
+func countPcapIP(t *testing.T, file string, src netip.Addr) (fwdP, fwdB, revP, revB uint64) {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		data, _, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		if len(data) < 14 {
+			continue
+		}
+		ip := data[14:]
+		var from netip.Addr
+		var length uint64
+		switch layers.EthernetType(uint16(data[12])<<8 | uint16(data[13])) {
+		case layers.EthernetTypeIPv4:
+			if len(ip) < 20 {
+				continue
+			}
+			from, length = netip.AddrFrom4([4]byte(ip[12:16])), uint64(ip[2])<<8|uint64(ip[3])
+		case layers.EthernetTypeIPv6:
+			if len(ip) < 40 {
+				continue
+			}
+			from, length = netip.AddrFrom16([16]byte(ip[8:24])), 40+(uint64(ip[4])<<8|uint64(ip[5]))
+		default:
+			continue
+		}
+		if from == src {
+			fwdP, fwdB = fwdP+1, fwdB+length
+		} else {
+			revP, revB = revP+1, revB+length
+		}
+	}
+	return
 }
