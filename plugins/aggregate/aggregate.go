@@ -37,13 +37,13 @@ func init() {
 // IEs the aggregation writes (Antrea PEN 56506, go-ipfix v0.17.0's
 // registry; IANA for RFC 7015's).
 const (
-	ieFromSourceNode                    = 120 // packetTotalCountFromSourceNode … reverseOctetDeltaCountFromSourceNode
-	ieFromDestinationNode               = 128 // the same eight, FromDestinationNode
-	ieThroughput                        = 145 // throughput, reverseThroughput, then …FromSourceNode/…FromDestinationNode
-	ieFlowEndSecondsFromDestinationNode = 152
-	ieOriginalFlowsPresent              = 375
-	ieOriginalFlowsInitiated            = 376
-	ieOriginalFlowsCompleted            = 377
+	ieFromSourceNode               = 120 // packetTotalCountFromSourceNode … reverseOctetDeltaCountFromSourceNode
+	ieFromDestinationNode          = 128 // the same eight, FromDestinationNode
+	ieThroughput                   = 145 // throughput, reverseThroughput, then …FromSourceNode/…FromDestinationNode
+	ieFlowEndSecondsFromSourceNode = 151 // dateTimeSeconds; …FromDestinationNode is 152
+	ieOriginalFlowsPresent         = 375
+	ieOriginalFlowsInitiated       = 376
+	ieOriginalFlowsCompleted       = 377
 )
 
 // flowEndReason values (IANA IE 136, RFC 5102).
@@ -410,14 +410,16 @@ func (a *Aggregate) create(i uint32, r *flow.Record, b *flow.Batch, now uint32, 
 		xi := a.tb.exts.alloc()
 		e.scope[0] = xi + 1
 		e.ctrl |= ctrlCorrelate
+		x := a.tb.exts.at(xi)
 		if fromSource {
 			e.meta = meta
 			e.ctrl |= ctrlHaveSrc
+			x.end[0] = endSeconds(r.FlowEnd)
 		} else {
-			x := a.tb.exts.at(xi)
 			x.meta = meta
 			sd = &x.s
 			e.ctrl |= ctrlHaveDst
+			x.end[1] = endSeconds(r.FlowEnd)
 		}
 	} else {
 		e.meta = meta
@@ -459,6 +461,11 @@ func (a *Aggregate) update(i uint32, r *flow.Record, b *flow.Batch, now uint32, 
 	sd := &e.s
 	newly := false
 	if e.ctrl&ctrlCorrelate != 0 && correlate {
+		sn := 0
+		if !fromSource {
+			sn = 1
+		}
+		x.end[sn] = max(x.end[sn], endSeconds(r.FlowEnd))
 		if fromSource {
 			newly = e.ctrl&ctrlHaveSrc == 0
 			if newly {
@@ -536,6 +543,15 @@ func (a *Aggregate) update(i uint32, r *flow.Record, b *flow.Batch, now uint32, 
 		return a.exportInPlace(i, r, b, now, true)
 	}
 	return false
+}
+
+// endSeconds is a flowEnd (ns since the Unix epoch) in seconds, clamped to
+// dateTimeSeconds' 32 bits.
+func endSeconds(ns int64) uint32 {
+	if ns <= 0 {
+		return 0
+	}
+	return uint32(min(ns/1e9, math.MaxUint32))
 }
 
 // offset is t − start in ms, clamped to uint32.
@@ -684,13 +700,9 @@ func (a *Aggregate) write(r *flow.Record, b *flow.Batch, e *entry, reason uint8)
 	if x != nil && x.meta != 0 {
 		decodeMeta(r, a.metas.get(x.meta), e.meta != 0, b)
 	}
-	if e.t.kind&kindV6 != 0 {
-		r.SetAddr(flow.SourceAddress, netipFrom16(e.t.src, false))
-		r.SetAddr(flow.DestinationAddress, netipFrom16(e.t.dst, false))
-	} else {
-		r.SetAddr(flow.SourceAddress, netipFrom16(e.t.src, true))
-		r.SetAddr(flow.DestinationAddress, netipFrom16(e.t.dst, true))
-	}
+	srcAddr, dstAddr := a.tb.addrs(e)
+	r.SetAddr(flow.SourceAddress, srcAddr)
+	r.SetAddr(flow.DestinationAddress, dstAddr)
 	r.SetUint(flow.SourceTransportPort, uint64(e.t.sport))
 	if e.t.kind&kindICMP == 0 {
 		r.SetUint(flow.DestinationTransportPort, uint64(e.t.dport))
@@ -744,6 +756,16 @@ func (a *Aggregate) write(r *flow.Record, b *flow.Batch, e *entry, reason uint8)
 			}
 			return octets * 8 * 1000 / interval
 		}
+		// Each Node's newest flowEnd; a flow that needs no correlation
+		// has one exporter, which is both sides (as for the counters).
+		ends := [2]uint32{endSeconds(e.start + int64(e.endOff)*1e6)}
+		ends[1] = ends[0]
+		if x != nil {
+			ends = x.end
+		}
+		for sn, v := range ends {
+			appendU32(r, b, flow.AntreaPEN, ieFlowEndSecondsFromSourceNode+uint16(sn), v)
+		}
 		srcDel, dstDel := uint64(src.del[1]), uint64(dst.del[1])
 		srcRev, dstRev := uint64(src.del[3]), uint64(dst.del[3])
 		for k, v := range [6]uint64{bps(del[1]), bps(del[3]), bps(srcDel), bps(dstDel), bps(srcRev), bps(dstRev)} {
@@ -753,6 +775,12 @@ func (a *Aggregate) write(r *flow.Record, b *flow.Batch, e *entry, reason uint8)
 	appendU64(r, b, flow.IANA, ieOriginalFlowsPresent, uint64(e.present))
 	appendU64(r, b, flow.IANA, ieOriginalFlowsInitiated, uint64(e.origs>>4))
 	appendU64(r, b, flow.IANA, ieOriginalFlowsCompleted, uint64(e.origs&15))
+}
+
+func appendU32(r *flow.Record, b *flow.Batch, enterprise uint32, element uint16, v uint32) {
+	var buf [4]byte
+	binary.BigEndian.PutUint32(buf[:], v)
+	r.Extra = append(r.Extra, flow.Field{Enterprise: enterprise, Element: element, Value: b.CopyBytes(buf[:])})
 }
 
 func appendU64(r *flow.Record, b *flow.Batch, enterprise uint32, element uint16, v uint64) {
@@ -818,13 +846,17 @@ func (a *Aggregate) due(e *entry, now uint32, final bool) (reason uint8, export,
 	dirty := e.ctrl&ctrlDirty != 0
 	waiting := e.ctrl&ctrlCorrelate != 0 && e.ctrl&(ctrlHaveSrc|ctrlHaveDst) != ctrlHaveSrc|ctrlHaveDst && e.ctrl&ctrlOrphan == 0
 	if waiting && (since >= a.corr || idle) {
-		// The other Node's half never came: the half goes alone.
+		// The other Node's half never came: the half goes alone (Antrea's
+		// aggregator would drop it after two retries). Its flowEndReason is
+		// the half's own newest, as for any aggregated record: end of flow
+		// or idle (the Node is done with it: evicted), else active (more
+		// may come and merge).
 		a.m.uncorrelated.Inc()
 		e.ctrl |= ctrlOrphan
-		if e.ctrl&(ctrlEndSrc|ctrlEndDst) != 0 {
+		switch {
+		case e.ctrl&(ctrlEndSrc|ctrlEndDst) != 0:
 			return reasonEnd, true, true
-		}
-		if idle {
+		case idle || e.flags&7 == reasonIdle:
 			return reasonIdle, true, true
 		}
 		return reasonActive, true, false

@@ -22,8 +22,16 @@ import (
 // records), in batches of 256. Reports ns/record, records/s, bytes per
 // live flow of the table and allocs.
 func BenchmarkProcess(b *testing.B) {
-	for _, flows := range []int{100_000, 1_000_000} {
-		b.Run(fmt.Sprintf("flows=%d", flows), func(b *testing.B) {
+	for _, bc := range []struct {
+		flows int
+		v6    bool
+	}{{100_000, false}, {1_000_000, false}, {100_000, true}} {
+		flows := bc.flows
+		name := fmt.Sprintf("flows=%d", flows)
+		if bc.v6 {
+			name += "/ipv6"
+		}
+		b.Run(name, func(b *testing.B) {
 			cfg := DefaultConfig()
 			cfg.MaxFlows = flows + 256 // makeBatches rounds up to whole batches
 			a, err := New(cfg, plugin.NopSettings(ID))
@@ -32,6 +40,15 @@ func BenchmarkProcess(b *testing.B) {
 			}
 			a.SetEmitter(plugintest.NewEmitter(256))
 			batches := makeBatches(flows)
+			if bc.v6 {
+				for _, bt := range batches {
+					for _, r := range bt.Records {
+						a4, b4 := r.SourceAddress.As4(), r.DestinationAddress.As4()
+						r.SetAddr(flow.SourceAddress, netip.AddrFrom16([16]byte{0: 0xfd, 12: a4[0], 13: a4[1], 14: a4[2], 15: a4[3]}))
+						r.SetAddr(flow.DestinationAddress, netip.AddrFrom16([16]byte{0: 0xfd, 12: b4[0], 13: b4[1], 14: b4[2], 15: b4[3]}))
+					}
+				}
+			}
 			ctx := context.Background()
 			// Fill the table, then measure updates.
 			for _, bt := range batches {

@@ -51,7 +51,11 @@ func checkConservation(t *testing.T, data []byte) {
 			octs := uint64(arg) + 1
 			in += octs
 			h.process(func(b *flow.Batch) {
-				r := plugintest.Record(b, "10.0.0.1", "10.0.0.2", 6, uint16(op&7), 80, 1, octs)
+				src, dst := "10.0.0.1", "10.0.0.2"
+				if op&0x08 != 0 { // IPv6: its addresses live in the v6 slab
+					src, dst = "fd00::1", "fd00::2"
+				}
+				r := plugintest.Record(b, src, dst, 6, uint16(op&7), 80, 1, octs)
 				r.Exporter = netip.MustParseAddrPort("127.0.0.1:9")
 				if op&0x10 != 0 {
 					r.SetUint(flow.FlowEndReason, reasonEnd)
@@ -89,8 +93,9 @@ func checkConservation(t *testing.T, data []byte) {
 		if out != in {
 			t.Fatalf("octets in %d, out %d", in, out)
 		}
-		if h.a.tb.live != 0 || h.a.strs.len() != 0 || h.a.metas.len() != 0 {
-			t.Fatalf("after Shutdown: %d flows, %d strings, %d metadata left", h.a.tb.live, h.a.strs.len(), h.a.metas.len())
+		v6 := int(h.a.tb.v6.n) - len(h.a.tb.v6.free)
+		if h.a.tb.live != 0 || h.a.strs.len() != 0 || h.a.metas.len() != 0 || v6 != 0 {
+			t.Fatalf("after Shutdown: %d flows, %d strings, %d metadata, %d IPv6 address pairs left", h.a.tb.live, h.a.strs.len(), h.a.metas.len(), v6)
 		}
 	}
 }

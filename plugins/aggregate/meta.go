@@ -42,7 +42,7 @@ func computed(k flow.IEKey) bool {
 	switch k.Enterprise {
 	case flow.AntreaPEN:
 		return (k.Element >= ieFromSourceNode && k.Element < ieFromDestinationNode+8) ||
-			(k.Element >= ieThroughput && k.Element <= ieFlowEndSecondsFromDestinationNode)
+			(k.Element >= ieThroughput && k.Element <= ieFlowEndSecondsFromSourceNode+1)
 	case flow.IANA:
 		return k.Element >= ieOriginalFlowsPresent && k.Element <= ieOriginalFlowsCompleted
 	}

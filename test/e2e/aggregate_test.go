@@ -298,7 +298,9 @@ pipeline:
 	// Antrea aggregation IEs (PEN 56506), and RFC 7015's IEs have values.
 	pcap := filepath.Join(t.TempDir(), "aggregate.pcap")
 	rec.writePcap(t, pcap)
-	out, err := exec.Command("tshark", "-r", pcap, "-d", fmt.Sprintf("udp.port==%d,cflow", rec.port()),
+	// An aggregated Antrea record has 61 IEs, over tshark's default cap of
+	// 60 template fields (cflow.max_template_fields; 0 lifts it).
+	out, err := exec.Command("tshark", "-o", "cflow.max_template_fields:0", "-r", pcap, "-d", fmt.Sprintf("udp.port==%d,cflow", rec.port()),
 		"-T", "fields", "-e", "cflow.template_ipfix_field_pen", "-e", "cflow.template_ipfix_field_type_enterprise",
 		"-e", "cflow.original_flows_present", "-E", "occurrence=a", "-E", "separator=;").CombinedOutput()
 	if err != nil {
@@ -326,7 +328,7 @@ pipeline:
 			}
 		}
 	}
-	for _, ie := range []string{"121", "123", "129", "131", "145", "150"} { // octetTotalCountFromSourceNode … reverseThroughputFromDestinationNode
+	for _, ie := range []string{"121", "123", "129", "131", "145", "150", "151", "152"} { // octetTotalCountFromSourceNode … flowEndSecondsFromDestinationNode
 		if !types[ie] {
 			t.Errorf("tshark: no template field of Antrea type %s:\n%s", ie, text)
 		}

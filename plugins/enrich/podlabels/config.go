@@ -43,6 +43,14 @@ type Config struct {
 	// carries (for example from Antrea). Default false: only empty fields
 	// are filled.
 	Overwrite bool `koanf:"overwrite"`
+	// NodeName, when set, limits the Pods resolved to those scheduled on
+	// this Node (spec.nodeName), as Antrea's FlowExporter knows only its
+	// Node's local Pods: on a Node, each half of an inter-Node flow then
+	// carries only its own side's Pod, which the aggregate processor needs
+	// to correlate the halves. Nodes and Services still resolve
+	// cluster-wide. Default "": every Pod. In a DaemonSet, the Pod's
+	// spec.nodeName (Downward API) written into the config.
+	NodeName string `koanf:"node_name"`
 	// Labels controls which Pod labels reach sourcePodLabels and
 	// destinationPodLabels.
 	Labels Labels `koanf:"labels"`

@@ -64,6 +64,8 @@ type store struct {
 	// rebuild, not one per event.
 	minInterval time.Duration
 	onRebuild   func(pods, nodes, services, stale int)
+	// node, when set, keeps only the Pods on that Node (Config.NodeName).
+	node string
 
 	mu       sync.Mutex
 	pods     map[string]*podInfo // by UID (or namespace/name for files)
@@ -114,6 +116,9 @@ func intern(str string) string {
 
 // upsertPod adds or replaces the Pod under key.
 func (s *store) upsertPod(key string, p *podInfo) {
+	if s.node != "" && p.nodeName != s.node {
+		return // another Node's Pod (Pods do not move between Nodes)
+	}
 	p.podName = intern(p.podName)
 	p.podNamespace = intern(p.podNamespace)
 	p.nodeName = intern(p.nodeName)
@@ -202,6 +207,13 @@ func (s *store) replace(pods map[string]*podInfo, nodes map[string][]netip.Addr,
 		p.podNamespace = intern(p.podNamespace)
 		p.nodeName = intern(p.nodeName)
 		p.labels = intern(p.labels)
+	}
+	if s.node != "" {
+		for key, p := range pods {
+			if p.nodeName != s.node {
+				delete(pods, key)
+			}
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

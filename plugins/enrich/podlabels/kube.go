@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -48,6 +49,9 @@ type kubeBackend struct {
 	log         *slog.Logger
 
 	factory informers.SharedInformerFactory
+	// podFactory watches only the local Node's Pods when node_name is set
+	// (a field selector, as Antrea's agent does), else it is factory.
+	podFactory informers.SharedInformerFactory
 }
 
 func newKubeBackend(kubeconfig, kubeContext string, syncTimeout time.Duration, enc *labelEncoder, s *store, m *metrics, log *slog.Logger) (*kubeBackend, error) {
@@ -109,6 +113,15 @@ func slimMeta(m *metav1.ObjectMeta, labels bool) metav1.ObjectMeta {
 
 func (b *kubeBackend) start(ctx context.Context, _ *sync.WaitGroup) error {
 	b.factory = informers.NewSharedInformerFactoryWithOptions(b.client, 0, informers.WithTransform(strip))
+	b.podFactory = b.factory
+	if node := b.store.node; node != "" {
+		// The API server sends only this Node's Pods: a Node's weir does
+		// not cache the whole cluster's.
+		b.podFactory = informers.NewSharedInformerFactoryWithOptions(b.client, 0, informers.WithTransform(strip),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
+			}))
+	}
 	core := b.factory.Core().V1()
 	handlers := []struct {
 		informer cache.SharedIndexInformer
@@ -116,7 +129,7 @@ func (b *kubeBackend) start(ctx context.Context, _ *sync.WaitGroup) error {
 		upsert   func(obj any)
 		remove   func(obj any)
 	}{
-		{core.Pods().Informer(), "pod", b.upsertPod, b.deletePod},
+		{b.podFactory.Core().V1().Pods().Informer(), "pod", b.upsertPod, b.deletePod},
 		{core.Nodes().Informer(), "node", b.upsertNode, b.deleteNode},
 		{core.Services().Informer(), "service", b.upsertService, b.deleteService},
 	}
@@ -142,6 +155,9 @@ func (b *kubeBackend) start(ctx context.Context, _ *sync.WaitGroup) error {
 		synced = append(synced, reg.HasSynced)
 	}
 	b.factory.Start(ctx.Done())
+	if b.podFactory != b.factory {
+		b.podFactory.Start(ctx.Done())
+	}
 	if b.syncTimeout <= 0 {
 		return nil
 	}
@@ -160,6 +176,9 @@ func (b *kubeBackend) start(ctx context.Context, _ *sync.WaitGroup) error {
 func (b *kubeBackend) stop() {
 	if b.factory != nil {
 		b.factory.Shutdown()
+	}
+	if b.podFactory != nil && b.podFactory != b.factory {
+		b.podFactory.Shutdown()
 	}
 }
 

@@ -83,6 +83,7 @@ func newEnricher(cfg *Config, set plugin.Settings, newBackend func(*Enricher, *l
 		metrics:   m,
 	}
 	e.store.onRebuild = m.setEntries
+	e.store.node = cfg.NodeName
 	if e.backend, err = newBackend(e, newLabelEncoder(cfg.Labels)); err != nil {
 		m.unregister(set.Metrics)
 		return nil, fmt.Errorf("%s: %w", ID, err)

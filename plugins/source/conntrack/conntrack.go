@@ -439,6 +439,7 @@ func (s *Source) emit(now int64) func(e *entry, reason uint8) {
 // buffer (ENOBUFS) loses events: they are counted and a dump is asked for.
 func (s *Source) readEvents(ctx context.Context, events chan<- ct.Event, resync chan<- struct{}) {
 	defer s.wg.Done()
+	var lostLogged time.Time
 	for {
 		msgs, err := s.eventConn.Receive()
 		if ctx.Err() != nil {
@@ -446,7 +447,12 @@ func (s *Source) readEvents(ctx context.Context, events chan<- ct.Event, resync 
 		}
 		if err != nil {
 			if errors.Is(err, unix.ENOBUFS) {
-				s.m.eventsLost.Add(1)
+				n := s.m.eventsLost.Add(1)
+				if time.Since(lostLogged) >= time.Minute {
+					lostLogged = time.Now()
+					s.log.Warn("conntrack events lost: the event socket's buffer overflowed (ENOBUFS); dumping the table to resync (raise event_buffer if this repeats)",
+						"event_buffer", s.cfg.EventBuffer, "overflows_total", n)
+				}
 				select {
 				case resync <- struct{}{}:
 				default:
