@@ -8,13 +8,12 @@ import (
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
 	"slices"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/core/plugintest"
+	"github.com/weir-flow/weir/internal/cputime"
 )
 
 // BenchmarkProcess measures records/s through aggregate in steady state:
@@ -59,7 +58,7 @@ func BenchmarkProcess(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0 := cpuTime()
+			meter := cputime.Start()
 			n := 0
 			for b.Loop() {
 				bt := batches[n%len(batches)]
@@ -68,7 +67,7 @@ func BenchmarkProcess(b *testing.B) {
 				n++
 			}
 			b.StopTimer()
-			cpu := cpuTime() - cpu0
+			cpu := meter.Elapsed()
 			recs := float64(n * 256)
 			// The machine may be shared: CPU time per record is the figure
 			// that does not depend on how often this process ran.
@@ -112,13 +111,6 @@ func makeBatches(flows int) []*flow.Batch {
 		out = append(out, b)
 	}
 	return out
-}
-
-// cpuTime is the process's user+system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkGCPause measures GC pauses (stop-the-world, p99 of forced
