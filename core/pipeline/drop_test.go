@@ -119,9 +119,9 @@ func (e *dropperExporter) Shutdown(ctx context.Context) error { return e.d.Shutd
 func TestExporterDropAccounting(t *testing.T) {
 	const n = 1000 // ports 0..999: 500 even, 250 %4==1, 250 %4==3
 	for _, tc := range []struct {
-		name, exporter                      string
-		out, tooLarge, sendErr, rejected    uint64
-		errored                             uint64
+		name, exporter                   string
+		out, tooLarge, sendErr, rejected uint64
+		errored                          uint64
 	}{
 		{name: "partial", exporter: "export.test_dropper: {mode: partial}", out: 500, tooLarge: 250, sendErr: 250},
 		{name: "failed", exporter: "export.test_dropper: {mode: failed}", tooLarge: 250, sendErr: 250, errored: 500},
