@@ -29,13 +29,15 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/plugin"
 )
 
-// Drop reasons of weir_export_<name>_dropped_records_total.
+// Drop reasons of weir_export_<name>_dropped_records_total, and of the
+// engine's weir_stage_records_dropped_total (the same as plugin's).
 const (
-	ReasonBufferFull = "buffer_full"
-	ReasonRejected   = "rejected"
-	ReasonShutdown   = "shutdown"
+	ReasonBufferFull = plugin.DropBufferFull
+	ReasonRejected   = plugin.DropRejected
+	ReasonShutdown   = plugin.DropShutdown
 )
 
 // Options configure a Buffer.
@@ -76,6 +78,10 @@ type Buffer struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// out learns what became of every record Add accepted or refused,
+	// for the engine's accounting (plugin.Deferred); set before Start.
+	out plugin.Outcome
+
 	rows, batches, retries atomic.Uint64
 	dropped                *prometheus.CounterVec
 	insertSeconds          prometheus.Histogram
@@ -106,7 +112,7 @@ func New(o Options, reg prometheus.Registerer) (*Buffer, error) {
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = 5 * time.Second
 	}
-	b := &Buffer{o: o, wake: make(chan struct{}, 1)}
+	b := &Buffer{o: o, wake: make(chan struct{}, 1), out: plugin.NopOutcome{}}
 	b.space = sync.NewCond(&b.mu)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	p := "weir_export_" + o.Name + "_"
@@ -138,6 +144,15 @@ func New(o Options, reg prometheus.Registerer) (*Buffer, error) {
 		}
 	}
 	return b, nil
+}
+
+// SetOutcome makes the buffer report every record it inserts (Delivered)
+// or drops (Dropped, by reason) to o: the database exporters implement
+// plugin.Deferred with it. Call it before Start.
+func (b *Buffer) SetOutcome(o plugin.Outcome) {
+	if o != nil {
+		b.out = o
+	}
 }
 
 // Start starts the writer goroutine.
@@ -247,6 +262,7 @@ func (b *Buffer) drop(reason string, n int, err error) {
 		return
 	}
 	b.dropped.WithLabelValues(reason).Add(float64(n))
+	b.out.Dropped(reason, n)
 	now := time.Now().UnixNano()
 	if last := b.lastLog.Load(); now-last >= int64(time.Second) && b.lastLog.CompareAndSwap(last, now) {
 		b.o.Logger.Warn("records dropped", "reason", reason, "records", n, "buffered", b.n, "max_records", b.o.MaxRecords, "err", err)
@@ -315,6 +331,7 @@ func (b *Buffer) run() {
 		case err == nil:
 			b.insertSeconds.Observe(time.Since(start).Seconds())
 			b.rows.Add(uint64(len(c)))
+			b.out.Delivered(len(c))
 			b.batches.Add(1)
 			backoff = b.o.MinBackoff
 			b.pop()

@@ -98,6 +98,10 @@ func (e *Exporter) Export(ctx context.Context, b *flow.Batch) error {
 // Buffer returns the exporter's buffer, for tests and benchmarks.
 func (e *Exporter) Buffer() *sinkbuf.Buffer { return e.buf }
 
+// SetOutcome implements plugin.Deferred: the engine counts a record out
+// when its insert succeeds, dropped when the buffer drops it.
+func (e *Exporter) SetOutcome(o plugin.Outcome) { e.buf.SetOutcome(o) }
+
 // Schema is the table layout chosen for a server version.
 type Schema struct {
 	// Version is the server's "major.minor.patch".
@@ -422,3 +426,5 @@ func Slice(col any, i, j int) any {
 	}
 	return nil
 }
+
+var _ plugin.Deferred = (*Exporter)(nil)

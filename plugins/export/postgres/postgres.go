@@ -107,6 +107,10 @@ func (e *Exporter) Export(ctx context.Context, b *flow.Batch) error {
 // Buffer returns the exporter's buffer, for tests and benchmarks.
 func (e *Exporter) Buffer() *sinkbuf.Buffer { return e.buf }
 
+// SetOutcome implements plugin.Deferred: the engine counts a record out
+// when its insert succeeds, dropped when the buffer drops it.
+func (e *Exporter) SetOutcome(o plugin.Outcome) { e.buf.SetOutcome(o) }
+
 // Type returns the PostgreSQL type of a column: inet for addresses,
 // timestamptz for times, text, and the smallest signed integer that holds
 // the IE's unsigned width (unsigned64 as bigint: values above 2^63-1 are
@@ -279,3 +283,5 @@ func Rows(cols []flowtable.Column, b *flow.Batch) [][]any {
 	}
 	return out
 }
+
+var _ plugin.Deferred = (*Exporter)(nil)
