@@ -142,6 +142,7 @@ func (e *Exporter) exportTCP(ctx context.Context, recs []*flow.Record) error {
 			for _, m := range t.msgs[i:] {
 				rest += m.records
 			}
+			e.recordsDropped.Add(uint64(rest))
 			return errors.Join(drops, plugin.Dropped(plugin.DropSendError, rest, fmt.Errorf("%s: %d records not sent: %w", ID, rest, err)))
 		}
 		if e.fresh {
