@@ -73,8 +73,8 @@ const (
 	// DefaultTableLimit is table_limit's default, in elements.
 	DefaultTableLimit = 1 << 20
 	maxTableLimit     = 1 << 28
-	pageSize           = 64 << 10
-	maxPages           = 65536 // 4 GiB, the wasm32 limit
+	pageSize          = 64 << 10
+	maxPages          = 65536 // 4 GiB, the wasm32 limit
 )
 
 // DefaultConfig returns the defaults: fail-open, 64 MiB, 1s, GOMAXPROCS
