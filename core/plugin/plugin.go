@@ -115,6 +115,11 @@ type Pushdown interface {
 // Exporter sends records out of Weir. Export is called from one goroutine
 // per exporter; b is shared with other exporters and must not be modified
 // or retained.
+//
+// Export returns nil when every record was delivered, a [DroppedError]
+// (several joined with errors.Join) when some were dropped for a reason
+// and the rest delivered, or another error when the batch failed. An
+// exporter that delivers after Export returns implements [Deferred].
 type Exporter interface {
 	Component
 	Start(ctx context.Context) error
