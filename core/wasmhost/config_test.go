@@ -24,6 +24,9 @@ func TestConfigValidate(t *testing.T) {
 		{"missing path", valid(func(c *Config) { c.Path = " " }), []string{"path: missing"}},
 		{"memory zero", valid(func(c *Config) { c.MemoryLimit = 0 }), []string{"memory_limit: 0"}},
 		{"memory too big", valid(func(c *Config) { c.MemoryLimit = 8 << 30 }), []string{"memory_limit: 8GiB", "4GiB"}},
+		{"table limit", valid(func(c *Config) { c.TableLimit = 4096 }), nil},
+		{"negative table limit", valid(func(c *Config) { c.TableLimit = -1 }), []string{"table_limit: -1"}},
+		{"table limit too big", valid(func(c *Config) { c.TableLimit = 1 << 29 }), []string{"table_limit: 536870912", "268435456"}},
 		{"negative timeout", valid(func(c *Config) { c.Timeout = -time.Second }), []string{"timeout: -1s"}},
 		{"negative instances", valid(func(c *Config) { c.Instances = -1 }), []string{"instances: -1"}},
 		{"bad env", valid(func(c *Config) { c.Allow.Env = []string{"A=B"} }), []string{`allow.env[0]: "A=B"`}},
@@ -56,6 +59,9 @@ func TestConfigDefaults(t *testing.T) {
 	c := DefaultConfig()
 	if c.MemoryLimit != 64<<20 || c.Timeout != time.Second || c.Instances != 0 {
 		t.Fatalf("defaults %+v", c)
+	}
+	if l := c.limits(); l.tables != DefaultTableLimit || l.pages != 1024 {
+		t.Fatalf("limits %+v, want 1024 pages and %d table elements", l, DefaultTableLimit)
 	}
 	if c.memoryPages() != 1024 {
 		t.Fatalf("64MiB is %d pages, want 1024", c.memoryPages())
