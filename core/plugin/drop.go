@@ -110,7 +110,9 @@ type Outcome interface {
 // counts a record as out only when the exporter reports it through
 // Outcome.Delivered, and as dropped when it reports Outcome.Dropped or
 // returns a [DroppedError] from Export; so, for its stage,
-// in = out + dropped + errored + what it still buffers.
+// in = out + dropped + errored + what it still buffers. When Export fails
+// (an error other than drops) the engine counts the batch's records as
+// errored: the exporter must then not report them through Outcome.
 type Deferred interface {
 	SetOutcome(Outcome)
 }
