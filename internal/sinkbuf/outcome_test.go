@@ -63,3 +63,33 @@ func TestOutcome(t *testing.T) {
 		t.Errorf("delivered: outcome %d, inserted %d, want 50", o.delivered, b.Inserted())
 	}
 }
+
+// TestOutcomeBlockGivenUp: with when_full: block, records still waiting
+// for room when ctx ends are dropped and reported (buffer_full), not lost
+// with an error.
+func TestOutcomeBlockGivenUp(t *testing.T) {
+	s := &fakeServer{} // down: nothing leaves the buffer
+	b, err := New(Options{Name: "test", BatchSize: 10, BatchInterval: 5 * time.Millisecond, MaxRecords: 20, Block: true,
+		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Write: s.write}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &outcomeCounter{dropped: map[string]int{}}
+	b.SetOutcome(o)
+	b.Start()
+	defer func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer ccancel()
+		_ = b.Close(cctx) // the server stays down: the 20 buffered go as shutdown
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := b.Add(ctx, records(0, 35)); err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.dropped[ReasonBufferFull] != 15 || b.Buffered() != 20 {
+		t.Errorf("dropped %v, buffered %d; want buffer_full 15, 20 buffered", o.dropped, b.Buffered())
+	}
+}

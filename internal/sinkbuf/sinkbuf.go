@@ -180,7 +180,8 @@ func (b *Buffer) Dropped(reason string) uint64 {
 
 // Add copies recs into the buffer (without Extra). Records beyond the
 // buffer's room are dropped and counted, unless Block is set: then Add
-// waits for room or ctx.
+// waits for room, or until ctx ends and then drops the rest (reason
+// buffer_full). Every record is reported to the outcome once.
 func (b *Buffer) Add(ctx context.Context, recs []*flow.Record) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -196,7 +197,11 @@ func (b *Buffer) Add(ctx context.Context, recs []*flow.Record) error {
 				return nil
 			}
 			if err := b.waitSpace(ctx); err != nil {
-				return err
+				// Given up waiting for room: the rest is dropped, and
+				// counted (a plugin.Deferred exporter reports its records
+				// itself, so Add must not fail the batch).
+				b.drop(ReasonBufferFull, len(recs)-i, err)
+				return nil
 			}
 			continue
 		}
