@@ -221,7 +221,7 @@ loop:
 	err = p.Shutdown(sctx)
 	for _, s := range p.Stats() {
 		log.Info("stage summary", "stage", s.Stage, "plugin", s.Plugin,
-			"in", s.In, "out", s.Out, "filtered", s.Filtered, "errored", s.Errored, "queue_full", s.Overflow)
+			"in", s.In, "out", s.Out, "filtered", s.Filtered, "errored", s.Errored, "queue_full", s.Overflow, "dropped", s.Dropped)
 	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {

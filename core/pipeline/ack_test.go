@@ -86,7 +86,7 @@ pipeline:
 	}
 }
 
-// deferredExporter is a plugin.DeferredExporter that stores nothing until
+// deferredExporter is a plugin.AckExporter that stores nothing until
 // the test calls its held callbacks.
 type deferredExporter struct {
 	mu     sync.Mutex
@@ -104,7 +104,7 @@ func (e *deferredExporter) Export(context.Context, *flow.Batch) error {
 	return nil
 }
 
-func (e *deferredExporter) ExportDeferred(_ context.Context, _ *flow.Batch, stored func()) error {
+func (e *deferredExporter) ExportAcked(_ context.Context, _ *flow.Batch, stored func()) error {
 	e.mu.Lock()
 	e.stored = append(e.stored, stored)
 	e.mu.Unlock()
@@ -131,7 +131,7 @@ func init() {
 		New: func(plugin.Config, plugin.Settings) (plugin.Component, error) { return deferred, nil }})
 }
 
-// TestEmitAckedWaitsForStored: with a plugin.DeferredExporter, a batch is
+// TestEmitAckedWaitsForStored: with a plugin.AckExporter, a batch is
 // acknowledged only once that exporter has stored it, not when Export
 // returned; a batch filtered empty never reaches it and is acknowledged
 // at once.
@@ -167,6 +167,6 @@ pipeline:
 		time.Sleep(time.Millisecond)
 	}
 	if deferred.plain != 0 {
-		t.Errorf("%d acknowledged batches went through Export instead of ExportDeferred", deferred.plain)
+		t.Errorf("%d acknowledged batches went through Export instead of ExportAcked", deferred.plain)
 	}
 }

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +50,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDropped, s.Overflow.Load(), p.name, s.Stage, s.Plugin, "queue_full")
 		counter(descHeld, s.Held.Load(), p.name, s.Stage, s.Plugin)
 		counter(descDropped, s.ErrorDropped.Load(), p.name, s.Stage, s.Plugin, "error")
+		for r, n := range s.droppedByReason(s.Kind == "exporter") {
+			counter(descDropped, n, p.name, s.Stage, s.Plugin, r)
+		}
 		for i, r := range plugin.Reasons {
 			counter(descErrored, s.erroredBy[i].Load(), p.name, s.Stage, s.Plugin, r)
 		}
@@ -95,6 +99,49 @@ type StageStats struct {
 	// erroredBy splits Errored by plugin.Reasons.
 	erroredBy [8]atomic.Uint64 // len(plugin.Reasons) ≤ 8
 	logs      plugin.LogLimiter
+
+	// dropBy counts records an exporter dropped, by the reason it gave (a
+	// plugin.DroppedError or plugin.Outcome.Dropped).
+	dropMu sync.Mutex
+	dropBy map[string]*atomic.Uint64
+}
+
+// dropped returns the counter of records the stage dropped for reason,
+// making it on first use. A reason the engine uses itself, or none, counts
+// as "other".
+func (s *StageStats) dropped(reason string) *atomic.Uint64 {
+	switch reason {
+	case "", "filtered", "queue_full", "error": // none, or the engine's own
+		reason = "other"
+	}
+	s.dropMu.Lock()
+	defer s.dropMu.Unlock()
+	c := s.dropBy[reason]
+	if c == nil {
+		if s.dropBy == nil {
+			s.dropBy = map[string]*atomic.Uint64{}
+		}
+		c = new(atomic.Uint64)
+		s.dropBy[reason] = c
+	}
+	return c
+}
+
+// droppedByReason copies dropBy; with all, every shared reason
+// (plugin.DropReasons) is there, 0 when unused.
+func (s *StageStats) droppedByReason(all bool) map[string]uint64 {
+	m := map[string]uint64{}
+	if all {
+		for _, r := range plugin.DropReasons {
+			m[r] = 0
+		}
+	}
+	s.dropMu.Lock()
+	defer s.dropMu.Unlock()
+	for r, c := range s.dropBy {
+		m[r] = c.Load()
+	}
+	return m
 }
 
 // errored returns the counter of records errored for reason; an unknown
@@ -117,6 +164,9 @@ type Snapshot struct {
 	// fail-closed; ErroredBy splits Errored by reason.
 	ErrorDropped uint64
 	ErroredBy    map[string]uint64
+	// Dropped counts records an exporter dropped, by reason
+	// (plugin.DroppedError, plugin.Outcome).
+	Dropped map[string]uint64
 }
 
 // Snapshot copies the counters.
@@ -127,6 +177,7 @@ func (s *StageStats) Snapshot() Snapshot {
 		Errored: s.Errored.Load(), Overflow: s.Overflow.Load(),
 		Batches: s.Batches.Load(), Nanos: s.Nanos.Load(), Held: s.Held.Load(),
 		ErrorDropped: s.ErrorDropped.Load(), ErroredBy: s.erroredByReason(),
+		Dropped: s.droppedByReason(false),
 	}
 }
 

@@ -43,7 +43,7 @@ type item struct {
 	refs  atomic.Int32
 	done  func() // plugin.AckEmitter's callback, or nil
 	// pending counts what done still waits for: the batch's release, and
-	// each plugin.DeferredExporter that has not yet stored it.
+	// each plugin.AckExporter that has not yet stored it.
 	pending atomic.Int32
 }
 
@@ -81,6 +81,9 @@ type exporter struct {
 	after   chan struct{}
 	gone    chan struct{} // closed by Reload once this exporter is shut down
 	started bool
+	// deferred: the exporter is plugin.Deferred and reports what it
+	// delivered through its outcome, so Export's return counts nothing out.
+	deferred bool
 }
 
 // graph is the processor chain and the exporters the workers run. A reload
@@ -282,8 +285,29 @@ func (p *Pipeline) buildExporter(s config.Stage, baseDir string, deferMetrics bo
 	if err != nil {
 		return nil, err
 	}
-	return &exporter{Exporter: e, stage: st, queue: make(chan *item, p.cfg.Pipeline.Queue.ExporterSize),
-		done: make(chan struct{}), gone: make(chan struct{})}, nil
+	out := &exporter{Exporter: e, stage: st, queue: make(chan *item, p.cfg.Pipeline.Queue.ExporterSize),
+		done: make(chan struct{}), gone: make(chan struct{})}
+	if d, ok := e.(plugin.Deferred); ok {
+		out.deferred = true
+		d.SetOutcome(outcome{st.stats})
+	}
+	return out, nil
+}
+
+// outcome is a plugin.Deferred exporter's plugin.Outcome: it counts the
+// records the exporter reports into its stage's counters.
+type outcome struct{ stats *StageStats }
+
+func (o outcome) Delivered(records int) {
+	if records > 0 {
+		o.stats.Out.Add(uint64(records))
+	}
+}
+
+func (o outcome) Dropped(reason string, records int) {
+	if records > 0 {
+		o.stats.dropped(reason).Add(uint64(records))
+	}
 }
 
 // Start starts exporters, then processors, then the workers, then sources,
@@ -611,9 +635,9 @@ func (p *Pipeline) runExporter(e *exporter) {
 		n := uint64(it.batch.Len())
 		start := time.Now()
 		var err error
-		if de, ok := e.Exporter.(plugin.DeferredExporter); ok && it.done != nil {
+		if de, ok := e.Exporter.(plugin.AckExporter); ok && it.done != nil {
 			it.pending.Add(1) // before unref below, so release cannot finish first
-			err = de.ExportDeferred(ctx, it.batch, func() { p.settle(it) })
+			err = de.ExportAcked(ctx, it.batch, func() { p.settle(it) })
 		} else {
 			err = e.Export(ctx, it.batch)
 		}
@@ -622,19 +646,45 @@ func (p *Pipeline) runExporter(e *exporter) {
 		e.stats.Batches.Add(1)
 		e.stats.Nanos.Add(uint64(elapsed))
 		e.stats.duration.Observe(elapsed.Seconds())
-		if err != nil {
-			reason := plugin.ReasonOf(err)
-			e.stats.Errored.Add(n)
-			e.stats.errored(reason).Add(n)
-			e.stats.ErrorBatches.Add(1)
-			if suppressed, ok := e.stats.logs.Allow(time.Now()); ok {
-				p.log.Warn("exporter failed on a batch", "stage", e.name, "reason", reason, "records", n,
-					"failed_batches", e.stats.ErrorBatches.Load(), "suppressed", suppressed, "err", err)
-			}
-		} else {
-			e.stats.Out.Add(n)
-		}
+		p.account(e, n, err)
 		p.unref(it)
+	}
+}
+
+// account counts the n records of a batch e's Export returned err for:
+// delivered ones as out, the ones a plugin.DroppedError names as dropped by
+// reason (at most n), the whole batch as errored when Export failed. A
+// plugin.Deferred exporter reports its deliveries itself (outcome), so
+// nothing is counted out here for it.
+func (p *Pipeline) account(e *exporter, n uint64, err error) {
+	st := e.stats
+	if err == nil {
+		if !e.deferred {
+			st.Out.Add(n)
+		}
+		return
+	}
+	left := n
+	partial := plugin.Drops(err, func(reason string, records int) {
+		k := min(uint64(max(records, 0)), left)
+		left -= k
+		st.dropped(reason).Add(k)
+	})
+	if partial {
+		if !e.deferred {
+			st.Out.Add(left)
+		}
+		return
+	}
+	// Export failed: the records it did not name as dropped count as
+	// errored.
+	reason := plugin.ReasonOf(err)
+	st.Errored.Add(left)
+	st.errored(reason).Add(left)
+	st.ErrorBatches.Add(1)
+	if suppressed, ok := st.logs.Allow(time.Now()); ok {
+		p.log.Warn("exporter failed on a batch", "stage", e.name, "reason", reason, "records", n,
+			"failed_batches", st.ErrorBatches.Load(), "suppressed", suppressed, "err", err)
 	}
 }
 
@@ -681,7 +731,7 @@ func (e *emitter) Emit(ctx context.Context, b *flow.Batch) error {
 
 // EmitAcked implements plugin.AckEmitter: done runs when the batch is
 // released (release), after the last exporter returned, and every
-// plugin.DeferredExporter among them has stored it.
+// plugin.AckExporter among them has stored it.
 func (e *emitter) EmitAcked(ctx context.Context, b *flow.Batch, done func()) error {
 	n := uint64(b.Len())
 	if n == 0 {

@@ -115,6 +115,11 @@ type Pushdown interface {
 // Exporter sends records out of Weir. Export is called from one goroutine
 // per exporter; b is shared with other exporters and must not be modified
 // or retained.
+//
+// Export returns nil when every record was delivered, a [DroppedError]
+// (several joined with errors.Join) when some were dropped for a reason
+// and the rest delivered, or another error when the batch failed. An
+// exporter that delivers after Export returns implements [Deferred].
 type Exporter interface {
 	Component
 	Start(ctx context.Context) error
@@ -147,18 +152,20 @@ type AckEmitter interface {
 	EmitAcked(ctx context.Context, b *flow.Batch, done func()) error
 }
 
-// DeferredExporter is an [Exporter] that still holds records after Export
+// AckExporter is an [Exporter] that still holds records after Export
 // returns (a buffer in front of a database) and can tell when they are
 // stored. The engine uses it for batches whose source acknowledges its
 // input ([AckEmitter]): the source's done then waits for stored, so a
-// Kafka offset is committed only once the rows are in the database.
-type DeferredExporter interface {
+// Kafka offset is committed only once the rows are in the database. Such
+// an exporter is usually also [Deferred], which reports the same records'
+// fate to the metrics.
+type AckExporter interface {
 	Exporter
-	// ExportDeferred is Export, and calls stored once every record of b
+	// ExportAcked is Export, and calls stored once every record of b
 	// has been stored or counted as dropped. stored runs exactly once,
-	// from any goroutine, also when ExportDeferred returns an error. b
+	// from any goroutine, also when ExportAcked returns an error. b
 	// is not retained, as with Export.
-	ExportDeferred(ctx context.Context, b *flow.Batch, stored func()) error
+	ExportAcked(ctx context.Context, b *flow.Batch, stored func()) error
 }
 
 // Settings is what the engine gives every plugin it builds.

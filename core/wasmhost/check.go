@@ -67,7 +67,7 @@ func Inspect(ctx context.Context, path string) (Info, error) {
 	cfg.Path = path
 	log := slog.New(slog.DiscardHandler)
 	ic := instanceConfig{log: log, buffer: bufferFor(0)}
-	mod, err := openModule(ctx, path, cfg.memoryPages(), ic.checks, cfg.cacheDir(""), ic, log)
+	mod, err := openModule(ctx, path, cfg.limits(), ic.checks, cfg.cacheDir(""), ic, log)
 	if err != nil {
 		return Info{}, err
 	}

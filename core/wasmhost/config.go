@@ -26,6 +26,12 @@ type Config struct {
 	// units ("64MiB", "1GiB"). Rounded up to 64 KiB pages. Default 64MiB;
 	// at most 4GiB. A Go guest needs a few MiB to start.
 	MemoryLimit plugin.ByteSize `koanf:"memory_limit"`
+	// TableLimit caps the elements of each table the module defines
+	// (function references, 8 bytes each of host memory, outside
+	// memory_limit): table.grow past it fails in the module, and a module
+	// whose table starts larger is refused. Default 0 means 1048576
+	// (8 MiB); at most 268435456.
+	TableLimit int `koanf:"table_limit"`
 	// Timeout is the longest one batch may run in the module before the
 	// call is stopped (within about a millisecond) and the instance
 	// replaced. Default 1s. 0 disables the deadline: a module stuck in a
@@ -64,8 +70,11 @@ type Allow struct {
 const (
 	DefaultMemoryLimit = 64 << 20
 	DefaultTimeout     = time.Second
-	pageSize           = 64 << 10
-	maxPages           = 65536 // 4 GiB, the wasm32 limit
+	// DefaultTableLimit is table_limit's default, in elements.
+	DefaultTableLimit = 1 << 20
+	maxTableLimit     = 1 << 28
+	pageSize          = 64 << 10
+	maxPages          = 65536 // 4 GiB, the wasm32 limit
 )
 
 // DefaultConfig returns the defaults: fail-open, 64 MiB, 1s, GOMAXPROCS
@@ -83,6 +92,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MemoryLimit <= 0 || c.MemoryLimit > maxPages*pageSize {
 		errs = append(errs, fmt.Errorf("memory_limit: %s: want more than 0 and at most 4GiB, the most a wasm32 module can address", c.MemoryLimit))
+	}
+	if c.TableLimit < 0 || c.TableLimit > maxTableLimit {
+		errs = append(errs, fmt.Errorf("table_limit: %d: want 0 (default %d) to %d elements", c.TableLimit, DefaultTableLimit, maxTableLimit))
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("timeout: %s: must be positive, or 0 for no deadline", c.Timeout))
@@ -113,6 +125,15 @@ func (c *Config) memoryPages() uint32 {
 		n = DefaultMemoryLimit
 	}
 	return uint32((n + pageSize - 1) / pageSize)
+}
+
+// limits returns the memory and table bounds of an instance.
+func (c *Config) limits() limits {
+	t := c.TableLimit
+	if t <= 0 || t > maxTableLimit {
+		t = DefaultTableLimit
+	}
+	return limits{pages: c.memoryPages(), tables: uint32(t)}
 }
 
 // instances returns the pool size.

@@ -25,6 +25,9 @@ func TestConfigDefaults(t *testing.T) {
 	if c.MemoryLimit != 64<<20 || c.Timeout != time.Second || c.Instances != 0 {
 		t.Fatalf("defaults %+v", c)
 	}
+	if l := c.limits(); l.tables != DefaultTableLimit || l.pages != 1024 {
+		t.Fatalf("limits %+v, want 1024 pages and %d table elements", l, DefaultTableLimit)
+	}
 	if c.memoryPages() != 1024 {
 		t.Fatalf("64MiB is %d pages, want 1024", c.memoryPages())
 	}

@@ -13,7 +13,7 @@
 //
 // # Notes
 //   - Sandbox: no filesystem, environment or network unless allow grants
-//     them; a memory ceiling per instance (memory_limit); a deadline per
+//     them; a memory ceiling per instance (memory_limit, table_limit); a deadline per
 //     batch (timeout) that stops an endless loop. The module is rewritten
 //     before compiling (internal/interrupt) with a countdown at every loop
 //     header that calls the host every few thousand checks, where the

@@ -17,7 +17,11 @@ import (
 // protocolIdentifier column. It measures what the host and the ABI cost
 // without a Go runtime in the guest (BenchmarkProtocolFilter's
 // "handwritten" variant).
-func handwrittenFilter() []byte {
+func handwrittenFilter() []byte { return handwrittenModule(nil, nil) }
+
+// handwrittenModule is handwrittenFilter with prefix run first in
+// weir_process, and the table section table (none if nil).
+func handwrittenModule(prefix, table []byte) []byte {
 	u := func(v uint64) []byte { return binary.AppendUvarint(nil, v) }
 	cat := func(parts ...[]byte) []byte {
 		var out []byte
@@ -45,6 +49,7 @@ func handwrittenFilter() []byte {
 	}
 	// weir_process(ptr, len) -> i64; locals 2 n, 3 col, 4 i, 5 words, 6 addr
 	process := cat(
+		prefix,
 		get(0), mem(0x28, 2, 8), set(2), // n
 		get(0), get(0), mem(0x28, 2, 16), []byte{0x6a}, set(3), // col = ptr + recOff (no presence column)
 		get(2), i32(63), []byte{0x6a}, i32(6), []byte{0x76}, set(5), // words
@@ -88,7 +93,11 @@ func handwrittenFilter() []byte {
 		return cat(u(uint64(len(b))), b)
 	}
 	manifest := (&abi.Manifest{Version: abi.Version, Kind: abi.KindFilter, Reads: abi.MaskOf(abi.FlagColumns|abi.FlagNoPresence, flow.ProtocolIdentifier)}).Append(nil)
-	table := make([]byte, 256)
+	var tables []byte
+	if table != nil {
+		tables = sec(4, table)
+	}
+	table = make([]byte, 256)
 	table[6], table[17] = 1, 1
 	segment := func(at int64, data []byte) []byte {
 		return cat([]byte{0x00}, i32(at), []byte{0x0b}, u(uint64(len(data))), data)
@@ -96,6 +105,7 @@ func handwrittenFilter() []byte {
 	return cat([]byte("\x00asm\x01\x00\x00\x00"),
 		sec(1, vec([]byte{0x60, 0, 1, 0x7f}, []byte{0x60, 1, 0x7f, 1, 0x7f}, []byte{0x60, 2, 0x7f, 0x7f, 1, 0x7e})),
 		sec(3, vec(u(0), u(0), u(1), u(2), u(2))),
+		tables,
 		sec(5, vec([]byte{0x00, 2})),
 		sec(7, vec(
 			cat(name("weir_abi_version"), []byte{0}, u(0)), cat(name("weir_kind"), []byte{0}, u(1)),

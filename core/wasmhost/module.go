@@ -138,7 +138,8 @@ type module struct {
 // compileModule reads and compiles the module at path with the given
 // interruption checks, using the on-disk compilation cache in cacheDir
 // ("" for none).
-func compileModule(ctx context.Context, path string, pages uint32, want checks, cacheDir string, log *slog.Logger) (*module, error) {
+func compileModule(ctx context.Context, path string, lim limits, want checks, cacheDir string, log *slog.Logger) (*module, error) {
+	pages := lim.pages
 	wasm, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read wasm module: %w", err)
@@ -156,6 +157,9 @@ func compileModule(ctx context.Context, path string, pages uint32, want checks, 
 		} else {
 			wasm = patched
 		}
+	}
+	if wasm, err = boundTables(wasm, lim.tables); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	rc := wazero.NewRuntimeConfig().
 		WithCloseOnContextDone(m.checks == checksWazero).

@@ -139,7 +139,7 @@ func (p *Processor) Start(ctx context.Context) error {
 
 // load compiles the module at path and makes its first instance.
 func load(ctx context.Context, path string, cfg *Config, baseDir string, config []byte, ic instanceConfig, log *slog.Logger) (*module, *instance, abi.Manifest, error) {
-	mod, err := openModule(ctx, path, cfg.memoryPages(), ic.checks, cfg.cacheDir(baseDir), ic, log)
+	mod, err := openModule(ctx, path, cfg.limits(), ic.checks, cfg.cacheDir(baseDir), ic, log)
 	if err != nil {
 		return nil, nil, abi.Manifest{}, err
 	}
@@ -155,8 +155,8 @@ func load(ctx context.Context, path string, cfg *Config, baseDir string, config 
 // another ABI version is reported as such (a *abi.VersionError naming
 // both versions) rather than by the exports it lacks, if it can tell its
 // version.
-func openModule(ctx context.Context, path string, pages uint32, want checks, cacheDir string, ic instanceConfig, log *slog.Logger) (*module, error) {
-	mod, err := compileModule(ctx, path, pages, want, cacheDir, log)
+func openModule(ctx context.Context, path string, lim limits, want checks, cacheDir string, ic instanceConfig, log *slog.Logger) (*module, error) {
+	mod, err := compileModule(ctx, path, lim, want, cacheDir, log)
 	if err != nil {
 		return nil, err
 	}

@@ -134,7 +134,7 @@ func BenchmarkCompile(b *testing.B) {
 	ctx := context.Background()
 	b.Run("cold", func(b *testing.B) {
 		for b.Loop() {
-			m, err := compileModule(ctx, path, 1024, checksInstrumented, "", log)
+			m, err := compileModule(ctx, path, limits{pages: 1024, tables: DefaultTableLimit}, checksInstrumented, "", log)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -143,14 +143,14 @@ func BenchmarkCompile(b *testing.B) {
 	})
 	b.Run("cached", func(b *testing.B) {
 		dir := b.TempDir()
-		m, err := compileModule(ctx, path, 1024, checksInstrumented, dir, log)
+		m, err := compileModule(ctx, path, limits{pages: 1024, tables: DefaultTableLimit}, checksInstrumented, dir, log)
 		if err != nil {
 			b.Fatal(err)
 		}
 		m.close(ctx)
 		b.ResetTimer()
 		for b.Loop() {
-			m, err := compileModule(ctx, path, 1024, checksInstrumented, dir, log)
+			m, err := compileModule(ctx, path, limits{pages: 1024, tables: DefaultTableLimit}, checksInstrumented, dir, log)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -166,7 +166,7 @@ func BenchmarkInstantiate(b *testing.B) {
 	ctx := context.Background()
 	cfg := testConfig("protocolfilter", map[string]any{"protocols": []any{"tcp"}})
 	ic := instanceConfig{log: slog.New(slog.DiscardHandler), buffer: bufferFor(256)}
-	m, err := compileModule(ctx, cfg.Path, cfg.memoryPages(), checksInstrumented, cfg.CacheDir, ic.log)
+	m, err := compileModule(ctx, cfg.Path, cfg.limits(), checksInstrumented, cfg.CacheDir, ic.log)
 	if err != nil {
 		b.Fatal(err)
 	}

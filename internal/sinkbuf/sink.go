@@ -74,11 +74,15 @@ func (s *Sink) Export(ctx context.Context, b *flow.Batch) error {
 	return s.buf.Add(ctx, b.Records)
 }
 
-// ExportDeferred implements plugin.DeferredExporter: stored runs once b's
+// ExportAcked implements plugin.AckExporter: stored runs once b's
 // records have left the buffer (see [Buffer.AddAcked]).
-func (s *Sink) ExportDeferred(ctx context.Context, b *flow.Batch, stored func()) error {
+func (s *Sink) ExportAcked(ctx context.Context, b *flow.Batch, stored func()) error {
 	return s.buf.AddAcked(ctx, b.Records, stored)
 }
+
+// SetOutcome implements plugin.Deferred: the engine counts a record out
+// when its insert succeeds, dropped when the buffer drops it.
+func (s *Sink) SetOutcome(o plugin.Outcome) { s.buf.SetOutcome(o) }
 
 // Buffer returns the sink's buffer, for tests and benchmarks.
 func (s *Sink) Buffer() *Buffer { return s.buf }

@@ -32,11 +32,12 @@ import (
 	"github.com/weir-flow/weir/core/plugin"
 )
 
-// Drop reasons of weir_export_<name>_dropped_records_total.
+// Drop reasons of weir_export_<name>_dropped_records_total, and of the
+// engine's weir_stage_records_dropped_total (the same as plugin's).
 const (
-	ReasonBufferFull = "buffer_full"
-	ReasonRejected   = "rejected"
-	ReasonShutdown   = "shutdown"
+	ReasonBufferFull = plugin.DropBufferFull
+	ReasonRejected   = plugin.DropRejected
+	ReasonShutdown   = plugin.DropShutdown
 )
 
 // Options configure a Buffer.
@@ -76,6 +77,10 @@ type Buffer struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// out learns what became of every record Add accepted or refused,
+	// for the engine's accounting (plugin.Deferred); set before Start.
+	out plugin.Outcome
 
 	rows, batches, retries atomic.Uint64
 	dropped                *prometheus.CounterVec
@@ -118,7 +123,7 @@ func New(o Options, reg prometheus.Registerer) (*Buffer, error) {
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = 5 * time.Second
 	}
-	b := &Buffer{o: o, wake: make(chan struct{}, 1)}
+	b := &Buffer{o: o, wake: make(chan struct{}, 1), out: plugin.NopOutcome{}}
 	b.space = sync.NewCond(&b.mu)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	p := "weir_export_" + o.Name + "_"
@@ -152,6 +157,15 @@ func New(o Options, reg prometheus.Registerer) (*Buffer, error) {
 	return b, nil
 }
 
+// SetOutcome makes the buffer report every record it inserts (Delivered)
+// or drops (Dropped, by reason) to o: the database exporters implement
+// plugin.Deferred with it. Call it before Start.
+func (b *Buffer) SetOutcome(o plugin.Outcome) {
+	if o != nil {
+		b.out = o
+	}
+}
+
 // Start starts the writer goroutine.
 func (b *Buffer) Start() {
 	b.wg.Add(1)
@@ -177,7 +191,8 @@ func (b *Buffer) Dropped(reason string) uint64 {
 
 // Add copies recs into the buffer (without Extra). Records beyond the
 // buffer's room are dropped and counted, unless Block is set: then Add
-// waits for room or ctx.
+// waits for room, or until ctx ends and then drops the rest (reason
+// buffer_full). Every record is reported to the outcome once.
 func (b *Buffer) Add(ctx context.Context, recs []*flow.Record) error {
 	return b.AddAcked(ctx, recs, nil)
 }
@@ -215,7 +230,11 @@ func (b *Buffer) add(ctx context.Context, recs []*flow.Record) error {
 				return nil
 			}
 			if err := b.waitSpace(ctx); err != nil {
-				return err
+				// Given up waiting for room: the rest is dropped, and
+				// counted (a plugin.Deferred exporter reports its records
+				// itself, so Add must not fail the batch).
+				b.drop(ReasonBufferFull, len(recs)-i, err)
+				return nil
 			}
 			continue
 		}
@@ -296,6 +315,7 @@ func (b *Buffer) drop(reason string, n int, err error) {
 		return
 	}
 	b.dropped.WithLabelValues(reason).Add(float64(n))
+	b.out.Dropped(reason, n)
 	if suppressed, ok := b.logs.Allow(time.Now()); ok {
 		b.o.Logger.Warn("records dropped", "reason", reason, "records", n, "buffered", b.n, "max_records", b.o.MaxRecords,
 			"err", err, "suppressed", suppressed)
@@ -370,6 +390,7 @@ func (b *Buffer) run() {
 		case err == nil:
 			b.insertSeconds.Observe(time.Since(start).Seconds())
 			b.rows.Add(uint64(len(c)))
+			b.out.Delivered(len(c))
 			b.batches.Add(1)
 			backoff = b.o.MinBackoff
 			b.pop()

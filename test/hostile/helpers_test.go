@@ -95,8 +95,9 @@ type weirProc struct {
 }
 
 // startWeir runs weir on yaml ("{{metrics}}" becomes a free metrics
-// address) and waits until the pipeline runs.
-func startWeir(t *testing.T, yaml string) *weirProc {
+// address), with args added to `weir run -c FILE`, and waits until the
+// pipeline runs.
+func startWeir(t *testing.T, yaml string, args ...string) *weirProc {
 	t.Helper()
 	dir := t.TempDir()
 	w := &weirProc{stderr: &lockedBuffer{}, exited: make(chan struct{})}
@@ -106,7 +107,7 @@ func startWeir(t *testing.T, yaml string) *weirProc {
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	w.cmd = exec.Command(weirBin, "run", "-c", cfg)
+	w.cmd = exec.Command(weirBin, append([]string{"run", "-c", cfg}, args...)...)
 	w.cmd.Stdout = io.Discard
 	w.cmd.Stderr = w.stderr
 	if err := w.cmd.Start(); err != nil {

@@ -142,6 +142,16 @@ pipeline:
 	for col.records() < 109 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The engine counts the dropped record as dropped, not out: the
+	// exporter stage's out + dropped == in.
+	const stage = `stage="exporters[0]"`
+	w.waitSample(t, "weir_stage_records_out_total", stage, 109)
+	in, out := w.sample(t, "weir_stage_records_in_total", stage), w.sample(t, "weir_stage_records_out_total", stage)
+	dropped := w.sample(t, "weir_stage_records_dropped_total", stage)
+	tooLarge := w.sample(t, "weir_stage_records_dropped_total", `reason="record_too_large",`+stage)
+	if in != 110 || out != 109 || dropped != 1 || tooLarge != 1 {
+		t.Errorf("exporter stage: in %v, out %v, dropped %v (record_too_large %v); want 110, 109, 1 (1)", in, out, dropped, tooLarge)
+	}
 	w.stop(t)
 	col.mu.Lock()
 	defer col.mu.Unlock()

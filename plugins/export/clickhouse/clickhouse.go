@@ -336,7 +336,10 @@ func (e *Exporter) classify(err error) error {
 	return err
 }
 
-var _ plugin.DeferredExporter = (*Exporter)(nil)
+var (
+	_ plugin.AckExporter = (*Exporter)(nil)
+	_ plugin.Deferred    = (*Exporter)(nil)
+)
 
 // Columns returns rows as one typed slice per column, as the exporter
 // sends them, for benchmarks that compare with the client alone.
@@ -368,3 +371,4 @@ func Slice(col any, i, j int) any {
 	}
 	return nil
 }
+

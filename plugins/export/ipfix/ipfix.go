@@ -67,7 +67,7 @@ type Exporter struct {
 	messages       atomic.Uint64
 	bytes          atomic.Uint64
 	records        atomic.Uint64 // data records in messages sent
-	recordsDropped atomic.Uint64 // data records in messages that could not be sent (UDP)
+	recordsDropped atomic.Uint64 // data records in messages that could not be sent (send_error)
 	sendErrors     atomic.Uint64
 	connects       atomic.Uint64
 	dialErrors     atomic.Uint64
@@ -278,7 +278,7 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 
 // droppedHelp is the help of weir_export_ipfix_records_dropped_total, one
 // series per reason.
-const droppedHelp = "Data records dropped inside the exporter, by reason (record_too_large, empty_record: they cannot be encoded; send_error: the kernel refused their UDP datagram)."
+const droppedHelp = "Data records dropped inside the exporter, by reason (record_too_large, empty_record: they cannot be encoded; send_error: the kernel refused their UDP datagram, or no TCP connection could be made before the export was given up)."
 
 func (e *Exporter) registerMetrics() error {
 	for _, c := range []struct {

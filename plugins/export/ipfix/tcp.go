@@ -9,6 +9,7 @@ import (
 
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/ipfix"
+	"github.com/weir-flow/weir/core/plugin"
 )
 
 // maxTracked bounds how many written messages are remembered (their end
@@ -53,8 +54,8 @@ func (e errTransport) Error() string { return e.err.Error() }
 func (e errTransport) Unwrap() error { return e.err }
 
 // encodeBatch encodes recs into t.arena, counting and logging the records
-// that cannot be encoded.
-func (e *Exporter) encodeBatch(recs []*flow.Record) {
+// that cannot be encoded; it returns them as plugin.DroppedErrors (or nil).
+func (e *Exporter) encodeBatch(recs []*flow.Record) error {
 	t := &e.tcp
 	t.arena, t.msgs = t.arena[:0], t.msgs[:0]
 	var prevSeq uint32
@@ -69,7 +70,7 @@ func (e *Exporter) encodeBatch(recs []*flow.Record) {
 		t.arena = append(t.arena, msg...)
 		return nil
 	})
-	dropped := e.countEncodeErrors(err, len(recs))
+	dropped, drops := e.countEncodeErrors(err, len(recs))
 	if len(t.msgs) > 0 {
 		done := 0
 		for _, m := range t.msgs[:len(t.msgs)-1] {
@@ -77,35 +78,50 @@ func (e *Exporter) encodeBatch(recs []*flow.Record) {
 		}
 		t.msgs[len(t.msgs)-1].records = len(recs) - dropped - done
 	}
+	return drops
 }
 
 // countEncodeErrors counts the records Encode skipped, by reason, and
-// returns how many. Encode reports each one as a joined error.
-func (e *Exporter) countEncodeErrors(err error, n int) int {
+// returns how many, and them as plugin.DroppedErrors for the engine (nil
+// when none). Encode reports each one as a joined error.
+func (e *Exporter) countEncodeErrors(err error, n int) (int, error) {
 	if err == nil {
-		return 0
+		return 0, nil
 	}
 	errs := []error{err}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		errs = j.Unwrap()
 	}
-	dropped := 0
+	tooLarge, empty := 0, 0
+	var firstTooLarge, firstEmpty error
 	for _, x := range errs {
 		switch {
 		case errors.Is(x, ipfix.ErrRecordTooLarge):
-			e.tooLarge.Add(1)
+			if tooLarge == 0 {
+				firstTooLarge = x
+			}
+			tooLarge++
 		case errors.Is(x, ipfix.ErrEmptyRecord):
-			e.empty.Add(1)
-		default:
-			continue
+			if empty == 0 {
+				firstEmpty = x
+			}
+			empty++
 		}
-		dropped++
 	}
-	if dropped > 0 {
+	e.tooLarge.Add(uint64(tooLarge))
+	e.empty.Add(uint64(empty))
+	var drops []error
+	if tooLarge > 0 {
+		drops = append(drops, plugin.Dropped(plugin.DropRecordTooLarge, tooLarge, firstTooLarge))
+	}
+	if empty > 0 {
+		drops = append(drops, plugin.Dropped(plugin.DropEmptyRecord, empty, firstEmpty))
+	}
+	if dropped := tooLarge + empty; dropped > 0 {
 		e.logLimited("records dropped: cannot be encoded", "address", e.cfg.Address, "records", dropped,
 			"of", n, "max_message_size", e.maxMessageSize, "err", errs[0])
 	}
-	return dropped
+	return tooLarge + empty, errors.Join(drops...)
 }
 
 // exportTCP sends recs over TCP. A record that cannot be encoded is dropped
@@ -113,8 +129,12 @@ func (e *Exporter) countEncodeErrors(err error, n int) int {
 // the exporter reconnects, sends every template, replays the messages the
 // old connection had not acknowledged (from the resend window) and goes on
 // with the batch from the first message not written.
+//
+// It returns the dropped records as plugin.DroppedErrors: those that cannot
+// be encoded, and, when no connection can be made before ctx ends or
+// Shutdown gives up, those not written (reason send_error).
 func (e *Exporter) exportTCP(ctx context.Context, recs []*flow.Record) error {
-	e.encodeBatch(recs)
+	drops := e.encodeBatch(recs)
 	t := &e.tcp
 	for i := 0; i < len(t.msgs); {
 		if err := e.connect(ctx); err != nil {
@@ -122,7 +142,8 @@ func (e *Exporter) exportTCP(ctx context.Context, recs []*flow.Record) error {
 			for _, m := range t.msgs[i:] {
 				rest += m.records
 			}
-			return fmt.Errorf("%s: %d records not sent: %w", ID, rest, err)
+			e.recordsDropped.Add(uint64(rest))
+			return errors.Join(drops, plugin.Dropped(plugin.DropSendError, rest, fmt.Errorf("%s: %d records not sent: %w", ID, rest, err)))
 		}
 		if e.fresh {
 			e.fresh = false
@@ -139,7 +160,7 @@ func (e *Exporter) exportTCP(ctx context.Context, recs []*flow.Record) error {
 		i++
 	}
 	e.trimAcked()
-	return nil
+	return drops
 }
 
 // write writes one message on the connection, stamping the connection's

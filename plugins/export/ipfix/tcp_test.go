@@ -10,6 +10,8 @@ import (
 
 	"github.com/weir-flow/weir/core/config"
 	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/pipeline"
+	"github.com/weir-flow/weir/core/plugin"
 	exporter "github.com/weir-flow/weir/plugins/export/ipfix"
 )
 
@@ -49,8 +51,10 @@ func TestTCPOversizedRecord(t *testing.T) {
 	big.Extra = append(big.Extra, flow.Field{Enterprise: 99999, Element: 44, Variable: true, Value: make([]byte, 65492)})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := e.Export(ctx, b); err != nil {
-		t.Fatalf("Export: %v", err)
+	// Export tells the engine which record it dropped and why.
+	drops := map[string]int{}
+	if err := e.Export(ctx, b); !plugin.Drops(err, func(r string, n int) { drops[r] += n }) || len(drops) != 1 || drops[plugin.DropRecordTooLarge] != 1 {
+		t.Fatalf("Export = %v (drops %v), want only 1 record dropped for record_too_large", err, drops)
 	}
 	if err := e.Export(ctx, batch(200, 5)); err != nil {
 		t.Fatalf("Export after the oversized record: %v", err)
@@ -166,6 +170,80 @@ func TestTCPCrashedCollector(t *testing.T) {
 			defer col.mu.Unlock()
 			if len(col.errs) > 0 {
 				t.Errorf("collector errors (templates must precede replayed data): %v", col.errs[0])
+			}
+		})
+	}
+}
+
+// oversizedSource emits one batch: 110 records, the 51st too large for any
+// IPFIX message.
+type oversizedSource struct{ done chan struct{} }
+
+func (s *oversizedSource) Start(ctx context.Context, out plugin.Emitter) error {
+	b := batch(1, 110)
+	b.Records[50].Extra = append(b.Records[50].Extra, flow.Field{Enterprise: 99999, Element: 44, Variable: true, Value: make([]byte, 65492)})
+	err := out.Emit(ctx, b)
+	close(s.done)
+	return err
+}
+func (s *oversizedSource) Shutdown(context.Context) error { return nil }
+func (s *oversizedSource) Done() <-chan struct{}          { return s.done }
+
+type noConfig struct{}
+
+func (*noConfig) Validate() error { return nil }
+
+func init() {
+	plugin.Register(plugin.Info{ID: "source.test_oversized", NewConfig: func() plugin.Config { return &noConfig{} },
+		New: func(plugin.Config, plugin.Settings) (plugin.Component, error) {
+			return &oversizedSource{done: make(chan struct{})}, nil
+		}})
+}
+
+// TestEngineCountsDrops runs export.ipfix in the engine: the record it
+// cannot encode is counted by the engine as dropped{reason=record_too_large},
+// not as out, so the exporter stage's out + dropped == in.
+func TestEngineCountsDrops(t *testing.T) {
+	for _, transport := range []string{"tcp", "udp"} {
+		t.Run(transport, func(t *testing.T) {
+			var addr string
+			var received func() int
+			if transport == "tcp" {
+				col := newTCPCollector(t, "127.0.0.1:0")
+				addr, received = col.ln.Addr().String(), func() int { return len(col.records()) }
+			} else {
+				col := newUDPCollector(t)
+				addr, received = col.conn.LocalAddr().String(), func() int { return len(col.records()) }
+			}
+			cfg, err := config.Parse([]byte(`
+pipeline:
+  sources:
+    - source.test_oversized: {}
+  exporters:
+    - export.ipfix: {address: "`+addr+`", transport: `+transport+`}
+`), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := pipeline.New(context.Background(), cfg, pipeline.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			<-p.Done()
+			if err := p.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "109 records at the collector", func() bool { return received() >= 109 })
+			for _, s := range p.Stats() {
+				if s.Kind != "exporter" {
+					continue
+				}
+				if s.In != 110 || s.Out != 109 || s.Dropped[plugin.DropRecordTooLarge] != 1 || s.Errored != 0 {
+					t.Errorf("exporter in %d, out %d, dropped %v, errored %d; want 110, 109, record_too_large 1, 0", s.In, s.Out, s.Dropped, s.Errored)
+				}
 			}
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/internal/mmsg"
 )
 
@@ -115,11 +116,16 @@ func (e *Exporter) exportUDP(recs []*flow.Record) error {
 	// emit never fails, so err only lists records that cannot be encoded
 	// (too large, empty): they are dropped and counted by reason, the
 	// others went out.
-	e.countEncodeErrors(err, len(recs))
+	_, drops := e.countEncodeErrors(err, len(recs))
 	if u.firstErr != nil {
 		e.logLimited("send ipfix", "address", e.cfg.Address, "failed_messages", u.failed, "refused", u.refused, "err", u.firstErr)
-		return fmt.Errorf("%s: send to %s: %d of %d messages failed (%d records), %d earlier refused: %w",
-			ID, e.cfg.Address, u.failed, u.failed+u.sent, u.lost, u.refused, u.firstErr)
 	}
-	return nil
+	if u.lost > 0 {
+		// The records of the datagrams the kernel refused are dropped; the
+		// others went out.
+		drops = errors.Join(drops, plugin.Dropped(plugin.DropSendError, u.lost,
+			fmt.Errorf("%s: send to %s: %d of %d messages failed, %d earlier refused: %w",
+				ID, e.cfg.Address, u.failed, u.failed+u.sent, u.refused, u.firstErr)))
+	}
+	return drops
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-flow/weir/core/plugin"
 	exporter "github.com/weir-flow/weir/plugins/export/ipfix"
 )
 
@@ -70,9 +71,10 @@ func TestUDPAccounting(t *testing.T) {
 			cfg := *exporter.DefaultConfig()
 			cfg.Address, cfg.MaxMessageSize = l.LocalAddr().String(), tc.size
 			e, reg := newExporter(t, cfg)
-			total := 0
+			total, reported := 0, 0
 			for range 10 {
-				_ = e.Export(context.Background(), batch(0, tc.per))
+				err := e.Export(context.Background(), batch(0, tc.per))
+				plugin.Drops(err, func(_ string, n int) { reported += n })
 				total += tc.per
 				time.Sleep(2 * time.Millisecond)
 			}
@@ -80,6 +82,9 @@ func TestUDPAccounting(t *testing.T) {
 			dropped := labeled(t, reg, "weir_export_ipfix_records_dropped_total", "reason", "send_error")
 			if tc.wantDropped && dropped == 0 {
 				t.Error("no record counted as dropped")
+			}
+			if reported != int(dropped) {
+				t.Errorf("Export reported %d records dropped to the engine, the metric says %v", reported, dropped)
 			}
 			if int(sent+dropped) != total {
 				t.Errorf("records sent %v + dropped %v = %v, want the %d exported", sent, dropped, sent+dropped, total)

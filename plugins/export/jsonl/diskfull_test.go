@@ -119,6 +119,12 @@ func TestDiskFull(t *testing.T) {
 	if len(ports)+dropped != 2100 || dropped == 0 {
 		t.Errorf("%d lines + %d dropped, want 2100 with some dropped", len(ports), dropped)
 	}
+	// The engine learns the same: the batch is not failed, its unwritten
+	// records are dropped (write_error) and the others out.
+	reported := map[string]int{}
+	if !plugin.Drops(err, func(r string, n int) { reported[r] += n }) || len(reported) != 1 || reported[plugin.DropWriteError] != dropped {
+		t.Errorf("Export = %v: drops %v, want only write_error %d", err, reported, dropped)
+	}
 
 	// With retries: the writer waits, space comes back, the batch goes
 	// through whole.

@@ -128,7 +128,8 @@ func (e *Exporter) Start(context.Context) error {
 // back to its last whole line and the rest retried with back-off for up to
 // retry_for (over the whole batch), while ctx allows; then the batch's
 // unwritten records are dropped, counted and logged, and Export returns
-// the error. The next batch starts afresh, so writing resumes as soon as
+// them as a plugin.DroppedError (reason write_error), so the engine counts
+// them dropped and the written ones out. The next batch starts afresh, so writing resumes as soon as
 // space is freed.
 func (e *Exporter) Export(ctx context.Context, b *flow.Batch) error {
 	e.mu.Lock()
@@ -210,7 +211,7 @@ func (e *Exporter) write(ctx context.Context, rs *retryState, p []byte, lines in
 func (e *Exporter) drop(lost, total int, err error) error {
 	e.dropped.Add(uint64(lost))
 	e.logLimited("records dropped: write failed", "path", e.path, "records", lost, "err", err)
-	return fmt.Errorf("write %s: %d of %d records dropped: %w", e.path, lost, total, err)
+	return plugin.Dropped(plugin.DropWriteError, lost, fmt.Errorf("write %s: %d of %d records dropped: %w", e.path, lost, total, err))
 }
 
 // sleep waits d unless ctx ends or Shutdown starts; it reports whether it

@@ -74,6 +74,9 @@ type Exporter struct {
 	scratch    []byte
 	next       uint64 // round robin for key: random
 
+	// out reports deliveries and drops to the engine (plugin.Deferred).
+	out plugin.Outcome
+
 	messages, records, bytes atomic.Uint64
 	dropped                  *prometheus.CounterVec
 	droppedBy                map[string]prometheus.Counter
@@ -86,7 +89,7 @@ func New(cfg *Config, set plugin.Settings) (*Exporter, error) {
 		return nil, err
 	}
 	c := *cfg
-	e := &Exporter{cfg: c, log: set.Logger, carrier: ipfix.NewTemplateCarrier()}
+	e := &Exporter{cfg: c, log: set.Logger, carrier: ipfix.NewTemplateCarrier(), out: plugin.NopOutcome{}}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -200,6 +203,15 @@ func codec(name string) kgo.CompressionCodec {
 	return kgo.NoCompression()
 }
 
+// SetOutcome implements plugin.Deferred: delivery is asynchronous, so the
+// engine counts a record out when the brokers acknowledge its message and
+// dropped (by the reasons above) when it finally fails. Call before Start.
+func (e *Exporter) SetOutcome(o plugin.Outcome) {
+	if o != nil {
+		e.out = o
+	}
+}
+
 // Export produces b's records. It returns once every message is in the
 // producer's buffer (blocking while it is full, with when_full: block);
 // delivery is asynchronous, and a message that finally fails is counted
@@ -300,6 +312,7 @@ func (e *Exporter) produce(partition int32, value []byte, records int) error {
 			e.messages.Add(1)
 			e.records.Add(uint64(records))
 			e.bytes.Add(uint64(len(r.Value)))
+			e.out.Delivered(records)
 			return
 		}
 		reason := ReasonDeliveryFailed
@@ -322,6 +335,7 @@ func (e *Exporter) produce(partition int32, value []byte, records int) error {
 // count records a drop and logs it at most once a second.
 func (e *Exporter) count(reason string, records int, err error) {
 	e.droppedBy[reason].Add(float64(records))
+	e.out.Dropped(reason, records)
 	now := time.Now().UnixNano()
 	if last := e.logLimit.Load(); now-last >= int64(time.Second) && e.logLimit.CompareAndSwap(last, now) {
 		e.log.Warn("records not delivered to kafka", "topic", e.cfg.Topic, "reason", reason, "records", records, "err", err)
@@ -413,4 +427,7 @@ func (k kgoLogger) Log(level kgo.LogLevel, msg string, kv ...any) {
 	}
 }
 
-var _ plugin.Exporter = (*Exporter)(nil)
+var (
+	_ plugin.Exporter = (*Exporter)(nil)
+	_ plugin.Deferred = (*Exporter)(nil)
+)

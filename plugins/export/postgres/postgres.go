@@ -212,7 +212,10 @@ func (s *copySource) Values() ([]any, error) {
 	return s.vals, nil
 }
 
-var _ plugin.DeferredExporter = (*Exporter)(nil)
+var (
+	_ plugin.AckExporter = (*Exporter)(nil)
+	_ plugin.Deferred    = (*Exporter)(nil)
+)
 
 // Rows converts records to COPY rows as the exporter does, for benchmarks
 // that compare with the client alone.
@@ -226,3 +229,4 @@ func Rows(cols []flowtable.Column, b *flow.Batch) [][]any {
 	}
 	return out
 }
+

@@ -3,6 +3,7 @@ package ipfix
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -86,6 +87,7 @@ type Source struct {
 	emitErrors     atomic.Uint64
 	lostOnShutdown atomic.Uint64 // records decoded but not emitted, or left in the sockets
 	lostMessages   atomic.Uint64 // messages left in the sockets past shutdown_drain
+	lostBytes      atomic.Uint64 // TCP bytes left past shutdown_drain outside whole messages
 
 	// Separate limits so that a flood of one kind of problem does not hide
 	// another.
@@ -464,6 +466,77 @@ func (s *Source) readUDP(idx int, c *net.UDPConn, dec *ipfix.Decoder, out plugin
 	}
 }
 
+// peekMessage returns the next whole IPFIX message in br without
+// consuming it (the caller discards it), so that a read cut short — by
+// shutdown_drain, say — leaves the partial message in br to be counted.
+// Errors are those of ipfix.ReadMessage: io.EOF between messages,
+// io.ErrUnexpectedEOF within one, ipfix.ErrMalformed for bad framing, or
+// the reader's.
+func peekMessage(br *bufio.Reader) ([]byte, error) {
+	hdr, err := br.Peek(16)
+	if err != nil {
+		if err == io.EOF && len(hdr) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	if v := binary.BigEndian.Uint16(hdr); v != 10 {
+		return nil, fmt.Errorf("read ipfix message header: version %d, want 10: %w", v, ipfix.ErrMalformed)
+	}
+	n := int(binary.BigEndian.Uint16(hdr[2:]))
+	if n < 16 {
+		return nil, fmt.Errorf("read ipfix message header: length %d shorter than header: %w", n, ipfix.ErrMalformed)
+	}
+	msg, err := br.Peek(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// countLeftTCP counts what a TCP connection still holds once the drain
+// deadline has passed: what br buffered and what the socket holds (at
+// most two receive buffers' worth, so an exporter that keeps sending
+// cannot hold Shutdown). Whole messages are decoded only to count their
+// records as lost (lost_on_shutdown_records_total, _messages_total); the
+// bytes of a partial message, or past bad framing, are counted in
+// lost_on_shutdown_bytes_total.
+func (s *Source) countLeftTCP(c net.Conn, br *bufio.Reader, dec *ipfix.Decoder, from netip.AddrPort) {
+	left, _ := br.Peek(br.Buffered())
+	left = append([]byte(nil), left...)
+	budget := max(int(s.cfg.RcvBuf), 1<<20) * 2
+	chunk := make([]byte, 64<<10)
+	for len(left) < budget && pendingBytes(c) > 0 {
+		_ = c.SetReadDeadline(time.Now().Add(drainStep))
+		n, err := c.Read(chunk)
+		left = append(left, chunk[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	scratch := flow.NewBatch(0)
+	for len(left) >= 16 {
+		n := int(binary.BigEndian.Uint16(left[2:]))
+		if binary.BigEndian.Uint16(left) != 10 || n < 16 || n > len(left) {
+			break
+		}
+		scratch.Reset()
+		recs, _ := dec.Decode(scratch, left[:n], from)
+		s.lostMessages.Add(1)
+		s.lostOnShutdown.Add(uint64(recs))
+		left = left[n:]
+	}
+	s.lostBytes.Add(uint64(len(left)))
+}
+
 // countLeftUDP reads what c still holds once the drain deadline has
 // passed, decoding it only to count its records as lost; it reads at most
 // one receive buffer's worth, so exporters that keep sending cannot hold
@@ -605,7 +678,7 @@ func (e *errTimeout) Error() string {
 
 // idleReader reads from a TCP connection, waking up at the batcher's
 // deadlines to flush and expire without disturbing the message framing:
-// a timeout with nothing read is retried, so ipfix.ReadMessage never sees
+// a timeout with nothing read is retried, so the message framing never sees
 // it.
 //
 // It also enforces the TCP timeouts: a message (the first one from the
@@ -694,10 +767,13 @@ func (s *Source) serveTCP(c net.Conn, from netip.AddrPort, dec *ipfix.Decoder, o
 	br := bufio.NewReaderSize(ir, maxDatagram)
 	buf := make([]byte, 0, maxDatagram)
 	for {
-		msg, err := ipfix.ReadMessage(br, buf)
+		msg, err := peekMessage(br)
 		if err != nil {
 			var te *errTimeout
 			switch {
+			case s.draining.Load() && isTimeout(err):
+				// shutdown_drain is over: count what the connection holds.
+				s.countLeftTCP(c, br, dec, from)
 			case errors.As(err, &te):
 				s.timeouts[te.kind].Add(1)
 				s.warnConn("tcp session closed: timeout", from, err)
@@ -712,17 +788,17 @@ func (s *Source) serveTCP(c net.Conn, from netip.AddrPort, dec *ipfix.Decoder, o
 			s.log.Debug("tcp session closed", "exporter", from.String())
 			return
 		}
+		// msg is bufio's: copy it before Discard lets the next read reuse it.
+		buf = append(buf[:0], msg...)
+		_, _ = br.Discard(len(msg))
 		// The next message starts with the bytes already buffered, if any.
 		ir.msgStart = time.Time{}
 		if br.Buffered() > 0 {
 			ir.msgStart = time.Now()
 		}
-		if cap(msg) > cap(buf) {
-			buf = msg[:0]
-		}
 		now := time.Now()
 		before := bt.b.Len()
-		s.handle(dec, bt.b, msg, from, now)
+		s.handle(dec, bt.b, buf, from, now)
 		bt.added(before, now)
 		ir.expire(now)
 	}
@@ -790,7 +866,8 @@ func (s *Source) Shutdown(ctx context.Context) error {
 			"malformed_sets", s.sum(statMalformedSets),
 			"kernel_drops", s.kernelDrops.Load(),
 			"lost_on_shutdown", s.lostOnShutdown.Load(),
-			"lost_on_shutdown_messages", s.lostMessages.Load())
+			"lost_on_shutdown_messages", s.lostMessages.Load(),
+			"lost_on_shutdown_bytes", s.lostBytes.Load())
 	}
 	return err
 }

@@ -122,8 +122,9 @@ func (s *Source) registerMetrics() error {
 		{"tcp_connections_total", "TCP connections accepted.", &s.connections},
 		{"emit_errors_total", "Batches the pipeline did not accept (shutdown deadline passed).", &s.emitErrors},
 		{"messages_not_allowed_total", "UDP messages refused because their exporter is not in allowed_exporters.", &s.notAllowed},
-		{"lost_on_shutdown_records_total", "Records lost at shutdown: decoded but not accepted by the pipeline, or left in the UDP sockets past shutdown_drain.", &s.lostOnShutdown},
-		{"lost_on_shutdown_messages_total", "Messages left in the UDP sockets past shutdown_drain (their records are in lost_on_shutdown_records_total).", &s.lostMessages},
+		{"lost_on_shutdown_records_total", "Records lost at shutdown: decoded but not accepted by the pipeline, or left in the UDP sockets or TCP connections past shutdown_drain.", &s.lostOnShutdown},
+		{"lost_on_shutdown_messages_total", "Messages left in the UDP sockets or TCP connections past shutdown_drain (their records are in lost_on_shutdown_records_total).", &s.lostMessages},
+		{"lost_on_shutdown_bytes_total", "Bytes left in TCP connections past shutdown_drain that form no whole message (a partial message, or what follows bad framing).", &s.lostBytes},
 	} {
 		v := c.v
 		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -1,0 +1,88 @@
+package kafka_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/weir-flow/weir/core/plugin"
+	"github.com/weir-flow/weir/core/plugintest"
+	exportkafka "github.com/weir-flow/weir/plugins/export/kafka"
+)
+
+// outcome is a plugin.Outcome that remembers what it was told.
+type outcome struct {
+	mu        sync.Mutex
+	delivered int
+	dropped   map[string]int
+}
+
+func (o *outcome) Delivered(n int) { o.mu.Lock(); o.delivered += n; o.mu.Unlock() }
+func (o *outcome) Dropped(r string, n int) {
+	o.mu.Lock()
+	o.dropped[r] += n
+	o.mu.Unlock()
+}
+
+// TestOutcome: export.kafka is plugin.Deferred — it tells the engine of
+// every record once its fate is known: delivered when the broker
+// acknowledged its message, dropped by reason otherwise. Against an
+// in-process Kafka (kfake).
+func TestOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		edit      func(*exportkafka.Config)
+		delivered int
+		dropped   map[string]int
+	}{
+		{"delivered", func(*exportkafka.Config) {}, 1000, map[string]int{}},
+		// 1000 records in one message cannot fit in 1 KiB.
+		{"too large", func(c *exportkafka.Config) { c.MaxMessageBytes = 1024 }, 0, map[string]int{exportkafka.ReasonTooLarge: 1000}},
+		// payload raw takes the IPFIX messages a source kept; decoded
+		// records have none.
+		{"not raw", func(c *exportkafka.Config) { c.Payload = "raw" }, 0, map[string]int{exportkafka.ReasonNotRaw: 1000}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "flows"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cluster.Close()
+			cfg := exportkafka.DefaultConfig()
+			cfg.Brokers, cfg.Topic = cluster.ListenAddrs(), "flows"
+			tc.edit(cfg)
+			e, err := exportkafka.New(cfg, plugin.NopSettings(exportkafka.ID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := &outcome{dropped: map[string]int{}}
+			var _ plugin.Deferred = e
+			e.SetOutcome(o)
+			if err := e.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Export(context.Background(), plugintest.MixedBatch(1000)); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Shutdown(context.Background()); err != nil { // flushes: every promise has run
+				t.Fatal(err)
+			}
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			total := o.delivered
+			for _, n := range o.dropped {
+				total += n
+			}
+			if o.delivered != tc.delivered || len(o.dropped) != len(tc.dropped) || total != 1000 {
+				t.Fatalf("delivered %d, dropped %v; want %d, %v (every record once)", o.delivered, o.dropped, tc.delivered, tc.dropped)
+			}
+			for r, n := range tc.dropped {
+				if o.dropped[r] != n {
+					t.Errorf("dropped %s = %d, want %d", r, o.dropped[r], n)
+				}
+			}
+		})
+	}
+}
