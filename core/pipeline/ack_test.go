@@ -86,32 +86,32 @@ pipeline:
 	}
 }
 
-// deferredExporter is a plugin.AckExporter that stores nothing until
+// ackingExporter is a plugin.AckExporter that stores nothing until
 // the test calls its held callbacks.
-type deferredExporter struct {
+type ackingExporter struct {
 	mu     sync.Mutex
 	stored []func()
 	plain  int // batches that came through Export (no ack wanted)
 }
 
-func (e *deferredExporter) Start(context.Context) error    { return nil }
-func (e *deferredExporter) Shutdown(context.Context) error { return nil }
+func (e *ackingExporter) Start(context.Context) error    { return nil }
+func (e *ackingExporter) Shutdown(context.Context) error { return nil }
 
-func (e *deferredExporter) Export(context.Context, *flow.Batch) error {
+func (e *ackingExporter) Export(context.Context, *flow.Batch) error {
 	e.mu.Lock()
 	e.plain++
 	e.mu.Unlock()
 	return nil
 }
 
-func (e *deferredExporter) ExportAcked(_ context.Context, _ *flow.Batch, stored func()) error {
+func (e *ackingExporter) ExportAcked(_ context.Context, _ *flow.Batch, stored func()) error {
 	e.mu.Lock()
 	e.stored = append(e.stored, stored)
 	e.mu.Unlock()
 	return nil
 }
 
-func (e *deferredExporter) take() []func() {
+func (e *ackingExporter) take() []func() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	s := e.stored
@@ -120,15 +120,15 @@ func (e *deferredExporter) take() []func() {
 }
 
 var (
-	deferredAcks = &ackSource{acked: map[string]bool{}}
-	deferred     = &deferredExporter{}
+	ackingAcks = &ackSource{acked: map[string]bool{}}
+	acking       = &ackingExporter{}
 )
 
 func init() {
-	plugin.Register(plugin.Info{ID: "source.test_ack_deferred", NewConfig: func() plugin.Config { return &emptyConfig{} },
-		New: func(plugin.Config, plugin.Settings) (plugin.Component, error) { return deferredAcks, nil }})
-	plugin.Register(plugin.Info{ID: "export.test_deferred", NewConfig: func() plugin.Config { return &emptyConfig{} },
-		New: func(plugin.Config, plugin.Settings) (plugin.Component, error) { return deferred, nil }})
+	plugin.Register(plugin.Info{ID: "source.test_ack_acking", NewConfig: func() plugin.Config { return &emptyConfig{} },
+		New: func(plugin.Config, plugin.Settings) (plugin.Component, error) { return ackingAcks, nil }})
+	plugin.Register(plugin.Info{ID: "export.test_acking", NewConfig: func() plugin.Config { return &emptyConfig{} },
+		New: func(plugin.Config, plugin.Settings) (plugin.Component, error) { return acking, nil }})
 }
 
 // TestEmitAckedWaitsForStored: with a plugin.AckExporter, a batch is
@@ -138,35 +138,35 @@ func init() {
 func TestEmitAckedWaitsForStored(t *testing.T) {
 	p := start(t, `
 pipeline:
-  sources: [{source.test_ack_deferred: {}}]
+  sources: [{source.test_ack_acking: {}}]
   processors: [{filter.test_even: {}}]
-  exporters: [{export.test_deferred: {}}]
+  exporters: [{export.test_acking: {}}]
 `)
 	defer p.Shutdown(context.Background())
 	var held []func()
 	deadline := time.Now().Add(10 * time.Second)
-	for len(held) == 0 || !deferredAcks.isAcked("filtered") {
+	for len(held) == 0 || !ackingAcks.isAcked("filtered") {
 		if time.Now().After(deadline) {
-			t.Fatalf("held %d batches, filtered acknowledged %v", len(held), deferredAcks.isAcked("filtered"))
+			t.Fatalf("held %d batches, filtered acknowledged %v", len(held), ackingAcks.isAcked("filtered"))
 		}
-		held = append(held, deferred.take()...)
+		held = append(held, acking.take()...)
 		time.Sleep(time.Millisecond)
 	}
 	time.Sleep(50 * time.Millisecond)
-	if deferredAcks.isAcked("kept") {
+	if ackingAcks.isAcked("kept") {
 		t.Fatal("a batch was acknowledged before the exporter stored it")
 	}
 	if len(held) != 1 {
 		t.Fatalf("exporter holds %d batches, want 1", len(held))
 	}
 	held[0]()
-	for !deferredAcks.isAcked("kept") {
+	for !ackingAcks.isAcked("kept") {
 		if time.Now().After(deadline) {
 			t.Fatal("a stored batch was never acknowledged")
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if deferred.plain != 0 {
-		t.Errorf("%d acknowledged batches went through Export instead of ExportAcked", deferred.plain)
+	if acking.plain != 0 {
+		t.Errorf("%d acknowledged batches went through Export instead of ExportAcked", acking.plain)
 	}
 }
