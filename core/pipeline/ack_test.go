@@ -121,7 +121,7 @@ func (e *ackingExporter) take() []func() {
 
 var (
 	ackingAcks = &ackSource{acked: map[string]bool{}}
-	acking       = &ackingExporter{}
+	acking     = &ackingExporter{}
 )
 
 func init() {
