@@ -34,21 +34,21 @@ func init() {
 	})
 }
 
-// ExperimentalPEN qualifies the IEs that neither IANA nor Antrea define
-// (RTTs, lost echoes, last reply). It is RFC 5612's enterprise number for
-// documentation, used until Weir has its own; collectors see the IEs as
-// enterprise-specific and unknown.
-const ExperimentalPEN uint32 = 32473
-
-// IEs of a probe record without a typed field, carried in Record.Extra
-// (PEN [ExperimentalPEN]).
+// IEs of a probe record without a typed field, carried in Record.Extra.
+// Neither IANA nor Antrea define RTT, lost-request or last-reply IEs, so
+// these are Weir-local IEs in Antrea's PEN 56506, elements 32010–32015 (the
+// allocation is in core/ipfix/local.go, which names them). The forward ICMP
+// type and code are IANA's icmpTypeCodeIPv4 / icmpTypeCodeIPv6.
 var (
-	IERTTMinimum = flow.IEKey{Enterprise: ExperimentalPEN, Element: 1} // rttMinimumMilliseconds, float64
-	IERTTMean    = flow.IEKey{Enterprise: ExperimentalPEN, Element: 2} // rttMeanMilliseconds, float64
-	IERTTMaximum = flow.IEKey{Enterprise: ExperimentalPEN, Element: 3} // rttMaximumMilliseconds, float64
-	IERTTLast    = flow.IEKey{Enterprise: ExperimentalPEN, Element: 4} // rttLastMilliseconds, float64
-	IELost       = flow.IEKey{Enterprise: ExperimentalPEN, Element: 5} // echoLostDeltaCount, unsigned64
-	IELastSeen   = flow.IEKey{Enterprise: ExperimentalPEN, Element: 6} // lastReplyMilliseconds, dateTimeMilliseconds
+	IEMinimumRTT = flow.IEKey{Enterprise: flow.AntreaPEN, Element: 32010} // minimumRttMilliseconds, float64
+	IEMeanRTT    = flow.IEKey{Enterprise: flow.AntreaPEN, Element: 32011} // meanRttMilliseconds, float64
+	IEMaximumRTT = flow.IEKey{Enterprise: flow.AntreaPEN, Element: 32012} // maximumRttMilliseconds, float64
+	IELastRTT    = flow.IEKey{Enterprise: flow.AntreaPEN, Element: 32013} // lastRttMilliseconds, float64
+	IELost       = flow.IEKey{Enterprise: flow.AntreaPEN, Element: 32014} // lostPacketDeltaCount, unsigned64
+	IELastReply  = flow.IEKey{Enterprise: flow.AntreaPEN, Element: 32015} // lastReplyMilliseconds, dateTimeMilliseconds
+
+	IEICMPTypeCodeIPv4 = flow.IEKey{Enterprise: flow.IANA, Element: 32}  // icmpTypeCodeIPv4, unsigned16: 0x0800, echo request
+	IEICMPTypeCodeIPv6 = flow.IEKey{Enterprise: flow.IANA, Element: 139} // icmpTypeCodeIPv6, unsigned16: 0x8000, echo request
 )
 
 // Source is the source.icmpprobe plugin. Create it with [New].
@@ -499,17 +499,22 @@ func (s *Source) fill(r *flow.Record, b *flow.Batch, t *target, now time.Time) {
 			Value: b.CopyBytes(binary.BigEndian.AppendUint64(nil, v))})
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	if t.addr.Is4() {
+		r.Extra = append(r.Extra, flow.Field{Element: IEICMPTypeCodeIPv4.Element, Value: b.CopyBytes([]byte{8, 0})})
+	} else {
+		r.Extra = append(r.Extra, flow.Field{Element: IEICMPTypeCodeIPv6.Element, Value: b.CopyBytes([]byte{128, 0})})
+	}
 	if t.received > 0 {
-		f64(IERTTMinimum, ms(t.rttMin))
-		f64(IERTTMean, ms(t.rttSum/time.Duration(t.received)))
-		f64(IERTTMaximum, ms(t.rttMax))
+		f64(IEMinimumRTT, ms(t.rttMin))
+		f64(IEMeanRTT, ms(t.rttSum/time.Duration(t.received)))
+		f64(IEMaximumRTT, ms(t.rttMax))
 	}
 	if t.hasRTT {
-		f64(IERTTLast, ms(t.lastRTT))
+		f64(IELastRTT, ms(t.lastRTT))
 	}
 	u64(IELost, t.lost)
 	if !t.lastSeen.IsZero() {
-		u64(IELastSeen, uint64(t.lastSeen.UnixMilli()))
+		u64(IELastReply, uint64(t.lastSeen.UnixMilli()))
 	}
 }
 

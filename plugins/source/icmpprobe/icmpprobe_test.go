@@ -110,10 +110,10 @@ func TestLatencyAndLoss(t *testing.T) {
 	for _, target := range cfg.Targets {
 		var last []float64
 		for _, r := range byTarget(recs)[target] {
-			if v, ok := f64(r, icmpprobe.IERTTLast); ok && r.ReversePacketDeltaCount > 0 {
+			if v, ok := f64(r, icmpprobe.IELastRTT); ok && r.ReversePacketDeltaCount > 0 {
 				last = append(last, v)
 			}
-			if lo, ok := f64(r, icmpprobe.IERTTMinimum); ok && lo < 20 {
+			if lo, ok := f64(r, icmpprobe.IEMinimumRTT); ok && lo < 20 {
 				t.Errorf("%s: minimum RTT %.2f ms is below the 20 ms delay", target, lo)
 			}
 		}
@@ -143,7 +143,7 @@ func TestLatencyAndLoss(t *testing.T) {
 	time.Sleep(cfg.ReportInterval * 2)
 	var lossy bool
 	for _, r := range byTarget(em.Sink.Records()[n:])["10.18.1.2"] {
-		if u64(r, icmpprobe.IELost) > 0 && r.ReversePacketDeltaCount == 0 && r.FindExtra(icmpprobe.IELastSeen) != nil {
+		if u64(r, icmpprobe.IELost) > 0 && r.ReversePacketDeltaCount == 0 && r.FindExtra(icmpprobe.IELastReply) != nil {
 			lossy = true
 		}
 	}
