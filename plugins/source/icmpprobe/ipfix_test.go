@@ -3,8 +3,8 @@ package icmpprobe_test
 import (
 	"bufio"
 	"bytes"
-	"encoding/hex"
 	"context"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
