@@ -56,7 +56,7 @@ type Source struct {
 	cfg     Config
 	set     plugin.Settings
 	log     *slog.Logger
-	static  []netip.Addr
+	static  []staticTarget
 	id      uint16 // echo identifier of raw sockets
 	payload []byte
 
@@ -67,7 +67,7 @@ type Source struct {
 
 	conns    [2]*conn // IPv4, IPv6
 	nodes    *nodeWatcher
-	firewall *firewall
+	firewall firewall
 	cancel   context.CancelFunc
 	emitCtx  context.Context
 	emitStop context.CancelFunc
@@ -75,9 +75,16 @@ type Source struct {
 	metrics  *metrics
 }
 
+// staticTarget is a configured target and its metric label.
+type staticTarget struct {
+	label string // "targets[I]" or the named_targets name
+	addr  netip.Addr
+}
+
 // target is one probed address and its statistics.
 type target struct {
-	label string // metric label: the node name or the address
+	key   string // targets map key: the address, or NODE/FAMILY for a Node
+	label string // metric label: the Node name, the target's name or targets[I]
 	node  string // Kubernetes Node name, "" for a configured target
 	addr  netip.Addr
 
@@ -126,9 +133,13 @@ func New(cfg *Config, set plugin.Settings) (*Source, error) {
 		set.Metrics = prometheus.NewRegistry()
 	}
 	s := &Source{cfg: *cfg, set: set, log: set.Logger, targets: map[string]*target{}}
-	for _, t := range cfg.Targets {
-		s.static = append(s.static, netip.MustParseAddr(t).Unmap())
+	for i, t := range cfg.Targets {
+		s.static = append(s.static, staticTarget{label: fmt.Sprintf("targets[%d]", i), addr: netip.MustParseAddr(t).Unmap()})
 	}
+	for name, t := range cfg.NamedTargets {
+		s.static = append(s.static, staticTarget{label: name, addr: netip.MustParseAddr(t).Unmap()})
+	}
+	sort.Slice(s.static, func(i, j int) bool { return s.static[i].label < s.static[j].label })
 	var b [2]byte
 	_, _ = rand.Read(b[:])
 	s.id = binary.BigEndian.Uint16(b[:])
@@ -169,7 +180,7 @@ func (s *Source) Start(_ context.Context, out plugin.Emitter) error {
 	}
 	need4, need6 := s.nodes != nil, s.nodes != nil
 	for _, a := range s.static {
-		need4, need6 = need4 || a.Is4(), need6 || a.Is6()
+		need4, need6 = need4 || a.addr.Is4(), need6 || a.addr.Is6()
 	}
 	for i, need := range []bool{need4, need6} {
 		if !need {
@@ -188,7 +199,7 @@ func (s *Source) Start(_ context.Context, out plugin.Emitter) error {
 		s.conns[i] = c
 	}
 	if s.cfg.Firewall.Manage {
-		fw, err := newFirewall(s.cfg.Firewall.Interface, s.log)
+		fw, err := newFirewall(s.cfg.Firewall, s.log)
 		if err == nil {
 			err = fw.install()
 		}
@@ -385,48 +396,59 @@ func (s *Source) lose(t *target) {
 	t.lostTot++
 }
 
-// sortedTargets returns the targets by label; s.mu is held.
+// sortedTargets returns the targets by label and family; s.mu is held.
 func (s *Source) sortedTargets() []*target {
 	list := make([]*target, 0, len(s.targets))
 	for _, t := range s.targets {
 		list = append(list, t)
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i].label < list[j].label })
+	sort.Slice(list, func(i, j int) bool {
+		if list[i].label != list[j].label {
+			return list[i].label < list[j].label
+		}
+		return list[i].addr.Less(list[j].addr)
+	})
 	return list
+}
+
+// family is the family metric label of a.
+func family(a netip.Addr) string {
+	if a.Is6() {
+		return "ipv6"
+	}
+	return "ipv4"
 }
 
 // refreshTargets adds the configured targets and the current Nodes, and
 // marks Nodes that are gone (reported once more, then dropped).
 func (s *Source) refreshTargets() {
 	type want struct {
-		addr netip.Addr
-		node string
+		addr        netip.Addr
+		label, node string
 	}
 	wanted := map[string]want{}
 	for _, a := range s.static {
-		wanted[a.String()] = want{addr: a}
+		wanted[a.addr.String()] = want{addr: a.addr, label: a.label}
 	}
 	if s.nodes != nil {
 		for _, n := range s.nodes.targets() {
-			label := n.name
-			if n.addr.Is6() {
-				label += "/ipv6"
-			}
-			wanted[label] = want{addr: n.addr, node: n.name}
+			wanted[n.name+"/"+family(n.addr)] = want{addr: n.addr, label: n.name, node: n.name}
 		}
 	}
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for label, w := range wanted {
-		if t, ok := s.targets[label]; ok && t.addr == w.addr {
+	for key, w := range wanted {
+		if t, ok := s.targets[key]; ok && t.addr == w.addr {
 			t.removed = false
 			continue
 		}
-		s.targets[label] = &target{label: label, node: w.node, addr: w.addr, windowStart: now}
+		// A Node whose address changed starts afresh (and its old
+		// statistics, under the same key, are dropped).
+		s.targets[key] = &target{key: key, label: w.label, node: w.node, addr: w.addr, windowStart: now}
 	}
-	for label, t := range s.targets {
-		if _, ok := wanted[label]; !ok {
+	for key, t := range s.targets {
+		if _, ok := wanted[key]; !ok {
 			t.removed = true
 		}
 	}
@@ -453,7 +475,7 @@ func (s *Source) report(out plugin.Emitter) {
 		t.windowStart, t.sent, t.received, t.lost = now, 0, 0, 0
 		t.rttMin, t.rttMax, t.rttSum, t.sentOctets, t.receivedOctets = 0, 0, 0, 0, 0
 		if t.removed {
-			delete(s.targets, t.label)
+			delete(s.targets, t.key)
 		}
 	}
 	s.mu.Unlock()
@@ -558,19 +580,20 @@ func (s *Source) Shutdown(ctx context.Context) error {
 
 // Stats is a target's statistics, for tests and debugging.
 type Stats struct {
-	Target               string
+	Target               string // the metric label: Node name, target name or targets[I]
+	Address              netip.Addr
 	Sent, Received, Lost uint64 // since Start
 	LastRTT              time.Duration
 	LastSeen             time.Time
 }
 
-// Stats returns every target's totals, by label.
+// Stats returns every target's totals, by label and address.
 func (s *Source) Stats() []Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []Stats
 	for _, t := range s.sortedTargets() {
-		out = append(out, Stats{Target: t.label, Sent: t.sentTotal, Received: t.recvTotal, Lost: t.lostTot, LastRTT: t.lastRTT, LastSeen: t.lastSeen})
+		out = append(out, Stats{Target: t.label, Address: t.addr, Sent: t.sentTotal, Received: t.recvTotal, Lost: t.lostTot, LastRTT: t.lastRTT, LastSeen: t.lastSeen})
 	}
 	return out
 }
