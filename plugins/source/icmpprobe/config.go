@@ -166,7 +166,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("firewall.interface: missing, required with firewall.manage (the rules apply to that interface only)"))
 	}
 	switch c.Firewall.Backend {
-	case BackendAuto, BackendNFTables, BackendIPTables:
+	case "", BackendAuto, BackendNFTables, BackendIPTables: // "" is auto
 	default:
 		errs = append(errs, fmt.Errorf("firewall.backend: %q is not %s, %s or %s", c.Firewall.Backend, BackendAuto, BackendNFTables, BackendIPTables))
 	}
