@@ -67,6 +67,7 @@ type Source struct {
 
 	conns    [2]*conn // IPv4, IPv6
 	nodes    *nodeWatcher
+	clashed  map[string]bool // Node names a named target has, warned once (run goroutine)
 	firewall firewall
 	cancel   context.CancelFunc
 	emitCtx  context.Context
@@ -132,7 +133,7 @@ func New(cfg *Config, set plugin.Settings) (*Source, error) {
 	if set.Metrics == nil {
 		set.Metrics = prometheus.NewRegistry()
 	}
-	s := &Source{cfg: *cfg, set: set, log: set.Logger, targets: map[string]*target{}}
+	s := &Source{cfg: *cfg, set: set, log: set.Logger, targets: map[string]*target{}, clashed: map[string]bool{}}
 	for i, t := range cfg.Targets {
 		s.static = append(s.static, staticTarget{label: fmt.Sprintf("targets[%d]", i), addr: netip.MustParseAddr(t).Unmap()})
 	}
@@ -431,7 +432,19 @@ func (s *Source) refreshTargets() {
 		wanted[a.addr.String()] = want{addr: a.addr, label: a.label}
 	}
 	if s.nodes != nil {
+		named := map[string]bool{}
+		for _, a := range s.static {
+			named[a.label] = true
+		}
 		for _, n := range s.nodes.targets() {
+			if named[n.name] {
+				// Its series would clash with the named target's.
+				if !s.clashed[n.name] {
+					s.log.Warn("Node not probed: a named target has its name", "node", n.name)
+					s.clashed[n.name] = true
+				}
+				continue
+			}
 			wanted[n.name+"/"+family(n.addr)] = want{addr: n.addr, label: n.name, node: n.name}
 		}
 	}

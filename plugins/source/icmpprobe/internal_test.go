@@ -63,17 +63,26 @@ func TestNodeTargets(t *testing.T) {
 	}
 
 	// A new Node is probed, a deleted one reported once more and dropped.
-	s := &Source{cfg: *DefaultConfig(), targets: map[string]*target{}, log: slog.New(slog.DiscardHandler)}
+	s := &Source{cfg: *DefaultConfig(), targets: map[string]*target{}, clashed: map[string]bool{}, log: slog.New(slog.DiscardHandler)}
+	// A named target called like a Node keeps its name; the Node is not
+	// probed (their metric series would clash).
+	s.static = []staticTarget{{label: "node-x", addr: netip.MustParseAddr("192.0.2.9")}}
 	s.cfg.Kubernetes = Kubernetes{Enabled: true, NodeName: "node-a", Address: AddressInternalIP}
 	s.nodes = newNodeWatcherForClient(s.cfg.Kubernetes, client, s.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if _, err := client.CoreV1().Nodes().Create(ctx, node("node-x", "", corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "192.168.0.9"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.nodes.start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer s.nodes.stop()
 	s.refreshTargets()
-	if len(s.targets) != 2 || s.targets["node-b/ipv4"].addr != netip.MustParseAddr("192.168.0.2") || s.targets["node-b/ipv6"] == nil {
+	if s.targets["node-x/ipv4"] != nil || !s.clashed["node-x"] || s.targets["192.0.2.9"].label != "node-x" {
+		t.Errorf("Node node-x probed beside the named target node-x: %v", s.targets)
+	}
+	if len(s.targets) != 3 || s.targets["node-b/ipv4"].addr != netip.MustParseAddr("192.168.0.2") || s.targets["node-b/ipv6"] == nil {
 		t.Fatalf("targets %v", s.targets)
 	}
 	if _, err := client.CoreV1().Nodes().Create(ctx, node("node-c", "", corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "192.168.0.3"}), metav1.CreateOptions{}); err != nil {
