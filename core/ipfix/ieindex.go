@@ -54,9 +54,10 @@ func classOf(k flow.IEKey) ieClass {
 	if p := penIndex(k.Enterprise); p >= 0 && int(k.Element) < registryScanLimit {
 		return ieClasses[p][k.Element]
 	}
-	// Outside the table: no registry entry can exist (registryScanLimit
-	// bounds what was loaded), but a typed field might in theory.
+	// Outside the table: a Weir-local IE (local.go), or a typed field in
+	// theory.
 	var c ieClass
+	_, c.known = ieByKey[k]
 	c.field, c.typed = flow.FieldByIE(k)
 	return c
 }

@@ -104,11 +104,15 @@ func loadRegistry() {
 				}
 			}
 		}
+		for _, l := range localIEs {
+			ieByKey[l.key] = l.info
+			ieByName[l.info.Name] = l.key
+		}
 	})
 }
 
-// LookupIE returns the registry entry of IE k (IANA, reverse PEN 29305 or
-// Antrea PEN 56506).
+// LookupIE returns the registry entry of IE k (IANA, reverse PEN 29305,
+// Antrea PEN 56506 or Weir-local, see local.go).
 func LookupIE(k flow.IEKey) (IEInfo, bool) {
 	loadRegistry()
 	info, ok := ieByKey[k]

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/vmware/go-ipfix/pkg/registry"
+
 	"github.com/weir-flow/weir/core/flow"
 )
 
@@ -87,5 +89,37 @@ func TestFormatValue(t *testing.T) {
 	}
 	if Unsigned64.String() != "unsigned64" || SubTemplateMultiList.String() != "subTemplateMultiList" || DataType(200).String() != "invalid" {
 		t.Error("DataType.String")
+	}
+}
+
+// TestLocalIEs: the Weir-local IEs take no key or name of the IANA, reverse
+// or Antrea registries, are named by LookupIE/LookupIEByName, and classify
+// as known when a template names them.
+func TestLocalIEs(t *testing.T) {
+	loadRegistry() // go-ipfix's registry is loaded once
+	seen := map[string]bool{}
+	for _, l := range localIEs {
+		if ie, err := registry.GetInfoElementFromID(l.key.Element, l.key.Enterprise); err == nil && ie != nil {
+			t.Errorf("%v (%s) is go-ipfix's %s", l.key, l.info.Name, ie.Name)
+		}
+		for _, pen := range []uint32{flow.IANA, flow.ReversePEN, flow.AntreaPEN} {
+			if _, err := registry.GetInfoElement(l.info.Name, pen); err == nil {
+				t.Errorf("name %s is taken in PEN %d", l.info.Name, pen)
+			}
+		}
+		if seen[l.info.Name] {
+			t.Errorf("name %s twice", l.info.Name)
+		}
+		seen[l.info.Name] = true
+		if info, ok := LookupIE(l.key); !ok || info != l.info {
+			t.Errorf("LookupIE(%v) = %+v, %v", l.key, info, ok)
+		}
+		if k, _, ok := LookupIEByName(l.info.Name); !ok || k != l.key {
+			t.Errorf("LookupIEByName(%s) = %v, %v", l.info.Name, k, ok)
+		}
+		loadIEClasses()
+		if !classOf(l.key).known {
+			t.Errorf("classOf(%v) is unknown", l.key)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
 	"time"
 )
@@ -30,8 +31,13 @@ const (
 
 // Config is source.icmpprobe's configuration.
 type Config struct {
-	// Targets are the IPv4 and IPv6 addresses to probe.
+	// Targets are the IPv4 and IPv6 addresses to probe. Their metrics are
+	// labelled target="targets[I]", I the index in this list (metric
+	// labels never carry addresses); name them in NamedTargets instead.
 	Targets []string `koanf:"targets"`
+	// NamedTargets are more addresses to probe, by name: the name (letters,
+	// digits, '-' and '_') is their metrics' target label.
+	NamedTargets map[string]string `koanf:"named_targets"`
 	// Kubernetes adds every Node of a cluster as targets, kept up to date.
 	Kubernetes Kubernetes `koanf:"kubernetes"`
 	// Interval is how often each target gets an echo request. Default 10s.
@@ -48,7 +54,7 @@ type Config struct {
 	Socket string `koanf:"socket"`
 	// PayloadSize is the echo data size in bytes (8-1400). Default 32.
 	PayloadSize int `koanf:"payload_size"`
-	// Firewall manages the nftables rules that let probes through.
+	// Firewall manages the nftables or iptables rules that let probes through.
 	Firewall Firewall `koanf:"firewall"`
 }
 
@@ -68,7 +74,14 @@ type Kubernetes struct {
 	Address string `koanf:"address"`
 }
 
-// Firewall configures the managed nftables rules.
+// Firewall backends.
+const (
+	BackendAuto     = "auto"     // iptables if the iptables command is legacy (x_tables), else nftables
+	BackendNFTables = "nftables" // nftables over netlink (github.com/google/nftables)
+	BackendIPTables = "iptables" // the iptables/ip6tables commands (github.com/coreos/go-iptables)
+)
+
+// Firewall configures the managed firewall rules.
 type Firewall struct {
 	// Manage installs rules letting echo requests out and echo replies in
 	// (and IPv6 neighbour discovery) on Interface, and removes them at
@@ -77,32 +90,55 @@ type Firewall struct {
 	// Interface is the only interface the rules apply to. Required with
 	// manage.
 	Interface string `koanf:"interface"`
+	// Backend is where the rules go: auto (default; iptables when the
+	// iptables command is the legacy x_tables one, else nftables),
+	// nftables or iptables.
+	Backend string `koanf:"backend"`
+	// IPTablesPath is the iptables command of the iptables backend (its
+	// IPv6 twin is the same name with ip6tables). Default "" (iptables on
+	// PATH); e.g. /usr/sbin/iptables-legacy.
+	IPTablesPath string `koanf:"iptables_path"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() *Config {
 	return &Config{Interval: 10 * time.Second, Timeout: 2 * time.Second, ReportInterval: time.Minute,
-		Socket: SocketAuto, PayloadSize: 32, Kubernetes: Kubernetes{Address: AddressInternalIP}}
+		Socket: SocketAuto, PayloadSize: 32, Kubernetes: Kubernetes{Address: AddressInternalIP},
+		Firewall: Firewall{Backend: BackendAuto}}
 }
 
 // Validate reports every problem of c.
 func (c *Config) Validate() error {
 	var errs []error
-	if len(c.Targets) == 0 && !c.Kubernetes.Enabled {
-		errs = append(errs, errors.New("targets: empty and kubernetes.enabled is false: nothing to probe"))
+	if len(c.Targets) == 0 && len(c.NamedTargets) == 0 && !c.Kubernetes.Enabled {
+		errs = append(errs, errors.New("targets: empty, and no named_targets and kubernetes.enabled is false: nothing to probe"))
 	}
 	seen := map[netip.Addr]bool{}
-	for i, t := range c.Targets {
+	check := func(key, t string) {
 		a, err := netip.ParseAddr(t)
 		switch {
 		case err != nil || a.Zone() != "":
-			errs = append(errs, fmt.Errorf("targets[%d]: %q is not an IPv4 or IPv6 address", i, t))
+			errs = append(errs, fmt.Errorf("%s: %q is not an IPv4 or IPv6 address", key, t))
 		case seen[a.Unmap()]:
-			errs = append(errs, fmt.Errorf("targets[%d]: %s is listed twice", i, t))
+			errs = append(errs, fmt.Errorf("%s: %s is listed twice", key, t))
 		case a.IsUnspecified() || a.IsMulticast():
-			errs = append(errs, fmt.Errorf("targets[%d]: %s is not a unicast address", i, t))
+			errs = append(errs, fmt.Errorf("%s: %s is not a unicast address", key, t))
 		}
 		seen[a.Unmap()] = true
+	}
+	for i, t := range c.Targets {
+		check(fmt.Sprintf("targets[%d]", i), t)
+	}
+	names := make([]string, 0, len(c.NamedTargets))
+	for name := range c.NamedTargets {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if !validName(name) {
+			errs = append(errs, fmt.Errorf("named_targets.%s: the name is not 1-63 letters, digits, '-' or '_'", name))
+		}
+		check("named_targets."+name, c.NamedTargets[name])
 	}
 	if c.Interval <= 0 {
 		errs = append(errs, fmt.Errorf("interval: %s is not positive", c.Interval))
@@ -129,8 +165,26 @@ func (c *Config) Validate() error {
 	if c.Firewall.Manage && c.Firewall.Interface == "" {
 		errs = append(errs, errors.New("firewall.interface: missing, required with firewall.manage (the rules apply to that interface only)"))
 	}
+	switch c.Firewall.Backend {
+	case "", BackendAuto, BackendNFTables, BackendIPTables: // "" is auto
+	default:
+		errs = append(errs, fmt.Errorf("firewall.backend: %q is not %s, %s or %s", c.Firewall.Backend, BackendAuto, BackendNFTables, BackendIPTables))
+	}
 	if len(c.Firewall.Interface) > 15 || strings.ContainsAny(c.Firewall.Interface, " /") {
 		errs = append(errs, fmt.Errorf("firewall.interface: %q is not an interface name", c.Firewall.Interface))
 	}
 	return errors.Join(errs...)
+}
+
+// validName reports whether s is a named target's name.
+func validName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

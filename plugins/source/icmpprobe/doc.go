@@ -11,9 +11,15 @@
 // kernel rewrites the echo identifier, so replies are matched by sequence
 // number and source address.
 //
-// With firewall.manage it installs, through nftables, the narrow rules that
+// With firewall.manage it installs, through nftables or iptables (legacy or
+// iptables-nft, github.com/coreos/go-iptables), the narrow rules that
 // let echo requests out and echo replies in (and IPv6 neighbour discovery)
 // on one interface only, tagged with the comment "weir-icmpprobe IFACE",
 // and removes them at shutdown; tagged rules left by a crash are replaced
 // at the next start.
+//
+// Metrics are labelled by target name (the Node name, a named_targets name
+// or targets[I]) and family, never by address. The RTT, loss and
+// last-reply IEs of the records are Weir-local IEs in Antrea's PEN 56506
+// (elements 32010-32015, named in core/ipfix/local.go).
 package icmpprobe

@@ -3,185 +3,60 @@
 package icmpprobe
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
-
-	"github.com/google/nftables"
-	"github.com/google/nftables/expr"
-	"github.com/google/nftables/userdata"
-	"golang.org/x/sys/unix"
+	"os/exec"
+	"strings"
 )
 
-// RuleTag is the comment every managed rule carries, followed by the
-// interface: rules are found, replaced and removed by it alone.
-const RuleTag = "weir-icmpprobe"
-
-// ICMP types the rules accept.
-const (
-	icmpEchoReply     = 0
-	icmpEchoRequest   = 8
-	icmp6EchoRequest  = 128
-	icmp6EchoReply    = 129
-	icmp6NeighSolicit = 135
-	icmp6NeighAdvert  = 136
-)
-
-// firewall manages the probe's rules in nftables.
-//
-// nftables runs every base chain of a hook, and an accept in one does not
-// stop a drop in another: rules in a table of Weir's own could not open a
-// firewall whose input policy is drop. So the rules go first into every
-// existing filter base chain at the input and output hooks (ip, ip6 and
-// inet families, iptables-nft's chains included), each tagged with the
-// comment "weir-icmpprobe IFACE".
-type firewall struct {
-	iface string
-	tag   []byte
-	conn  *nftables.Conn
-	log   *slog.Logger
-}
-
-func newFirewall(iface string, log *slog.Logger) (*firewall, error) {
-	// A lasting connection stays in the network namespace it was made in,
-	// so Shutdown cleans up where Start installed.
-	c, err := nftables.New(nftables.AsLasting())
-	if err != nil {
-		return nil, fmt.Errorf("nftables: %w", err)
+// newFirewall returns the backend cfg selects; with auto, iptables when
+// the iptables command is the legacy (x_tables) one, whose rules nftables
+// does not see, else nftables.
+func newFirewall(cfg Firewall, log *slog.Logger) (firewall, error) {
+	backend := cfg.Backend
+	if backend == BackendAuto || backend == "" {
+		backend = detectBackend(cfg.IPTablesPath)
+		log.Info("firewall backend chosen", "backend", backend)
 	}
-	return &firewall{iface: iface, tag: userdata.AppendString(nil, userdata.TypeComment, RuleTag+" "+iface), conn: c, log: log}, nil
-}
-
-func (f *firewall) close() { _ = f.conn.CloseLasting() }
-
-// chains returns the filter base chains at the input and output hooks.
-func (f *firewall) chains() ([]*nftables.Chain, error) {
-	all, err := f.conn.ListChains()
-	if err != nil {
-		return nil, fmt.Errorf("list chains: %w", err)
-	}
-	var out []*nftables.Chain
-	for _, c := range all {
-		if c.Hooknum == nil || c.Type != nftables.ChainTypeFilter {
-			continue
-		}
-		switch c.Table.Family {
-		case nftables.TableFamilyIPv4, nftables.TableFamilyIPv6, nftables.TableFamilyINet:
-		default:
-			continue
-		}
-		if *c.Hooknum == *nftables.ChainHookInput || *c.Hooknum == *nftables.ChainHookOutput {
-			out = append(out, c)
-		}
-	}
-	return out, nil
-}
-
-// queueRemoval queues the deletion of every rule carrying the tag and
-// returns how many.
-func (f *firewall) queueRemoval(chains []*nftables.Chain) (int, error) {
-	n := 0
-	for _, c := range chains {
-		rules, err := f.conn.GetRules(c.Table, c)
+	switch backend {
+	case BackendIPTables:
+		f, err := newIPTFirewall(cfg.Interface, cfg.IPTablesPath, log)
 		if err != nil {
-			return n, fmt.Errorf("list rules of %s %s: %w", c.Table.Name, c.Name, err)
+			return nil, err
 		}
-		for _, r := range rules {
-			if bytes.Equal(r.UserData, f.tag) {
-				if err := f.conn.DelRule(r); err != nil {
-					return n, err
-				}
-				n++
-			}
+		return f, nil
+	default:
+		f, err := newNFTFirewall(cfg.Interface, log)
+		if err != nil {
+			return nil, err
 		}
+		return f, nil
 	}
-	return n, nil
 }
 
-// install replaces any tagged rules left by an earlier run (a crash) with
-// a fresh set, in one transaction: installing twice gives the same rules.
-func (f *firewall) install() error {
-	chains, err := f.chains()
-	if err != nil {
-		return err
+// detectBackend is iptables when `IPTABLES --version` reports the legacy
+// mode ("iptables v1.8.9 (legacy)", or no mode before 1.8), else nftables
+// (also when there is no iptables command).
+func detectBackend(path string) string {
+	if path == "" {
+		path = "iptables"
 	}
-	stale, err := f.queueRemoval(chains)
-	if err != nil {
-		return err
+	out, err := exec.Command(path, "--version").Output()
+	if err != nil || strings.Contains(string(out), "nf_tables") {
+		return BackendNFTables
 	}
-	added := 0
-	for _, c := range chains {
-		for _, exprs := range f.rules(c) {
-			f.conn.InsertRule(&nftables.Rule{Table: c.Table, Chain: c, Exprs: exprs, UserData: f.tag})
-			added++
-		}
-	}
-	if err := f.conn.Flush(); err != nil {
-		return fmt.Errorf("install rules: %w", err)
-	}
-	f.log.Info("firewall rules installed", "interface", f.iface, "rules", added, "chains", len(chains), "stale_removed", stale)
-	return nil
+	return BackendIPTables
 }
 
-// remove deletes every rule carrying the tag.
-func (f *firewall) remove() error {
-	chains, err := f.chains()
-	if err != nil {
-		return err
+// ip6tablesPath is the IPv6 twin of an iptables command:
+// /usr/sbin/iptables-legacy → /usr/sbin/ip6tables-legacy.
+func ip6tablesPath(path string) string {
+	if path == "" {
+		return ""
 	}
-	n, err := f.queueRemoval(chains)
-	if err != nil {
-		return err
+	i := strings.LastIndex(path, "iptables")
+	if i < 0 {
+		return path
 	}
-	if err := f.conn.Flush(); err != nil {
-		return fmt.Errorf("remove rules: %w", err)
-	}
-	f.log.Info("firewall rules removed", "interface", f.iface, "rules", n)
-	return nil
-}
-
-// rules returns the rules for chain c: at input, echo replies (and IPv6
-// neighbour solicitations and advertisements) arriving on the interface;
-// at output, echo requests (and the same ND messages) leaving by it.
-func (f *firewall) rules(c *nftables.Chain) [][]expr.Any {
-	input := *c.Hooknum == *nftables.ChainHookInput
-	v4 := c.Table.Family != nftables.TableFamilyIPv6
-	v6 := c.Table.Family != nftables.TableFamilyIPv4
-	var out [][]expr.Any
-	if v4 {
-		t := uint8(icmpEchoRequest)
-		if input {
-			t = icmpEchoReply
-		}
-		out = append(out, f.rule(input, unix.IPPROTO_ICMP, t))
-	}
-	if v6 {
-		t := uint8(icmp6EchoRequest)
-		if input {
-			t = icmp6EchoReply
-		}
-		for _, t := range []uint8{t, icmp6NeighSolicit, icmp6NeighAdvert} {
-			out = append(out, f.rule(input, unix.IPPROTO_ICMPV6, t))
-		}
-	}
-	return out
-}
-
-// rule is `iifname IF meta l4proto P th type T accept` (oifname at output).
-func (f *firewall) rule(input bool, proto, icmpType uint8) []expr.Any {
-	key := expr.MetaKeyOIFNAME
-	if input {
-		key = expr.MetaKeyIIFNAME
-	}
-	name := make([]byte, unix.IFNAMSIZ)
-	copy(name, f.iface)
-	return []expr.Any{
-		&expr.Meta{Key: key, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: name},
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{icmpType}},
-		&expr.Verdict{Kind: expr.VerdictAccept},
-	}
+	return fmt.Sprintf("%sip6tables%s", path[:i], path[i+len("iptables"):])
 }

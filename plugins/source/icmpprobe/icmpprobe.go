@@ -34,21 +34,21 @@ func init() {
 	})
 }
 
-// ExperimentalPEN qualifies the IEs that neither IANA nor Antrea define
-// (RTTs, lost echoes, last reply). It is RFC 5612's enterprise number for
-// documentation, used until Weir has its own; collectors see the IEs as
-// enterprise-specific and unknown.
-const ExperimentalPEN uint32 = 32473
-
-// IEs of a probe record without a typed field, carried in Record.Extra
-// (PEN [ExperimentalPEN]).
+// IEs of a probe record without a typed field, carried in Record.Extra.
+// Neither IANA nor Antrea define RTT, lost-request or last-reply IEs, so
+// these are Weir-local IEs in Antrea's PEN 56506, elements 32010–32015 (the
+// allocation is in core/ipfix/local.go, which names them). The forward ICMP
+// type and code are IANA's icmpTypeCodeIPv4 / icmpTypeCodeIPv6.
 var (
-	IERTTMinimum = flow.IEKey{Enterprise: ExperimentalPEN, Element: 1} // rttMinimumMilliseconds, float64
-	IERTTMean    = flow.IEKey{Enterprise: ExperimentalPEN, Element: 2} // rttMeanMilliseconds, float64
-	IERTTMaximum = flow.IEKey{Enterprise: ExperimentalPEN, Element: 3} // rttMaximumMilliseconds, float64
-	IERTTLast    = flow.IEKey{Enterprise: ExperimentalPEN, Element: 4} // rttLastMilliseconds, float64
-	IELost       = flow.IEKey{Enterprise: ExperimentalPEN, Element: 5} // echoLostDeltaCount, unsigned64
-	IELastSeen   = flow.IEKey{Enterprise: ExperimentalPEN, Element: 6} // lastReplyMilliseconds, dateTimeMilliseconds
+	IEMinimumRTT = flow.IEKey{Enterprise: flow.AntreaPEN, Element: 32010} // minimumRttMilliseconds, float64
+	IEMeanRTT    = flow.IEKey{Enterprise: flow.AntreaPEN, Element: 32011} // meanRttMilliseconds, float64
+	IEMaximumRTT = flow.IEKey{Enterprise: flow.AntreaPEN, Element: 32012} // maximumRttMilliseconds, float64
+	IELastRTT    = flow.IEKey{Enterprise: flow.AntreaPEN, Element: 32013} // lastRttMilliseconds, float64
+	IELost       = flow.IEKey{Enterprise: flow.AntreaPEN, Element: 32014} // lostPacketDeltaCount, unsigned64
+	IELastReply  = flow.IEKey{Enterprise: flow.AntreaPEN, Element: 32015} // lastReplyMilliseconds, dateTimeMilliseconds
+
+	IEICMPTypeCodeIPv4 = flow.IEKey{Enterprise: flow.IANA, Element: 32}  // icmpTypeCodeIPv4, unsigned16: 0x0800, echo request
+	IEICMPTypeCodeIPv6 = flow.IEKey{Enterprise: flow.IANA, Element: 139} // icmpTypeCodeIPv6, unsigned16: 0x8000, echo request
 )
 
 // Source is the source.icmpprobe plugin. Create it with [New].
@@ -56,7 +56,7 @@ type Source struct {
 	cfg     Config
 	set     plugin.Settings
 	log     *slog.Logger
-	static  []netip.Addr
+	static  []staticTarget
 	id      uint16 // echo identifier of raw sockets
 	payload []byte
 
@@ -67,7 +67,8 @@ type Source struct {
 
 	conns    [2]*conn // IPv4, IPv6
 	nodes    *nodeWatcher
-	firewall *firewall
+	clashed  map[string]bool // Node names a named target has, warned once (run goroutine)
+	firewall firewall
 	cancel   context.CancelFunc
 	emitCtx  context.Context
 	emitStop context.CancelFunc
@@ -75,9 +76,16 @@ type Source struct {
 	metrics  *metrics
 }
 
+// staticTarget is a configured target and its metric label.
+type staticTarget struct {
+	label string // "targets[I]" or the named_targets name
+	addr  netip.Addr
+}
+
 // target is one probed address and its statistics.
 type target struct {
-	label string // metric label: the node name or the address
+	key   string // targets map key: the address, or NODE/FAMILY for a Node
+	label string // metric label: the Node name, the target's name or targets[I]
 	node  string // Kubernetes Node name, "" for a configured target
 	addr  netip.Addr
 
@@ -125,10 +133,14 @@ func New(cfg *Config, set plugin.Settings) (*Source, error) {
 	if set.Metrics == nil {
 		set.Metrics = prometheus.NewRegistry()
 	}
-	s := &Source{cfg: *cfg, set: set, log: set.Logger, targets: map[string]*target{}}
-	for _, t := range cfg.Targets {
-		s.static = append(s.static, netip.MustParseAddr(t).Unmap())
+	s := &Source{cfg: *cfg, set: set, log: set.Logger, targets: map[string]*target{}, clashed: map[string]bool{}}
+	for i, t := range cfg.Targets {
+		s.static = append(s.static, staticTarget{label: fmt.Sprintf("targets[%d]", i), addr: netip.MustParseAddr(t).Unmap()})
 	}
+	for name, t := range cfg.NamedTargets {
+		s.static = append(s.static, staticTarget{label: name, addr: netip.MustParseAddr(t).Unmap()})
+	}
+	sort.Slice(s.static, func(i, j int) bool { return s.static[i].label < s.static[j].label })
 	var b [2]byte
 	_, _ = rand.Read(b[:])
 	s.id = binary.BigEndian.Uint16(b[:])
@@ -169,7 +181,7 @@ func (s *Source) Start(_ context.Context, out plugin.Emitter) error {
 	}
 	need4, need6 := s.nodes != nil, s.nodes != nil
 	for _, a := range s.static {
-		need4, need6 = need4 || a.Is4(), need6 || a.Is6()
+		need4, need6 = need4 || a.addr.Is4(), need6 || a.addr.Is6()
 	}
 	for i, need := range []bool{need4, need6} {
 		if !need {
@@ -188,7 +200,7 @@ func (s *Source) Start(_ context.Context, out plugin.Emitter) error {
 		s.conns[i] = c
 	}
 	if s.cfg.Firewall.Manage {
-		fw, err := newFirewall(s.cfg.Firewall.Interface, s.log)
+		fw, err := newFirewall(s.cfg.Firewall, s.log)
 		if err == nil {
 			err = fw.install()
 		}
@@ -385,48 +397,71 @@ func (s *Source) lose(t *target) {
 	t.lostTot++
 }
 
-// sortedTargets returns the targets by label; s.mu is held.
+// sortedTargets returns the targets by label and family; s.mu is held.
 func (s *Source) sortedTargets() []*target {
 	list := make([]*target, 0, len(s.targets))
 	for _, t := range s.targets {
 		list = append(list, t)
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i].label < list[j].label })
+	sort.Slice(list, func(i, j int) bool {
+		if list[i].label != list[j].label {
+			return list[i].label < list[j].label
+		}
+		return list[i].addr.Less(list[j].addr)
+	})
 	return list
+}
+
+// family is the family metric label of a.
+func family(a netip.Addr) string {
+	if a.Is6() {
+		return "ipv6"
+	}
+	return "ipv4"
 }
 
 // refreshTargets adds the configured targets and the current Nodes, and
 // marks Nodes that are gone (reported once more, then dropped).
 func (s *Source) refreshTargets() {
 	type want struct {
-		addr netip.Addr
-		node string
+		addr        netip.Addr
+		label, node string
 	}
 	wanted := map[string]want{}
 	for _, a := range s.static {
-		wanted[a.String()] = want{addr: a}
+		wanted[a.addr.String()] = want{addr: a.addr, label: a.label}
 	}
 	if s.nodes != nil {
+		named := map[string]bool{}
+		for _, a := range s.static {
+			named[a.label] = true
+		}
 		for _, n := range s.nodes.targets() {
-			label := n.name
-			if n.addr.Is6() {
-				label += "/ipv6"
+			if named[n.name] {
+				// Its series would clash with the named target's.
+				if !s.clashed[n.name] {
+					s.log.Warn("Node not probed: a named target has its name", "node", n.name)
+					s.clashed[n.name] = true
+				}
+				continue
 			}
-			wanted[label] = want{addr: n.addr, node: n.name}
+			wanted[n.name+"/"+family(n.addr)] = want{addr: n.addr, label: n.name, node: n.name}
 		}
 	}
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for label, w := range wanted {
-		if t, ok := s.targets[label]; ok && t.addr == w.addr {
+	for key, w := range wanted {
+		if t, ok := s.targets[key]; ok && t.addr == w.addr {
 			t.removed = false
 			continue
 		}
-		s.targets[label] = &target{label: label, node: w.node, addr: w.addr, windowStart: now}
+		// A Node whose address changed starts afresh (and its old
+		// statistics, under the same key, are dropped).
+		s.targets[key] = &target{key: key, label: w.label, node: w.node, addr: w.addr, windowStart: now}
 	}
-	for label, t := range s.targets {
-		if _, ok := wanted[label]; !ok {
+	for key, t := range s.targets {
+		if _, ok := wanted[key]; !ok {
 			t.removed = true
 		}
 	}
@@ -453,7 +488,7 @@ func (s *Source) report(out plugin.Emitter) {
 		t.windowStart, t.sent, t.received, t.lost = now, 0, 0, 0
 		t.rttMin, t.rttMax, t.rttSum, t.sentOctets, t.receivedOctets = 0, 0, 0, 0, 0
 		if t.removed {
-			delete(s.targets, t.label)
+			delete(s.targets, t.key)
 		}
 	}
 	s.mu.Unlock()
@@ -499,17 +534,22 @@ func (s *Source) fill(r *flow.Record, b *flow.Batch, t *target, now time.Time) {
 			Value: b.CopyBytes(binary.BigEndian.AppendUint64(nil, v))})
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	if t.addr.Is4() {
+		r.Extra = append(r.Extra, flow.Field{Element: IEICMPTypeCodeIPv4.Element, Value: b.CopyBytes([]byte{8, 0})})
+	} else {
+		r.Extra = append(r.Extra, flow.Field{Element: IEICMPTypeCodeIPv6.Element, Value: b.CopyBytes([]byte{128, 0})})
+	}
 	if t.received > 0 {
-		f64(IERTTMinimum, ms(t.rttMin))
-		f64(IERTTMean, ms(t.rttSum/time.Duration(t.received)))
-		f64(IERTTMaximum, ms(t.rttMax))
+		f64(IEMinimumRTT, ms(t.rttMin))
+		f64(IEMeanRTT, ms(t.rttSum/time.Duration(t.received)))
+		f64(IEMaximumRTT, ms(t.rttMax))
 	}
 	if t.hasRTT {
-		f64(IERTTLast, ms(t.lastRTT))
+		f64(IELastRTT, ms(t.lastRTT))
 	}
 	u64(IELost, t.lost)
 	if !t.lastSeen.IsZero() {
-		u64(IELastSeen, uint64(t.lastSeen.UnixMilli()))
+		u64(IELastReply, uint64(t.lastSeen.UnixMilli()))
 	}
 }
 
@@ -553,19 +593,20 @@ func (s *Source) Shutdown(ctx context.Context) error {
 
 // Stats is a target's statistics, for tests and debugging.
 type Stats struct {
-	Target               string
+	Target               string // the metric label: Node name, target name or targets[I]
+	Address              netip.Addr
 	Sent, Received, Lost uint64 // since Start
 	LastRTT              time.Duration
 	LastSeen             time.Time
 }
 
-// Stats returns every target's totals, by label.
+// Stats returns every target's totals, by label and address.
 func (s *Source) Stats() []Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []Stats
 	for _, t := range s.sortedTargets() {
-		out = append(out, Stats{Target: t.label, Sent: t.sentTotal, Received: t.recvTotal, Lost: t.lostTot, LastRTT: t.lastRTT, LastSeen: t.lastSeen})
+		out = append(out, Stats{Target: t.label, Address: t.addr, Sent: t.sentTotal, Received: t.recvTotal, Lost: t.lostTot, LastRTT: t.lastRTT, LastSeen: t.lastSeen})
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"net/netip"
 	"os/exec"
 	"sort"
 	"strings"
@@ -103,17 +104,19 @@ func TestLatencyAndLoss(t *testing.T) {
 	netnstest.Exec(t, b, "ethtool", "-K", "b0", "tx", "off")
 	netnstest.DelayLine(t, mid, "m1", "m2", 10*time.Millisecond, 10*time.Millisecond)
 
-	cfg := fastConfig("10.18.1.2", "fd18:1::2")
+	// Metrics are labelled by the target's name, never its address.
+	cfg := fastConfig("fd18:1::2")
+	cfg.NamedTargets = map[string]string{"node-b": "10.18.1.2"}
 	s, em, reg := start(t, a, cfg)
 	time.Sleep(4 * time.Second)
 	recs := em.Sink.Records()
-	for _, target := range cfg.Targets {
+	for _, target := range []string{"10.18.1.2", "fd18:1::2"} {
 		var last []float64
 		for _, r := range byTarget(recs)[target] {
-			if v, ok := f64(r, icmpprobe.IERTTLast); ok && r.ReversePacketDeltaCount > 0 {
+			if v, ok := f64(r, icmpprobe.IELastRTT); ok && r.ReversePacketDeltaCount > 0 {
 				last = append(last, v)
 			}
-			if lo, ok := f64(r, icmpprobe.IERTTMinimum); ok && lo < 20 {
+			if lo, ok := f64(r, icmpprobe.IEMinimumRTT); ok && lo < 20 {
 				t.Errorf("%s: minimum RTT %.2f ms is below the 20 ms delay", target, lo)
 			}
 		}
@@ -127,8 +130,23 @@ func TestLatencyAndLoss(t *testing.T) {
 		}
 	}
 	// One sample: at least the delay, and plausible.
-	if got := gauge(t, reg, "weir_source_icmpprobe_rtt_last_seconds", "10.18.1.2"); got < 0.020 || got > 0.2 {
+	if got := gauge(t, reg, "weir_source_icmpprobe_rtt_last_seconds", "node-b", "ipv4"); got < 0.020 || got > 0.2 {
 		t.Errorf("weir_source_icmpprobe_rtt_last_seconds = %v, want 0.020 and a little more", got)
+	}
+
+	// No label value is an address.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if _, err := netip.ParseAddr(l.GetValue()); err == nil {
+					t.Errorf("%s has label %s=%s, an address", mf.GetName(), l.GetName(), l.GetValue())
+				}
+			}
+		}
 	}
 
 	// The peer goes away: its probes are lost.
@@ -143,28 +161,33 @@ func TestLatencyAndLoss(t *testing.T) {
 	time.Sleep(cfg.ReportInterval * 2)
 	var lossy bool
 	for _, r := range byTarget(em.Sink.Records()[n:])["10.18.1.2"] {
-		if u64(r, icmpprobe.IELost) > 0 && r.ReversePacketDeltaCount == 0 && r.FindExtra(icmpprobe.IELastSeen) != nil {
+		if u64(r, icmpprobe.IELost) > 0 && r.ReversePacketDeltaCount == 0 && r.FindExtra(icmpprobe.IELastReply) != nil {
 			lossy = true
 		}
 	}
 	if !lossy {
 		t.Error("no record with lost requests, no replies and the last-seen time")
 	}
-	if got := gauge(t, reg, "weir_source_icmpprobe_loss_ratio", "10.18.1.2"); got != 1 {
+	if got := gauge(t, reg, "weir_source_icmpprobe_rtt_last_seconds", "targets[0]", "ipv6"); got < 0.020 || got > 0.2 {
+		t.Errorf("weir_source_icmpprobe_rtt_last_seconds{targets[0]} = %v, want 0.020 and a little more", got)
+	}
+	if got := gauge(t, reg, "weir_source_icmpprobe_loss_ratio", "node-b", "ipv4"); got != 1 {
 		t.Errorf("weir_source_icmpprobe_loss_ratio = %v, want 1", got)
 	}
 }
 
-func stats(s *icmpprobe.Source, target string) icmpprobe.Stats {
+// stats returns the statistics of the target with address addr.
+func stats(s *icmpprobe.Source, addr string) icmpprobe.Stats {
 	for _, st := range s.Stats() {
-		if st.Target == target {
+		if st.Address.String() == addr {
 			return st
 		}
 	}
 	return icmpprobe.Stats{}
 }
 
-func gauge(t *testing.T, reg *prometheus.Registry, name, target string) float64 {
+// gauge returns the value of metric name{target, family}.
+func gauge(t *testing.T, reg *prometheus.Registry, name, target, family string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -175,14 +198,16 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, target string) float64 
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "target" && l.GetValue() == target {
-					return m.GetGauge().GetValue() + m.GetCounter().GetValue()
-				}
+				labels[l.GetName()] = l.GetValue()
+			}
+			if len(labels) == 2 && labels["target"] == target && labels["family"] == family {
+				return m.GetGauge().GetValue() + m.GetCounter().GetValue()
 			}
 		}
 	}
-	t.Fatalf("no %s{target=%q}", name, target)
+	t.Fatalf("no %s{target=%q,family=%q}", name, target, family)
 	return 0
 }
 
@@ -219,57 +244,74 @@ func TestUnprivilegedSockets(t *testing.T) {
 	}
 }
 
-func nftRuleset(t *testing.T, ns string) string {
-	t.Helper()
-	return netnstest.Exec(t, ns, "nft", "list", "ruleset")
-}
-
-// TestFirewall: in a namespace whose INPUT policy is drop (iptables-nft,
-// IPv4 and IPv6), probes fail; with firewall.manage on p0 they pass on p0
-// and still fail on another interface; after shutdown the ruleset is as
-// before.
+// TestFirewall: in a namespace whose INPUT policy is drop (IPv4 and IPv6),
+// probes fail; with firewall.manage on p0 they pass on p0 and still fail on
+// another interface; after shutdown the ruleset is as before. For each
+// backend: nftables (with a native nftables drop chain too), iptables
+// through iptables-nft, and legacy x_tables iptables.
 func TestFirewall(t *testing.T) {
-	p, q, r := netnstest.New(t, "w18"), netnstest.New(t, "w18"), netnstest.New(t, "w18")
-	netnstest.Veth(t, p, "p0", []string{"10.18.3.1/24", "fd18:3::1/64"}, q, "q0", []string{"10.18.3.2/24", "fd18:3::2/64"})
-	netnstest.Veth(t, p, "p1", []string{"10.18.4.1/24"}, r, "r0", []string{"10.18.4.2/24"})
-	if _, err := exec.LookPath("iptables"); err != nil {
-		t.Fatal("iptables is needed (scripts/install-deps.sh installs it)")
+	backends := []struct {
+		name, backend, iptables string
+		save                    []string // commands listing the ruleset
+	}{
+		{"nftables", icmpprobe.BackendNFTables, "iptables", []string{"nft list ruleset"}},
+		{"iptables-nft", icmpprobe.BackendIPTables, "iptables", []string{"iptables -S", "ip6tables -S", "nft list ruleset"}},
+		{"iptables-legacy", icmpprobe.BackendIPTables, "iptables-legacy", []string{"iptables-legacy -S", "ip6tables-legacy -S", "nft list ruleset"}},
 	}
-	netnstest.Exec(t, p, "iptables", "-P", "INPUT", "DROP")
-	netnstest.Exec(t, p, "ip6tables", "-P", "INPUT", "DROP")
-	// A native nftables chain with a drop policy too.
-	netnstest.Exec(t, p, "nft", "add table inet w18fw")
-	netnstest.Exec(t, p, "nft", "add chain inet w18fw in { type filter hook input priority 10 ; policy drop ; }")
-	before := nftRuleset(t, p)
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			p, q, r := netnstest.New(t, "w18"), netnstest.New(t, "w18"), netnstest.New(t, "w18")
+			netnstest.Veth(t, p, "p0", []string{"10.18.3.1/24", "fd18:3::1/64"}, q, "q0", []string{"10.18.3.2/24", "fd18:3::2/64"})
+			netnstest.Veth(t, p, "p1", []string{"10.18.4.1/24"}, r, "r0", []string{"10.18.4.2/24"})
+			if _, err := exec.LookPath(b.iptables); err != nil {
+				t.Fatalf("%s is needed (scripts/install-deps.sh installs iptables)", b.iptables)
+			}
+			netnstest.Exec(t, p, b.iptables, "-P", "INPUT", "DROP")
+			netnstest.Exec(t, p, strings.Replace(b.iptables, "iptables", "ip6tables", 1), "-P", "INPUT", "DROP")
+			if b.backend == icmpprobe.BackendNFTables {
+				// A native nftables chain with a drop policy too.
+				netnstest.Exec(t, p, "nft", "add table inet w18fw")
+				netnstest.Exec(t, p, "nft", "add chain inet w18fw in { type filter hook input priority 10 ; policy drop ; }")
+			}
+			ruleset := func() string {
+				var out string
+				for _, c := range b.save {
+					out += netnstest.Exec(t, p, strings.Fields(c)...)
+				}
+				return out
+			}
+			before := ruleset()
 
-	targets := []string{"10.18.3.2", "fd18:3::2", "10.18.4.2"}
-	s, _, _ := probe(t, p, fastConfig(targets...), 1500*time.Millisecond)
-	for _, target := range targets {
-		if st := stats(s, target); st.Received != 0 || st.Lost < 3 {
-			t.Errorf("without managed rules %s: %+v, want every probe lost", target, st)
-		}
-	}
+			targets := []string{"10.18.3.2", "fd18:3::2", "10.18.4.2"}
+			s, _, _ := probe(t, p, fastConfig(targets...), 1500*time.Millisecond)
+			for _, target := range targets {
+				if st := stats(s, target); st.Received != 0 || st.Lost < 3 {
+					t.Errorf("without managed rules %s: %+v, want every probe lost", target, st)
+				}
+			}
 
-	cfg := fastConfig(targets...)
-	cfg.Firewall = icmpprobe.Firewall{Manage: true, Interface: "p0"}
-	s, _, _ = start(t, p, cfg)
-	during := nftRuleset(t, p)
-	time.Sleep(1500 * time.Millisecond)
-	for _, target := range targets[:2] {
-		if st := stats(s, target); st.Received < 5 {
-			t.Errorf("with managed rules %s: %+v, want replies", target, st)
-		}
-	}
-	if st := stats(s, "10.18.4.2"); st.Received != 0 {
-		t.Errorf("p1 is not managed, yet %s answered: %+v", "10.18.4.2", st)
-	}
-	if !strings.Contains(during, `iifname "p0"`) || !strings.Contains(during, icmpprobe.RuleTag+" p0") || strings.Contains(during, `"p1"`) {
-		t.Errorf("ruleset while probing:\n%s", during)
-	}
-	if err := s.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if after := nftRuleset(t, p); after != before {
-		t.Errorf("ruleset after shutdown:\n%s\nwant as before:\n%s", after, before)
+			cfg := fastConfig(targets...)
+			cfg.Firewall = icmpprobe.Firewall{Manage: true, Interface: "p0", Backend: b.backend, IPTablesPath: b.iptables}
+			s, _, _ = start(t, p, cfg)
+			during := ruleset()
+			time.Sleep(1500 * time.Millisecond)
+			for _, target := range targets[:2] {
+				if st := stats(s, target); st.Received < 5 {
+					t.Errorf("with managed rules %s: %+v, want replies", target, st)
+				}
+			}
+			if st := stats(s, "10.18.4.2"); st.Received != 0 {
+				t.Errorf("p1 is not managed, yet %s answered: %+v", "10.18.4.2", st)
+			}
+			if !strings.Contains(during, `"p0"`) && !strings.Contains(during, "-i p0") || strings.Count(during, icmpprobe.RuleTag+" p0") < 2 || strings.Contains(during, `"p1"`) || strings.Contains(during, " p1 ") {
+				t.Errorf("ruleset while probing:\n%s", during)
+			}
+			if err := s.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if after := ruleset(); after != before {
+				t.Errorf("ruleset after shutdown:\n%s\nwant as before:\n%s", after, before)
+			}
+		})
 	}
 }

@@ -63,17 +63,26 @@ func TestNodeTargets(t *testing.T) {
 	}
 
 	// A new Node is probed, a deleted one reported once more and dropped.
-	s := &Source{cfg: *DefaultConfig(), targets: map[string]*target{}, log: slog.New(slog.DiscardHandler)}
+	s := &Source{cfg: *DefaultConfig(), targets: map[string]*target{}, clashed: map[string]bool{}, log: slog.New(slog.DiscardHandler)}
+	// A named target called like a Node keeps its name; the Node is not
+	// probed (their metric series would clash).
+	s.static = []staticTarget{{label: "node-x", addr: netip.MustParseAddr("192.0.2.9")}}
 	s.cfg.Kubernetes = Kubernetes{Enabled: true, NodeName: "node-a", Address: AddressInternalIP}
 	s.nodes = newNodeWatcherForClient(s.cfg.Kubernetes, client, s.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if _, err := client.CoreV1().Nodes().Create(ctx, node("node-x", "", corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "192.168.0.9"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.nodes.start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer s.nodes.stop()
 	s.refreshTargets()
-	if len(s.targets) != 2 || s.targets["node-b"].addr != netip.MustParseAddr("192.168.0.2") || s.targets["node-b/ipv6"] == nil {
+	if s.targets["node-x/ipv4"] != nil || !s.clashed["node-x"] || s.targets["192.0.2.9"].label != "node-x" {
+		t.Errorf("Node node-x probed beside the named target node-x: %v", s.targets)
+	}
+	if len(s.targets) != 3 || s.targets["node-b/ipv4"].addr != netip.MustParseAddr("192.168.0.2") || s.targets["node-b/ipv6"] == nil {
 		t.Fatalf("targets %v", s.targets)
 	}
 	if _, err := client.CoreV1().Nodes().Create(ctx, node("node-c", "", corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "192.168.0.3"}), metav1.CreateOptions{}); err != nil {
@@ -85,7 +94,7 @@ func TestNodeTargets(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		s.refreshTargets()
-		if s.targets["node-c"] != nil && s.targets["node-b"].removed {
+		if s.targets["node-c/ipv4"] != nil && s.targets["node-b/ipv4"].removed {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -95,55 +104,132 @@ func TestNodeTargets(t *testing.T) {
 	}
 }
 
-// TestFirewallCrashCleanup: rules left by a run that did not shut down are
-// replaced, not doubled, at the next install, and removal restores the
-// ruleset.
-func TestFirewallCrashCleanup(t *testing.T) {
-	ns := netnstest.New(t, "w18")
-	netnstest.Exec(t, ns, "ip", "link", "add", "g0", "type", "veth", "peer", "name", "g1")
-	netnstest.Exec(t, ns, "nft", "add table inet w18fw")
-	netnstest.Exec(t, ns, "nft", "add chain inet w18fw in { type filter hook input priority 0 ; policy drop ; }")
-	netnstest.Exec(t, ns, "nft", "add chain inet w18fw out { type filter hook output priority 0 ; policy accept ; }")
-	netnstest.Exec(t, ns, "nft", "add rule inet w18fw in ct state established accept")
-	before := netnstest.Exec(t, ns, "nft", "list", "ruleset")
+// firewallBackends are the backends the firewall tests run: nftables over
+// netlink, go-iptables with the machine's iptables (iptables-nft on Debian)
+// and with legacy x_tables iptables.
+var firewallBackends = []struct {
+	name    string
+	backend string
+	path    string // iptables command
+	// save lists the namespace's whole ruleset through the backend's eyes.
+	save []string
+}{
+	{"nftables", BackendNFTables, "", []string{"nft list ruleset"}},
+	{"iptables-nft", BackendIPTables, "iptables", []string{"iptables -S", "ip6tables -S", "nft list ruleset"}},
+	{"iptables-legacy", BackendIPTables, "iptables-legacy", []string{"iptables-legacy -S", "ip6tables-legacy -S"}},
+}
 
-	var fw1, fw2 *firewall
-	var err error
-	netnstest.Do(t, ns, func() {
-		if fw1, err = newFirewall("g0", slog.New(slog.DiscardHandler)); err == nil {
-			err = fw1.install() // then "crash": no remove
-		}
-		if err == nil {
-			fw2, err = newFirewall("g0", slog.New(slog.DiscardHandler))
-		}
-		if err == nil {
-			err = fw2.install()
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
+func ruleset(t *testing.T, ns string, save []string) string {
+	t.Helper()
+	var out string
+	for _, c := range save {
+		out += netnstest.Exec(t, ns, strings.Fields(c)...)
 	}
-	defer fw1.close()
-	defer fw2.close()
-	during := netnstest.Exec(t, ns, "nft", "list", "ruleset")
-	// inet chains get the IPv4 rule and three IPv6 rules each.
-	if n := strings.Count(during, RuleTag+" g0"); n != 8 {
-		t.Errorf("%d tagged rules after two installs, want 8 (one set):\n%s", n, during)
+	return out
+}
+
+// TestFirewallCrashCleanup: rules left by a run that did not shut down are
+// replaced, not doubled, at the next install, go before the existing rules,
+// and removal restores the ruleset; for every backend.
+func TestFirewallCrashCleanup(t *testing.T) {
+	for _, b := range firewallBackends {
+		t.Run(b.name, func(t *testing.T) {
+			ns := netnstest.New(t, "w18")
+			netnstest.Exec(t, ns, "ip", "link", "add", "g0", "type", "veth", "peer", "name", "g1")
+			if b.backend == BackendNFTables {
+				netnstest.Exec(t, ns, "nft", "add table inet w18fw")
+				netnstest.Exec(t, ns, "nft", "add chain inet w18fw in { type filter hook input priority 0 ; policy drop ; }")
+				netnstest.Exec(t, ns, "nft", "add chain inet w18fw out { type filter hook output priority 0 ; policy accept ; }")
+				netnstest.Exec(t, ns, "nft", "add rule inet w18fw in ct state established accept")
+			} else {
+				for _, c := range []string{b.path, ip6tablesPath(b.path)} {
+					netnstest.Exec(t, ns, c, "-P", "INPUT", "DROP")
+					netnstest.Exec(t, ns, c, "-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "ACCEPT")
+					netnstest.Exec(t, ns, c, "-A", "OUTPUT", "-o", "g1", "-j", "ACCEPT")
+				}
+			}
+			before := ruleset(t, ns, b.save)
+
+			cfg := Firewall{Manage: true, Interface: "g0", Backend: b.backend, IPTablesPath: b.path}
+			log := slog.New(slog.DiscardHandler)
+			var fw1, fw2 firewall
+			var err error
+			netnstest.Do(t, ns, func() {
+				if fw1, err = newFirewall(cfg, log); err == nil {
+					err = fw1.install() // then "crash": no remove
+				}
+				if err == nil {
+					fw2, err = newFirewall(cfg, log)
+				}
+				if err == nil {
+					err = fw2.install()
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fw1.close()
+			defer fw2.close()
+			during := ruleset(t, ns, b.save)
+			// One IPv4 rule and three IPv6 rules per hook.
+			if n := strings.Count(during, RuleTag+" g0"); n != 8 {
+				t.Errorf("%d tagged rules after two installs, want 8 (one set):\n%s", n, during)
+			}
+			var want []string
+			switch b.backend {
+			case BackendIPTables:
+				want = []string{
+					`-A INPUT -i g0 -p icmp -m icmp --icmp-type 0 -m comment --comment "weir-icmpprobe g0" -j ACCEPT`,
+					`-A OUTPUT -o g0 -p ipv6-icmp -m icmp6 --icmpv6-type 128 -m comment --comment "weir-icmpprobe g0" -j ACCEPT`,
+					`-A INPUT -i g0 -p ipv6-icmp -m icmp6 --icmpv6-type 135 -m comment --comment "weir-icmpprobe g0" -j ACCEPT`,
+				}
+			default:
+				want = []string{
+					`iifname "g0" icmp type echo-reply`,
+					`oifname "g0" icmpv6 type echo-request`,
+					`iifname "g0" icmpv6 type nd-neighbor-solicit`,
+					`comment "weir-icmpprobe g0"`,
+				}
+			}
+			for _, w := range want {
+				if !strings.Contains(during, w) {
+					t.Errorf("ruleset lacks %s:\n%s", w, during)
+				}
+			}
+			// The existing rule stays after ours.
+			established := "ct state established accept"
+			if b.backend == BackendIPTables {
+				established = "--ctstate ESTABLISHED"
+			}
+			if strings.Index(during, established) < strings.Index(during, RuleTag) {
+				t.Errorf("managed rules are not first:\n%s", during)
+			}
+			netnstest.Do(t, ns, func() { err = fw2.remove() })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after := ruleset(t, ns, b.save); after != before {
+				t.Errorf("ruleset after removal:\n%s\nwant:\n%s", after, before)
+			}
+		})
 	}
-	if !strings.Contains(during, `iifname "g0" icmp type echo-reply accept comment "weir-icmpprobe g0"`) ||
-		!strings.Contains(during, `oifname "g0" icmpv6 type echo-request accept comment "weir-icmpprobe g0"`) ||
-		!strings.Contains(during, `iifname "g0" icmpv6 type nd-neighbor-solicit accept comment "weir-icmpprobe g0"`) {
-		t.Errorf("ruleset lacks the expected rules:\n%s", during)
+}
+
+// TestDetectBackend: auto picks iptables for the legacy command and
+// nftables for iptables-nft or no iptables at all.
+func TestDetectBackend(t *testing.T) {
+	for _, c := range []struct{ path, want string }{
+		{"iptables-legacy", BackendIPTables},
+		{"iptables-nft", BackendNFTables},
+		{"/nonexistent/iptables", BackendNFTables},
+	} {
+		t.Run(c.path, func(t *testing.T) {
+			if got := detectBackend(c.path); got != c.want {
+				t.Errorf("detectBackend(%s) = %s, want %s", c.path, got, c.want)
+			}
+		})
 	}
-	// The existing rule stays after ours.
-	if strings.Index(during, "ct state established accept") < strings.Index(during, "echo-reply") {
-		t.Errorf("managed rules are not first:\n%s", during)
-	}
-	netnstest.Do(t, ns, func() { err = fw2.remove() })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after := netnstest.Exec(t, ns, "nft", "list", "ruleset"); after != before {
-		t.Errorf("ruleset after removal:\n%s\nwant:\n%s", after, before)
+	if got := ip6tablesPath("/usr/sbin/iptables-legacy"); got != "/usr/sbin/ip6tables-legacy" {
+		t.Errorf("ip6tablesPath = %s", got)
 	}
 }

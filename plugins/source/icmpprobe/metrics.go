@@ -6,9 +6,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics exports per-target gauges and counters. The target label is a
-// configured address or a Node name: a bounded set chosen by the operator,
-// not addresses seen in traffic.
+// metrics exports per-target gauges and counters, labelled target (the
+// Node name, the named_targets name or "targets[I]") and family (ipv4,
+// ipv6): a bounded set the operator configures, and never an address.
 type metrics struct {
 	s                                            *Source
 	rttLast, rttMin, rttMean, rttMax, loss, seen *prometheus.Desc
@@ -18,7 +18,7 @@ type metrics struct {
 
 func newMetrics(s *Source) *metrics {
 	d := func(name, help string) *prometheus.Desc {
-		return prometheus.NewDesc("weir_source_icmpprobe_"+name, help, []string{"target"}, nil)
+		return prometheus.NewDesc("weir_source_icmpprobe_"+name, help, []string{"target", "family"}, nil)
 	}
 	return &metrics{
 		s:         s,
@@ -50,10 +50,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.s.mu.Lock()
 	for _, t := range m.s.sortedTargets() {
 		g := func(d *prometheus.Desc, v float64) {
-			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, t.label)
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, t.label, family(t.addr))
 		}
 		c := func(d *prometheus.Desc, v uint64) {
-			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), t.label)
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), t.label, family(t.addr))
 		}
 		last := math.NaN()
 		if t.hasRTT {
