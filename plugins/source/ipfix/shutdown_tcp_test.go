@@ -37,7 +37,7 @@ func TestShutdownAccountsTCPBacklog(t *testing.T) {
 			set := plugin.NopSettings(source.ID)
 			reg := prometheus.NewRegistry()
 			set.Metrics = reg
-			s, err := source.New(cfg, set)
+			s, err := source.New(&cfg, set)
 			if err != nil {
 				t.Fatal(err)
 			}
