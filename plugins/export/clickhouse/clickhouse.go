@@ -371,4 +371,3 @@ func Slice(col any, i, j int) any {
 	}
 	return nil
 }
-

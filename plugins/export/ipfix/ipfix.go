@@ -26,9 +26,7 @@ func init() {
 		ID:        ID,
 		Summary:   "sends records to an IPFIX collector over UDP or TCP, verbatim IEs included",
 		NewConfig: plugin.Defaults(DefaultConfig),
-		New: plugin.Constructor(func(c *Config, set plugin.Settings) (*Exporter, error) {
-			return New(*c, set)
-		}),
+		New:       plugin.Constructor(New),
 	})
 }
 
@@ -83,7 +81,7 @@ type Exporter struct {
 
 // New checks the config and registers the metrics; the collector is
 // contacted on Start (UDP) or on the first Export (TCP).
-func New(cfg Config, set plugin.Settings) (*Exporter, error) {
+func New(cfg *Config, set plugin.Settings) (*Exporter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -92,7 +90,7 @@ func New(cfg Config, set plugin.Settings) (*Exporter, error) {
 		refresh = 0
 	}
 	e := &Exporter{
-		cfg: cfg,
+		cfg: *cfg,
 		set: set,
 		log: set.Logger,
 		enc: ipfix.NewEncoder(ipfix.EncoderOptions{

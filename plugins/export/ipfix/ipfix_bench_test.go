@@ -19,7 +19,7 @@ func BenchmarkExportUDP(b *testing.B) {
 	defer sink.Close()
 	cfg := *exporter.DefaultConfig()
 	cfg.Address = sink.LocalAddr().String()
-	e, err := exporter.New(cfg, plugin.NopSettings(exporter.ID))
+	e, err := exporter.New(&cfg, plugin.NopSettings(exporter.ID))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -71,7 +71,7 @@ func newExporter(t *testing.T, cfg exporter.Config) (*exporter.Exporter, *promet
 	set := plugin.NopSettings(exporter.ID)
 	reg := prometheus.NewRegistry()
 	set.Metrics = reg
-	e, err := exporter.New(cfg, set)
+	e, err := exporter.New(&cfg, set)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -398,7 +398,7 @@ func TestShutdownStopsRetries(t *testing.T) {
 	l.Close()
 	cfg := *exporter.DefaultConfig()
 	cfg.Address, cfg.Transport = addr, "tcp"
-	e, err := exporter.New(cfg, plugin.NopSettings(exporter.ID))
+	e, err := exporter.New(&cfg, plugin.NopSettings(exporter.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +425,7 @@ func TestLifecycle(t *testing.T) {
 			plugintest.Lifecycle(t, func() plugin.Component {
 				cfg := *exporter.DefaultConfig()
 				cfg.Address, cfg.Transport = "127.0.0.1:9", transport
-				e, err := exporter.New(cfg, plugin.NopSettings(exporter.ID))
+				e, err := exporter.New(&cfg, plugin.NopSettings(exporter.ID))
 				if err != nil {
 					t.Fatal(err)
 				}

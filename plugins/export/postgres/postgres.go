@@ -229,4 +229,3 @@ func Rows(cols []flowtable.Column, b *flow.Batch) [][]any {
 	}
 	return out
 }
-

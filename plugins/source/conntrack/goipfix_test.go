@@ -76,7 +76,7 @@ func goipfixCollect(t *testing.T, recs []*flow.Record, mode collector.DecodingMo
 	for cp.GetAddress() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
-	exp, err := exportipfix.New(exportipfix.Config{Address: cp.GetAddress().String(), Transport: "tcp", OneSetPerMessage: true,
+	exp, err := exportipfix.New(&exportipfix.Config{Address: cp.GetAddress().String(), Transport: "tcp", OneSetPerMessage: true,
 		DialTimeout: 5 * time.Second, MaxBackoff: time.Second}, plugin.NopSettings(exportipfix.ID))
 	if err != nil {
 		t.Fatal(err)
