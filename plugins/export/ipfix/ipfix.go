@@ -60,7 +60,7 @@ type Exporter struct {
 	broken   *atomic.Bool // set by the watcher when the collector closes
 	backoff  time.Duration
 	nextDial time.Time
-	lastLog  time.Time
+	logs     plugin.LogLimiter
 
 	messages       atomic.Uint64
 	bytes          atomic.Uint64
@@ -241,9 +241,8 @@ func (e *Exporter) closeConn() {
 }
 
 func (e *Exporter) logLimited(msg string, args ...any) {
-	if now := time.Now(); now.Sub(e.lastLog) >= time.Second {
-		e.lastLog = now
-		e.log.Warn(msg, args...)
+	if suppressed, ok := e.logs.Allow(time.Now()); ok {
+		e.log.Warn(msg, append(args, "suppressed", suppressed)...)
 	}
 }
 

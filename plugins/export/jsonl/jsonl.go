@@ -62,7 +62,7 @@ type Exporter struct {
 	written  atomic.Uint64
 	dropped  atomic.Uint64
 	failures atomic.Uint64
-	lastLog  time.Time
+	logs     plugin.LogLimiter
 }
 
 // writeChunk is the most Export buffers before writing.
@@ -229,9 +229,8 @@ func (e *Exporter) sleep(ctx context.Context, d time.Duration) bool {
 }
 
 func (e *Exporter) logLimited(msg string, args ...any) {
-	if now := time.Now(); now.Sub(e.lastLog) >= time.Second {
-		e.lastLog = now
-		e.log.Warn(msg, args...)
+	if suppressed, ok := e.logs.Allow(time.Now()); ok {
+		e.log.Warn(msg, append(args, "suppressed", suppressed)...)
 	}
 }
 

@@ -80,7 +80,7 @@ type Exporter struct {
 	messages, records, bytes atomic.Uint64
 	dropped                  *prometheus.CounterVec
 	droppedBy                map[string]prometheus.Counter
-	logLimit                 atomic.Int64
+	logs                     plugin.LogLimiter
 }
 
 // New checks cfg and registers the metrics; the client is built by Start.
@@ -336,9 +336,9 @@ func (e *Exporter) produce(partition int32, value []byte, records int) error {
 func (e *Exporter) count(reason string, records int, err error) {
 	e.droppedBy[reason].Add(float64(records))
 	e.out.Dropped(reason, records)
-	now := time.Now().UnixNano()
-	if last := e.logLimit.Load(); now-last >= int64(time.Second) && e.logLimit.CompareAndSwap(last, now) {
-		e.log.Warn("records not delivered to kafka", "topic", e.cfg.Topic, "reason", reason, "records", records, "err", err)
+	if suppressed, ok := e.logs.Allow(time.Now()); ok {
+		e.log.Warn("records not delivered to kafka", "topic", e.cfg.Topic, "reason", reason, "records", records,
+			"err", err, "suppressed", suppressed)
 	}
 }
 

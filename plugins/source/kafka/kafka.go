@@ -54,7 +54,7 @@ type Source struct {
 
 	messages, records, malformed, fetchErrors atomic.Uint64
 	commitErrors, assigned, revoked, lost     atomic.Uint64
-	logLimit                                  atomic.Int64
+	logs                                      plugin.LogLimiter
 }
 
 // New checks cfg and registers the metrics; the client is built by Start.
@@ -278,11 +278,10 @@ func (s *Source) decode(b *flow.Batch, r *kgo.Record) {
 	}
 }
 
-// logf logs at most once a second.
+// logf logs at most once a second, with how many lines it suppressed.
 func (s *Source) logf(msg string, kv ...any) {
-	now := time.Now().UnixNano()
-	if last := s.logLimit.Load(); now-last >= int64(time.Second) && s.logLimit.CompareAndSwap(last, now) {
-		s.log.Warn(msg, kv...)
+	if suppressed, ok := s.logs.Allow(time.Now()); ok {
+		s.log.Warn(msg, append(kv, "suppressed", suppressed)...)
 	}
 }
 
