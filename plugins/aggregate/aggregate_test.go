@@ -78,27 +78,10 @@ func (h *harness) all() []*flow.Record {
 
 func (h *harness) counter(name, reason string) float64 {
 	h.t.Helper()
-	mfs, err := h.reg.Gather()
-	if err != nil {
-		h.t.Fatal(err)
+	if reason == "" {
+		return plugintest.MetricValue(h.t, h.reg, name)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			ok := reason == ""
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
-					ok = true
-				}
-			}
-			if ok {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return plugintest.MetricValue(h.t, h.reg, name, "reason", reason)
 }
 
 // half is one Node's record of an Antrea flow.

@@ -12,29 +12,13 @@ import (
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/pipeline"
 	"github.com/weir-flow/weir/core/plugin"
+	"github.com/weir-flow/weir/core/plugintest"
 	exporter "github.com/weir-flow/weir/plugins/export/ipfix"
 )
 
 func labeled(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("metric %s{%s=%q} not registered", name, label, value)
-	return 0
+	return plugintest.MetricValue(t, reg, name, label, value)
 }
 
 // TestTCPOversizedRecord reproduces the wedge of issue 12: one record that

@@ -189,26 +189,7 @@ func stats(s *icmpprobe.Source, addr string) icmpprobe.Stats {
 // gauge returns the value of metric name{target, family}.
 func gauge(t *testing.T, reg *prometheus.Registry, name, target, family string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if len(labels) == 2 && labels["target"] == target && labels["family"] == family {
-				return m.GetGauge().GetValue() + m.GetCounter().GetValue()
-			}
-		}
-	}
-	t.Fatalf("no %s{target=%q,family=%q}", name, target, family)
-	return 0
+	return plugintest.MetricValue(t, reg, name, "target", target, "family", family)
 }
 
 // TestUnprivilegedSockets: with net.ipv4.ping_group_range covering the

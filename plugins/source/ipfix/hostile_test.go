@@ -11,32 +11,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weir-flow/weir/core/plugin"
+	"github.com/weir-flow/weir/core/plugintest"
 	source "github.com/weir-flow/weir/plugins/source/ipfix"
 )
 
 func labeled(t *testing.T, reg *prometheus.Registry, name, reason string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
-					if m.GetGauge() != nil {
-						return m.GetGauge().GetValue()
-					}
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("metric %s{reason=%q} not registered", name, reason)
-	return 0
+	return plugintest.MetricValue(t, reg, name, "reason", reason)
 }
 
 // dialFrom connects to addr from local address ip (another loopback
