@@ -1,7 +1,6 @@
 package ipfix_test
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -12,50 +11,7 @@ import (
 	_ "github.com/weir-flow/weir/plugins/source/ipfix"
 )
 
-func TestValidate(t *testing.T) {
-	ok := func(f func(c *exporter.Config)) exporter.Config {
-		c := *exporter.DefaultConfig()
-		c.Address = "127.0.0.1:9995"
-		f(&c)
-		return c
-	}
-	cases := []struct {
-		name string
-		cfg  exporter.Config
-		want []string
-	}{
-		{"udp", ok(func(*exporter.Config) {}), nil},
-		{"tcp v6", ok(func(c *exporter.Config) { c.Address, c.Transport = "[::1]:4739", "tcp" }), nil},
-		{"hostname", ok(func(c *exporter.Config) { c.Address = "collector.example:4739" }), nil},
-		{"no address", ok(func(c *exporter.Config) { c.Address = "" }), []string{"address: missing"}},
-		{"no port", ok(func(c *exporter.Config) { c.Address = "10.0.0.1" }), []string{`address: "10.0.0.1"`}},
-		{"port 0", ok(func(c *exporter.Config) { c.Address = "10.0.0.1:0" }), []string{`port "0"`}},
-		{"no host", ok(func(c *exporter.Config) { c.Address = ":4739" }), []string{"no host"}},
-		{"transport", ok(func(c *exporter.Config) { c.Transport = "sctp" }), []string{`transport: "sctp"`}},
-		{"sizes and times", ok(func(c *exporter.Config) {
-			c.MaxMessageSize, c.TemplateRefresh, c.DialTimeout, c.MaxBackoff = 100, -time.Second, -1, -1
-		}), []string{"max_message_size: 100", "template_refresh: -1s", "dial_timeout", "max_backoff"}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			err := c.cfg.Validate()
-			if len(c.want) == 0 {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("Validate accepted %+v", c.cfg)
-			}
-			for _, w := range c.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
-		})
-	}
-}
+func TestConfigCases(t *testing.T) { plugintest.ConfigCases(t, exporter.ID, nil) }
 
 func TestDecode(t *testing.T) {
 	cfg, err := config.Parse([]byte(`pipeline:
