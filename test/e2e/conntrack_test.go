@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,8 +25,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
 )
 
@@ -269,32 +268,7 @@ func TestAntreaStack(t *testing.T) {
 // countPcap counts packets and IP bytes from src and to it in a capture.
 func countPcap(t *testing.T, file, src string) (fwdP, fwdB, revP, revB uint64) {
 	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		data, _, err := r.ReadPacketData()
-		if err != nil {
-			break
-		}
-		if len(data) < 34 || layers.EthernetType(uint16(data[12])<<8|uint16(data[13])) != layers.EthernetTypeIPv4 {
-			continue
-		}
-		ip := data[14:]
-		length := uint64(ip[2])<<8 | uint64(ip[3])
-		if net.IP(ip[12:16]).String() == src {
-			fwdP, fwdB = fwdP+1, fwdB+length
-		} else {
-			revP, revB = revP+1, revB+length
-		}
-	}
-	return
+	return countPcapIP(t, file, netip.MustParseAddr(src))
 }
 
 // TestConntrackStartErrors: weir without CAP_NET_ADMIN, and with

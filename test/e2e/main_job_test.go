@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket/pcapgo"
+	"github.com/gopacket/gopacket/pcapgo"
 )
 
 // referenceFlows runs softflowd on the shared capture straight into nfcapd:
