@@ -716,15 +716,9 @@ func (s *Source) Shutdown(ctx context.Context) error {
 	if s.eventConn != nil {
 		s.eventConn.Close() // unblocks Receive
 	}
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
 	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.emitCancel() // the pipeline refuses the last records: count them
-		<-done
-		err = fmt.Errorf("%s: shutdown: %w", ID, ctx.Err())
+	if werr := plugin.AwaitShutdown(ctx, &s.wg, s.emitCancel); werr != nil {
+		err = fmt.Errorf("%s: shutdown: %w", ID, werr)
 	}
 	s.emitCancel()
 	if s.dumper != nil {

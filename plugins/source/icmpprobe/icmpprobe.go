@@ -567,14 +567,8 @@ func (s *Source) Shutdown(ctx context.Context) error {
 	var errs []error
 	if started {
 		s.cancel()
-		done := make(chan struct{})
-		go func() { s.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			s.emitStop()
-			<-done
-			errs = append(errs, fmt.Errorf("%s: shutdown: %w", ID, ctx.Err()))
+		if err := plugin.AwaitShutdown(ctx, &s.wg, s.emitStop); err != nil {
+			errs = append(errs, fmt.Errorf("%s: shutdown: %w", ID, err))
 		}
 	}
 	s.emitStop()

@@ -845,16 +845,9 @@ func (s *Source) Shutdown(ctx context.Context) error {
 		s.tcp.Close()
 	}
 
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
 	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.emitCancel()
-		s.closeListeners()
-		<-done
-		err = fmt.Errorf("%s: shutdown: %w", ID, ctx.Err())
+	if werr := plugin.AwaitShutdown(ctx, &s.wg, func() { s.emitCancel(); s.closeListeners() }); werr != nil {
+		err = fmt.Errorf("%s: shutdown: %w", ID, werr)
 	}
 	s.emitCancel()
 	s.closeListeners()

@@ -303,15 +303,9 @@ func (s *Source) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.pollCancel()
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
 	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.emitCancel()
-		<-done
-		err = fmt.Errorf("%s: shutdown: %w", ID, ctx.Err())
+	if werr := plugin.AwaitShutdown(ctx, &s.wg, s.emitCancel); werr != nil {
+		err = fmt.Errorf("%s: shutdown: %w", ID, werr)
 	}
 	s.emitCancel()
 	if err == nil {
