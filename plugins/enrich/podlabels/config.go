@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/weir-flow/weir/core/config"
+	"github.com/weir-flow/weir/plugins/internal/kubeclient"
 )
 
 // Config configures enrich.podlabels. Exactly one backend is used: File when
@@ -134,7 +135,7 @@ func (c *Config) Check(_ context.Context, baseDir string) error {
 		_, err := loadFile(resolve(baseDir, c.File))
 		return err
 	}
-	_, err := restConfig(resolve(baseDir, c.Kubeconfig), c.Context)
+	_, err := kubeclient.RESTConfig(resolve(baseDir, c.Kubeconfig), c.Context)
 	return err
 }
 

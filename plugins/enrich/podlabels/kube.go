@@ -14,30 +14,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
-)
 
-// restConfig loads the client config: the kubeconfig at path (its current
-// context, or kubeContext), or the in-cluster config when path is "".
-func restConfig(path, kubeContext string) (*rest.Config, error) {
-	if path == "" && kubeContext == "" {
-		cfg, err := rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("in-cluster config (set kubeconfig or file to run outside a cluster): %w", err)
-		}
-		return cfg, nil
-	}
-	rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: path}
-	if path == "" {
-		rules = clientcmd.NewDefaultClientConfigLoadingRules()
-	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
-		&clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig %q: %w", path, err)
-	}
-	return cfg, nil
-}
+	"github.com/weir-flow/weir/plugins/internal/kubeclient"
+)
 
 // kubeBackend watches Pods, Services and Nodes through shared informers.
 type kubeBackend struct {
@@ -55,7 +34,7 @@ type kubeBackend struct {
 }
 
 func newKubeBackend(kubeconfig, kubeContext string, syncTimeout time.Duration, enc *labelEncoder, s *store, m *metrics, log *slog.Logger) (*kubeBackend, error) {
-	cfg, err := restConfig(kubeconfig, kubeContext)
+	cfg, err := kubeclient.RESTConfig(kubeconfig, kubeContext)
 	if err != nil {
 		return nil, err
 	}
