@@ -4,17 +4,13 @@ import (
 	"encoding/binary"
 	"net/netip"
 
-	"github.com/google/gopacket/layers"
+	"github.com/gopacket/gopacket/layers"
 )
 
-// Link types pcapgo v1.1.19 has no constant for (tcpdump.org/linktypes).
+// Link types gopacket has no constant for (tcpdump.org/linktypes).
 const (
 	linkTypeRawAlt  layers.LinkType = 12 // DLT_RAW on some BSDs
 	linkTypeRawAlt2 layers.LinkType = 14 // DLT_RAW on OpenBSD
-	// linkTypeLinuxSLL2 is LINKTYPE_LINUX_SLL2 (276) as gopacket v1.1.19
-	// reports it: its LinkType is a uint8, so 276 arrives as 276 & 0xff.
-	// No other link type uses 20.
-	linkTypeLinuxSLL2 layers.LinkType = 276 & 0xff
 )
 
 // skipReason says why a packet carried no IPFIX message.
@@ -82,7 +78,7 @@ func udpPayload(lt layers.LinkType, data []byte, ports *portSet) (payload []byte
 			return nil, src, skipLinkType
 		}
 		ip = data[16:]
-	case linkTypeLinuxSLL2:
+	case layers.LinkTypeLinuxSLL2:
 		if len(data) < 20 {
 			return nil, src, skipMalformed
 		}

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weir-flow/weir/core/flow"
@@ -159,7 +159,7 @@ func frame(lt uint32, ip []byte) []byte {
 	switch lt {
 	case 1: // Ethernet
 		return append(append(make([]byte, 12), et...), ip...)
-	case 1 | 0x100: // Ethernet with a VLAN tag (a test-only marker)
+	case 1 | vlanMarker: // Ethernet with a VLAN tag (a test-only marker)
 		h := append(make([]byte, 12), 0x81, 0x00, 0x00, 0x05)
 		return append(append(h, et...), ip...)
 	case 113: // Linux SLL
@@ -241,18 +241,22 @@ func sameRecords(t *testing.T, got, want []*flow.Record, from netip.AddrPort) {
 	}
 }
 
+// vlanMarker marks a test case's link type as Ethernet with a VLAN tag; it
+// is outside the 16 bits a pcap link type uses, so it clashes with none.
+const vlanMarker = 1 << 20
+
 func TestLinkTypes(t *testing.T) {
 	want, msgs := testMessages(t, 40)
 	cases := []struct {
 		name string
 		lt   uint32
 	}{
-		{"ethernet", 1}, {"ethernet_vlan", 1 | 0x100}, {"linux_sll", 113}, {"linux_sll2", 276},
+		{"ethernet", 1}, {"ethernet_vlan", 1 | vlanMarker}, {"linux_sll", 113}, {"linux_sll2", 276},
 		{"raw", 101}, {"ipv4_ipv6_linktype", 228}, {"null", 0}, {"loop", 108},
 	}
 	for _, c := range cases {
 		for _, from := range []netip.AddrPort{exporter4, exporter6} {
-			lt := c.lt &^ 0x100
+			lt := c.lt &^ vlanMarker
 			if c.lt == 228 && from.Addr().Is6() {
 				lt = 229
 			}
