@@ -513,16 +513,8 @@ func (p *Pipeline) shutdownAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func wait(ctx context.Context, wg *sync.WaitGroup) error {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+// wait waits for wg until ctx ends.
+func wait(ctx context.Context, wg *sync.WaitGroup) error { return plugin.AwaitShutdown(ctx, wg, nil) }
 
 // runWorker runs the processor chain on batches from the source queue and
 // fans each out to the exporters.

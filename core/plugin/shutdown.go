@@ -9,7 +9,9 @@ import (
 // goroutines (wg). If ctx ends first, it calls abandon — which must make
 // them return, typically by cancelling the context they emit with, so
 // that records the pipeline no longer takes are counted as lost — waits
-// for them again and returns ctx's error. Nil when they finished in time.
+// for them again and returns ctx's error. With a nil abandon it returns
+// ctx's error at once, leaving them running. Nil when they finished in
+// time.
 func AwaitShutdown(ctx context.Context, wg *sync.WaitGroup, abandon func()) error {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -17,8 +19,10 @@ func AwaitShutdown(ctx context.Context, wg *sync.WaitGroup, abandon func()) erro
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		abandon()
-		<-done
+		if abandon != nil {
+			abandon()
+			<-done
+		}
 		return ctx.Err()
 	}
 }

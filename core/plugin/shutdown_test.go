@@ -34,3 +34,16 @@ func TestAwaitShutdown(t *testing.T) {
 		}
 	})
 }
+
+func TestAwaitShutdownWithoutAbandon(t *testing.T) {
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() { defer wg.Done(); <-stop }()
+	defer func() { close(stop); wg.Wait() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := plugin.AwaitShutdown(ctx, &wg, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v, want DeadlineExceeded while the goroutine still runs", err)
+	}
+}

@@ -484,12 +484,8 @@ func (p *Processor) Shutdown(ctx context.Context) error {
 	p.stopping.Store(true)
 	p.cancel()
 	// A restart in progress ends within start_timeout; don't wait past ctx.
-	done := make(chan struct{})
-	go func() { p.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("stop rpc plugin %s: restart still in progress: %w", p.launch.path, ctx.Err())
+	if err := plugin.AwaitShutdown(ctx, &p.wg, nil); err != nil {
+		return fmt.Errorf("stop rpc plugin %s: restart still in progress: %w", p.launch.path, err)
 	}
 	inst := p.current()
 	p.setCurrent(nil)
