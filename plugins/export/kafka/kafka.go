@@ -63,6 +63,9 @@ type Exporter struct {
 	stopped bool
 	ctx     context.Context // cancelled by Shutdown: unblocks a blocked Produce
 	cancel  context.CancelFunc
+	// ack is the acknowledgement of the batch ExportAcked is exporting;
+	// nil in Export. Used by the exporting goroutine only.
+	ack *batchAck
 
 	partitions int
 	checked    time.Time
@@ -234,6 +237,30 @@ func (e *Exporter) Export(ctx context.Context, b *flow.Batch) error {
 	return e.exportRecords(b)
 }
 
+// ExportAcked implements plugin.AckExporter: stored runs once the brokers
+// acknowledged every message of b, or its records were counted as dropped.
+func (e *Exporter) ExportAcked(ctx context.Context, b *flow.Batch, stored func()) error {
+	e.ack = &batchAck{stored: stored}
+	e.ack.left.Store(1) // Export's own, released below
+	ack := e.ack
+	err := e.Export(ctx, b)
+	e.ack = nil
+	ack.done()
+	return err
+}
+
+// batchAck counts the messages of one batch still waiting for the brokers.
+type batchAck struct {
+	left   atomic.Int64
+	stored func()
+}
+
+func (a *batchAck) done() {
+	if a.left.Add(-1) == 0 {
+		a.stored()
+	}
+}
+
 func (e *Exporter) exportRaw(b *flow.Batch, now time.Time) error {
 	for _, r := range b.Records {
 		msg, at, ok := ipfix.Raw(r)
@@ -307,7 +334,14 @@ func (e *Exporter) partition(r *flow.Record) int32 {
 
 func (e *Exporter) produce(partition int32, value []byte, records int) error {
 	rec := &kgo.Record{Topic: e.cfg.Topic, Partition: partition, Value: value}
+	ack := e.ack
+	if ack != nil {
+		ack.left.Add(1)
+	}
 	promise := func(r *kgo.Record, err error) {
+		if ack != nil {
+			defer ack.done()
+		}
 		if err == nil {
 			e.messages.Add(1)
 			e.records.Add(uint64(records))
@@ -428,6 +462,6 @@ func (k kgoLogger) Log(level kgo.LogLevel, msg string, kv ...any) {
 }
 
 var (
-	_ plugin.Exporter = (*Exporter)(nil)
-	_ plugin.Deferred = (*Exporter)(nil)
+	_ plugin.AckExporter = (*Exporter)(nil)
+	_ plugin.Deferred    = (*Exporter)(nil)
 )

@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -26,7 +27,7 @@ func (o *outcome) Dropped(r string, n int) {
 	o.mu.Unlock()
 }
 
-// TestOutcome: export.kafka is plugin.Deferred — it tells the engine of
+// TestOutcome: export.kafka is plugin.Deferred and plugin.AckExporter — it tells the engine of
 // every record once its fate is known: delivered when the broker
 // acknowledged its message, dropped by reason otherwise. Against an
 // in-process Kafka (kfake).
@@ -63,7 +64,20 @@ func TestOutcome(t *testing.T) {
 			if err := e.Start(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			if err := e.Export(context.Background(), plugintest.MixedBatch(1000)); err != nil {
+			// Through ExportAcked (plugin.AckExporter): stored runs once,
+			// when every record's fate is known.
+			var calls atomic.Int32
+			settledAtAck := -1
+			stored := func() {
+				calls.Add(1)
+				o.mu.Lock()
+				settledAtAck = o.delivered
+				for _, n := range o.dropped {
+					settledAtAck += n
+				}
+				o.mu.Unlock()
+			}
+			if err := e.ExportAcked(context.Background(), plugintest.MixedBatch(1000), stored); err != nil {
 				t.Fatal(err)
 			}
 			if err := e.Shutdown(context.Background()); err != nil { // flushes: every promise has run
@@ -71,6 +85,9 @@ func TestOutcome(t *testing.T) {
 			}
 			o.mu.Lock()
 			defer o.mu.Unlock()
+			if calls.Load() != 1 || settledAtAck != 1000 {
+				t.Errorf("stored ran %d times, with %d of 1000 records settled; want once, all", calls.Load(), settledAtAck)
+			}
 			total := o.delivered
 			for _, n := range o.dropped {
 				total += n
