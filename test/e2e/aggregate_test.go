@@ -192,7 +192,7 @@ func num(v any) float64 { f, _ := v.(float64); return f }
 // both Pods; flows needing no correlation and egress-denied flows are not
 // held back; a later update's deltas add up to the totals; SIGTERM exports
 // every live flow, the lone half included; tshark decodes the output with
-// the Antrea aggregation IEs.
+// the Antrea aggregation IEs, by name with deploy/wireshark/weir.lua.
 func TestAggregateAntreaNodes(t *testing.T) {
 	needTools(t, "tshark")
 	inPort := freePort(t, "udp")
@@ -336,6 +336,7 @@ pipeline:
 	if presents != len(recs) {
 		t.Errorf("tshark decoded originalFlowsPresent in %d records, want %d", presents, len(recs))
 	}
+	checkTsharkNames(t, pcap, rec.port(), recs)
 }
 
 // TestAggregateOrphanHalf: a half whose other half never comes is exported
