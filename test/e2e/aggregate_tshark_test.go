@@ -17,10 +17,7 @@ import (
 // as multisets per IE.
 func checkTsharkNames(t *testing.T, pcap string, port int, recs []map[string]any) {
 	t.Helper()
-	lua, err := filepath.Abs("../../deploy/wireshark/weir.lua")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lua := filepath.Join(e2eRoot(), "deploy/wireshark/weir.lua")
 	ies := []string{
 		"throughput", "reverseThroughput", "throughputFromSourceNode", "throughputFromDestinationNode",
 		"octetDeltaCountFromSourceNode", "octetDeltaCountFromDestinationNode",
