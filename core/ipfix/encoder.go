@@ -87,7 +87,6 @@ type encTemplate struct {
 // addrFields are the address fields, in the order of shapeKey.v6's bits.
 var addrFields = [...]flow.FieldID{flow.SourceAddress, flow.DestinationAddress, flow.OriginalExporterAddress, flow.DestinationClusterIP}
 
-
 // Encoder writes flow records as IPFIX messages with templates derived from
 // the records' present fields and verbatim IEs. Not safe for concurrent use.
 //
