@@ -248,7 +248,7 @@ const id6 = 1 << 31
 // use.
 type table struct {
 	index    []uint32
-	mask     uint64
+	size     uint64 // len(index)
 	maxIndex int    // the index does not grow beyond this
 	idBits   uint   // bits of slab index+1: max_flows < 1<<idBits
 	fpMask   uint32 // fingerprint bits of an index word; 0 when max_flows ≥ 2^30
@@ -260,21 +260,31 @@ type table struct {
 	max      int
 }
 
-// The index grows when it would be more than loadNum/16 full.
+// The index grows by half when it would be more than loadNum/16 full, so
+// it is 8/16 to 13/16 full: 5 to 8 bytes per flow.
 const loadNum = 13
 
 func newTable(maxFlows int) *table {
-	n := 1024
-	for n*loadNum/16 < maxFlows && n < 1<<31 {
-		n <<= 1
-	}
-	// Start small and double up to n: an idle aggregator costs little.
+	n := max(1024, (maxFlows*16+loadNum-1)/loadNum) // holds max_flows at most loadNum/16 full
+	// Start small and grow up to n: an idle aggregator costs little.
 	start := min(n, 1<<16)
 	idBits := uint(bits.Len(uint(maxFlows)))
 	return &table{
-		index: make([]uint32, start), mask: uint64(start - 1), maxIndex: n, max: maxFlows,
+		index: make([]uint32, start), size: uint64(start), maxIndex: n, max: maxFlows,
 		idBits: idBits, fpMask: ^uint32(0) << (idBits + 1),
 	}
+}
+
+// home is h's first slot: its low 32 bits scaled to the index size
+// (Lemire's fastrange), so the size need not be a power of two.
+func (tb *table) home(h uint64) uint64 { return uint64(uint32(h)) * tb.size >> 32 }
+
+// next is the slot after s, cyclically.
+func (tb *table) next(s uint64) uint64 {
+	if s++; s == tb.size {
+		return 0
+	}
+	return s
 }
 
 // at returns flow id's entry.
@@ -382,7 +392,7 @@ func (tb *table) find(t *tuple, scope [2]uint32, h uint64) (id uint32, slot uint
 	if t.kind&kindV6 != 0 {
 		want |= 1 << tb.idBits
 	}
-	for s := h & tb.mask; ; s = (s + 1) & tb.mask {
+	for s := tb.home(h); ; s = tb.next(s) {
 		w := tb.index[s]
 		if w == 0 {
 			return 0, s, false
@@ -397,7 +407,7 @@ func (tb *table) find(t *tuple, scope [2]uint32, h uint64) (id uint32, slot uint
 // fingerprint matches: likely h's flow, to load ahead of find.
 func (tb *table) peek(h uint64) (id uint32, ok bool) {
 	fp := tb.fingerprint(h)
-	s := h & tb.mask
+	s := tb.home(h)
 	for range 4 {
 		w := tb.index[s]
 		if w == 0 {
@@ -406,7 +416,7 @@ func (tb *table) peek(h uint64) (id uint32, ok bool) {
 		if w&tb.fpMask == fp {
 			return tb.idOf(w), true
 		}
-		s = (s + 1) & tb.mask
+		s = tb.next(s)
 	}
 	return 0, false
 }
@@ -477,16 +487,15 @@ func (tb *table) nth(k uint32) uint32 {
 
 func (tb *table) grow() {
 	old := tb.index
-	tb.index = make([]uint32, 2*len(old))
-	tb.mask = uint64(len(tb.index) - 1)
+	tb.index = make([]uint32, min(len(old)+len(old)/2, tb.maxIndex))
+	tb.size = uint64(len(tb.index))
 	for _, w := range old {
 		if w == 0 {
 			continue
 		}
-		h := tb.hashOf(tb.idOf(w))
-		s := h & tb.mask
+		s := tb.home(tb.hashOf(tb.idOf(w)))
 		for tb.index[s] != 0 {
-			s = (s + 1) & tb.mask
+			s = tb.next(s)
 		}
 		tb.index[s] = w // the fingerprint does not depend on the size
 	}
@@ -495,10 +504,10 @@ func (tb *table) grow() {
 // remove deletes flow id, and its ext and prefix references.
 func (tb *table) remove(id uint32) {
 	e := tb.at(id)
-	s := tb.hashOf(id) & tb.mask
+	s := tb.home(tb.hashOf(id))
 	sel, w := ^tb.fpMask, tb.word(id)
 	for tb.index[s]&sel != w {
-		s = (s + 1) & tb.mask
+		s = tb.next(s)
 	}
 	// Backward-shift deletion: move later members of the probe run into
 	// the hole when their home slot is at or before it.
@@ -506,12 +515,12 @@ func (tb *table) remove(id uint32) {
 		tb.index[s] = 0
 		j := s
 		for {
-			j = (j + 1) & tb.mask
+			j = tb.next(j)
 			v := tb.index[j]
 			if v == 0 {
 				goto done
 			}
-			home := tb.hashOf(tb.idOf(v)) & tb.mask
+			home := tb.home(tb.hashOf(tb.idOf(v)))
 			// Is home cyclically outside (s, j]?
 			if (j > s && (home <= s || home > j)) || (j < s && home <= s && home > j) {
 				tb.index[s] = v
