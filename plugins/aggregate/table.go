@@ -261,7 +261,7 @@ type table struct {
 }
 
 // The index grows by half when it would be more than loadNum/16 full, so
-// it is 8/16 to 13/16 full: 5 to 8 bytes per flow.
+// it is 13/24 to 13/16 full: 5 to 7.4 bytes per flow.
 const loadNum = 13
 
 func newTable(maxFlows int) *table {
