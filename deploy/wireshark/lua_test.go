@@ -40,12 +40,13 @@ func TestTsharkNamesIEs(t *testing.T) {
 	}
 	str := func(s string) []byte { return append([]byte{byte(len(s))}, s...) }
 	ies := []ie{
-		{101, 0xffff, [2][]byte{str("client"), str("web-7")}},                            // sourcePodName, string
+		{101, 0xffff, [2][]byte{str("client"), str("")}},                                 // sourcePodName, string
 		{121, 4, [2][]byte{u(4, 1000), u(4, 5)}},                                         // octetTotalCountFromSourceNode, unsigned64 in 4 bytes (RFC 7011 §6.2)
 		{145, 8, [2][]byte{u(8, 800), u(8, 1<<40)}},                                      // throughput
 		{151, 4, [2][]byte{u(4, 1010), u(4, 1700000000)}},                                // flowEndSecondsFromSourceNode, dateTimeSeconds
 		{106, 4, [2][]byte{{10, 96, 0, 10}, {10, 96, 0, 11}}},                            // destinationClusterIPv4
 		{116, 4, [2][]byte{u(4, uint64(0xfffffffb)), u(4, 3)}},                           // ingressNetworkPolicyRulePriority, signed32
+		{107, 4, [2][]byte{u(4, 1), u(4, 2)}},                                            // destinationClusterIPv6 in 4 bytes: does not fit, shown as unparsed bytes
 		{32000, 2, [2][]byte{u(2, 7), u(2, 65535)}},                                      // ctZone (Weir-local)
 		{32011, 8, [2][]byte{u(8, math.Float64bits(1.5)), u(8, math.Float64bits(0.25))}}, // meanRttMilliseconds, float64
 		{32015, 8, [2][]byte{u(8, 1700000000123), u(8, 1000)}},                           // lastReplyMilliseconds, dateTimeMilliseconds
@@ -83,7 +84,7 @@ func TestTsharkNamesIEs(t *testing.T) {
 	names := []string{
 		"antrea.sourcePodName", "antrea.octetTotalCountFromSourceNode", "antrea.throughput",
 		"antrea.flowEndSecondsFromSourceNode", "antrea.destinationClusterIPv4", "antrea.ingressNetworkPolicyRulePriority",
-		"weir.ctZone", "weir.meanRttMilliseconds", "weir.lastReplyMilliseconds",
+		"antrea.unparsed", "weir.ctZone", "weir.meanRttMilliseconds", "weir.lastReplyMilliseconds",
 	}
 	args := []string{"-X", "lua_script:weir.lua", "-r", pcap, "-d", "udp.port==4739,cflow", "-T", "fields", "-E", "occurrence=a", "-E", "separator=|"}
 	for _, n := range names {
@@ -94,9 +95,10 @@ func TestTsharkNamesIEs(t *testing.T) {
 		t.Fatalf("tshark: %v\n%s", err, out)
 	}
 	want := []string{
-		"client,web-7", "1000,5", "800,1099511627776",
+		"client", // cflow makes no item of record 2's empty string
+		"1000,5", "800,1099511627776",
 		"Jan  1, 1970 00:16:50.000000000 UTC,Nov 14, 2023 22:13:20.000000000 UTC", "10.96.0.10,10.96.0.11", "-5,3",
-		"7,65535", "1.5,0.25", "Nov 14, 2023 22:13:20.123000000 UTC,Jan  1, 1970 00:00:01.000000000 UTC",
+		"00000001,00000002", "7,65535", "1.5,0.25", "Nov 14, 2023 22:13:20.123000000 UTC,Jan  1, 1970 00:00:01.000000000 UTC",
 	}
 	got := strings.Split(strings.TrimSpace(string(out)), "|")
 	if len(got) != len(want) {

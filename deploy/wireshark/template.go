@@ -52,15 +52,18 @@ weir.fields = weir_fields
 -- does not fit.
 local NTP_TO_UNIX = 2208988800
 local decoders = {
-	uint = function(t, pf, r) if r:len() > 4 then return false end t:add(pf, r, r:uint()) return true end,
-	uint64 = function(t, pf, r) if r:len() > 8 then return false end t:add(pf, r, r:uint64()) return true end,
-	int = function(t, pf, r) if r:len() > 4 then return false end t:add(pf, r, r:int()) return true end,
-	int64 = function(t, pf, r) if r:len() > 8 then return false end t:add(pf, r, r:int64()) return true end,
+	uint = function(t, pf, r) if r:len() < 1 or r:len() > 4 then return false end t:add(pf, r, r:uint()) return true end,
+	uint64 = function(t, pf, r) if r:len() < 1 or r:len() > 8 then return false end t:add(pf, r, r:uint64()) return true end,
+	int = function(t, pf, r) if r:len() < 1 or r:len() > 4 then return false end t:add(pf, r, r:int()) return true end,
+	int64 = function(t, pf, r) if r:len() < 1 or r:len() > 8 then return false end t:add(pf, r, r:int64()) return true end,
 	float = function(t, pf, r)
 		if r:len() ~= 4 and r:len() ~= 8 then return false end
 		t:add(pf, r, r:float()) return true
 	end,
-	string = function(t, pf, r) t:add(pf, r, r:string(ENC_UTF_8)) return true end,
+	string = function(t, pf, r)
+		if r:len() == 0 then t:add(pf, r, "") return true end
+		t:add(pf, r, r:string(ENC_UTF_8)) return true
+	end,
 	seconds = function(t, pf, r)
 		if r:len() ~= 4 then return false end
 		t:add(pf, r, NSTime.new(r:uint(), 0)) return true
@@ -93,7 +96,7 @@ function antrea.dissector(tvb, pinfo, tree)
 			pen, id = tostring(fi.label):match("%((.-)%) Type (%d+):")
 		end
 		local e = pen and pen_names[pen] and ies[tonumber(id)]
-		if e then
+		if e and fi.range then
 			root = root or tree:add(antrea, tvb(0, 0))
 			-- A record never repeats an IE: a repeat starts the next one.
 			if not rec or seen[id] then
