@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // checkTsharkNames: tshark with deploy/wireshark/weir.lua names the Antrea
@@ -17,7 +19,7 @@ import (
 // as multisets per IE.
 func checkTsharkNames(t *testing.T, pcap string, port int, recs []map[string]any) {
 	t.Helper()
-	lua := filepath.Join(e2eRoot(), "deploy/wireshark/weir.lua")
+	lua := filepath.Join(weirtest.RepoRoot(), "deploy/wireshark/weir.lua")
 	ies := []string{
 		"throughput", "reverseThroughput", "throughputFromSourceNode", "throughputFromDestinationNode",
 		"octetDeltaCountFromSourceNode", "octetDeltaCountFromDestinationNode",
