@@ -116,7 +116,7 @@ type Pipeline struct {
 	hist   *prometheus.HistogramVec
 	name   string
 	block  bool
-	pool   batchPool
+	pool   *batchPool
 	queue  chan *item
 	closed bool
 	emitMu sync.RWMutex
