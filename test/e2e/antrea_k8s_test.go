@@ -216,9 +216,9 @@ func TestAntreaStackAggregateK8s(t *testing.T) {
     - aggregate: {active_timeout: 1h, inactive_timeout: 1h, correlation_timeout: %s}
   exporters:
     - export.jsonl: {path: %q}
-`, corrTimeout, out), true)
-	startWeirIn(t, n.a, nodeK8sYAML("node-a", "10.14.0.1", "fd14::1", "10.14.1.2", kubeconfig), true)
-	startWeirIn(t, n.b, nodeK8sYAML("node-b", "10.14.0.2", "fd14::2", "10.14.2.2", kubeconfig), true)
+`, corrTimeout, out))
+	startWeirIn(t, n.a, nodeK8sYAML("node-a", "10.14.0.1", "fd14::1", "10.14.1.2", kubeconfig))
+	startWeirIn(t, n.b, nodeK8sYAML("node-b", "10.14.0.2", "fd14::2", "10.14.2.2", kubeconfig))
 
 	// An HTTP server Pod on Node B (both families), a client Pod on Node A.
 	var l net.Listener

@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-flow/weir/test/weirtest"
 	"golang.org/x/sys/unix"
 )
 
@@ -59,50 +60,19 @@ func inNetNS(name string, fn func() error) error {
 	return fn()
 }
 
-// startWeirIn runs `weir run` in namespace ns until the test ends.
-func startWeirIn(t *testing.T, ns, yaml string, wantRunning bool) (*exec.Cmd, *lockedBuffer, chan struct{}) {
+// startWeirIn runs `weir run` in network namespace ns until the test ends
+// and waits until its pipeline runs.
+func startWeirIn(t *testing.T, ns, yaml string) *weirProc {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "weir.yaml")
-	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+	ip, err := exec.LookPath("ip")
+	if err != nil {
 		t.Fatal(err)
 	}
-	stderr := &lockedBuffer{}
-	cmd := exec.Command("ip", "netns", "exec", ns, weirBin, "run", "-c", cfg)
-	cmd.Stdout, cmd.Stderr = io.Discard, stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(unix.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("weir in %s:\n%s", ns, stderr.String())
-		}
+	return weirtest.Start(t, weirBin, yaml, func(cmd *exec.Cmd) {
+		// ip netns exec execs weir: the child's PID stays weir's.
+		cmd.Path = ip
+		cmd.Args = append([]string{"ip", "netns", "exec", ns}, cmd.Args...)
 	})
-	if !wantRunning {
-		return cmd, stderr, exited
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stderr.String(), "pipeline running") {
-		select {
-		case <-exited:
-			t.Fatalf("weir in %s exited at start:\n%s", ns, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("weir in %s did not start:\n%s", ns, stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return cmd, stderr, exited
 }
 
 type antreaNet struct{ a, b, c string }
@@ -168,9 +138,9 @@ func TestAntreaStack(t *testing.T) {
     - proxy: {}
   exporters:
     - export.jsonl: {path: %q}
-`, out), true)
-	startWeirIn(t, n.a, nodeYAML("10.14.0.1", "10.14.1.2"), true)
-	startWeirIn(t, n.b, nodeYAML("10.14.0.2", "10.14.2.2"), true)
+`, out))
+	startWeirIn(t, n.a, nodeYAML("10.14.0.1", "10.14.1.2"))
+	startWeirIn(t, n.b, nodeYAML("10.14.0.2", "10.14.2.2"))
 
 	// An HTTP server on Node B, a client on Node A, tcpdump on B's veth0.
 	var l net.Listener
