@@ -1,9 +1,9 @@
 package jsonl
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -157,15 +157,21 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// BenchmarkExport encodes and writes Antrea-like batches to io.Discard
+// through the writer goroutine.
 func BenchmarkExport(b *testing.B) {
-	batch := plugintest.MixedBatch(256)
-	var out bytes.Buffer
-	e := NewWriter(DefaultConfig(), &out)
+	batch := antreaBatch(256)
+	e := NewWriter(DefaultConfig(), io.Discard)
 	ctx := context.Background()
+	if err := e.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	for b.Loop() {
-		out.Reset()
 		_ = e.Export(ctx, batch)
+	}
+	if err := e.Shutdown(ctx); err != nil {
+		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch.Len()), "ns/record")
 }
