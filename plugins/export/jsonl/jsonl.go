@@ -320,12 +320,14 @@ func (e *Exporter) wait(ctx context.Context, ok func() bool) error {
 	if ok() {
 		return nil
 	}
-	stop := context.AfterFunc(ctx, func() {
-		e.mu.Lock()
-		e.cond.Broadcast()
-		e.mu.Unlock()
-	})
-	defer stop()
+	if ctx.Done() != nil { // the engine's Background context never ends: no allocation then
+		stop := context.AfterFunc(ctx, func() {
+			e.mu.Lock()
+			e.cond.Broadcast()
+			e.mu.Unlock()
+		})
+		defer stop()
+	}
 	for !ok() {
 		if err := ctx.Err(); err != nil {
 			return err
