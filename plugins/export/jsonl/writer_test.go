@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
@@ -154,6 +155,15 @@ func TestWriterGathersBatches(t *testing.T) {
 		exported <- err
 	}()
 	<-g.held // the first write waits; Export fills the other chunks, then waits
+	for {
+		e.mu.Lock()
+		full := e.ready != nil && len(e.ready.buf) >= chunkSize && len(e.spare) == 0
+		e.mu.Unlock()
+		if full {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	close(g.open)
 	if err := <-exported; err != nil {
 		t.Fatal(err)
