@@ -264,3 +264,44 @@ func TestExportAfterShutdown(t *testing.T) {
 }
 
 func itoa(i int) string { return string(putUint(make([]byte, 0, 24), uint64(i))) }
+
+// TestBatchLargerThanChunk: a batch of more than a chunk is handed over in
+// several writes, each at most a chunk and a line, and its stored
+// callback runs only once all of them are written.
+func TestBatchLargerThanChunk(t *testing.T) {
+	g := newGate(true)
+	e := NewWriter(DefaultConfig(), g)
+	var out outcomes
+	e.SetOutcome(&out)
+	ctx := context.Background()
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(ctx)
+	const n = 12000 // about 3 MB of lines
+	if err := exportWait(ctx, e, diskBatch(0, n)); err != nil {
+		t.Fatal(err)
+	}
+	lines := g.lines(t)
+	if len(lines) != n {
+		t.Fatalf("%d lines when stored ran, want %d", len(lines), n)
+	}
+	g.mu.Lock()
+	writes := append([]int(nil), g.writes...)
+	g.mu.Unlock()
+	if len(writes) < 3 {
+		t.Errorf("writes %v, want the batch split into chunks", writes)
+	}
+	longest := 0
+	for _, l := range lines {
+		longest = max(longest, len(l)+1)
+	}
+	for _, w := range writes {
+		if w > chunkSize+longest {
+			t.Errorf("a write of %d bytes, want at most a chunk and a line", w)
+		}
+	}
+	if d, _ := out.get(); d != n {
+		t.Errorf("delivered %d, want %d", d, n)
+	}
+}
