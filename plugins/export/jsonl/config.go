@@ -15,10 +15,10 @@ type Config struct {
 	// Antrea registries; unknown ones as "ie<enterprise>_<element>" with
 	// hex bytes). Default true.
 	Extra bool `koanf:"extra"`
-	// RetryFor bounds how long one batch is retried when a write fails
-	// (disk full: ENOSPC, EDQUOT, EIO), waiting 100ms, then twice as long
-	// each time, up to 5s between attempts; past it the batch's unwritten
-	// records are dropped and counted. 0 drops them at the first failure.
+	// RetryFor bounds how long one write (up to 1 MiB of lines) is
+	// retried when it fails (disk full: ENOSPC, EDQUOT, EIO), waiting
+	// 100ms, then twice as long each time, up to 5s between attempts; past
+	// it the write's unwritten records are dropped and counted. 0 drops them at the first failure.
 	// Default 30s.
 	RetryFor time.Duration `koanf:"retry_for"`
 }

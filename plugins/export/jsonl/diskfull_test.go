@@ -99,38 +99,39 @@ func TestDiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var out outcomes
+	e.SetOutcome(&out)
 	if err := e.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer e.Shutdown(context.Background())
 	ctx := context.Background()
-	if err := e.Export(ctx, diskBatch(0, 100)); err != nil {
+	if err := exportWait(ctx, e, diskBatch(0, 100)); err != nil {
 		t.Fatal(err)
 	}
 	filler := fill(t, dir)
 
-	// No retry: the batch fails, whatever was cut short is removed.
-	err = e.Export(ctx, diskBatch(1000, 2000))
-	if !errors.Is(err, unix.ENOSPC) {
-		t.Fatalf("Export on a full disk: %v, want ENOSPC", err)
+	// No retry: the records that do not fit are dropped, whatever was cut
+	// short is removed.
+	if err := exportWait(ctx, e, diskBatch(1000, 2000)); err != nil {
+		t.Fatalf("Export on a full disk: %v, want nil (drops are reported when written)", err)
 	}
 	ports := checkLines(t, path)
 	dropped := int(counter(t, reg, "weir_export_jsonl_records_dropped_total"))
 	if len(ports)+dropped != 2100 || dropped == 0 {
 		t.Errorf("%d lines + %d dropped, want 2100 with some dropped", len(ports), dropped)
 	}
-	// The engine learns the same: the batch is not failed, its unwritten
-	// records are dropped (write_error) and the others out.
-	reported := map[string]int{}
-	if !plugin.Drops(err, func(r string, n int) { reported[r] += n }) || len(reported) != 1 || reported[plugin.DropWriteError] != dropped {
-		t.Errorf("Export = %v: drops %v, want only write_error %d", err, reported, dropped)
+	// The engine learns the same through the outcome: the unwritten
+	// records dropped (write_error), the others delivered.
+	if d, w := out.get(); d != len(ports) || len(w) != 1 || w[plugin.DropWriteError] != dropped {
+		t.Errorf("outcome: delivered %d, dropped %v; want %d and write_error %d", d, w, len(ports), dropped)
 	}
 
 	// With retries: the writer waits, space comes back, the batch goes
 	// through whole.
 	e.cfg.RetryFor = time.Minute
 	done := make(chan error, 1)
-	go func() { done <- e.Export(ctx, diskBatch(5000, 500)) }()
+	go func() { done <- exportWait(ctx, e, diskBatch(5000, 500)) }()
 	before := counter(t, reg, "weir_export_jsonl_write_errors_total")
 	for counter(t, reg, "weir_export_jsonl_write_errors_total") == before {
 		time.Sleep(10 * time.Millisecond)
@@ -153,6 +154,9 @@ func TestDiskFull(t *testing.T) {
 	}
 	if got := counter(t, reg, "weir_export_jsonl_records_dropped_total"); int(got) != dropped {
 		t.Errorf("dropped grew to %v during a successful retry", got)
+	}
+	if d, _ := out.get(); d != len(ports) {
+		t.Errorf("outcome: delivered %d, file has %d lines", d, len(ports))
 	}
 }
 

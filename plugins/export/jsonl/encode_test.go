@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -115,6 +116,46 @@ func TestEncoderMatchesReference(t *testing.T) {
 			if !json.Valid(got) {
 				t.Fatalf("record %d: not JSON: %s", i, got)
 			}
+		}
+	}
+}
+
+// TestEncoderCaches checks the encoder's remembered texts (exporter and
+// domain head, each time field's second) against the reference on runs of
+// records that share them, change one, or come back to an older one.
+func TestEncoderCaches(t *testing.T) {
+	exps := []netip.AddrPort{
+		{},
+		netip.MustParseAddrPort("192.0.2.1:4739"),
+		netip.MustParseAddrPort("192.0.2.1:4740"),
+		netip.MustParseAddrPort("[::ffff:192.0.2.1]:4739"),
+		netip.MustParseAddrPort("[2001:db8::1]:4739"),
+		netip.MustParseAddrPort("[fe80::1%eth0]:4739"),
+	}
+	t0 := time.Date(2026, 11, 27, 23, 59, 59, 0, time.UTC).UnixNano()
+	times := []int64{
+		t0, t0 + 999_999_999, t0 + 1e9, t0 + 1e9 + 1, t0 - 1, t0 + 12_345_678,
+		0, -1, -1e9, -1e9 - 1, 999_999, 1e6,
+		time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC).UnixNano(),
+		time.Date(1677, 9, 21, 0, 12, 44, 0, time.UTC).UnixNano(),
+		math.MinInt64, math.MinInt64 + 1e9, math.MaxInt64, math.MaxInt64 - 1e9,
+	}
+	rng := rand.New(rand.NewPCG(15, 2))
+	b := flow.NewBatch(1)
+	e := Encoder{Extra: true}
+	for i := range 20000 {
+		b.Reset()
+		r := b.Append()
+		r.Exporter = exps[rng.IntN(len(exps))]
+		r.ObservationDomainID = uint32(rng.IntN(3))
+		r.SetUint(flow.FlowStart, uint64(times[rng.IntN(len(times))]))
+		if rng.IntN(4) > 0 { // the sum may wrap: still a time
+			r.SetUint(flow.FlowEnd, uint64(times[rng.IntN(len(times))]+rng.Int64N(3e9)))
+		}
+		r.SetUint(flow.OctetDeltaCount, rng.Uint64()>>rng.IntN(64))
+		want := refAppendRecord(nil, r, true)
+		if got := e.Append(nil, r); !bytes.Equal(got, want) {
+			t.Fatalf("record %d:\n got %s\nwant %s", i, got, want)
 		}
 	}
 }

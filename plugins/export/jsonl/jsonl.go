@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,54 +36,92 @@ func init() {
 	})
 }
 
-// Exporter writes JSON lines. Export is called from one goroutine.
+// Exporter writes JSON lines. Export is called from one goroutine; the
+// file is written by the exporter's own writer goroutine, started by Start
+// and ended by Shutdown.
 //
 // # Notes
-//   - Flush policy: Export encodes its batch into one buffer and writes it
-//     with one write(2) (one per [writeChunk] bytes for very large
-//     batches), whole lines only, before it returns. Nothing is held
-//     between batches, so a reader of the file sees every record of a
-//     batch once Export returned, and a crash loses no written batch.
-//   - A batch of 256 Antrea-like records is about 150 KB: large enough for
-//     sequential disk bandwidth, small enough to stay in the CPU caches.
+//   - Flush policy: Export encodes its batch into a buffer of whole lines
+//     and hands it to the writer, which writes it with one write(2) as
+//     soon as its previous write is done. While the file keeps up, every
+//     batch is written right after its Export (no timer, no minimum size);
+//     when it does not, the batches that arrive during a write join the
+//     next one, up to [chunkSize], so writes grow with the load and
+//     encoding overlaps writing. Export waits only when a full chunk is
+//     already waiting: the engine's exporter queue then fills.
+//   - Records are counted when written (plugin.Deferred): delivered as
+//     whole lines, or dropped by reason. ExportAcked's stored runs once the
+//     batch's lines are written or dropped (plugin.AckExporter).
+//   - Shutdown writes everything handed over before it closes the file.
 type Exporter struct {
 	cfg  *Config
 	path string
 	log  *slog.Logger
 
-	mu     sync.Mutex
+	// The output. Start sets it; then only the writer uses it, and
+	// Shutdown once the writer ended.
 	out    io.Writer
 	file   *os.File // when writing a regular file: a failed write is cut back to its last whole line
 	size   int64    // bytes of the file, as written by us
-	buf    []byte
-	enc    Encoder
-	opened io.Closer     // the file Start opened
-	stop   chan struct{} // closed by Shutdown: retries end
+	opened io.Closer
 
-	written  atomic.Uint64
-	dropped  atomic.Uint64
-	failures atomic.Uint64
-	logs     plugin.LogLimiter
+	outcome plugin.Outcome // set before Start
+	enc     Encoder        // Export's
+
+	mu      sync.Mutex
+	cond    sync.Cond // on mu: ready taken or set, a chunk spare, closing
+	ready   *chunk    // whole lines waiting for the writer, nil when none
+	spare   []*chunk  // chunks neither being filled, nor ready, nor being written
+	started bool
+	closing bool // Shutdown began: the writer ends once nothing is ready
+	ended   bool // the writer returned
+	closed  bool // the output is closed
+
+	wg        sync.WaitGroup
+	stop      chan struct{} // closed by Shutdown: retries end
+	abandoned atomic.Bool   // Shutdown's deadline passed: what is left is dropped
+
+	written      atomic.Uint64
+	writeDropped atomic.Uint64
+	shutDropped  atomic.Uint64
+	failures     atomic.Uint64
+	logs         plugin.LogLimiter
 }
 
-// writeChunk is the most Export buffers before writing.
-const writeChunk = 1 << 20
+// chunk is whole lines on their way to the file, and the ExportAcked
+// callbacks of the batches whose last line is in it.
+type chunk struct {
+	buf   []byte
+	lines int
+	acks  []func()
+}
+
+// chunkSize is the most a chunk gathers before it is handed over; a write
+// is at most chunkSize plus one line.
+const chunkSize = 1 << 20
+
+// chunks is the number of buffers: one being filled by Export, one ready,
+// one being written.
+const chunks = 3
 
 const (
 	minRetry = 100 * time.Millisecond
 	maxRetry = 5 * time.Second
 )
 
+var errNotRunning = errors.New("export.jsonl: Export before Start or after Shutdown")
+
 // New returns an exporter; the file is opened by Start.
 func New(cfg *Config, set plugin.Settings) (*Exporter, error) {
-	e := &Exporter{cfg: cfg, path: set.Path(cfg.Path), log: set.Logger, enc: Encoder{Extra: cfg.Extra}, stop: make(chan struct{})}
+	e := newExporter(cfg, set.Path(cfg.Path), set.Logger)
 	for _, c := range []struct {
 		name, help string
 		v          *atomic.Uint64
 		labels     prometheus.Labels
 	}{
 		{"records_written_total", "Records written as whole lines.", &e.written, nil},
-		{"records_dropped_total", "Records dropped after retry_for of failed writes, by reason.", &e.dropped, prometheus.Labels{"reason": "write_error"}},
+		{"records_dropped_total", "Records not written, by reason: write_error after retry_for of failed writes, shutdown when Shutdown's deadline passed first.", &e.writeDropped, prometheus.Labels{"reason": plugin.DropWriteError}},
+		{"records_dropped_total", "Records not written, by reason: write_error after retry_for of failed writes, shutdown when Shutdown's deadline passed first.", &e.shutDropped, prometheus.Labels{"reason": plugin.DropShutdown}},
 		{"write_errors_total", "Failed writes (each retry counts).", &e.failures, nil},
 	} {
 		v := c.v
@@ -97,88 +136,278 @@ func New(cfg *Config, set plugin.Settings) (*Exporter, error) {
 
 // NewWriter returns an exporter writing to w, for tests and the bench.
 func NewWriter(cfg *Config, w io.Writer) *Exporter {
-	return &Exporter{cfg: cfg, out: w, log: slog.New(slog.DiscardHandler), enc: Encoder{Extra: cfg.Extra}, stop: make(chan struct{})}
+	e := newExporter(cfg, "", slog.New(slog.DiscardHandler))
+	e.out = w
+	return e
 }
 
-// Start opens the output.
+func newExporter(cfg *Config, path string, log *slog.Logger) *Exporter {
+	e := &Exporter{cfg: cfg, path: path, log: log, enc: Encoder{Extra: cfg.Extra},
+		outcome: plugin.NopOutcome{}, stop: make(chan struct{})}
+	e.cond.L = &e.mu
+	for range chunks {
+		e.spare = append(e.spare, &chunk{})
+	}
+	return e
+}
+
+// SetOutcome implements plugin.Deferred: records are reported when
+// written or dropped. Called before Start.
+func (e *Exporter) SetOutcome(o plugin.Outcome) { e.outcome = o }
+
+// Start opens the output and starts the writer. It fails after Shutdown.
 func (e *Exporter) Start(context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.out != nil {
+	if e.closing {
+		return fmt.Errorf("%s: start after shutdown", ID)
+	}
+	if e.started {
 		return nil
 	}
-	if e.path == "-" {
+	switch {
+	case e.out != nil:
+	case e.path == "-":
 		e.out = os.Stdout
-		return nil
-	}
-	f, err := os.OpenFile(e.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", e.path, err)
-	}
-	e.out, e.opened = f, f
-	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
-		e.file, e.size = f, st.Size()
-	}
-	return nil
-}
-
-// Export writes b's records, one whole line each, and returns once they
-// are written (see the flush policy in [Exporter]). A failed write (a full
-// disk) leaves no partial line behind in a regular file: the file is cut
-// back to its last whole line and the rest retried with back-off for up to
-// retry_for (over the whole batch), while ctx allows; then the batch's
-// unwritten records are dropped, counted and logged, and Export returns
-// them as a plugin.DroppedError (reason write_error), so the engine counts
-// them dropped and the written ones out. The next batch starts afresh, so writing resumes as soon as
-// space is freed.
-func (e *Exporter) Export(ctx context.Context, b *flow.Batch) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.out == nil {
-		return fmt.Errorf("export.jsonl: Export before Start")
-	}
-	var rs retryState
-	buf, lines, done := e.buf[:0], 0, 0
-	defer func() { e.buf = buf[:0] }()
-	for _, r := range b.Records {
-		buf = e.enc.Append(buf, r)
-		buf = append(buf, '\n')
-		lines++
-		if len(buf) >= writeChunk {
-			n, err := e.write(ctx, &rs, buf, lines)
-			done += n
-			if err != nil {
-				return e.drop(len(b.Records)-done, len(b.Records), err)
-			}
-			buf, lines = buf[:0], 0
+	default:
+		f, err := os.OpenFile(e.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", e.path, err)
+		}
+		e.out, e.opened = f, f
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			e.file, e.size = f, st.Size()
 		}
 	}
-	n, err := e.write(ctx, &rs, buf, lines)
-	done += n
+	e.started = true
+	e.wg.Add(1)
+	go e.run()
+	return nil
+}
+
+// Export encodes b's records, one line each, and hands them to the writer
+// (see the flush policy in [Exporter]); they are counted when written.
+// It waits only while a full chunk is already waiting for the writer, and
+// returns ctx's error, with the records not handed over counted as
+// dropped, if ctx ends first.
+func (e *Exporter) Export(ctx context.Context, b *flow.Batch) error {
+	return e.export(ctx, b, nil)
+}
+
+// ExportAcked is Export, and calls stored once b's lines are written or
+// counted as dropped (plugin.AckExporter): a Kafka source commits its
+// offsets only then.
+func (e *Exporter) ExportAcked(ctx context.Context, b *flow.Batch, stored func()) error {
+	return e.export(ctx, b, stored)
+}
+
+func (e *Exporter) export(ctx context.Context, b *flow.Batch, stored func()) error {
+	c, err := e.take(ctx)
 	if err != nil {
-		return e.drop(len(b.Records)-done, len(b.Records), err)
+		if stored != nil {
+			stored()
+		}
+		return err
+	}
+	before := c.lines // lines of earlier batches in c
+	for i, r := range b.Records {
+		c.buf = e.enc.Append(c.buf, r)
+		c.buf = append(c.buf, '\n')
+		c.lines++
+		if len(c.buf) >= chunkSize && i < len(b.Records)-1 {
+			if err := e.hand(ctx, c); err != nil {
+				return e.lost(err, c, before, len(b.Records)-i-1, stored)
+			}
+			if c, err = e.take(ctx); err != nil {
+				return e.lost(err, nil, 0, len(b.Records)-i-1, stored)
+			}
+			before = 0
+		}
+	}
+	if stored != nil {
+		c.acks = append(c.acks, stored)
+	}
+	if err := e.hand(ctx, c); err != nil {
+		if stored != nil {
+			c.acks = c.acks[:len(c.acks)-1]
+		}
+		return e.lost(err, c, before, 0, stored)
 	}
 	return nil
 }
 
-// retryState is the back-off of one Export: retry_for runs from its first
-// failed write.
-type retryState struct {
-	deadline time.Time
-	wait     time.Duration
+// lost handles an Export that could not hand its lines over (ctx ended,
+// or Export ran after Shutdown): c's lines of earlier batches (before) are
+// reported dropped, and Export returns the lines of this batch in c and
+// the left records it did not encode as dropped (reason shutdown).
+func (e *Exporter) lost(err error, c *chunk, before, left int, stored func()) error {
+	mine, all := left, left
+	if c != nil {
+		mine += c.lines - before
+		all += c.lines
+		if before > 0 {
+			e.outcome.Dropped(plugin.DropShutdown, before)
+		}
+		for _, ack := range c.acks {
+			ack()
+		}
+		e.mu.Lock()
+		c.reset()
+		e.spare = append(e.spare, c)
+		e.mu.Unlock()
+	}
+	e.shutDropped.Add(uint64(all))
+	if stored != nil {
+		// Lines of this batch handed over earlier are written in order
+		// before the ready chunk: ack with it, or now if nothing waits.
+		e.mu.Lock()
+		if r := e.ready; r != nil && !e.ended {
+			r.acks = append(r.acks, stored)
+			stored = nil
+		}
+		e.mu.Unlock()
+		if stored != nil {
+			stored()
+		}
+	}
+	e.logLimited("records dropped: not handed to the writer", "path", e.path, "records", mine, "err", err)
+	return plugin.Dropped(plugin.DropShutdown, mine, fmt.Errorf("write %s: %w", e.path, err))
+}
+
+// take returns the chunk Export fills: the ready one when it has room
+// (the writer has not taken it yet), else a spare one, waiting for the
+// writer to free one.
+func (e *Exporter) take(ctx context.Context) (*chunk, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.started || e.closing {
+		return nil, errNotRunning
+	}
+	if c := e.ready; c != nil && len(c.buf) < chunkSize {
+		e.ready = nil
+		return c, nil
+	}
+	if err := e.wait(ctx, func() bool { return len(e.spare) > 0 }); err != nil {
+		return nil, err
+	}
+	c := e.spare[len(e.spare)-1]
+	e.spare = e.spare[:len(e.spare)-1]
+	if c.buf == nil {
+		c.buf = make([]byte, 0, chunkSize+chunkSize/4) // a chunk and a batch's last lines
+	}
+	return c, nil
+}
+
+// hand makes c the ready chunk, waiting for the writer to take the one
+// before; it fails if ctx ends first or the writer has ended.
+func (e *Exporter) hand(ctx context.Context, c *chunk) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	err := e.wait(ctx, func() bool { return e.ready == nil || e.ended })
+	if err == nil && e.ended {
+		err = errNotRunning
+	}
+	if err != nil {
+		return err
+	}
+	e.ready = c
+	e.cond.Broadcast()
+	return nil
+}
+
+// wait waits, with e.mu held, until ok() or ctx ends.
+func (e *Exporter) wait(ctx context.Context, ok func() bool) error {
+	if ok() {
+		return nil
+	}
+	if ctx.Done() != nil { // the engine's Background context never ends: no allocation then
+		stop := context.AfterFunc(ctx, func() {
+			e.mu.Lock()
+			e.cond.Broadcast()
+			e.mu.Unlock()
+		})
+		defer stop()
+	}
+	for !ok() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e.cond.Wait()
+	}
+	return nil
+}
+
+func (c *chunk) reset() {
+	c.buf, c.lines = c.buf[:0], 0
+	clear(c.acks)
+	c.acks = c.acks[:0]
+}
+
+// run is the writer: it writes the ready chunk whenever there is one,
+// until Shutdown and nothing is left.
+func (e *Exporter) run() {
+	defer e.wg.Done()
+	e.mu.Lock()
+	for {
+		for e.ready == nil && !e.closing {
+			e.cond.Wait()
+		}
+		c := e.ready
+		if c == nil {
+			break
+		}
+		e.ready = nil
+		e.cond.Broadcast()
+		e.mu.Unlock()
+
+		e.flush(c)
+
+		e.mu.Lock()
+		c.reset()
+		e.spare = append(e.spare, c)
+		e.cond.Broadcast()
+	}
+	e.ended = true
+	e.cond.Broadcast()
+	e.mu.Unlock()
+}
+
+// flush writes c (or drops it when Shutdown's deadline passed), reports
+// its records, and runs its acks.
+func (e *Exporter) flush(c *chunk) {
+	if e.abandoned.Load() {
+		e.shutDropped.Add(uint64(c.lines))
+		e.outcome.Dropped(plugin.DropShutdown, c.lines)
+		e.logLimited("records dropped: shutdown deadline passed", "path", e.path, "records", c.lines)
+	} else if n, err := e.write(c.buf, c.lines); err != nil {
+		lost := c.lines - n
+		e.writeDropped.Add(uint64(lost))
+		e.outcome.Dropped(plugin.DropWriteError, lost)
+		e.logLimited("records dropped: write failed", "path", e.path, "records", lost, "err", err)
+	}
+	for _, ack := range c.acks {
+		ack()
+	}
 }
 
 // write writes p, which holds lines whole lines, with one write(2) when
-// it can, and returns how many of them are written. A failed write keeps
-// the whole lines written, cuts the partial one (regular files) and
-// retries the rest until rs's deadline, ctx or Shutdown.
-func (e *Exporter) write(ctx context.Context, rs *retryState, p []byte, lines int) (int, error) {
+// it can, reports the lines written, and returns how many. A failed write
+// keeps the whole lines written, cuts the partial one (regular files) and
+// retries the rest with back-off (100 ms doubling to 5 s) until retry_for
+// after the first failure, or Shutdown.
+func (e *Exporter) write(p []byte, lines int) (int, error) {
+	if len(p) == 0 {
+		return lines, nil
+	}
 	done := 0
-	for len(p) > 0 {
+	var deadline time.Time
+	wait := minRetry
+	for {
 		n, err := e.out.Write(p)
 		if err == nil {
 			e.size += int64(n)
 			e.written.Add(uint64(lines - done))
+			e.outcome.Delivered(lines - done)
 			return lines, nil
 		}
 		e.failures.Add(1)
@@ -190,42 +419,34 @@ func (e *Exporter) write(ctx context.Context, rs *retryState, p []byte, lines in
 			}
 		}
 		e.size += int64(whole)
-		k := bytes.Count(p[:whole], []byte{'\n'})
-		e.written.Add(uint64(k))
-		done += k
-		p = p[whole:]
-		if rs.deadline.IsZero() {
-			rs.deadline, rs.wait = time.Now().Add(e.cfg.RetryFor), minRetry
+		if k := bytes.Count(p[:whole], []byte{'\n'}); k > 0 {
+			e.written.Add(uint64(k))
+			e.outcome.Delivered(k)
+			done += k
 		}
-		if e.file == nil || time.Now().Add(rs.wait).After(rs.deadline) || !e.sleep(ctx, rs.wait) {
+		p = p[whole:]
+		if deadline.IsZero() {
+			deadline = time.Now().Add(e.cfg.RetryFor)
+		}
+		if e.file == nil || time.Now().Add(wait).After(deadline) || !e.sleep(wait) {
 			return done, err
 		}
-		e.logLimited("write failed, retrying", "path", e.path, "records_left", lines-done, "retry_in", rs.wait.String(), "err", err)
-		rs.wait = min(2*rs.wait, maxRetry)
+		e.logLimited("write failed, retrying", "path", e.path, "records_left", lines-done, "retry_in", wait.String(), "err", err)
+		wait = min(2*wait, maxRetry)
 	}
-	return done, nil
 }
 
-// drop counts and logs the lost records of a batch of total whose write
-// failed for good.
-func (e *Exporter) drop(lost, total int, err error) error {
-	e.dropped.Add(uint64(lost))
-	e.logLimited("records dropped: write failed", "path", e.path, "records", lost, "err", err)
-	return plugin.Dropped(plugin.DropWriteError, lost, fmt.Errorf("write %s: %d of %d records dropped: %w", e.path, lost, total, err))
-}
-
-// sleep waits d unless ctx ends or Shutdown starts; it reports whether it
-// waited the whole time.
-func (e *Exporter) sleep(ctx context.Context, d time.Duration) bool {
+// sleep waits d unless Shutdown starts; it reports whether it waited the
+// whole time.
+func (e *Exporter) sleep(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
-	case <-ctx.Done():
 	case <-e.stop:
+		return false
 	}
-	return false
 }
 
 func (e *Exporter) logLimited(msg string, args ...any) {
@@ -234,22 +455,32 @@ func (e *Exporter) logLimited(msg string, args ...any) {
 	}
 }
 
-// Shutdown closes the output (nothing is buffered between batches) and
-// ends a running Export's retries. It is idempotent.
-func (e *Exporter) Shutdown(context.Context) error {
-	select {
-	case <-e.stop:
-	default:
+// Shutdown writes what Export handed over, ends the writer and closes the
+// output. A failing write is not retried any more; if ctx ends first, the
+// chunks not yet written are dropped and counted (reason shutdown) after
+// the write in progress, and ctx's error is returned. It is idempotent.
+func (e *Exporter) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	if !e.closing {
+		e.closing = true
 		close(e.stop)
+		e.cond.Broadcast()
 	}
+	e.mu.Unlock()
+	err := plugin.AwaitShutdown(ctx, &e.wg, func() { e.abandoned.Store(true) })
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var err error
-	if e.opened != nil {
-		err = e.opened.Close()
-		e.opened, e.out, e.file = nil, nil, nil
+	if !e.closed && e.opened != nil {
+		e.closed = true
+		if cerr := e.opened.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close %s: %w", e.path, cerr))
+		}
 	}
 	return err
 }
 
-var _ plugin.Exporter = (*Exporter)(nil)
+var (
+	_ plugin.Exporter    = (*Exporter)(nil)
+	_ plugin.AckExporter = (*Exporter)(nil)
+	_ plugin.Deferred    = (*Exporter)(nil)
+)
