@@ -22,11 +22,11 @@
 #              the forwarding receiver's) port, in datagrams, times the
 #              records per datagram (30 from ipfixgen; the forwarder's
 #              records/messages for what it sent)
-#   wdrop      records dropped inside Weir and counted by reason: exporter
-#              queue full (weir_stage_records_dropped_total{reason=
-#              "queue_full"}), UDP send errors
-#              (weir_export_ipfix_records_dropped_total), exporter write
-#              errors (weir_stage_records_errored_total of export.jsonl)
+#   wdrop      records dropped inside Weir and counted by reason: what
+#              the exporter stages count as dropped, whatever the reason
+#              (weir_stage_records_dropped_total{plugin="export.*"}: queue
+#              full, UDP send errors, write errors, shutdown...) or
+#              errored (weir_stage_records_errored_total)
 #   unexpl     sent - received - kdrop - wdrop: what no counter explains
 #              (0 when the accounting is complete; kdrop of forwarded
 #              datagrams is an estimate)
@@ -154,12 +154,14 @@ metric() { # metric URL NAME [LABEL-SUBSTRING]: sum of the samples of NAME
 }
 
 # weir_drops URL: records dropped inside a weir process, counted by reason.
+# Every exporter stage keeps in = out + dropped{reason} + errored, so its
+# drops of every reason (queue_full, send_error, record_too_large,
+# write_error, shutdown...) and its errored records are the whole story.
 weir_drops() {
-	local q s e
-	q="$(metric "$1" weir_stage_records_dropped_total 'reason="queue_full"')"
-	s="$(metric "$1" weir_export_ipfix_records_dropped_total)"
-	e="$(metric "$1" weir_stage_records_errored_total 'plugin="export.jsonl"')"
-	echo $((q + s + e))
+	local d e
+	d="$(metric "$1" weir_stage_records_dropped_total 'plugin="export.')"
+	e="$(metric "$1" weir_stage_records_errored_total 'plugin="export.')"
+	echo $((d + e))
 }
 
 weir_config() { # weir_config FILE PORT MPORT EXPORTER [PROCESSOR]
@@ -381,9 +383,10 @@ done
 
 if [[ " $collectors " == *"-json "* || " $collectors " == *"-json" ]]; then
 	# The physical limit of the JSON-to-file setups: dd's write bandwidth on
-	# the same file system (page cache, as the collectors write, and with
-	# the data forced to disk).
-	for flags in "" "conv=fdatasync"; do
+	# the same file system: through the page cache, as the collectors write
+	# (noisy: it depends on how much dirty memory the kernel must reclaim),
+	# with the data forced to disk, and bypassing the cache.
+	for flags in "" "conv=fdatasync" "oflag=direct"; do
 		bw="$(dd if=/dev/zero of="$tmp/dd.bin" bs=1M count=2048 $flags 2>&1 | awk '/copied/ { print $(NF-1), $NF }')"
 		echo "dd bs=1M count=2048 $flags on $(df --output=target "$tmp" | tail -n 1): $bw"
 		rm -f "$tmp/dd.bin"
