@@ -92,15 +92,21 @@ var accessors = func() (a [256]access) {
 	return a
 }()
 
-// stringFields are the string fields, for PresentSet.
-var stringFields = func() (s []FieldID) {
+// stringSlots are the string fields and their offsets in Record, for
+// PresentSet.
+var stringSlots = func() (s []stringSlot) {
 	for i := range Fields {
 		if Fields[i].Kind == KindString {
-			s = append(s, FieldID(i))
+			s = append(s, stringSlot{FieldID(i), accessors[i].off})
 		}
 	}
 	return s
 }()
+
+type stringSlot struct {
+	f   FieldID
+	off uintptr
+}
 
 // AddrRef returns a pointer to address field f of r, or nil when f is not an
 // address field. Storing through it does not change r.Present: codecs that
@@ -240,9 +246,9 @@ func (r *Record) Has(f FieldID) bool {
 // non-empty strings. Iterating it is cheaper than calling Has per field.
 func (r *Record) PresentSet() FieldSet {
 	s := r.Present
-	for _, f := range stringFields {
-		if *(*string)(unsafe.Add(unsafe.Pointer(r), accessors[f].off)) != "" {
-			s.Add(f)
+	for _, sl := range stringSlots {
+		if len(*(*string)(unsafe.Add(unsafe.Pointer(r), sl.off))) != 0 {
+			s.Add(sl.f)
 		}
 	}
 	return s

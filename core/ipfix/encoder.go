@@ -87,17 +87,6 @@ type encTemplate struct {
 // addrFields are the address fields, in the order of shapeKey.v6's bits.
 var addrFields = [...]flow.FieldID{flow.SourceAddress, flow.DestinationAddress, flow.OriginalExporterAddress, flow.DestinationClusterIP}
 
-// stringFields are the typed string fields.
-var stringFields = func() []flow.FieldID {
-	var fs []flow.FieldID
-	for i := range flow.Fields {
-		if flow.Fields[i].Kind == flow.KindString {
-			fs = append(fs, flow.FieldID(i))
-		}
-	}
-	return fs
-}()
-
 // Encoder writes flow records as IPFIX messages with templates derived from
 // the records' present fields and verbatim IEs. Not safe for concurrent use.
 //
@@ -300,26 +289,28 @@ func (e *Encoder) flush(exportTime time.Time, emit func([]byte) error) error {
 	return nil
 }
 
-// shape computes r's shape key.
-func shapeOf(r *flow.Record) shapeKey {
-	k := shapeKey{present: r.Present, nExtra: uint16(len(r.Extra))}
-	for _, f := range stringFields {
-		if !k.present.Has(f) && r.String(f) != "" {
-			k.present.Add(f)
-		}
-	}
+// typedShape returns r's present typed fields (strings set by assignment
+// included, invalid addresses left out) and, in addrFields' order, which
+// address fields hold IPv6 addresses.
+func typedShape(r *flow.Record) (present flow.FieldSet, v6 uint8) {
+	present = r.PresentSet()
 	for i, f := range addrFields {
-		if !k.present.Has(f) {
+		if !present.Has(f) {
 			continue
 		}
-		a := r.Addr(f)
+		a := r.AddrRef(f)
 		switch {
 		case !a.IsValid():
-			k.present.Remove(f)
+			present.Remove(f)
 		case a.Is6() && !a.Is4In6():
-			k.v6 |= 1 << i
+			v6 |= 1 << i
 		}
 	}
+	return present, v6
+}
+
+// extrasHash hashes the identity and template length of r's Extra IEs.
+func extrasHash(r *flow.Record) uint64 {
 	h := uint64(14695981039346656037)
 	for i := range r.Extra {
 		x := &r.Extra[i]
@@ -327,8 +318,7 @@ func shapeOf(r *flow.Record) shapeKey {
 		h *= 1099511628211
 		h ^= h >> 29
 	}
-	k.hash = h
-	return k
+	return h
 }
 
 // extraLength is the template length of a verbatim IE.
@@ -354,10 +344,13 @@ func (t *encTemplate) matches(r *flow.Record) bool {
 
 // template returns r's template, creating it on first use.
 func (e *Encoder) template(r *flow.Record) *encTemplate {
-	k := shapeOf(r)
-	if t := e.lastT; t != nil && k == e.lastKey && t.matches(r) {
+	present, v6 := typedShape(r)
+	// Most records have the previous one's template: matches compares the
+	// extras exactly, so their hash is only needed for a lookup.
+	if t := e.lastT; t != nil && present == e.lastKey.present && v6 == e.lastKey.v6 && t.matches(r) {
 		return t
 	}
+	k := shapeKey{present: present, v6: v6, nExtra: uint16(len(r.Extra)), hash: extrasHash(r)}
 	t := e.lookup(k, r)
 	e.lastKey, e.lastT = k, t
 	return t

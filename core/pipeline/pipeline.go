@@ -168,7 +168,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Pipeline, erro
 		notReady: errors.New("not started"),
 	}
 	size := pc.Batch.Size
-	p.pool = newBatchPool(size, pc.Queue.Size+64)
+	// Every exporter queues the same items, so at most Size+ExporterSize
+	// batches (and a few in workers and sources) are in flight: a pool that
+	// keeps fewer lets the batches of each backlog go to the GC, and the
+	// next backlog allocates them again.
+	p.pool = newBatchPool(size, pc.Queue.Size+pc.Queue.ExporterSize+64)
 	p.hist = newDurationHistogram(opts.Registerer)
 	opts.Registerer.MustRegister(&collector{p: p})
 

@@ -219,8 +219,14 @@ func (a *Aggregate) Process(ctx context.Context, b *flow.Batch) error {
 	}
 	var touch uint8
 	for i := range keys {
-		if v := a.tb.index[keys[i].h&a.tb.mask]; v != 0 {
-			touch += a.tb.flows.at(v - 1).t.proto
+		if !keys[i].ok {
+			continue
+		}
+		if id, ok := a.tb.peek(keys[i].h); ok {
+			touch += a.tb.at(id).t.proto
+			if id&id6 != 0 {
+				touch += a.tb.flows6.at(id &^ id6).iid[0][0]
+			}
 		}
 	}
 	a.touch = touch
@@ -392,7 +398,7 @@ func (a *Aggregate) extOf(e *entry) *ext {
 
 // create fills the new entry i from its first record.
 func (a *Aggregate) create(i uint32, r *flow.Record, b *flow.Batch, now uint32, correlate, fromSource bool) bool {
-	e := a.tb.flows.at(i)
+	e := a.tb.at(i)
 	a.m.created.Inc()
 	e.start = r.FlowStart
 	if e.start == 0 {
@@ -456,7 +462,7 @@ func (a *Aggregate) create(i uint32, r *flow.Record, b *flow.Batch, now uint32, 
 
 // update merges r into the live entry i.
 func (a *Aggregate) update(i uint32, r *flow.Record, b *flow.Batch, now uint32, correlate, fromSource bool) bool {
-	e := a.tb.flows.at(i)
+	e := a.tb.at(i)
 	x := a.extOf(e)
 	sd := &e.s
 	newly := false
@@ -610,14 +616,14 @@ func addCounters(sd *side, r *flow.Record) {
 // exportInPlace turns r into entry i's aggregated record and, when evict,
 // removes the flow. It reports true (r stays in the batch).
 func (a *Aggregate) exportInPlace(i uint32, r *flow.Record, b *flow.Batch, now uint32, evict bool) bool {
-	e := a.tb.flows.at(i)
+	e := a.tb.at(i)
 	reason := e.flags & 7
 	if evict {
 		reason = reasonEnd
 	} else if reason == 0 || reason == reasonEnd {
 		reason = reasonActive
 	}
-	a.write(r, b, e, reason)
+	a.write(r, b, i, reason)
 	a.exported(e, reason, now)
 	if evict {
 		a.evict(i)
@@ -630,32 +636,33 @@ func (a *Aggregate) exportPending(i uint32, reason uint8, now uint32) {
 	if a.pending == nil {
 		a.pending = a.out.NewBatch()
 	}
-	e := a.tb.flows.at(i)
-	a.write(a.pending.Append(), a.pending, e, reason)
+	e := a.tb.at(i)
+	a.write(a.pending.Append(), a.pending, i, reason)
 	a.exported(e, reason, now)
 }
 
 // evictOldest makes room: it exports (flowEndReason 5) and evicts the
 // least recently updated of up to 8 flows past a rotating hand.
 func (a *Aggregate) evictOldest(now uint32) {
-	n := a.tb.flows.n
-	best, bestAge, seen := uint32(0), int64(-1), 0
+	n := a.tb.n()
+	best, bestPos, bestAge, seen := uint32(0), uint32(0), int64(-1), 0
 	for k := uint32(0); k < n && seen < 8; k++ {
-		j := (a.hand + k) % n
-		e := a.tb.flows.at(j)
+		pos := (a.hand + k) % n
+		j := a.tb.nth(pos)
+		e := a.tb.at(j)
 		if e.t.kind&kindUsed == 0 {
 			continue
 		}
 		seen++
 		if age := int64(now - e.touched); age > bestAge {
-			best, bestAge = j, age
+			best, bestPos, bestAge = j, pos, age
 		}
 	}
 	if bestAge < 0 {
 		return
 	}
-	a.hand = (best + 1) % n
-	e := a.tb.flows.at(best)
+	a.hand = (bestPos + 1) % n
+	e := a.tb.at(best)
 	if e.ctrl&ctrlCorrelate != 0 && e.ctrl&(ctrlHaveSrc|ctrlHaveDst) != ctrlHaveSrc|ctrlHaveDst && e.ctrl&ctrlOrphan == 0 {
 		a.m.uncorrelated.Inc()
 	}
@@ -665,7 +672,7 @@ func (a *Aggregate) evictOldest(now uint32) {
 
 // evict removes flow i and releases its interned strings.
 func (a *Aggregate) evict(i uint32) {
-	e := a.tb.flows.at(i)
+	e := a.tb.at(i)
 	a.releaseMeta(e.meta)
 	if x := a.extOf(e); x != nil {
 		a.releaseMeta(x.meta)
@@ -689,10 +696,11 @@ func (a *Aggregate) exported(e *entry, reason uint8, now uint32) {
 	a.m.exported[reason].Inc()
 }
 
-// write fills r (reset first) with entry e's aggregated record; IE values
+// write fills r (reset first) with flow id's aggregated record; IE values
 // go to b's arena.
-func (a *Aggregate) write(r *flow.Record, b *flow.Batch, e *entry, reason uint8) {
+func (a *Aggregate) write(r *flow.Record, b *flow.Batch, id uint32, reason uint8) {
 	r.Reset()
+	e := a.tb.at(id)
 	x := a.extOf(e)
 	if e.meta != 0 {
 		decodeMeta(r, a.metas.get(e.meta), false, b)
@@ -700,7 +708,7 @@ func (a *Aggregate) write(r *flow.Record, b *flow.Batch, e *entry, reason uint8)
 	if x != nil && x.meta != 0 {
 		decodeMeta(r, a.metas.get(x.meta), e.meta != 0, b)
 	}
-	srcAddr, dstAddr := a.tb.addrs(e)
+	srcAddr, dstAddr := a.tb.addrs(id)
 	r.SetAddr(flow.SourceAddress, srcAddr)
 	r.SetAddr(flow.DestinationAddress, dstAddr)
 	r.SetUint(flow.SourceTransportPort, uint64(e.t.sport))
@@ -801,28 +809,31 @@ func (a *Aggregate) sweep(ctx context.Context, final bool) error {
 		b = a.out.NewBatch()
 	}
 	now := a.tick()
-	for i := uint32(0); i < a.tb.flows.n; i++ {
-		if b != nil && b.Len() >= a.batchSize || (i&(chunkSize-1) == chunkSize-1 && !final) {
-			a.mu.Unlock()
-			if b != nil && b.Len() > 0 {
-				errs = append(errs, a.emit(ctx, b))
-				b = a.out.NewBatch()
+	for _, fam := range [2]uint32{0, id6} {
+		for j := uint32(0); j < a.tb.slabLen(fam); j++ {
+			if b != nil && b.Len() >= a.batchSize || (j&(chunkSize-1) == chunkSize-1 && !final) {
+				a.mu.Unlock()
+				if b != nil && b.Len() > 0 {
+					errs = append(errs, a.emit(ctx, b))
+					b = a.out.NewBatch()
+				}
+				a.mu.Lock()
 			}
-			a.mu.Lock()
-		}
-		e := a.tb.flows.at(i)
-		if e.t.kind&kindUsed == 0 {
-			continue
-		}
-		reason, export, evict := a.due(e, now, final)
-		if export && b != nil {
-			a.write(b.Append(), b, e, reason)
-			a.exported(e, reason, now)
-		} else if export {
-			a.m.lost.Inc()
-		}
-		if evict {
-			a.evict(i)
+			i := j | fam
+			e := a.tb.at(i)
+			if e.t.kind&kindUsed == 0 {
+				continue
+			}
+			reason, export, evict := a.due(e, now, final)
+			if export && b != nil {
+				a.write(b.Append(), b, i, reason)
+				a.exported(e, reason, now)
+			} else if export {
+				a.m.lost.Inc()
+			}
+			if evict {
+				a.evict(i)
+			}
 		}
 	}
 	a.m.setGauges(a.tb, a.strs, a.metas)

@@ -17,18 +17,24 @@ import (
 )
 
 // BenchmarkProcess measures records/s through aggregate in steady state:
-// every record updates one of `flows` live flows (IPv4 TCP, softflowd-like
-// records), in batches of 256. Reports ns/record, records/s, bytes per
-// live flow of the table and allocs.
+// every record updates one of `flows` live flows (TCP, softflowd-like
+// records, a distinct source per flow and one destination), in batches of
+// 256. Reports ns/record, records/s, bytes per live flow of the table and
+// allocs.
+//
+// IPv6 sources: "ipv6" spreads them over 64 Nodes' Pod CIDRs (one /64
+// each, kube-controller-manager's default node-cidr-mask-size-ipv6) to a
+// Service address; "ipv6-distinct64" gives every source a /64 of its own
+// (e.g. clients on the Internet), the worst case of the prefix interning.
 func BenchmarkProcess(b *testing.B) {
 	for _, bc := range []struct {
 		flows int
-		v6    bool
-	}{{100_000, false}, {1_000_000, false}, {100_000, true}} {
+		v6    string
+	}{{100_000, ""}, {1_000_000, ""}, {100_000, "ipv6"}, {100_000, "ipv6-distinct64"}} {
 		flows := bc.flows
 		name := fmt.Sprintf("flows=%d", flows)
-		if bc.v6 {
-			name += "/ipv6"
+		if bc.v6 != "" {
+			name += "/" + bc.v6
 		}
 		b.Run(name, func(b *testing.B) {
 			cfg := DefaultConfig()
@@ -39,12 +45,17 @@ func BenchmarkProcess(b *testing.B) {
 			}
 			a.SetEmitter(plugintest.NewEmitter(256))
 			batches := makeBatches(flows)
-			if bc.v6 {
+			if bc.v6 != "" {
+				dst := netip.MustParseAddr("fd00:10:96::a")
 				for _, bt := range batches {
 					for _, r := range bt.Records {
-						a4, b4 := r.SourceAddress.As4(), r.DestinationAddress.As4()
-						r.SetAddr(flow.SourceAddress, netip.AddrFrom16([16]byte{0: 0xfd, 12: a4[0], 13: a4[1], 14: a4[2], 15: a4[3]}))
-						r.SetAddr(flow.DestinationAddress, netip.AddrFrom16([16]byte{0: 0xfd, 12: b4[0], 13: b4[1], 14: b4[2], 15: b4[3]}))
+						k := r.SourceAddress.As4()
+						src := [16]byte{0xfd, 0, 0, 0x10, 0x02, 0x44, 0, k[3] & 63, 12: k[0], 13: k[1], 14: k[2], 15: k[3]}
+						if bc.v6 == "ipv6-distinct64" {
+							src = [16]byte{0x20, 0x01, 0x0d, 0xb8, 4: k[1], 5: k[2], 6: k[3], 15: 1}
+						}
+						r.SetAddr(flow.SourceAddress, netip.AddrFrom16(src))
+						r.SetAddr(flow.DestinationAddress, dst)
 					}
 				}
 			}

@@ -7,7 +7,8 @@
 // is full, and on Shutdown (flowEndReason 2, 1, 3, 5 and 4, RFC 5102).
 //
 // The table is a pointer-free open-addressing hash over flat slabs of
-// fixed-size entries (104 bytes), so the Go GC does not scan it; strings
+// fixed-size entries (104 bytes per IPv4 flow, 120 per IPv6 flow with its
+// /64 prefixes interned), so the Go GC does not scan it; strings
 // (Pod names, policies, labels, and each flow's other IEs) are interned and
 // reference-counted. It exports records later than the batches that brought
 // them through plugin.Emitting.

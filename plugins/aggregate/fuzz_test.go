@@ -52,8 +52,11 @@ func checkConservation(t *testing.T, data []byte) {
 			in += octs
 			h.process(func(b *flow.Batch) {
 				src, dst := "10.0.0.1", "10.0.0.2"
-				if op&0x08 != 0 { // IPv6: its addresses live in the v6 slab
+				if op&0x08 != 0 { // IPv6: interned /64 prefixes, shared or not
 					src, dst = "fd00::1", "fd00::2"
+					if arg&1 != 0 {
+						dst = "fd00:0:0:1::2"
+					}
 				}
 				r := plugintest.Record(b, src, dst, 6, uint16(op&7), 80, 1, octs)
 				r.Exporter = netip.MustParseAddrPort("127.0.0.1:9")
@@ -93,9 +96,10 @@ func checkConservation(t *testing.T, data []byte) {
 		if out != in {
 			t.Fatalf("octets in %d, out %d", in, out)
 		}
-		v6 := int(h.a.tb.v6.n) - len(h.a.tb.v6.free)
-		if h.a.tb.live != 0 || h.a.strs.len() != 0 || h.a.metas.len() != 0 || v6 != 0 {
-			t.Fatalf("after Shutdown: %d flows, %d strings, %d metadata, %d IPv6 address pairs left", h.a.tb.live, h.a.strs.len(), h.a.metas.len(), v6)
+		tb := h.a.tb
+		if tb.live != 0 || h.a.strs.len() != 0 || h.a.metas.len() != 0 || tb.flows.live()+tb.flows6.live() != 0 || tb.pfx.n != 0 {
+			t.Fatalf("after Shutdown: %d flows (%d IPv4, %d IPv6 entries), %d strings, %d metadata, %d IPv6 prefixes left",
+				tb.live, tb.flows.live(), tb.flows6.live(), h.a.strs.len(), h.a.metas.len(), tb.pfx.n)
 		}
 	}
 }

@@ -49,7 +49,7 @@ func newMetrics(reg prometheus.Registerer, a *Aggregate) (*metrics, error) {
 	}
 	cs = append(cs,
 		gauge("flows", "Live flows in the table.", &m.live),
-		gauge("bytes_per_flow", "Table memory per live flow (index, entry slabs), excluding interned strings, in bytes.", &m.bytesPerFlow),
+		gauge("bytes_per_flow", "Table memory per live flow (index, entry slabs, IPv6 prefixes), excluding interned strings, in bytes.", &m.bytesPerFlow),
 		gauge("interned_bytes", "Bytes of interned strings (flow metadata, tcpState, exporter addresses).", &m.internedBytes),
 	)
 	for _, c := range cs {

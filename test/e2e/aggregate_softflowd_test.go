@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // nfdumpAggregated is `nfdump -A srcip,dstip,srcport,dstport,proto` over
@@ -41,9 +43,9 @@ func nfdumpAggregated(t *testing.T, n *nfcapd) (lines []string, records int) {
 // fewer records; SIGTERM exports every live flow.
 func TestAggregateSoftflowdMatchesNfdump(t *testing.T) {
 	needTools(t, "softflowd", "nfcapd", "nfdump")
-	capture := sharedCapture(t)
+	capture := weirtest.SharedCapture(t)
 
-	refPort := freePort(t, "udp")
+	refPort := weirtest.FreePort(t, "udp")
 	ref := startNfcapd(t, refPort)
 	runSoftflowd(t, capture, refPort)
 	time.Sleep(300 * time.Millisecond) // loopback delivery
@@ -53,9 +55,9 @@ func TestAggregateSoftflowdMatchesNfdump(t *testing.T) {
 		t.Fatal("the reference nfcapd stored no flows")
 	}
 
-	outPort := freePort(t, "udp")
+	outPort := weirtest.FreePort(t, "udp")
 	got := startNfcapd(t, outPort)
-	inPort := freePort(t, "udp")
+	inPort := weirtest.FreePort(t, "udp")
 	w := startWeir(t, fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
 pipeline:
@@ -68,8 +70,8 @@ pipeline:
     - export.ipfix: {address: "127.0.0.1:%d", transport: udp}
 `, inPort, outPort))
 	runSoftflowd(t, capture, inPort)
-	w.waitMetric(t, "weir_stage_records_in_total", float64(refRecords)) // the source's count
-	w.stop(t)
+	w.WaitMetric(t, "weir_stage_records_in_total", float64(refRecords)) // the source's count
+	w.Stop(t)
 	time.Sleep(300 * time.Millisecond) // loopback delivery
 	got.stop(t)
 	have, records := nfdumpAggregated(t, got)

@@ -20,6 +20,7 @@ import (
 	"github.com/vmware/go-ipfix/pkg/entities"
 	"github.com/vmware/go-ipfix/pkg/exporter"
 	"github.com/vmware/go-ipfix/pkg/registry"
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // antreaTemplate is the IE list of Antrea's FlowExporter (IPv4).
@@ -192,10 +193,10 @@ func num(v any) float64 { f, _ := v.(float64); return f }
 // both Pods; flows needing no correlation and egress-denied flows are not
 // held back; a later update's deltas add up to the totals; SIGTERM exports
 // every live flow, the lone half included; tshark decodes the output with
-// the Antrea aggregation IEs.
+// the Antrea aggregation IEs, by name with deploy/wireshark/weir.lua.
 func TestAggregateAntreaNodes(t *testing.T) {
 	needTools(t, "tshark")
-	inPort := freePort(t, "udp")
+	inPort := weirtest.FreePort(t, "udp")
 	jsonl := filepath.Join(t.TempDir(), "flows.jsonl")
 	rec := newUDPRecorder(t)
 	// Long timeouts: anything that comes out before SIGTERM was not held.
@@ -270,8 +271,8 @@ pipeline:
 	e := first
 	e.sport, e.srcPod = 40005, "client"
 	src.send(t, e)
-	w.waitMetric(t, "weir_stage_records_held_total", 5) // A2 ×2, E, and B's, A's first halves
-	w.stop(t)
+	w.WaitMetric(t, "weir_stage_records_held_total", 5) // A2 ×2, E, and B's, A's first halves
+	w.Stop(t)
 
 	recs = waitLines(t, jsonl, 6)
 	aRecs := bySport(recs, 40001)
@@ -336,12 +337,13 @@ pipeline:
 	if presents != len(recs) {
 		t.Errorf("tshark decoded originalFlowsPresent in %d records, want %d", presents, len(recs))
 	}
+	checkTsharkNames(t, pcap, rec.port(), recs)
 }
 
 // TestAggregateOrphanHalf: a half whose other half never comes is exported
 // after correlation_timeout, counted as uncorrelated.
 func TestAggregateOrphanHalf(t *testing.T) {
-	inPort := freePort(t, "udp")
+	inPort := weirtest.FreePort(t, "udp")
 	jsonl := filepath.Join(t.TempDir(), "flows.jsonl")
 	w := startWeir(t, fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
@@ -360,9 +362,9 @@ pipeline:
 	if recs[0]["destinationPodName"] != "server" || (recs[0]["sourcePodName"] != nil && recs[0]["sourcePodName"] != "") || num(recs[0]["octetDeltaCountFromDestinationNode"]) != 60 {
 		t.Errorf("orphan half: %v", recs[0])
 	}
-	w.waitMetric(t, "weir_aggregate_correlations_total", 1)
-	if !w.hasSample(t, "weir_aggregate_correlations_total", `reason="uncorrelated"`) {
+	w.WaitMetric(t, "weir_aggregate_correlations_total", 1)
+	if !w.HasSample(t, "weir_aggregate_correlations_total", `reason="uncorrelated"`) {
 		t.Error("orphan not counted as uncorrelated")
 	}
-	w.stop(t)
+	w.Stop(t)
 }

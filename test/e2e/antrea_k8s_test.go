@@ -33,6 +33,7 @@ import (
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/weir-flow/weir/test/weirtest"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -48,15 +49,15 @@ func startAPIServer(t *testing.T) (kubeconfig string, apiPort int) {
 	needTools(t, "etcd", "openssl")
 	var etcdPort int
 	for range 20 { // etcd's peer port is etcdPort+1: both must be free
-		etcdPort = freePort(t, "tcp")
+		etcdPort = weirtest.FreePort(t, "tcp")
 		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", etcdPort+1)); err == nil {
 			l.Close()
 			break
 		}
 	}
-	apiPort = freePort(t, "tcp")
+	apiPort = weirtest.FreePort(t, "tcp")
 	dir := t.TempDir()
-	script := filepath.Join(e2eRoot(), "test", "k8s", "run-apiserver.sh")
+	script := filepath.Join(weirtest.RepoRoot(), "test", "k8s", "run-apiserver.sh")
 	cmd := exec.Command(script, "start", dir)
 	cmd.Env = append(os.Environ(), "WEIR_K8S_ETCD_PORT="+strconv.Itoa(etcdPort), "WEIR_K8S_API_PORT="+strconv.Itoa(apiPort),
 		"WEIR_K8S_WATCH_PID="+strconv.Itoa(os.Getpid()))

@@ -15,6 +15,7 @@ import (
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/ipfix"
 	"github.com/weir-flow/weir/core/plugintest"
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // badMessages returns hand-made malformed IPFIX messages, in sending order.
@@ -93,7 +94,7 @@ func goodRecords(t *testing.T, domain uint32, first, n int) [][]byte {
 // and a non-IPFIX TCP stream: weir counts each one, logs the exporter,
 // keeps running, and still emits every good record sent afterwards.
 func TestBadInput(t *testing.T) {
-	udpPort, tcpPort := freePort(t, "udp"), freePort(t, "tcp")
+	udpPort, tcpPort := weirtest.FreePort(t, "udp"), weirtest.FreePort(t, "tcp")
 	jsonl := filepath.Join(t.TempDir(), "flows.jsonl")
 	w := startWeir(t, fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
@@ -116,7 +117,7 @@ pipeline:
 	waitMore := func(kind string, before float64) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
-		for problems(w.scrape(t)) <= before {
+		for problems(w.Scrape(t)) <= before {
 			if time.Now().After(deadline) {
 				t.Errorf("%s: not counted (malformed messages + sets + held sets stayed at %v)", kind, before)
 				return
@@ -125,7 +126,7 @@ pipeline:
 		}
 	}
 	rng := rand.New(rand.NewPCG(7, 11))
-	before := problems(w.scrape(t))
+	before := problems(w.Scrape(t))
 	for i := 0; i < 300; i++ {
 		p := make([]byte, 1+rng.IntN(1400))
 		for j := range p {
@@ -138,7 +139,7 @@ pipeline:
 	}
 	waitMore("random bytes", before)
 	for _, b := range badMessages() {
-		before := problems(w.scrape(t))
+		before := problems(w.Scrape(t))
 		if _, err := c.Write(b.msg); err != nil {
 			t.Fatal(err)
 		}
@@ -156,12 +157,12 @@ pipeline:
 		t.Error("weir kept a non-IPFIX TCP stream open")
 	}
 	bad.Close()
-	w.waitMetric(t, "weir_source_ipfix_tcp_framing_errors_total", 1)
+	w.WaitMetric(t, "weir_source_ipfix_tcp_framing_errors_total", 1)
 
-	if !w.running() {
-		t.Fatalf("weir died on bad input:\n%s", w.stderr.String())
+	if !w.Running() {
+		t.Fatalf("weir died on bad input:\n%s", w.Stderr.String())
 	}
-	log := w.stderr.String()
+	log := w.Stderr.String()
 	if !strings.Contains(log, "malformed ipfix message") || !strings.Contains(log, "exporter="+c.LocalAddr().String()) {
 		t.Errorf("no malformed-message log naming exporter %s:\n%s", c.LocalAddr(), log)
 	}
@@ -178,8 +179,8 @@ pipeline:
 		good.Write(m)
 	}
 	good.Close()
-	w.waitMetric(t, "weir_source_ipfix_records_total", 300)
-	w.stop(t)
+	w.WaitMetric(t, "weir_source_ipfix_records_total", 300)
+	w.Stop(t)
 
 	seen := map[string]bool{}
 	for _, l := range jsonlLines(t, jsonl) {

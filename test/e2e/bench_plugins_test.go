@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // benchBuild builds a Go package of the repository to out with extra
@@ -20,7 +22,7 @@ func benchBuild(t *testing.T, pkg, out string, env []string, flags ...string) {
 	t.Helper()
 	args := append(append([]string{"build"}, flags...), "-o", out, pkg)
 	cmd := exec.Command("go", args...)
-	cmd.Dir = e2eRoot()
+	cmd.Dir = weirtest.RepoRoot()
 	cmd.Env = append(os.Environ(), env...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
@@ -73,7 +75,7 @@ func TestBenchPluginChain(t *testing.T) {
 	if !strings.Contains(string(out), "10000 Pods") {
 		t.Errorf("--write-pods says %s", out)
 	}
-	table := filepath.Join(e2eRoot(), "configs", "bench", "subnets.csv")
+	table := filepath.Join(weirtest.RepoRoot(), "configs", "bench", "subnets.csv")
 	cfg := writeBenchConfig(t, dir, "chain.yaml", ""+
 		"    - wasm: {path: "+strconv.Quote(wasm)+", config: {protocols: [tcp, udp]}, cache_dir: off}\n"+
 		"    - rpc: {cmd: "+strconv.Quote(rpc)+", config: {table: "+strconv.Quote(table)+"}}\n"+

@@ -22,6 +22,7 @@ import (
 	"testing"
 
 	"github.com/weir-flow/weir/internal/bench"
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // runBench runs weir with args from the repository root and returns its
@@ -38,7 +39,7 @@ func runBench(t *testing.T, args ...string) []byte {
 func runWeirCmd(t *testing.T, args ...string) (stdout, stderr []byte, err error) {
 	t.Helper()
 	cmd := exec.Command(weirBin, args...)
-	cmd.Dir = e2eRoot()
+	cmd.Dir = weirtest.RepoRoot()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err = cmd.Run()
@@ -279,7 +280,7 @@ pipeline:
 // TestBenchCaptureInput feeds the records of an IPFIX capture and checks
 // their count against what `weir run` replays from the same file.
 func TestBenchCaptureInput(t *testing.T) {
-	capture := filepath.Join(e2eRoot(), "test", "testdata", "softflowd-ipfix.pcap")
+	capture := filepath.Join(weirtest.RepoRoot(), "test", "testdata", "softflowd-ipfix.pcap")
 	dir := t.TempDir()
 	jsonl := filepath.Join(dir, "out.jsonl")
 	cfg := filepath.Join(dir, "replay.yaml")
@@ -333,7 +334,7 @@ func TestBenchProgressBar(t *testing.T) {
 	}
 	// Enough records that the bar renders before the run ends.
 	cmd := exec.Command(script, "-qec", weirBin+" bench -c configs/bench/protocol-proxy.yaml --synthetic flows=20000 --records 3000000 --alloc-batches -1", "/dev/null")
-	cmd.Dir = e2eRoot()
+	cmd.Dir = weirtest.RepoRoot()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("weir bench under a pty: %v\n%s", err, out)

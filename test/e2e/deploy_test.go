@@ -11,6 +11,7 @@ import (
 
 	"github.com/weir-flow/weir/core/config"
 	_ "github.com/weir-flow/weir/plugins/all"
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // TestSystemdUnit: deploy/systemd/weir.service passes systemd-analyze
@@ -18,7 +19,7 @@ import (
 // installed paths) and reloads with SIGHUP after validating.
 func TestSystemdUnit(t *testing.T) {
 	needTools(t, "systemd-analyze")
-	unit, err := os.ReadFile(filepath.Join(e2eRoot(), "deploy/systemd/weir.service"))
+	unit, err := os.ReadFile(filepath.Join(weirtest.RepoRoot(), "deploy/systemd/weir.service"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func TestSystemdUnit(t *testing.T) {
 // TestKubernetesConfigMap: the pipeline the Kubernetes manifests ship
 // parses and validates, and the Deployment probes and ports match it.
 func TestKubernetesConfigMap(t *testing.T) {
-	root := filepath.Join(e2eRoot(), "deploy/kubernetes")
+	root := filepath.Join(weirtest.RepoRoot(), "deploy/kubernetes")
 	var cm struct {
 		Data map[string]string `json:"data"`
 	}

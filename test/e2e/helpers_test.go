@@ -1,21 +1,15 @@
 package e2e
 
-// Shared helpers of the end-to-end tests: the weir binary (built once in
-// TestMain), free loopback ports, weir as a child process with its metrics
-// endpoint, softflowd, nfcapd/nfdump and tshark.
+// Shared helpers of the end-to-end tests: weir as a child process
+// (test/weirtest), softflowd, nfcapd/nfdump and tshark.
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,50 +17,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // weirBin is the weir binary built by TestMain.
 var weirBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "weir-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	weirBin = filepath.Join(dir, "weir")
-	cmd := exec.Command("go", "build", "-o", weirBin, "./cmd/weir")
-	cmd.Dir = e2eRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build weir: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// e2eRoot is the repository root, from this file's location.
-func e2eRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-// sharedCapture returns ../shared/testdata/netns-mix.pcap, skipping the test
-// only when ../shared itself is absent.
-func sharedCapture(t *testing.T) string {
-	t.Helper()
-	shared := filepath.Join(e2eRoot(), "..", "shared")
-	if _, err := os.Stat(shared); os.IsNotExist(err) {
-		t.Skipf("%s is absent", shared)
-	}
-	p := filepath.Join(shared, "testdata", "netns-mix.pcap")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("shared capture: %v", err)
-	}
-	return p
-}
+func TestMain(m *testing.M) { weirtest.Main(m, &weirBin) }
 
 // needTools fails (never skips) when a tool the e2e tests use is missing:
 // `make test` installs them (Debian: softflowd nfdump tshark).
@@ -79,226 +37,23 @@ func needTools(t *testing.T, tools ...string) {
 	}
 }
 
-// freePort returns a loopback port that was free a moment ago ("udp" or
-// "tcp").
-func freePort(t *testing.T, network string) int {
-	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+type (
+	weirProc     = weirtest.Proc
+	lockedBuffer = weirtest.LockedBuffer
+)
 
-// weirProc is a running `weir run -c FILE`.
-type weirProc struct {
-	cmd     *exec.Cmd
-	dir     string
-	stderr  *lockedBuffer
-	metrics string // host:port of the metrics endpoint
-	config  string // the config file
-	exited  chan struct{}
-	waitErr error
-}
-
-// lockedBuffer collects a child's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startWeir writes yaml to a file and runs weir on it; "{{metrics}}" in
-// yaml is replaced by a free metrics address. It waits until the pipeline
-// runs.
+// startWeir runs weir on yaml (see weirtest.Start) and waits until the
+// pipeline runs.
 func startWeir(t *testing.T, yaml string) *weirProc {
 	t.Helper()
-	return startWeirCmd(t, yaml, nil)
+	return weirtest.Start(t, weirBin, yaml, nil)
 }
 
 // startWeirCmd is startWeir with setup called on the command before it
 // starts (to add arguments or process attributes).
 func startWeirCmd(t *testing.T, yaml string, setup func(*exec.Cmd)) *weirProc {
 	t.Helper()
-	w := &weirProc{dir: t.TempDir(), stderr: &lockedBuffer{}, exited: make(chan struct{})}
-	w.metrics = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
-	yaml = strings.ReplaceAll(yaml, "{{metrics}}", w.metrics)
-	cfg := filepath.Join(w.dir, "weir.yaml")
-	w.config = cfg
-	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	w.cmd = exec.Command(weirBin, "run", "-c", cfg)
-	w.cmd.Stdout = io.Discard
-	w.cmd.Stderr = w.stderr
-	if setup != nil {
-		setup(w.cmd)
-	}
-	if err := w.cmd.Start(); err != nil {
-		t.Fatalf("start weir: %v", err)
-	}
-	go func() { w.waitErr = w.cmd.Wait(); close(w.exited) }()
-	t.Cleanup(func() {
-		select {
-		case <-w.exited:
-		default:
-			w.cmd.Process.Kill()
-			<-w.exited
-		}
-		if t.Failed() {
-			t.Logf("weir stderr:\n%s", w.stderr.String())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(w.stderr.String(), "pipeline running") {
-		select {
-		case <-w.exited:
-			t.Fatalf("weir exited at start (%v):\n%s", w.waitErr, w.stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("weir did not start:\n%s", w.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return w
-}
-
-// running reports whether weir is still alive.
-func (w *weirProc) running() bool {
-	select {
-	case <-w.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-// stop sends SIGTERM and requires exit status 0 within 30s.
-func (w *weirProc) stop(t *testing.T) {
-	t.Helper()
-	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM: %v", err)
-	}
-	select {
-	case <-w.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("weir did not exit within 30s of SIGTERM:\n%s", w.stderr.String())
-	}
-	if w.waitErr != nil {
-		t.Fatalf("weir exited with %v after SIGTERM, want status 0:\n%s", w.waitErr, w.stderr.String())
-	}
-}
-
-// scrape returns every sample of the metrics endpoint, summed by metric
-// name over their labels.
-func (w *weirProc) scrape(t *testing.T) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + w.metrics + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		name := line[:sp]
-		if i := strings.IndexByte(name, '{'); i >= 0 {
-			name = name[:i]
-		}
-		v, err := strconv.ParseFloat(line[sp+1:], 64)
-		if err == nil {
-			out[name] += v
-		}
-	}
-	return out
-}
-
-// hasSample reports whether the metrics endpoint has a non-zero sample of
-// name whose labels include label (e.g. `ie="99999/42"`).
-func (w *weirProc) hasSample(t *testing.T, name, label string) bool {
-	t.Helper()
-	resp, err := http.Get("http://" + w.metrics + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, name+"{") && strings.Contains(line, label) && !strings.HasSuffix(line, " 0") {
-			return true
-		}
-	}
-	return false
-}
-
-// waitMetric polls until metric name reaches at least want.
-func (w *weirProc) waitMetric(t *testing.T, name string, want float64) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got := w.scrape(t)[name]
-		if got >= want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v, want %v\n%s", name, got, want, w.stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// stageSummary returns the in/out counts the engine logs for a stage at
-// shutdown (the "stage summary" line whose stage= is stage).
-func (w *weirProc) stageSummary(t *testing.T, stage string) (in, out int) {
-	t.Helper()
-	for _, line := range strings.Split(w.stderr.String(), "\n") {
-		if !strings.Contains(line, "stage summary") || !strings.Contains(line, "stage="+stage+" ") {
-			continue
-		}
-		for _, f := range strings.Fields(line) {
-			if v, ok := strings.CutPrefix(f, "in="); ok {
-				in, _ = strconv.Atoi(v)
-			}
-			if v, ok := strings.CutPrefix(f, "out="); ok {
-				out, _ = strconv.Atoi(v)
-			}
-		}
-		return in, out
-	}
-	t.Fatalf("no stage summary for %s in weir's log:\n%s", stage, w.stderr.String())
-	return 0, 0
+	return weirtest.Start(t, weirBin, yaml, setup)
 }
 
 // runSoftflowd turns a packet capture into IPFIX sent to 127.0.0.1:port.

@@ -37,6 +37,7 @@ import (
 	"github.com/weir-flow/weir/core/ipfix"
 	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/plugins/enrich/iecompat"
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // compatIE is one IE of an exporter's template and its value in record i.
@@ -240,11 +241,11 @@ func pipelineShims(t *testing.T, files ...string) *iecompat.Shims {
 	t.Helper()
 	cfg := &iecompat.Config{Files: files}
 	set := plugin.NopSettings(iecompat.ID)
-	set.BaseDir = e2eRoot()
+	set.BaseDir = weirtest.RepoRoot()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if err := cfg.Check(context.Background(), e2eRoot()); err != nil {
+	if err := cfg.Check(context.Background(), weirtest.RepoRoot()); err != nil {
 		t.Fatal(err)
 	}
 	s, err := iecompat.New(cfg, set)
@@ -327,13 +328,13 @@ func checkSent(t *testing.T, r *flow.Record, i int, ies []compatIE) {
 }
 
 func TestIECompatUpgradeOrders(t *testing.T) {
-	shipped, err := filepath.Glob(filepath.Join(e2eRoot(), "configs", "shims", "antrea-*.yaml"))
+	shipped, err := filepath.Glob(filepath.Join(weirtest.RepoRoot(), "configs", "shims", "antrea-*.yaml"))
 	if err != nil || len(shipped) < 3 {
 		t.Fatalf("shipped shims: %v %v", shipped, err)
 	}
 	var newFiles []string
 	for _, f := range shipped {
-		rel, _ := filepath.Rel(e2eRoot(), f)
+		rel, _ := filepath.Rel(weirtest.RepoRoot(), f)
 		newFiles = append(newFiles, rel)
 	}
 	oldFiles := []string{"configs/shims/antrea-destination-service-ip.yaml"}

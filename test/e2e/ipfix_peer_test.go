@@ -14,6 +14,7 @@ import (
 
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/ipfix"
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // peerUnknown is an enterprise IE nobody has heard of: PEN 99999,
@@ -65,7 +66,7 @@ func makePeerRecord(i int) peerRecord {
 // in every record) and the known ones decode to the values sent.
 func TestGoIPFIXPeer(t *testing.T) {
 	registry.LoadRegistry()
-	inPort := freePort(t, "udp")
+	inPort := weirtest.FreePort(t, "udp")
 	out := newUDPRecorder(t)
 	jsonl := filepath.Join(t.TempDir(), "flows.jsonl")
 	w := startWeir(t, fmt.Sprintf(`
@@ -167,15 +168,15 @@ pipeline:
 		}
 	}
 	ep.CloseConnToCollector()
-	w.waitMetric(t, "weir_source_ipfix_records_total", n)
+	w.WaitMetric(t, "weir_source_ipfix_records_total", n)
 	// The unknown IEs never rejected the template, and each is counted by
 	// its own label.
 	for _, ie := range []string{`ie="99999/42"`, `ie="99999/43"`} {
-		if !w.hasSample(t, "weir_source_ipfix_unknown_ie_total", ie) {
+		if !w.HasSample(t, "weir_source_ipfix_unknown_ie_total", ie) {
 			t.Errorf("no weir_source_ipfix_unknown_ie_total sample with %s", ie)
 		}
 	}
-	w.stop(t)
+	w.Stop(t)
 
 	msgs := out.messages()
 	if len(msgs) == 0 {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // TestKafkaAggregateTwoConsumers: with the inlet's key: flow, every record
@@ -17,14 +19,14 @@ import (
 // flows) or by the final flush at SIGTERM.
 func TestKafkaAggregateTwoConsumers(t *testing.T) {
 	needTools(t, "softflowd")
-	capture := sharedCapture(t)
+	capture := weirtest.SharedCapture(t)
 	rec := newUDPRecorder(t)
 	runSoftflowd(t, capture, rec.port())
 	time.Sleep(300 * time.Millisecond)
 	msgs := rec.messages()
 
 	broker := kafkaCluster(t, "weir-records", 4)
-	inPort := freePort(t, "udp")
+	inPort := weirtest.FreePort(t, "udp")
 	inlet := startWeir(t, fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
 pipeline:
@@ -54,7 +56,7 @@ pipeline:
 	// Both members of group "two" own partitions before any record comes:
 	// a rebalance mid-stream would split flows between the two tables.
 	owned := func(w *weirProc) float64 {
-		m := w.scrape(t)
+		m := w.Scrape(t)
 		return m["weir_source_kafka_partitions_assigned_total"] - m["weir_source_kafka_partitions_revoked_total"]
 	}
 	deadline := time.Now().Add(60 * time.Second)
@@ -71,19 +73,19 @@ pipeline:
 	rp.send(t, msgs)
 	rp.send(t, msgs)
 	n := float64(2 * len(expectedLinesNoProxy(t, msgs, rp.addr())))
-	inlet.waitMetric(t, "weir_export_kafka_records_total", n)
-	one.waitMetric(t, "weir_source_kafka_records_total", n)
+	inlet.WaitMetric(t, "weir_export_kafka_records_total", n)
+	one.WaitMetric(t, "weir_source_kafka_records_total", n)
 	deadline = time.Now().Add(30 * time.Second)
-	for a.scrape(t)["weir_source_kafka_records_total"]+b.scrape(t)["weir_source_kafka_records_total"] < n {
+	for a.Scrape(t)["weir_source_kafka_records_total"]+b.Scrape(t)["weir_source_kafka_records_total"] < n {
 		if time.Now().After(deadline) {
 			t.Fatal("group two did not consume every record")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	ra, rb := a.scrape(t)["weir_source_kafka_records_total"], b.scrape(t)["weir_source_kafka_records_total"]
-	inlet.stop(t)
+	ra, rb := a.Scrape(t)["weir_source_kafka_records_total"], b.Scrape(t)["weir_source_kafka_records_total"]
+	inlet.Stop(t)
 	for _, w := range []*weirProc{one, a, b} {
-		w.stop(t) // SIGTERM: every live flow is exported
+		w.Stop(t) // SIGTERM: every live flow is exported
 	}
 
 	want := readLines(onePath)

@@ -54,16 +54,16 @@ pipeline:
     - export.postgres: {dsn: %q, table: flows, batch: {size: 500, interval: 100ms}, buffer: {max_records: 10000}}
 `, broker, pg.DSN)
 	first := startWeir(t, outlet)
-	first.waitMetric(t, "weir_source_kafka_records_total", n)
+	first.WaitMetric(t, "weir_source_kafka_records_total", n)
 	time.Sleep(time.Second) // ten commit intervals: a premature commit would have happened
-	if err := first.cmd.Process.Kill(); err != nil {
+	if err := first.Cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	<-first.exited
+	<-first.Exited
 
 	pg.Start()
 	second := startWeir(t, outlet)
-	second.waitMetric(t, "weir_source_kafka_records_total", n) // read again: nothing was committed
+	second.WaitMetric(t, "weir_source_kafka_records_total", n) // read again: nothing was committed
 	conn, err := pgx.Connect(ctx, pg.DSN)
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +74,6 @@ pipeline:
 		err := conn.QueryRow(ctx, `SELECT count(DISTINCT ("sourceTransportPort", "observationDomainId")), count(*) FROM flows`).Scan(&distinct, &rows)
 		return err == nil && distinct == n, fmt.Sprintf("%d distinct of %d rows (%v)", distinct, rows, err)
 	})
-	second.stop(t)
+	second.Stop(t)
 	t.Logf("%d records, %d rows after the crash and restart", n, rows)
 }

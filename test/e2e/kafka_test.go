@@ -21,6 +21,7 @@ import (
 	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/plugins/export/jsonl"
 	"github.com/weir-flow/weir/plugins/proxy"
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // kafkaCluster starts an in-process Kafka (kfake) with topic's partitions.
@@ -38,7 +39,7 @@ func kafkaCluster(t *testing.T, topic string, partitions int32) string {
 // new pairs), each of which must match.
 func shippedConfig(t *testing.T, name string, repl ...string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(e2eRoot(), "configs", name))
+	b, err := os.ReadFile(filepath.Join(weirtest.RepoRoot(), "configs", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +139,7 @@ func uniqueAndDuplicates(lines []string) ([]string, int) {
 // nothing (source.kafka's documented duplicate window).
 func TestKafkaInletOutlets(t *testing.T) {
 	needTools(t, "softflowd", "nfcapd", "nfdump")
-	capture := sharedCapture(t)
+	capture := weirtest.SharedCapture(t)
 	ref := referenceFlows(t, capture)
 
 	rec := newUDPRecorder(t)
@@ -150,7 +151,7 @@ func TestKafkaInletOutlets(t *testing.T) {
 	}
 
 	broker := kafkaCluster(t, "weir-raw", 4)
-	inPort := freePort(t, "udp")
+	inPort := weirtest.FreePort(t, "udp")
 	// key: random so that no outlet sees all of the exporter's messages:
 	// each decodes through the templates every message carries.
 	inlet := startWeir(t, shippedConfig(t, "inlet.yaml",
@@ -184,10 +185,10 @@ func TestKafkaInletOutlets(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	b, pathB := outlet("b") // joins mid-stream: the group rebalances
-	b.waitMetric(t, "weir_source_kafka_partitions_assigned_total", 1)
+	b.WaitMetric(t, "weir_source_kafka_partitions_assigned_total", 1)
 	rp.send(t, msgs[half:])
 
-	inlet.waitMetric(t, "weir_export_kafka_records_total", float64(len(msgs)))
+	inlet.WaitMetric(t, "weir_export_kafka_records_total", float64(len(msgs)))
 	deadline = time.Now().Add(60 * time.Second)
 	for {
 		u, _ := uniqueAndDuplicates(append(readLines(pathA), readLines(pathB)...))
@@ -200,9 +201,9 @@ func TestKafkaInletOutlets(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond) // nothing more may come
-	inlet.stop(t)
-	a.stop(t)
-	b.stop(t)
+	inlet.Stop(t)
+	a.Stop(t)
+	b.Stop(t)
 
 	la, lb := readLines(pathA), readLines(pathB)
 	got, dups := uniqueAndDuplicates(append(la, lb...))
@@ -223,14 +224,14 @@ func TestKafkaInletOutlets(t *testing.T) {
 // partition, and two outlets write exactly softflowd's records.
 func TestKafkaKeyFlow(t *testing.T) {
 	needTools(t, "softflowd")
-	capture := sharedCapture(t)
+	capture := weirtest.SharedCapture(t)
 	rec := newUDPRecorder(t)
 	runSoftflowd(t, capture, rec.port())
 	time.Sleep(300 * time.Millisecond)
 	msgs := rec.messages()
 
 	broker := kafkaCluster(t, "weir-records", 4)
-	inPort := freePort(t, "udp")
+	inPort := weirtest.FreePort(t, "udp")
 	inlet := startWeir(t, fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
 pipeline:
@@ -258,7 +259,7 @@ pipeline:
 	rp := newReplayer(t, inPort)
 	rp.send(t, msgs)
 	want := expectedLinesNoProxy(t, msgs, rp.addr())
-	inlet.waitMetric(t, "weir_export_kafka_records_total", float64(len(want)))
+	inlet.WaitMetric(t, "weir_export_kafka_records_total", float64(len(want)))
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		var all []string
@@ -273,10 +274,10 @@ pipeline:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	inlet.stop(t)
+	inlet.Stop(t)
 	var all []string
 	for i, o := range outlets {
-		o.stop(t)
+		o.Stop(t)
 		all = append(all, readLines(paths[i])...)
 	}
 	got, dups := uniqueAndDuplicates(all)

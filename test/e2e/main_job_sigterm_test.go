@@ -6,13 +6,15 @@ import (
 	"net"
 	"path/filepath"
 	"testing"
+
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // TestSIGTERMLosesNothing: records are still arriving (UDP and TCP) when
 // weir gets SIGTERM; it drains its sockets, flushes every queue and
 // exporter, exits 0, and the JSONL holds every record sent.
 func TestSIGTERMLosesNothing(t *testing.T) {
-	udpPort, tcpPort := freePort(t, "udp"), freePort(t, "tcp")
+	udpPort, tcpPort := weirtest.FreePort(t, "udp"), weirtest.FreePort(t, "tcp")
 	jsonl := filepath.Join(t.TempDir(), "flows.jsonl")
 	w := startWeir(t, fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
@@ -49,8 +51,8 @@ pipeline:
 	}
 	// The batch timeout is 10s: whatever weir holds now is only in its
 	// sockets, readers and queues.
-	drops := w.scrape(t)["weir_source_ipfix_kernel_drops_total"]
-	w.stop(t)
+	drops := w.Scrape(t)["weir_source_ipfix_kernel_drops_total"]
+	w.Stop(t)
 	if drops != 0 {
 		t.Fatalf("the kernel dropped %v datagrams: the sender outran the socket buffer, the test proves nothing", drops)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // referenceFlows runs softflowd on the shared capture straight into nfcapd:
@@ -21,7 +22,7 @@ import (
 // team wrote.
 func referenceFlows(t *testing.T, capture string) []nfFlow {
 	t.Helper()
-	port := freePort(t, "udp")
+	port := weirtest.FreePort(t, "udp")
 	ref := startNfcapd(t, port)
 	runSoftflowd(t, capture, port)
 	time.Sleep(300 * time.Millisecond) // loopback delivery
@@ -42,7 +43,7 @@ func referenceFlows(t *testing.T, capture string) []nfFlow {
 // weir with status 0 and nothing lost.
 func TestMainJobMatchesNfcapdReference(t *testing.T) {
 	needTools(t, "softflowd", "nfcapd", "nfdump", "tshark")
-	capture := sharedCapture(t)
+	capture := weirtest.SharedCapture(t)
 	ref := referenceFlows(t, capture)
 	var refTCP []nfFlow
 	for _, f := range ref {
@@ -54,7 +55,7 @@ func TestMainJobMatchesNfcapdReference(t *testing.T) {
 		t.Fatalf("reference has %d TCP flows of %d: the capture should mix protocols", len(refTCP), len(ref))
 	}
 
-	nfPort, inPort := freePort(t, "udp"), freePort(t, "udp")
+	nfPort, inPort := weirtest.FreePort(t, "udp"), weirtest.FreePort(t, "udp")
 	nf := startNfcapd(t, nfPort)
 	rec := newUDPRecorder(t) // for tshark
 	jsonl := filepath.Join(t.TempDir(), "flows.jsonl")
@@ -73,8 +74,8 @@ pipeline:
     - export.jsonl: {path: %q}
 `, inPort, nfPort, rec.port(), jsonl))
 	runSoftflowd(t, capture, inPort)
-	w.waitMetric(t, "weir_source_ipfix_records_total", float64(len(ref)))
-	w.stop(t)
+	w.WaitMetric(t, "weir_source_ipfix_records_total", float64(len(ref)))
+	w.Stop(t)
 	time.Sleep(300 * time.Millisecond)
 	nf.stop(t)
 
@@ -126,7 +127,7 @@ pipeline:
 	}
 
 	// Nothing accepted was lost: the engine's own summary agrees.
-	if in, out := w.stageSummary(t, "exporters[2]"); in != len(refTCP) || out != len(refTCP) {
+	if in, out := w.StageSummary(t, "exporters[2]"); in != len(refTCP) || out != len(refTCP) {
 		t.Errorf("export.jsonl summary in=%d out=%d, want %d", in, out, len(refTCP))
 	}
 
@@ -163,9 +164,9 @@ pipeline:
 // line per flow softflowd exported (the README's main-job demo).
 func TestMainJobJSONLOneLinePerFlow(t *testing.T) {
 	needTools(t, "softflowd", "nfcapd", "nfdump")
-	capture := sharedCapture(t)
+	capture := weirtest.SharedCapture(t)
 	ref := referenceFlows(t, capture)
-	inPort := freePort(t, "udp")
+	inPort := weirtest.FreePort(t, "udp")
 	jsonl := filepath.Join(t.TempDir(), "flows.jsonl")
 	w := startWeir(t, fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
@@ -178,8 +179,8 @@ pipeline:
     - export.jsonl: {path: %q}
 `, inPort, jsonl))
 	runSoftflowd(t, capture, inPort)
-	w.waitMetric(t, "weir_source_ipfix_records_total", float64(len(ref)))
-	w.stop(t)
+	w.WaitMetric(t, "weir_source_ipfix_records_total", float64(len(ref)))
+	w.Stop(t)
 	lines := jsonlLines(t, jsonl)
 	if len(lines) != len(ref) {
 		t.Fatalf("JSONL has %d lines, want one per softflowd flow (%d)", len(lines), len(ref))

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // weirCmd runs the weir binary with args and returns its combined output
@@ -51,7 +53,7 @@ func TestValidate(t *testing.T) {
 		{"no sources", "pipeline:\n  exporters: [{export.jsonl: {}}]\n", nil, "pipeline.sources: at least one source is required", true},
 		{"no exporters", "pipeline:\n  sources: [{source.ipfix: {udp: \"127.0.0.1:0\", tcp: \"\"}}]\n", nil, "pipeline.exporters: at least one exporter is required", true},
 		{"missing pcap", "pipeline:\n  sources: [{source.pcap: {path: missing.pcap}}]\n  exporters: [{export.jsonl: {}}]\n", nil, "pipeline.sources[0].source.pcap: path: open", true},
-		{"missing jsonl directory", "pipeline:\n  sources: [{source.pcap: {path: " + filepath.Join(e2eRoot(), "test/testdata/softflowd-ipfix.pcap") + "}}]\n  exporters: [{export.jsonl: {path: nodir/x.jsonl}}]\n", nil, "pipeline.exporters[0].export.jsonl: path: stat", true},
+		{"missing jsonl directory", "pipeline:\n  sources: [{source.pcap: {path: " + filepath.Join(weirtest.RepoRoot(), "test/testdata/softflowd-ipfix.pcap") + "}}]\n  exporters: [{export.jsonl: {path: nodir/x.jsonl}}]\n", nil, "pipeline.exporters[0].export.jsonl: path: stat", true},
 		{"wasm that is not wasm", "pipeline:\n  sources: [{source.ipfix: {udp: \"127.0.0.1:0\", tcp: \"\"}}]\n  processors: [{wasm: {path: " + notWasm + "}}]\n  exporters: [{export.jsonl: {}}]\n", nil, "pipeline.processors[0].wasm", true},
 		{"rpc binary missing", "pipeline:\n  sources: [{source.ipfix: {udp: \"127.0.0.1:0\", tcp: \"\"}}]\n  processors: [{rpc: {cmd: ./no-such-plugin}}]\n  exporters: [{export.jsonl: {}}]\n", nil, "pipeline.processors[0].rpc", true},
 		{"invalid protocol name is a warning", "pipeline:\n  sources: [{source.ipfix: {udp: \"127.0.0.1:0\", tcp: \"\"}}]\n  processors: [{filter.protocol: {protocols: [tcp, tcpp]}}]\n  exporters: [{export.jsonl: {}}]\n", nil, "warning: pipeline.processors[0].filter.protocol: ignoring protocols[1] = tcpp", false},
@@ -115,8 +117,8 @@ func TestHealthEndpoints(t *testing.T) {
 	if err := os.WriteFile(slow, []byte("#!/bin/sh\nsleep 2\nexec "+plugin+" \"$@\"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	udpPort := freePort(t, "udp")
-	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	udpPort := weirtest.FreePort(t, "udp")
+	metrics := fmt.Sprintf("127.0.0.1:%d", weirtest.FreePort(t, "tcp"))
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "weir.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`
@@ -128,7 +130,7 @@ pipeline:
     - rpc: {cmd: %s, config: {table: %s}, start_timeout: 30s}
   exporters:
     - export.jsonl: {path: %q}
-`, metrics, udpPort, slow, filepath.Join(e2eRoot(), "examples/rpc/subnetlabels/subnets.csv"), filepath.Join(dir, "out.jsonl"))), 0o644)
+`, metrics, udpPort, slow, filepath.Join(weirtest.RepoRoot(), "examples/rpc/subnetlabels/subnets.csv"), filepath.Join(dir, "out.jsonl"))), 0o644)
 	var stderr lockedBuffer
 	cmd := exec.Command(weirBin, "run", cfg)
 	cmd.Stderr = &stderr
@@ -245,21 +247,21 @@ telemetry: {metrics_address: "{{metrics}}", pprof: true}
 pipeline:
   sources: [{source.ipfix: {udp: "127.0.0.1:%d", tcp: ""}}]
   exporters: [{export.jsonl: {path: %q}}]
-`, freePort(t, "udp"), filepath.Join(t.TempDir(), "x.jsonl")))
-	code, body := httpGet(t, "http://"+w.metrics+"/debug/pprof/")
+`, weirtest.FreePort(t, "udp"), filepath.Join(t.TempDir(), "x.jsonl")))
+	code, body := httpGet(t, "http://"+w.Metrics+"/debug/pprof/")
 	if code != 200 || !strings.Contains(body, "goroutine") {
 		t.Errorf("/debug/pprof/ with pprof: true: %d\n%.300s", code, body)
 	}
-	if code, _ := httpGet(t, "http://"+w.metrics+"/debug/pprof/goroutine?debug=1"); code != 200 {
+	if code, _ := httpGet(t, "http://"+w.Metrics+"/debug/pprof/goroutine?debug=1"); code != 200 {
 		t.Errorf("/debug/pprof/goroutine: %d", code)
 	}
-	w.stop(t)
+	w.Stop(t)
 }
 
 // TestSIGHUPDoesNotKill: SIGHUP (what `systemctl reload` sends) reloads;
 // weir keeps running and loses nothing.
 func TestSIGHUPDoesNotKill(t *testing.T) {
-	udpPort := freePort(t, "udp")
+	udpPort := weirtest.FreePort(t, "udp")
 	jsonl := filepath.Join(t.TempDir(), "flows.jsonl")
 	w := startWeir(t, fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
@@ -277,20 +279,20 @@ pipeline:
 	for i, m := range msgs {
 		u.Write(m)
 		if i == len(msgs)/2 {
-			w.cmd.Process.Signal(syscall.SIGHUP)
-			w.waitLog(t, "msg=reloaded", 1)
+			w.Cmd.Process.Signal(syscall.SIGHUP)
+			w.WaitLog(t, "msg=reloaded", 1)
 		}
 	}
-	w.cmd.Process.Signal(syscall.SIGHUP)
-	w.waitLog(t, "msg=reloaded", 2)
-	if !w.running() {
-		t.Fatalf("weir died of SIGHUP: %v\n%s", w.waitErr, w.stderr.String())
+	w.Cmd.Process.Signal(syscall.SIGHUP)
+	w.WaitLog(t, "msg=reloaded", 2)
+	if !w.Running() {
+		t.Fatalf("weir died of SIGHUP: %v\n%s", w.WaitErr, w.Stderr.String())
 	}
-	w.stop(t)
+	w.Stop(t)
 	if got := len(jsonlLines(t, jsonl)); got != 500 {
 		t.Errorf("got %d records, want 500", got)
 	}
-	if n := strings.Count(w.stderr.String(), "msg=reloaded"); n != 2 {
+	if n := strings.Count(w.Stderr.String(), "msg=reloaded"); n != 2 {
 		t.Errorf("%d reloads logged, want 2", n)
 	}
 }
@@ -300,7 +302,7 @@ pipeline:
 // drains through the plugin, and logs no ERROR and no WARN.
 func TestSIGTERMProcessGroupRPC(t *testing.T) {
 	plugin := buildSubnetLabels(t)
-	udpPort := freePort(t, "udp")
+	udpPort := weirtest.FreePort(t, "udp")
 	jsonl := filepath.Join(t.TempDir(), "flows.jsonl")
 	w := startWeirCmd(t, fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
@@ -310,7 +312,7 @@ pipeline:
   processors:
     - rpc: {cmd: %s, config: {table: %s}}
   exporters: [{export.jsonl: {path: %q}}]
-`, udpPort, plugin, filepath.Join(e2eRoot(), "examples/rpc/subnetlabels/subnets.csv"), jsonl),
+`, udpPort, plugin, filepath.Join(weirtest.RepoRoot(), "examples/rpc/subnetlabels/subnets.csv"), jsonl),
 		func(c *exec.Cmd) { c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} })
 	u, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", udpPort))
 	if err != nil {
@@ -321,20 +323,20 @@ pipeline:
 		u.Write(m)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if err := syscall.Kill(-w.cmd.Process.Pid, syscall.SIGTERM); err != nil {
+	if err := syscall.Kill(-w.Cmd.Process.Pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-w.exited:
+	case <-w.Exited:
 	case <-time.After(30 * time.Second):
 		t.Fatal("weir did not exit")
 	}
-	if w.waitErr != nil {
-		t.Fatalf("weir exited with %v, want 0:\n%s", w.waitErr, w.stderr.String())
+	if w.WaitErr != nil {
+		t.Fatalf("weir exited with %v, want 0:\n%s", w.WaitErr, w.Stderr.String())
 	}
 	for _, bad := range []string{"level=ERROR", "level=WARN"} {
-		if strings.Contains(w.stderr.String(), bad) {
-			t.Errorf("weir logged %s on SIGTERM to its process group:\n%s", bad, w.stderr.String())
+		if strings.Contains(w.Stderr.String(), bad) {
+			t.Errorf("weir logged %s on SIGTERM to its process group:\n%s", bad, w.Stderr.String())
 		}
 	}
 	if got := len(jsonlLines(t, jsonl)); got != 3000 {
@@ -346,7 +348,7 @@ pipeline:
 // (with SO_REUSEPORT readers) fails at start with a clear error instead of
 // splitting the traffic.
 func TestSecondInstanceSamePort(t *testing.T) {
-	udpPort := freePort(t, "udp")
+	udpPort := weirtest.FreePort(t, "udp")
 	yaml := fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
 pipeline:
@@ -356,7 +358,7 @@ pipeline:
 	first := startWeir(t, yaml)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "second.yaml")
-	os.WriteFile(cfg, []byte(strings.ReplaceAll(yaml, "{{metrics}}", fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp")))), 0o644)
+	os.WriteFile(cfg, []byte(strings.ReplaceAll(yaml, "{{metrics}}", fmt.Sprintf("127.0.0.1:%d", weirtest.FreePort(t, "tcp")))), 0o644)
 	out, err := weirCmd(t, dir, "run", cfg)
 	if err == nil {
 		t.Fatalf("the second weir ran on a bound port:\n%s", out)
@@ -365,25 +367,13 @@ pipeline:
 	if !strings.Contains(out, want) {
 		t.Errorf("second weir's error lacks %q:\n%s", want, out)
 	}
-	first.stop(t)
-}
-
-// waitLog waits until weir's stderr holds n occurrences of s.
-func (w *weirProc) waitLog(t *testing.T, s string, n int) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for strings.Count(w.stderr.String(), s) < n {
-		if !w.running() || time.Now().After(deadline) {
-			t.Fatalf("weir's log never held %d× %q (running: %v):\n%s", n, s, w.running(), w.stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	first.Stop(t)
 }
 
 // TestReloadWatch: with reload.watch, writing the file reloads it; a broken
 // write is refused and the pipeline keeps running.
 func TestReloadWatch(t *testing.T) {
-	udpPort := freePort(t, "udp")
+	udpPort := weirtest.FreePort(t, "udp")
 	jsonl := filepath.Join(t.TempDir(), "flows.jsonl")
 	base := fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
@@ -395,15 +385,15 @@ pipeline:
 `, udpPort, jsonl)
 	w := startWeir(t, base)
 	write := func(extra string) {
-		data := strings.ReplaceAll(base+extra, "{{metrics}}", w.metrics)
-		if err := os.WriteFile(w.config, []byte(data), 0o644); err != nil {
+		data := strings.ReplaceAll(base+extra, "{{metrics}}", w.Metrics)
+		if err := os.WriteFile(w.Config, []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	write("  processors: [{name: tcp-only, filter.protocol: {protocols: [tcp]}}]\n")
-	w.waitLog(t, `msg=reloaded trigger="config file changed"`, 1)
+	w.WaitLog(t, `msg=reloaded trigger="config file changed"`, 1)
 	write("  processors: [{filter.protocol: {protocols: 7}}]\n")
-	w.waitLog(t, `msg="reload refused: the running pipeline is unchanged" trigger="config file changed"`, 1)
+	w.WaitLog(t, `msg="reload refused: the running pipeline is unchanged" trigger="config file changed"`, 1)
 	u, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", udpPort))
 	if err != nil {
 		t.Fatal(err)
@@ -412,9 +402,9 @@ pipeline:
 	for _, m := range goodRecords(t, 1, 0, 100) { // UDP: the kept filter drops them
 		u.Write(m)
 	}
-	w.waitMetric(t, "weir_stage_records_dropped_total", 100)
-	w.stop(t)
-	if in, out := w.stageSummary(t, "tcp-only"); in != 100 || out != 0 {
+	w.WaitMetric(t, "weir_stage_records_dropped_total", 100)
+	w.Stop(t)
+	if in, out := w.StageSummary(t, "tcp-only"); in != 100 || out != 0 {
 		t.Errorf("tcp-only: in %d out %d, want 100 and 0", in, out)
 	}
 }
@@ -424,7 +414,7 @@ pipeline:
 // (44).
 func TestREADMEFirstRun(t *testing.T) {
 	needTools(t, "softflowd")
-	udpPort := freePort(t, "udp")
+	udpPort := weirtest.FreePort(t, "udp")
 	jsonl := filepath.Join(t.TempDir(), "flows.jsonl")
 	w := startWeir(t, fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
@@ -434,9 +424,9 @@ pipeline:
   processors: [{proxy: {}}]
   exporters: [{export.jsonl: {path: %q}}]
 `, udpPort, jsonl))
-	runSoftflowd(t, filepath.Join(e2eRoot(), "test/testdata/netns-traffic.pcap"), udpPort)
-	w.waitMetric(t, "weir_stage_records_in_total", 3*44) // source, proxy, exporter
-	w.stop(t)
+	runSoftflowd(t, filepath.Join(weirtest.RepoRoot(), "test/testdata/netns-traffic.pcap"), udpPort)
+	w.WaitMetric(t, "weir_stage_records_in_total", 3*44) // source, proxy, exporter
+	w.Stop(t)
 	lines := jsonlLines(t, jsonl)
 	if len(lines) != 44 {
 		t.Fatalf("got %d JSON lines, want the README's 44", len(lines))

@@ -17,6 +17,7 @@ import (
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/ipfix"
 	"github.com/weir-flow/weir/core/plugintest"
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // ipfixSink is an IPFIX collector over TCP for the tests: it decodes every
@@ -114,7 +115,7 @@ func ipfixStream(t *testing.T, domain uint32, first uint64, n, size int) [][]byt
 // pipeline keeps running.
 func TestReloadUnderLoad(t *testing.T) {
 	sink := newIPFIXSink(t)
-	udpPort, tcpPort := freePort(t, "udp"), freePort(t, "tcp")
+	udpPort, tcpPort := weirtest.FreePort(t, "udp"), weirtest.FreePort(t, "tcp")
 	header := fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
 pipeline:
@@ -136,10 +137,10 @@ pipeline:
 	}
 	broken := "  processors:\n    - filter.protocol: {protocols: [udp]}\n    - no.such_plugin: {}\n"
 	w := startWeir(t, header+chains[0])
-	metrics := w.metrics
+	metrics := w.Metrics
 	write := func(chain string) {
 		data := strings.ReplaceAll(header+chain, "{{metrics}}", metrics)
-		if err := os.WriteFile(w.config, []byte(data), 0o644); err != nil {
+		if err := os.WriteFile(w.Config, []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -193,26 +194,26 @@ pipeline:
 	reloaded := 0
 	for i := 1; i <= 6; i++ {
 		time.Sleep(1400 * time.Millisecond)
-		if !w.running() {
-			t.Fatalf("weir exited during the stream:\n%s", w.stderr.String())
+		if !w.Running() {
+			t.Fatalf("weir exited during the stream:\n%s", w.Stderr.String())
 		}
 		if i == 4 {
 			write(broken)
-			out, err := weirCmd(t, w.dir, "reload", w.config)
+			out, err := weirCmd(t, w.Dir, "reload", w.Config)
 			if err == nil || !strings.Contains(out, "reload refused") || !strings.Contains(out, "no.such_plugin") {
 				t.Fatalf("weir reload of a broken config: err %v, output:\n%s", err, out)
 			}
-			w.waitLog(t, "level=ERROR msg=\"reload refused: the running pipeline is unchanged\"", 1)
+			w.WaitLog(t, "level=ERROR msg=\"reload refused: the running pipeline is unchanged\"", 1)
 			continue
 		}
 		write(chains[i%len(chains)])
 		reloaded++
 		if i%2 == 1 {
-			w.cmd.Process.Signal(syscall.SIGHUP)
-		} else if out, err := weirCmd(t, w.dir, "reload", "-c", w.config); err != nil || !strings.Contains(out, "reloaded: ") {
+			w.Cmd.Process.Signal(syscall.SIGHUP)
+		} else if out, err := weirCmd(t, w.Dir, "reload", "-c", w.Config); err != nil || !strings.Contains(out, "reloaded: ") {
 			t.Fatalf("weir reload: %v\n%s", err, out)
 		}
-		w.waitLog(t, "msg=reloaded", reloaded)
+		w.WaitLog(t, "msg=reloaded", reloaded)
 	}
 	for range 2 {
 		if err := <-errc; err != nil {
@@ -226,8 +227,8 @@ pipeline:
 		t.Errorf("sent %.0f records/s, below the 100 k/s the test is about", rate)
 	}
 	// The kept source still decodes with the templates of the start.
-	drops := w.scrape(t)["weir_source_ipfix_kernel_drops_total"]
-	w.stop(t)
+	drops := w.Scrape(t)["weir_source_ipfix_kernel_drops_total"]
+	w.Stop(t)
 	if drops != 0 {
 		t.Fatalf("the kernel dropped %v datagrams: the machine could not keep up, the test proves nothing", drops)
 	}
@@ -242,7 +243,7 @@ pipeline:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	log := w.stderr.String()
+	log := w.Stderr.String()
 	if strings.Contains(log, "collector (source.ipfix)") && !strings.Contains(log, "kept=\"[collector (source.ipfix)") {
 		t.Errorf("the source was not kept across reloads:\n%s", log)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/weir-flow/weir/core/wasmhost/wasmhosttest"
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // wasmModule builds a Go package of the repository as a WASM reactor into
@@ -79,7 +80,7 @@ func compareFiltered(t *testing.T, builtinPath, wasmPath string, all int) {
 // capture (source.pcap) through each filter with the same config.
 func TestWASMProtocolFilterCaptureReplay(t *testing.T) {
 	wasm := wasmModule(t, "./examples/wasm/protocolfilter")
-	capture := filepath.Join(e2eRoot(), "test", "testdata", "softflowd-ipfix.pcap")
+	capture := filepath.Join(weirtest.RepoRoot(), "test", "testdata", "softflowd-ipfix.pcap")
 	dir := t.TempDir()
 	run := func(name, processor string) string {
 		out := filepath.Join(dir, name+".jsonl")
@@ -123,7 +124,7 @@ pipeline:
 // not export quite the same flows.
 func TestWASMProtocolFilterSoftflowd(t *testing.T) {
 	needTools(t, "softflowd")
-	capture := sharedCapture(t)
+	capture := weirtest.SharedCapture(t)
 	wasm := wasmModule(t, "./examples/wasm/protocolfilter")
 	rec := newUDPRecorder(t)
 	runSoftflowd(t, capture, rec.port())
@@ -145,7 +146,7 @@ func TestWASMProtocolFilterSoftflowd(t *testing.T) {
 	defer sender.Close()
 	dir := t.TempDir()
 	run := func(name, processor string) (path string, records int) {
-		port := freePort(t, "udp")
+		port := weirtest.FreePort(t, "udp")
 		out := filepath.Join(dir, name+".jsonl")
 		w := startWeir(t, fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
@@ -166,7 +167,7 @@ pipeline:
 			time.Sleep(time.Millisecond) // no burst beyond the socket buffer
 		}
 		records = waitSettled(t, w, "weir_source_ipfix_records_total")
-		w.stop(t)
+		w.Stop(t)
 		return out, records
 	}
 	allPath, all := run("all", "proxy: {}")
@@ -193,7 +194,7 @@ func waitSettled(t *testing.T, w *weirProc, name string) int {
 	deadline := time.Now().Add(30 * time.Second)
 	last, since := -1.0, time.Now()
 	for {
-		v := w.scrape(t)[name]
+		v := w.Scrape(t)[name]
 		if v != last {
 			last, since = v, time.Now()
 		}
@@ -201,7 +202,7 @@ func waitSettled(t *testing.T, w *weirProc, name string) int {
 			return int(v)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v and still moving, or zero, after 30s\n%s", name, v, w.stderr.String())
+			t.Fatalf("%s = %v and still moving, or zero, after 30s\n%s", name, v, w.Stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -214,14 +215,14 @@ func waitSettled(t *testing.T, w *weirProc, name string) int {
 // SIGTERM.
 func TestWASMMisbehaveFailOpen(t *testing.T) {
 	needTools(t, "softflowd")
-	capture := sharedCapture(t)
+	capture := weirtest.SharedCapture(t)
 	module := wasmModule(t, "./examples/wasm/misbehave")
 	modes := map[string]string{
 		"loop": "timeout", "trap": "crash", "panic": "crash", "oom": "crash", "garbage": "bad_answer",
 	}
 	for mode, reason := range modes {
 		t.Run(mode, func(t *testing.T) {
-			port := freePort(t, "udp")
+			port := weirtest.FreePort(t, "udp")
 			out := filepath.Join(t.TempDir(), "flows.jsonl")
 			timeout := "300ms"
 			if mode == "oom" {
@@ -252,24 +253,24 @@ pipeline:
 			for labelled(t, w, "weir_stage_records_out_total", `stage="exporters[0]"`) < float64(records) && time.Now().Before(deadline) {
 				time.Sleep(50 * time.Millisecond)
 			}
-			m := w.scrape(t)
-			if m["weir_wasm_errors_total"] == 0 || !w.hasSample(t, "weir_wasm_errors_total", fmt.Sprintf("reason=%q", reason)) {
+			m := w.Scrape(t)
+			if m["weir_wasm_errors_total"] == 0 || !w.HasSample(t, "weir_wasm_errors_total", fmt.Sprintf("reason=%q", reason)) {
 				t.Errorf("no weir_wasm_errors_total{reason=%q}: %v", reason, m["weir_wasm_errors_total"])
 			}
-			if !w.hasSample(t, "weir_stage_records_errored_total", fmt.Sprintf("reason=%q", reason)) {
+			if !w.HasSample(t, "weir_stage_records_errored_total", fmt.Sprintf("reason=%q", reason)) {
 				t.Errorf("no weir_stage_records_errored_total{reason=%q}", reason)
 			}
 			if m["weir_wasm_restarts_total"] < m["weir_wasm_errors_total"] {
 				t.Errorf("%v restarts for %v errors", m["weir_wasm_restarts_total"], m["weir_wasm_errors_total"])
 			}
-			if !w.running() {
-				t.Fatalf("weir exited:\n%s", w.stderr.String())
+			if !w.Running() {
+				t.Fatalf("weir exited:\n%s", w.Stderr.String())
 			}
-			logs := w.stderr.String()
+			logs := w.Stderr.String()
 			if !strings.Contains(logs, "processor failed on a batch") || !strings.Contains(logs, "wasm "+module) || !strings.Contains(logs, "reason="+reason) {
 				t.Errorf("the failure is not logged with the module's path and reason %s:\n%s", reason, logs)
 			}
-			w.stop(t)
+			w.Stop(t)
 			if n := len(jsonlLines(t, out)); n != records {
 				t.Fatalf("fail-open let %d of %d records through", n, records)
 			}
@@ -281,7 +282,7 @@ pipeline:
 // include label (e.g. `stage="exporters[0]"`).
 func labelled(t *testing.T, w *weirProc, name, label string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + w.metrics + "/metrics")
+	resp, err := http.Get("http://" + w.Metrics + "/metrics")
 	if err != nil {
 		t.Fatalf("scrape metrics: %v", err)
 	}
@@ -316,7 +317,7 @@ func TestWASMValidateRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	protocolfilter := wasmModule(t, "./examples/wasm/protocolfilter")
-	capture := filepath.Join(e2eRoot(), "test", "testdata", "softflowd-ipfix.pcap")
+	capture := filepath.Join(weirtest.RepoRoot(), "test", "testdata", "softflowd-ipfix.pcap")
 	// A whole pipeline, so that `weir run` would run if the module loaded.
 	const pipelineWith = `
 pipeline:

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weir-flow/weir/test/weirtest"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,7 +27,7 @@ func TestDiskFullAndRecovery(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
 	jsonl := filepath.Join(dir, "flows.jsonl")
-	udpPort := freePort(t, "udp")
+	udpPort := weirtest.FreePort(t, "udp")
 	w := startWeir(t, fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
 pipeline:
@@ -47,10 +48,10 @@ pipeline:
 			c.Write(m)
 		}
 		sent += n
-		w.waitSample(t, "weir_source_ipfix_records_total", "", float64(sent))
+		w.WaitSample(t, "weir_source_ipfix_records_total", "", float64(sent))
 	}
 	send(500)
-	w.waitSample(t, "weir_export_jsonl_records_written_total", "", 500)
+	w.WaitSample(t, "weir_export_jsonl_records_written_total", "", 500)
 	// Fill the disk.
 	filler := filepath.Join(dir, "filler")
 	f, err := os.Create(filler)
@@ -67,21 +68,21 @@ pipeline:
 	}
 	f.Close()
 	send(3000)
-	w.waitSample(t, "weir_export_jsonl_records_dropped_total", "", 1)
+	w.WaitSample(t, "weir_export_jsonl_records_dropped_total", "", 1)
 	// Space returns: writing resumes.
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	written := w.sample(t, "weir_export_jsonl_records_written_total", "")
+	written := w.Sample(t, "weir_export_jsonl_records_written_total", "")
 	send(1000)
-	w.waitSample(t, "weir_export_jsonl_records_written_total", "", written+1000)
+	w.WaitSample(t, "weir_export_jsonl_records_written_total", "", written+1000)
 	// While the exporter retried, its queue filled and the engine dropped
 	// (and counted) what did not fit: written + dropped by the exporter +
 	// dropped by the queue must cover what was sent.
 	accounted := func() float64 {
-		return w.sample(t, "weir_export_jsonl_records_written_total", "") +
-			w.sample(t, "weir_export_jsonl_records_dropped_total", "") +
-			w.sample(t, "weir_stage_records_dropped_total", `reason="queue_full"`)
+		return w.Sample(t, "weir_export_jsonl_records_written_total", "") +
+			w.Sample(t, "weir_export_jsonl_records_dropped_total", "") +
+			w.Sample(t, "weir_stage_records_dropped_total", `reason="queue_full"`)
 	}
 	for range 600 {
 		if accounted() >= float64(sent) {
@@ -89,9 +90,9 @@ pipeline:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	dropped := int(w.sample(t, "weir_export_jsonl_records_dropped_total", "") +
-		w.sample(t, "weir_stage_records_dropped_total", `reason="queue_full"`))
-	w.stop(t)
+	dropped := int(w.Sample(t, "weir_export_jsonl_records_dropped_total", "") +
+		w.Sample(t, "weir_stage_records_dropped_total", `reason="queue_full"`))
+	w.Stop(t)
 	data, err := os.ReadFile(jsonl)
 	if err != nil {
 		t.Fatal(err)

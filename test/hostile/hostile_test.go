@@ -15,6 +15,7 @@ import (
 
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/ipfix"
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // records encodes n small records into messages of at most size bytes.
@@ -104,7 +105,7 @@ func (c *collector) records() int {
 // connection, and weir stops cleanly.
 func TestOversizedRecordOverTCP(t *testing.T) {
 	col := newCollector(t)
-	tcpPort := freePort(t, "tcp")
+	tcpPort := weirtest.FreePort(t, "tcp")
 	w := startWeir(t, fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
 pipeline:
@@ -137,7 +138,7 @@ pipeline:
 			t.Fatal(err)
 		}
 	}
-	w.waitSample(t, "weir_export_ipfix_records_dropped_total", `reason="record_too_large"`, 1)
+	w.WaitSample(t, "weir_export_ipfix_records_dropped_total", `reason="record_too_large"`, 1)
 	deadline := time.Now().Add(30 * time.Second)
 	for col.records() < 109 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
@@ -145,14 +146,14 @@ pipeline:
 	// The engine counts the dropped record as dropped, not out: the
 	// exporter stage's out + dropped == in.
 	const stage = `stage="exporters[0]"`
-	w.waitSample(t, "weir_stage_records_out_total", stage, 109)
-	in, out := w.sample(t, "weir_stage_records_in_total", stage), w.sample(t, "weir_stage_records_out_total", stage)
-	dropped := w.sample(t, "weir_stage_records_dropped_total", stage)
-	tooLarge := w.sample(t, "weir_stage_records_dropped_total", `reason="record_too_large",`+stage)
+	w.WaitSample(t, "weir_stage_records_out_total", stage, 109)
+	in, out := w.Sample(t, "weir_stage_records_in_total", stage), w.Sample(t, "weir_stage_records_out_total", stage)
+	dropped := w.Sample(t, "weir_stage_records_dropped_total", stage)
+	tooLarge := w.Sample(t, "weir_stage_records_dropped_total", `reason="record_too_large",`+stage)
 	if in != 110 || out != 109 || dropped != 1 || tooLarge != 1 {
 		t.Errorf("exporter stage: in %v, out %v, dropped %v (record_too_large %v); want 110, 109, 1 (1)", in, out, dropped, tooLarge)
 	}
-	w.stop(t)
+	w.Stop(t)
 	col.mu.Lock()
 	defer col.mu.Unlock()
 	if col.got != 109 || col.conns != 1 {
@@ -165,8 +166,8 @@ pipeline:
 // refused past max_connections_per_exporter or closed by
 // tcp_header_timeout, and softflowd's 109 records all arrive.
 func TestIdleConnectionsAndSoftflowd(t *testing.T) {
-	capture := sharedCapture(t)
-	tcpPort := freePort(t, "tcp")
+	capture := weirtest.SharedCapture(t)
+	tcpPort := weirtest.FreePort(t, "tcp")
 	jsonl := filepath.Join(t.TempDir(), "flows.jsonl")
 	w := startWeir(t, fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
@@ -196,14 +197,14 @@ pipeline:
 	if err != nil {
 		t.Fatalf("softflowd: %v\n%s", err, out)
 	}
-	w.waitSample(t, "weir_source_ipfix_records_total", "", 109)
-	refused := w.sample(t, "weir_source_ipfix_tcp_connections_refused_total", `reason="max_connections_per_exporter"`)
+	w.WaitSample(t, "weir_source_ipfix_records_total", "", 109)
+	refused := w.Sample(t, "weir_source_ipfix_tcp_connections_refused_total", `reason="max_connections_per_exporter"`)
 	if refused < 1100-16 {
 		t.Errorf("%v idle connections refused, want at least %d", refused, 1100-16)
 	}
-	w.waitSample(t, "weir_source_ipfix_tcp_timeouts_total", `reason="header"`, 16)
-	w.stop(t)
-	if n := countLines(t, jsonl); n != 109 {
+	w.WaitSample(t, "weir_source_ipfix_tcp_timeouts_total", `reason="header"`, 16)
+	w.Stop(t)
+	if n := weirtest.CountLines(t, jsonl); n != 109 {
 		t.Errorf("%d records written, want softflowd's 109", n)
 	}
 }
@@ -213,7 +214,7 @@ pipeline:
 // header-only datagrams from 12,000 ports grow weir's RSS by no more than
 // the configured limits (plus the fixed cost of the sockets and runtime).
 func TestFloodsBoundedByLimits(t *testing.T) {
-	udpPort := freePort(t, "udp")
+	udpPort := weirtest.FreePort(t, "udp")
 	const (
 		templateBytes = 16 << 20
 		heldBytes     = 16 << 20
@@ -240,7 +241,7 @@ pipeline:
     - export.jsonl: {path: "/dev/null"}
 `, udpPort, sessions, sessions, templateBytes, templateBytes, heldBytes, heldBytes))
 	time.Sleep(500 * time.Millisecond)
-	base := w.rss(t)
+	base := w.RSS(t)
 	to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: udpPort}
 	c, err := net.DialUDP("udp", nil, to)
 	if err != nil {
@@ -251,7 +252,7 @@ pipeline:
 	// the flood before weir sees it.
 	paced := func(i int) {
 		if i%50 == 49 {
-			w.waitSample(t, "weir_source_ipfix_messages_total", "", float64(0)) // scrape: yields
+			w.WaitSample(t, "weir_source_ipfix_messages_total", "", float64(0)) // scrape: yields
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
@@ -275,17 +276,17 @@ pipeline:
 		s.Close()
 		paced(p)
 	}
-	w.waitSample(t, "weir_source_ipfix_limit_refusals_total", `reason="template_bytes"`, 1)
-	w.waitSample(t, "weir_source_ipfix_limit_refusals_total", `reason="held_bytes"`, 1)
-	w.waitSample(t, "weir_source_ipfix_limit_refusals_total", `reason="sessions"`, 1)
-	grown := w.rss(t) - base
-	if g := w.sample(t, "weir_source_ipfix_template_bytes", ""); g > templateBytes {
+	w.WaitSample(t, "weir_source_ipfix_limit_refusals_total", `reason="template_bytes"`, 1)
+	w.WaitSample(t, "weir_source_ipfix_limit_refusals_total", `reason="held_bytes"`, 1)
+	w.WaitSample(t, "weir_source_ipfix_limit_refusals_total", `reason="sessions"`, 1)
+	grown := w.RSS(t) - base
+	if g := w.Sample(t, "weir_source_ipfix_template_bytes", ""); g > templateBytes {
 		t.Errorf("template bytes %v over the limit %d", g, templateBytes)
 	}
-	if g := w.sample(t, "weir_source_ipfix_held_bytes", ""); g > heldBytes {
+	if g := w.Sample(t, "weir_source_ipfix_held_bytes", ""); g > heldBytes {
 		t.Errorf("held bytes %v over the limit %d", g, heldBytes)
 	}
-	if g := w.sample(t, "weir_source_ipfix_sessions", ""); g > sessions {
+	if g := w.Sample(t, "weir_source_ipfix_sessions", ""); g > sessions {
 		t.Errorf("sessions %v over the limit %d", g, sessions)
 	}
 	// Limits, 2 KiB per session, and 64 MiB for the rest: socket buffer,
@@ -295,7 +296,7 @@ pipeline:
 	if grown > bound {
 		t.Errorf("RSS grew by %d MiB, more than the limits allow (%d MiB)", grown>>20, bound>>20)
 	}
-	w.stop(t)
+	w.Stop(t)
 }
 
 // TestSIGTERMBacklog: weir is stopped (SIGSTOP) while exporters fill its
@@ -307,7 +308,7 @@ func TestSIGTERMBacklog(t *testing.T) {
 		drain string
 	}{{"default drain", "5s"}, {"no drain", "0s"}} {
 		t.Run(tc.name, func(t *testing.T) {
-			udpPort := freePort(t, "udp")
+			udpPort := weirtest.FreePort(t, "udp")
 			jsonl := filepath.Join(t.TempDir(), "flows.jsonl")
 			w := startWeir(t, fmt.Sprintf(`
 pipeline:
@@ -317,7 +318,7 @@ pipeline:
   exporters:
     - export.jsonl: {path: %q}
 `, udpPort, tc.drain, jsonl))
-			if err := w.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			if err := w.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
 			c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", udpPort))
@@ -331,16 +332,16 @@ pipeline:
 					t.Fatal(err)
 				}
 			}
-			if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			if err := w.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
-			if err := w.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			if err := w.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
 				t.Fatal(err)
 			}
-			w.wait(t)
-			written := countLines(t, jsonl)
-			lost := w.logValue(t, "source stopped", "lost_on_shutdown")
-			drops := w.logValue(t, "source stopped", "kernel_drops")
+			w.Wait(t)
+			written := weirtest.CountLines(t, jsonl)
+			lost := w.LogValue(t, "source stopped", "lost_on_shutdown")
+			drops := w.LogValue(t, "source stopped", "kernel_drops")
 			t.Logf("written %d, lost on shutdown %d, kernel drops %d", written, lost, drops)
 			if drops != 0 {
 				t.Fatalf("the kernel dropped %d datagrams: the buffer was too small, the test proves nothing", drops)

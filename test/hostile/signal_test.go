@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weir-flow/weir/test/weirtest"
 )
 
 // TestSecondSignalExits: a shutdown stuck on a dead collector (export.ipfix
@@ -17,7 +19,7 @@ import (
 // exits at once with status 130, saying so, without the end-of-shutdown
 // summary.
 func TestSecondSignalExits(t *testing.T) {
-	udpPort, deadPort := freePort(t, "udp"), freePort(t, "tcp")
+	udpPort, deadPort := weirtest.FreePort(t, "udp"), weirtest.FreePort(t, "tcp")
 	w := startWeir(t, fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
 pipeline:
@@ -38,11 +40,11 @@ pipeline:
 		}
 	}
 	// The exporter is stuck dialling the dead collector with this batch.
-	w.waitSample(t, "weir_export_ipfix_dial_errors_total", "", 1)
-	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	w.WaitSample(t, "weir_export_ipfix_dial_errors_total", "", 1)
+	if err := w.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(w.stderr.String(), "shutting down: signal received"); {
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(w.Stderr.String(), "shutting down: signal received"); {
 		if time.Now().After(deadline) {
 			t.Fatal("weir did not start shutting down on SIGTERM")
 		}
@@ -56,11 +58,11 @@ pipeline:
 	timeout := time.After(60 * time.Second)
 wait:
 	for {
-		if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) && !strings.Contains(err.Error(), "finished") {
+		if err := w.Cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) && !strings.Contains(err.Error(), "finished") {
 			t.Fatal(err)
 		}
 		select {
-		case <-w.exited:
+		case <-w.Exited:
 			break wait
 		case <-tick.C:
 		case <-timeout:
@@ -68,10 +70,10 @@ wait:
 		}
 	}
 	var ee *exec.ExitError
-	if !errors.As(w.waitErr, &ee) || ee.ExitCode() != 130 {
-		t.Fatalf("weir exited with %v, want status 130", w.waitErr)
+	if !errors.As(w.WaitErr, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("weir exited with %v, want status 130", w.WaitErr)
 	}
-	out := w.stderr.String()
+	out := w.Stderr.String()
 	if !strings.Contains(out, "second signal: exiting without finishing the shutdown") {
 		t.Errorf("no second-signal message in stderr")
 	}
