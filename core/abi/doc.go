@@ -13,7 +13,7 @@
 //
 // The WASM host (core/wasmhost) writes batch buffers into guest memory and
 // the RPC host (core/rpchost) sends packed batches over gRPC
-// (internal/rpcwire carries them); both apply answers with [Apply]. The
+// (core/rpcwire carries them); both apply answers with [Apply]. The
 // SDKs (sdk/wasm, sdk/rpc) decode with this package and answer with
 // [Updates.Diff] or [CompactWriter.Diff]. Records are read and written
 // only through core/flow's accessors.

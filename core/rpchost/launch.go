@@ -24,7 +24,7 @@ import (
 
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/plugin"
-	"github.com/weir-flow/weir/internal/rpcwire"
+	"github.com/weir-flow/weir/core/rpcwire"
 )
 
 // Start-up errors, matched with errors.Is.

@@ -15,7 +15,7 @@ import (
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
-	"github.com/weir-flow/weir/internal/rpcwire"
+	"github.com/weir-flow/weir/core/rpcwire"
 )
 
 // ID is the plugin's registry ID.

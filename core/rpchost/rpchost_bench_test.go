@@ -13,7 +13,7 @@ import (
 	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/core/plugintest"
 	"github.com/weir-flow/weir/internal/cputime"
-	"github.com/weir-flow/weir/internal/rpcwire"
+	"github.com/weir-flow/weir/core/rpcwire"
 )
 
 func benchProcessor(b *testing.B, inFlight int) *Processor {

@@ -22,7 +22,7 @@ import (
 
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
-	"github.com/weir-flow/weir/internal/rpcwire"
+	"github.com/weir-flow/weir/core/rpcwire"
 )
 
 // Plugin describes a plugin: set Filter, Enrich or both.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/weir-flow/weir/core/abi"
 	"github.com/weir-flow/weir/core/flow"
-	"github.com/weir-flow/weir/internal/rpcwire"
+	"github.com/weir-flow/weir/core/rpcwire"
 )
 
 // TestHost runs a plugin in-process the way Weir's rpc processor runs it
