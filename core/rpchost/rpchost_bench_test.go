@@ -12,8 +12,8 @@ import (
 	"github.com/weir-flow/weir/core/flow"
 	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/core/plugintest"
-	"github.com/weir-flow/weir/internal/cputime"
 	"github.com/weir-flow/weir/core/rpcwire"
+	"github.com/weir-flow/weir/internal/cputime"
 )
 
 func benchProcessor(b *testing.B, inFlight int) *Processor {
