@@ -107,8 +107,11 @@ type Queue struct {
 	ExporterSize int `koanf:"exporter_size"`
 	// WhenFull is what happens when an exporter's queue is full: "drop" (the
 	// batch is dropped for that exporter only and counted, so a slow
-	// exporter never stalls the others) or "block" (backpressure to the
-	// sources; for offline replays that must not lose records). Default drop.
+	// exporter never stalls the others), "block" (backpressure to the
+	// sources: a burst waits in their socket buffers and TCP windows, and
+	// what overflows those is counted there), or "auto": block when the
+	// pipeline has one exporter, which has no other exporter to stall, and
+	// drop when it has several. Default auto.
 	WhenFull string `koanf:"when_full"`
 }
 
@@ -140,7 +143,7 @@ func Defaults() *Config {
 		Pipeline: Pipeline{
 			Name:  "main",
 			Batch: Batch{Size: 256, Timeout: 200 * time.Millisecond},
-			Queue: Queue{Size: 64, ExporterSize: 1024, WhenFull: "drop"},
+			Queue: Queue{Size: 64, ExporterSize: 1024, WhenFull: "auto"},
 		},
 	}
 }
@@ -488,8 +491,8 @@ func (c *Config) Validate() error {
 	if p.Queue.ExporterSize <= 0 || p.Queue.ExporterSize > MaxQueueSize {
 		errs = append(errs, fmt.Errorf("pipeline.queue.exporter_size: %d must be from 1 to %d", p.Queue.ExporterSize, MaxQueueSize))
 	}
-	if p.Queue.WhenFull != "drop" && p.Queue.WhenFull != "block" {
-		errs = append(errs, fmt.Errorf("pipeline.queue.when_full: %q is not drop or block", p.Queue.WhenFull))
+	if p.Queue.WhenFull != "auto" && p.Queue.WhenFull != "drop" && p.Queue.WhenFull != "block" {
+		errs = append(errs, fmt.Errorf("pipeline.queue.when_full: %q is not auto, drop or block", p.Queue.WhenFull))
 	}
 	if p.Workers < 0 {
 		errs = append(errs, fmt.Errorf("pipeline.workers: %d must not be negative", p.Workers))

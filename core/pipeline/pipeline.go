@@ -7,8 +7,10 @@
 // processor chain on each batch (by default GOMAXPROCS, or more when a
 // [plugin.Concurrent] processor can have more batches in flight); every
 // exporter then gets every batch through its own bounded queue and
-// goroutine, so a slow exporter costs only its own queue (its overflow is
-// counted, or it backpressures when queue.when_full is block).
+// goroutine. When that queue is full the batch waits (backpressure to the
+// sources) with queue.when_full block, or with auto, the default, when the
+// pipeline has one exporter; with drop, or auto and several exporters, a
+// slow exporter costs only its own queue and its overflow is counted.
 package pipeline
 
 import (
@@ -110,16 +112,18 @@ func (g *graph) context() context.Context { return g.ctx }
 // Pipeline is a running (or ready) pipeline. Build it with New, then Start
 // and Shutdown it once each; Reload swaps its stages while it runs.
 type Pipeline struct {
-	cfg    *config.Config // engine settings as built; stages are in sources and g
-	log    *slog.Logger
-	reg    prometheus.Registerer
-	hist   *prometheus.HistogramVec
-	name   string
-	block  bool
-	pool   *batchPool
-	queue  chan *item
-	closed bool
-	emitMu sync.RWMutex
+	cfg  *config.Config // engine settings as built; stages are in sources and g
+	log  *slog.Logger
+	reg  prometheus.Registerer
+	hist *prometheus.HistogramVec
+	name string
+	// whenFull is pipeline.queue.when_full: auto, drop or block (see
+	// config.Queue); auto follows the current graph's exporter count.
+	whenFull string
+	pool     *batchPool
+	queue    chan *item
+	closed   bool
+	emitMu   sync.RWMutex
 
 	// mu serialises Start, Reload and Shutdown and guards sources,
 	// stats, nworkers and notReady.
@@ -160,7 +164,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Pipeline, erro
 		log:      opts.Logger,
 		reg:      opts.Registerer,
 		name:     pc.Name,
-		block:    pc.Queue.WhenFull == "block",
+		whenFull: pc.Queue.WhenFull,
 		queue:    make(chan *item, pc.Queue.Size),
 		done:     make(chan struct{}),
 		stats:    map[string]*StageStats{},
@@ -606,8 +610,9 @@ func (p *Pipeline) fanOut(g *graph, it *item) {
 		return
 	}
 	it.refs.Store(int32(len(g.exporters)))
+	block := p.whenFull == "block" || (p.whenFull == "auto" && len(g.exporters) == 1)
 	for _, e := range g.exporters {
-		if p.block {
+		if block {
 			e.queue <- it
 			continue
 		}

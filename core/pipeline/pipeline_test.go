@@ -359,37 +359,52 @@ pipeline:
 	}
 }
 
-// With when_full: block, a slow exporter backpressures the source and
-// nothing is dropped anywhere.
+// With when_full: block, or auto (the default) and a single exporter, a
+// slow exporter backpressures the source and nothing is dropped anywhere.
 func TestBlockingQueueLosesNothing(t *testing.T) {
-	p := start(t, `
+	for _, tc := range []struct {
+		name, queue string
+		sinks       []string // the first is gated
+	}{
+		{"block", "queue: {size: 2, exporter_size: 2, when_full: block}", []string{"slow-block", "fast-block"}},
+		{"auto, one exporter", "queue: {size: 2, exporter_size: 2}", []string{"slow-auto"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			exporters := "    - export.test_gated: {name: " + tc.sinks[0] + "}\n"
+			for _, name := range tc.sinks[1:] {
+				exporters += "    - export.test_sink: {name: " + name + "}\n"
+			}
+			p := start(t, `
 pipeline:
   batch: {size: 10, timeout: 50ms}
-  queue: {size: 2, exporter_size: 2, when_full: block}
+  `+tc.queue+`
   sources:
     - source.test_gen: {records: 3000}
   exporters:
-    - export.test_gated: {name: slow-block}
-    - export.test_sink: {name: fast-block}
-`)
-	ctx := context.Background()
-	time.Sleep(50 * time.Millisecond)
-	select {
-	case <-p.Done():
-		t.Fatal("source finished although the slow exporter never took a batch")
-	default:
-	}
-	sinksMu.Lock()
-	close(gates["slow-block"])
-	sinksMu.Unlock()
-	<-p.Done()
-	if err := p.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"slow-block", "fast-block"} {
-		if got := sink(name).Len(); got != 3000 {
-			t.Errorf("%s got %d records, want 3000", name, got)
-		}
+`+exporters)
+			ctx := context.Background()
+			time.Sleep(50 * time.Millisecond)
+			select {
+			case <-p.Done():
+				t.Fatal("source finished although the slow exporter never took a batch")
+			default:
+			}
+			sinksMu.Lock()
+			close(gates[tc.sinks[0]])
+			sinksMu.Unlock()
+			<-p.Done()
+			if err := p.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range tc.sinks {
+				if got := sink(name).Len(); got != 3000 {
+					t.Errorf("%s got %d records, want 3000", name, got)
+				}
+			}
+			if s := stat(t, p, "exporters[0]"); s.Overflow != 0 {
+				t.Errorf("%d records overflowed, want 0", s.Overflow)
+			}
+		})
 	}
 }
 
