@@ -259,9 +259,12 @@ EOC
 }
 
 # stop PID: SIGTERM, then SIGKILL after 5 s (nfacctd's core process can spin
-# after its plugin exited; the plugin has written its output by then).
+# after its plugin exited; the plugin has written its output by then), and
+# then its children: nfacctd's plugin processes outlive a killed core.
 stop() {
 	[[ -z "$1" ]] && return 0
+	local children
+	children="$(pgrep -P "$1" || true)"
 	kill -TERM "$1" 2>/dev/null || true
 	for _ in $(seq 50); do
 		kill -0 "$1" 2>/dev/null || break
@@ -269,6 +272,9 @@ stop() {
 	done
 	kill -KILL "$1" 2>/dev/null || true
 	wait "$1" 2>/dev/null || true
+	for c in $children; do
+		kill -KILL "$c" 2>/dev/null || true
+	done
 }
 
 # progress NAME: a number that grows while the setup still delivers
