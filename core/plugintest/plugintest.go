@@ -5,6 +5,7 @@ package plugintest
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"sync"
 	"testing"
@@ -150,3 +151,34 @@ var (
 	_ plugin.Exporter = (*Sink)(nil)
 	_ plugin.Emitter  = (*Emitter)(nil)
 )
+
+// Outcome is a plugin.Outcome that records what a plugin.Deferred exporter
+// reports, for tests. The zero value is ready; safe for concurrent use.
+type Outcome struct {
+	mu        sync.Mutex
+	delivered int
+	dropped   map[string]int
+}
+
+var _ plugin.Outcome = (*Outcome)(nil)
+
+// Delivered implements plugin.Outcome.
+func (o *Outcome) Delivered(n int) { o.mu.Lock(); o.delivered += n; o.mu.Unlock() }
+
+// Dropped implements plugin.Outcome.
+func (o *Outcome) Dropped(reason string, n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.dropped == nil {
+		o.dropped = map[string]int{}
+	}
+	o.dropped[reason] += n
+}
+
+// Counts returns the records reported delivered, and a copy of those
+// reported dropped, by reason.
+func (o *Outcome) Counts() (delivered int, dropped map[string]int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.delivered, maps.Clone(o.dropped)
+}

@@ -2,26 +2,12 @@ package sinkbuf
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/weir-flow/weir/core/plugintest"
 )
-
-// outcomeCounter is a plugin.Outcome that remembers what it was told.
-type outcomeCounter struct {
-	mu        sync.Mutex
-	delivered int
-	dropped   map[string]int
-}
-
-func (o *outcomeCounter) Delivered(n int) { o.mu.Lock(); o.delivered += n; o.mu.Unlock() }
-func (o *outcomeCounter) Dropped(r string, n int) {
-	o.mu.Lock()
-	o.dropped[r] += n
-	o.mu.Unlock()
-}
 
 // TestOutcome checks that every record Add is given is reported to the
 // engine once, as delivered or dropped by reason, matching the buffer's
@@ -34,7 +20,7 @@ func TestOutcome(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &outcomeCounter{dropped: map[string]int{}}
+	o := &plugintest.Outcome{}
 	b.SetOutcome(o)
 	b.Start()
 	ctx := context.Background()
@@ -51,16 +37,15 @@ func TestOutcome(t *testing.T) {
 	defer cancel()
 	_ = b.Close(cctx)
 
-	o.mu.Lock()
-	defer o.mu.Unlock()
+	delivered, dropped := o.Counts()
 	want := map[string]int{ReasonBufferFull: 10, ReasonRejected: 20, ReasonShutdown: 7}
 	for r, n := range want {
-		if o.dropped[r] != n || b.Dropped(r) != uint64(n) {
-			t.Errorf("%s: outcome %d, metric %d, want %d", r, o.dropped[r], b.Dropped(r), n)
+		if dropped[r] != n || b.Dropped(r) != uint64(n) {
+			t.Errorf("%s: outcome %d, metric %d, want %d", r, dropped[r], b.Dropped(r), n)
 		}
 	}
-	if o.delivered != 50 || b.Inserted() != 50 {
-		t.Errorf("delivered: outcome %d, inserted %d, want 50", o.delivered, b.Inserted())
+	if delivered != 50 || b.Inserted() != 50 {
+		t.Errorf("delivered: outcome %d, inserted %d, want 50", delivered, b.Inserted())
 	}
 }
 
@@ -74,7 +59,7 @@ func TestOutcomeBlockGivenUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &outcomeCounter{dropped: map[string]int{}}
+	o := &plugintest.Outcome{}
 	b.SetOutcome(o)
 	b.Start()
 	defer func() {
@@ -87,9 +72,7 @@ func TestOutcomeBlockGivenUp(t *testing.T) {
 	if err := b.Add(ctx, records(0, 35)); err != nil {
 		t.Fatalf("Add: %v", err)
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.dropped[ReasonBufferFull] != 15 || b.Buffered() != 20 {
-		t.Errorf("dropped %v, buffered %d; want buffer_full 15, 20 buffered", o.dropped, b.Buffered())
+	if _, dropped := o.Counts(); dropped[ReasonBufferFull] != 15 || b.Buffered() != 20 {
+		t.Errorf("dropped %v, buffered %d; want buffer_full 15, 20 buffered", dropped, b.Buffered())
 	}
 }

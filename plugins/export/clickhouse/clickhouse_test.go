@@ -3,9 +3,7 @@ package clickhouse_test
 import (
 	"context"
 	"fmt"
-	"maps"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -132,31 +130,6 @@ func TestInsert(t *testing.T) {
 	t.Logf("server %s: IPv6 type %v, DateTime64 %v, LowCardinality %v", s.Version, s.IPv6, s.DateTime64, s.LowCardinality)
 }
 
-// outcome is a plugin.Outcome that remembers what the exporter told the
-// engine (the engine turns it into weir_stage_records_out_total and
-// weir_stage_records_dropped_total{reason}).
-type outcome struct {
-	mu        sync.Mutex
-	delivered int
-	dropped   map[string]int
-}
-
-func (o *outcome) Delivered(n int) { o.mu.Lock(); o.delivered += n; o.mu.Unlock() }
-func (o *outcome) Dropped(r string, n int) {
-	o.mu.Lock()
-	if o.dropped == nil {
-		o.dropped = map[string]int{}
-	}
-	o.dropped[r] += n
-	o.mu.Unlock()
-}
-
-func (o *outcome) get() (int, map[string]int) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.delivered, maps.Clone(o.dropped)
-}
-
 // TestServerKilledMidStream kills the server between two exports and
 // restarts it: what fit in the buffer is inserted after the restart, what
 // did not is counted as dropped (buffer_full) in the exporter's metrics
@@ -171,7 +144,7 @@ func TestServerKilledMidStream(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	set := plugin.NopSettings(clickhouse.ID)
 	set.Metrics = reg
-	out := &outcome{}
+	out := &plugintest.Outcome{}
 	e := startExporter(t, cfg, set, out)
 	ctx := context.Background()
 
@@ -218,7 +191,7 @@ func TestServerKilledMidStream(t *testing.T) {
 	if retries := plugintest.MetricValue(t, reg, "weir_export_clickhouse_retries_total"); retries < 1 {
 		t.Errorf("retries_total %v, want at least one failed insert while the server was down", retries)
 	}
-	delivered, dropped := out.get()
+	delivered, dropped := out.Counts()
 	if delivered != 4000 || dropped[sinkbuf.ReasonBufferFull] != 500 || len(dropped) != 1 {
 		t.Errorf("engine told %d delivered, dropped %v; want 4000 delivered, 500 buffer_full", delivered, dropped)
 	}
@@ -268,7 +241,7 @@ func TestServerKilledDuringInsert(t *testing.T) {
 			cfg.Address, cfg.Table = srv.Addr, "flows"
 			cfg.Batch = sinkbuf.BatchConfig{Size: n, Interval: 20 * time.Millisecond}
 			cfg.Buffer = sinkbuf.BufferConfig{MaxRecords: n, WhenFull: "drop", MaxBackoff: 200 * time.Millisecond}
-			out := &outcome{}
+			out := &plugintest.Outcome{}
 			e := startExporter(t, cfg, plugin.NopSettings(clickhouse.ID), out)
 			ctx := context.Background()
 			watch := connect(t, srv.Addr)
@@ -339,7 +312,7 @@ func TestServerKilledDuringInsert(t *testing.T) {
 			if rows-distinct < tc.minDup {
 				t.Fatalf("table has %d duplicates; the part stored before the kill (%d rows) should have stayed", rows-distinct, tc.minDup)
 			}
-			delivered, dropped := out.get()
+			delivered, dropped := out.Counts()
 			if delivered != sent || len(dropped) != 0 {
 				t.Errorf("engine told %d delivered, dropped %v; want %d delivered, none dropped", delivered, dropped, sent)
 			}

@@ -99,7 +99,7 @@ func TestDiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out outcomes
+	var out plugintest.Outcome
 	e.SetOutcome(&out)
 	if err := e.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -123,7 +123,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	// The engine learns the same through the outcome: the unwritten
 	// records dropped (write_error), the others delivered.
-	if d, w := out.get(); d != len(ports) || len(w) != 1 || w[plugin.DropWriteError] != dropped {
+	if d, w := out.Counts(); d != len(ports) || len(w) != 1 || w[plugin.DropWriteError] != dropped {
 		t.Errorf("outcome: delivered %d, dropped %v; want %d and write_error %d", d, w, len(ports), dropped)
 	}
 
@@ -155,7 +155,7 @@ func TestDiskFull(t *testing.T) {
 	if got := counter(t, reg, "weir_export_jsonl_records_dropped_total"); int(got) != dropped {
 		t.Errorf("dropped grew to %v during a successful retry", got)
 	}
-	if d, _ := out.get(); d != len(ports) {
+	if d, _ := out.Counts(); d != len(ports) {
 		t.Errorf("outcome: delivered %d, file has %d lines", d, len(ports))
 	}
 }

@@ -17,34 +17,6 @@ import (
 	"github.com/weir-flow/weir/core/plugintest"
 )
 
-// outcomes records what the exporter reports through plugin.Outcome.
-type outcomes struct {
-	mu        sync.Mutex
-	delivered int
-	dropped   map[string]int
-}
-
-func (o *outcomes) Delivered(n int) { o.mu.Lock(); o.delivered += n; o.mu.Unlock() }
-
-func (o *outcomes) Dropped(reason string, n int) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.dropped == nil {
-		o.dropped = map[string]int{}
-	}
-	o.dropped[reason] += n
-}
-
-func (o *outcomes) get() (int, map[string]int) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	m := map[string]int{}
-	for k, v := range o.dropped {
-		m[k] = v
-	}
-	return o.delivered, m
-}
-
 // exportWait exports b and waits until its lines are written or dropped
 // (ExportAcked's stored).
 func exportWait(ctx context.Context, e *Exporter, b *flow.Batch) error {
@@ -108,7 +80,7 @@ func TestFlushPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out outcomes
+	var out plugintest.Outcome
 	e.SetOutcome(&out)
 	ctx := context.Background()
 	if err := e.Start(ctx); err != nil {
@@ -126,7 +98,7 @@ func TestFlushPolicy(t *testing.T) {
 		if n := bytes.Count(data, []byte{'\n'}); n != 7*(i+1) {
 			t.Fatalf("after batch %d the file has %d lines, want %d", i, n, 7*(i+1))
 		}
-		if d, _ := out.get(); d != 7*(i+1) {
+		if d, _ := out.Counts(); d != 7*(i+1) {
 			t.Fatalf("after batch %d: %d delivered, want %d", i, d, 7*(i+1))
 		}
 	}
@@ -139,7 +111,7 @@ func TestFlushPolicy(t *testing.T) {
 func TestWriterGathersBatches(t *testing.T) {
 	g := newGate(false)
 	e := NewWriter(DefaultConfig(), g)
-	var out outcomes
+	var out plugintest.Outcome
 	e.SetOutcome(&out)
 	ctx := context.Background()
 	if err := e.Start(ctx); err != nil {
@@ -193,7 +165,7 @@ func TestWriterGathersBatches(t *testing.T) {
 	if big == 0 {
 		t.Errorf("writes %v: none gathered more than 10 batches", g.writes)
 	}
-	if d, w := out.get(); d != batches*per || len(w) != 0 {
+	if d, w := out.Counts(); d != batches*per || len(w) != 0 {
 		t.Errorf("outcome: delivered %d, dropped %v; want %d, none", d, w, batches*per)
 	}
 }
@@ -204,7 +176,7 @@ func TestWriterGathersBatches(t *testing.T) {
 func TestShutdownDeadline(t *testing.T) {
 	g := newGate(false)
 	e := NewWriter(DefaultConfig(), g)
-	var out outcomes
+	var out plugintest.Outcome
 	e.SetOutcome(&out)
 	ctx := context.Background()
 	if err := e.Start(ctx); err != nil {
@@ -233,7 +205,7 @@ func TestShutdownDeadline(t *testing.T) {
 	if n := len(g.lines(t)); n != 10 {
 		t.Errorf("%d lines written, want the 10 of the held write", n)
 	}
-	if d, w := out.get(); d != 10 || len(w) != 1 || w[plugin.DropShutdown] != 20 {
+	if d, w := out.Counts(); d != 10 || len(w) != 1 || w[plugin.DropShutdown] != 20 {
 		t.Errorf("outcome: delivered %d, dropped %v; want 10 and shutdown 20", d, w)
 	}
 	if got := e.shutDropped.Load(); got != 20 {
@@ -271,7 +243,7 @@ func itoa(i int) string { return string(putUint(make([]byte, 0, 24), uint64(i)))
 func TestBatchLargerThanChunk(t *testing.T) {
 	g := newGate(true)
 	e := NewWriter(DefaultConfig(), g)
-	var out outcomes
+	var out plugintest.Outcome
 	e.SetOutcome(&out)
 	ctx := context.Background()
 	if err := e.Start(ctx); err != nil {
@@ -301,7 +273,7 @@ func TestBatchLargerThanChunk(t *testing.T) {
 			t.Errorf("a write of %d bytes, want at most a chunk and a line", w)
 		}
 	}
-	if d, _ := out.get(); d != n {
+	if d, _ := out.Counts(); d != n {
 		t.Errorf("delivered %d, want %d", d, n)
 	}
 }

@@ -2,7 +2,6 @@ package kafka_test
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -12,20 +11,6 @@ import (
 	"github.com/weir-flow/weir/core/plugintest"
 	exportkafka "github.com/weir-flow/weir/plugins/export/kafka"
 )
-
-// outcome is a plugin.Outcome that remembers what it was told.
-type outcome struct {
-	mu        sync.Mutex
-	delivered int
-	dropped   map[string]int
-}
-
-func (o *outcome) Delivered(n int) { o.mu.Lock(); o.delivered += n; o.mu.Unlock() }
-func (o *outcome) Dropped(r string, n int) {
-	o.mu.Lock()
-	o.dropped[r] += n
-	o.mu.Unlock()
-}
 
 // TestOutcome: export.kafka is plugin.Deferred and plugin.AckExporter — it tells the engine of
 // every record once its fate is known: delivered when the broker
@@ -58,7 +43,7 @@ func TestOutcome(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			o := &outcome{dropped: map[string]int{}}
+			o := &plugintest.Outcome{}
 			var _ plugin.Deferred = e
 			e.SetOutcome(o)
 			if err := e.Start(context.Background()); err != nil {
@@ -70,12 +55,11 @@ func TestOutcome(t *testing.T) {
 			settledAtAck := -1
 			stored := func() {
 				calls.Add(1)
-				o.mu.Lock()
-				settledAtAck = o.delivered
-				for _, n := range o.dropped {
+				delivered, dropped := o.Counts()
+				settledAtAck = delivered
+				for _, n := range dropped {
 					settledAtAck += n
 				}
-				o.mu.Unlock()
 			}
 			if err := e.ExportAcked(context.Background(), plugintest.MixedBatch(1000), stored); err != nil {
 				t.Fatal(err)
@@ -83,21 +67,20 @@ func TestOutcome(t *testing.T) {
 			if err := e.Shutdown(context.Background()); err != nil { // flushes: every promise has run
 				t.Fatal(err)
 			}
-			o.mu.Lock()
-			defer o.mu.Unlock()
 			if calls.Load() != 1 || settledAtAck != 1000 {
 				t.Errorf("stored ran %d times, with %d of 1000 records settled; want once, all", calls.Load(), settledAtAck)
 			}
-			total := o.delivered
-			for _, n := range o.dropped {
+			delivered, dropped := o.Counts()
+			total := delivered
+			for _, n := range dropped {
 				total += n
 			}
-			if o.delivered != tc.delivered || len(o.dropped) != len(tc.dropped) || total != 1000 {
-				t.Fatalf("delivered %d, dropped %v; want %d, %v (every record once)", o.delivered, o.dropped, tc.delivered, tc.dropped)
+			if delivered != tc.delivered || len(dropped) != len(tc.dropped) || total != 1000 {
+				t.Fatalf("delivered %d, dropped %v; want %d, %v (every record once)", delivered, dropped, tc.delivered, tc.dropped)
 			}
 			for r, n := range tc.dropped {
-				if o.dropped[r] != n {
-					t.Errorf("dropped %s = %d, want %d", r, o.dropped[r], n)
+				if dropped[r] != n {
+					t.Errorf("dropped %s = %d, want %d", r, dropped[r], n)
 				}
 			}
 		})

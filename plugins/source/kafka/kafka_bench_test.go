@@ -93,17 +93,7 @@ func BenchmarkInletToOutlet(b *testing.B) {
 				}
 				// Time the stream, not the group's formation: every member
 				// owns partitions before the inlet sends.
-				deadline := time.Now().Add(time.Minute)
-				for owned := false; !owned; {
-					owned = true
-					for _, s := range srcs {
-						owned = owned && s.Partitions() > 0
-					}
-					if time.Now().After(deadline) {
-						b.Fatal("the group did not give every member a partition")
-					}
-					time.Sleep(time.Millisecond)
-				}
+				waitOwned(b, srcs)
 				start := time.Now()
 				batch := flow.NewBatch(len(msgs) * exporters)
 				for x := 0; x < exporters; x++ {
@@ -116,7 +106,7 @@ func BenchmarkInletToOutlet(b *testing.B) {
 					b.Fatal(err)
 				}
 				want := int64(perExporter * exporters)
-				deadline = time.Now().Add(2 * time.Minute)
+				deadline := time.Now().Add(2 * time.Minute)
 				for {
 					var n int64
 					for _, em := range ems {
@@ -242,23 +232,13 @@ func BenchmarkOutletScaling(b *testing.B) {
 						}
 						return n
 					}
-					deadline := time.Now().Add(time.Minute)
-					for owned := false; !owned; {
-						owned = true
-						for _, s := range srcs {
-							owned = owned && s.Partitions() > 0
-						}
-						if time.Now().After(deadline) {
-							b.Fatal("the group did not give every member a partition")
-						}
-						time.Sleep(time.Millisecond)
-					}
+					waitOwned(b, srcs)
 					want := preload(b, brokers, payload, msgs, exporters)
 					runtime.GC()
 					b.StartTimer()
 					n0, t0, c0 := consumed(), time.Now(), cpuTime(b)
 					close(gate)
-					for deadline = t0.Add(2 * time.Minute); consumed() < want; time.Sleep(time.Millisecond) {
+					for deadline := t0.Add(2 * time.Minute); consumed() < want; time.Sleep(time.Millisecond) {
 						if time.Now().After(deadline) {
 							b.Fatalf("consumed %d records of %d", consumed(), want)
 						}
@@ -281,5 +261,25 @@ func BenchmarkOutletScaling(b *testing.B) {
 				b.ReportMetric(0, "ns/op")
 			})
 		}
+	}
+}
+
+// waitOwned waits until the group has given every member a partition, so
+// that a benchmark times the stream, not the group's formation.
+func waitOwned(b *testing.B, srcs []*kafka.Source) {
+	b.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		owned := true
+		for _, s := range srcs {
+			owned = owned && s.Partitions() > 0
+		}
+		if owned {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the group did not give every member a partition")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
