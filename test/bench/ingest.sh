@@ -65,7 +65,9 @@
 #                 → the same counting weir receiver;
 #                 CPU is nfacctd's (core process and tee plugin)
 #
-# Usage: test/bench/ingest.sh [-d SECONDS] [-r "RATE ..."] [-c "NAME ..."]
+# Usage: test/bench/ingest.sh [-d SECONDS] [-r "RATE ..."] [-c "NAME ..."] [-q QUEUE]
+#   -q sets every weir's pipeline.queue (YAML flow map), e.g.
+#      -q "{exporter_size: 64}"; default: the engine's defaults
 # Needs: go, python3, curl, nfacctd (Debian pmacct); goflow2 is installed
 # with `go install github.com/netsampler/goflow2/v2/cmd/goflow2@v2.2.6` if
 # absent. Run as root (it raises net.core.rmem_max for nfacctd). Not part of
@@ -75,12 +77,14 @@ set -euo pipefail
 duration=4
 rates="300000 1000000 1500000 3000000"
 collectors="weir weir-null weir-json goflow2 goflow2-json nfacctd weir-fwd nfacctd-tee"
-while getopts "d:r:c:" opt; do
+queue="{}"
+while getopts "d:r:c:q:" opt; do
 	case $opt in
 	d) duration=$OPTARG ;;
 	r) rates=$OPTARG ;;
 	c) collectors=$OPTARG ;;
-	*) sed -n '2,70p' "$0"; exit 2 ;;
+	q) queue=$OPTARG ;;
+	*) sed -n '2,72p' "$0"; exit 2 ;;
 	esac
 done
 
@@ -170,6 +174,7 @@ log: {level: warn}
 telemetry: {metrics_address: "127.0.0.1:$3"}
 pipeline:
   batch: {size: 256, timeout: 200ms}
+  queue: $queue
   sources:
     - source.ipfix: {udp: "127.0.0.1:$2", tcp: "", readers: 2, rcvbuf: 128MiB}
   processors: [${5:-}]
