@@ -21,10 +21,27 @@ type Config struct {
 	// it the write's unwritten records are dropped and counted. 0 drops them at the first failure.
 	// Default 30s.
 	RetryFor time.Duration `koanf:"retry_for"`
+	// DirectIO is how a regular file is written: "auto" writes whole
+	// aligned blocks with O_DIRECT, bypassing the page cache, on the local
+	// block-device file systems known to do it well (ext4, xfs, btrfs,
+	// f2fs), and through the page cache elsewhere or when the file system
+	// refuses O_DIRECT (the reason is logged); "on" requires O_DIRECT
+	// (Start fails otherwise); "off" never uses it. Standard output, pipes
+	// and devices are always written through the page cache. Default "auto".
+	DirectIO string `koanf:"direct_io"`
 }
 
+// DirectIO values.
+const (
+	DirectAuto = "auto"
+	DirectOn   = "on"
+	DirectOff  = "off"
+)
+
 // DefaultConfig returns the defaults.
-func DefaultConfig() *Config { return &Config{Path: "-", Extra: true, RetryFor: 30 * time.Second} }
+func DefaultConfig() *Config {
+	return &Config{Path: "-", Extra: true, RetryFor: 30 * time.Second, DirectIO: DirectAuto}
+}
 
 // Validate checks the config without touching the file system.
 func (c *Config) Validate() error {
@@ -34,6 +51,15 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryFor < 0 {
 		errs = append(errs, fmt.Errorf("retry_for: %s is negative", c.RetryFor))
+	}
+	switch c.DirectIO {
+	case DirectAuto, DirectOff:
+	case DirectOn:
+		if c.Path == "-" {
+			errs = append(errs, fmt.Errorf("direct_io: on needs a file path, not standard output"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("direct_io: %q is not auto, on or off", c.DirectIO))
 	}
 	return errors.Join(errs...)
 }

@@ -64,6 +64,7 @@ type Exporter struct {
 	file   *os.File // when writing a regular file: a failed write is cut back to its last whole line
 	size   int64    // bytes of the file, as written by us
 	opened io.Closer
+	direct *directFile // when writing a regular file with O_DIRECT (direct_io)
 
 	outcome plugin.Outcome // set before Start
 	enc     Encoder        // Export's
@@ -178,10 +179,40 @@ func (e *Exporter) Start(context.Context) error {
 		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
 			e.file, e.size = f, st.Size()
 		}
+		if err := e.openDirect(f); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	e.started = true
 	e.wg.Add(1)
 	go e.run()
+	return nil
+}
+
+// openDirect opens f's file with O_DIRECT as direct_io says, logging why
+// not with auto.
+func (e *Exporter) openDirect(f *os.File) error {
+	mode := e.cfg.DirectIO
+	switch {
+	case mode == DirectOff:
+		return nil
+	case e.file == nil:
+		if mode == DirectOn {
+			return fmt.Errorf("open %s: direct_io on needs a regular file", e.path)
+		}
+		return nil
+	}
+	d, err := openDirect(f, e.path, mode)
+	switch {
+	case err == nil:
+		e.direct = d
+		e.log.Info("writing with direct I/O (O_DIRECT)", "path", e.path, "block", d.align)
+	case mode == DirectOn:
+		return fmt.Errorf("open %s: direct_io on: %w", e.path, err)
+	default:
+		e.log.Info("writing through the page cache (direct_io auto)", "path", e.path, "reason", err)
+	}
 	return nil
 }
 
@@ -350,6 +381,12 @@ func (e *Exporter) run() {
 	e.mu.Lock()
 	for {
 		for e.ready == nil && !e.closing {
+			if e.direct != nil && e.direct.unwritten() { // a flush point
+				e.mu.Unlock()
+				e.flushTail()
+				e.mu.Lock()
+				continue
+			}
 			e.cond.Wait()
 		}
 		c := e.ready
@@ -367,6 +404,11 @@ func (e *Exporter) run() {
 		e.spare = append(e.spare, c)
 		e.cond.Broadcast()
 	}
+	if e.direct != nil && e.direct.unwritten() {
+		e.mu.Unlock()
+		e.flushTail()
+		e.mu.Lock()
+	}
 	e.ended = true
 	e.cond.Broadcast()
 	e.mu.Unlock()
@@ -375,16 +417,31 @@ func (e *Exporter) run() {
 // flush writes c (or drops it when Shutdown's deadline passed), reports
 // its records, and runs its acks.
 func (e *Exporter) flush(c *chunk) {
+	if e.direct != nil {
+		e.flushDirect(c)
+		return
+	}
 	if e.abandoned.Load() {
-		e.shutDropped.Add(uint64(c.lines))
-		e.outcome.Dropped(plugin.DropShutdown, c.lines)
-		e.logLimited("records dropped: shutdown deadline passed", "path", e.path, "records", c.lines)
-	} else if n, err := e.write(c.buf, c.lines); err != nil {
+		e.dropChunk(c)
+		return
+	}
+	if n, err := e.write(c.buf, c.lines); err != nil {
 		lost := c.lines - n
 		e.writeDropped.Add(uint64(lost))
 		e.outcome.Dropped(plugin.DropWriteError, lost)
 		e.logLimited("records dropped: write failed", "path", e.path, "records", lost, "err", err)
 	}
+	for _, ack := range c.acks {
+		ack()
+	}
+}
+
+// dropChunk drops c's lines (Shutdown's deadline passed) and runs its
+// acks.
+func (e *Exporter) dropChunk(c *chunk) {
+	e.shutDropped.Add(uint64(c.lines))
+	e.outcome.Dropped(plugin.DropShutdown, c.lines)
+	e.logLimited("records dropped: shutdown deadline passed", "path", e.path, "records", c.lines)
 	for _, ack := range c.acks {
 		ack()
 	}
@@ -472,6 +529,11 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 	defer e.mu.Unlock()
 	if !e.closed && e.opened != nil {
 		e.closed = true
+		if e.direct != nil {
+			if cerr := e.direct.close(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("close %s (O_DIRECT): %w", e.path, cerr))
+			}
+		}
 		if cerr := e.opened.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("close %s: %w", e.path, cerr))
 		}
