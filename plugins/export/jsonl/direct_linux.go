@@ -53,7 +53,7 @@ type directAck struct {
 }
 
 const (
-	directSize = 2 * chunkSize // buf: a chunk (up to 1.25 MiB) and the lines kept from the last one
+	directSize = directGather + 2*chunkSize // buf: what flushDirect gathers, a chunk and the lines kept from the last write
 	maxAlign   = 64 << 10
 )
 
@@ -299,19 +299,73 @@ func (d *directFile) runAcks() {
 
 func (d *directFile) close() error { return d.f.Close() }
 
-// flushDirect is flush with O_DIRECT: c's lines join the content to write
-// and every whole block is written; the last partial block waits for the
-// next chunk or a flush point (flushTail). Lines count as delivered, and
-// acks run, once in the file.
+// flushDirect is flush with O_DIRECT: c's lines, and those of the chunks
+// that became ready meanwhile (up to directGather bytes: the longer a
+// write takes, the larger the next one, as the device is fastest with
+// large writes), join the content to write, and every whole block is
+// written; the last partial block waits for the next write or a flush
+// point (flushTail). Lines count as delivered, and acks run, once in the
+// file.
 func (e *Exporter) flushDirect(c *chunk) {
 	d := e.direct
-	if e.abandoned.Load() {
-		e.dropChunk(c)
-		return
+	for first := c; c != nil; c = e.gather(c, c != first) {
+		if e.abandoned.Load() {
+			e.dropChunk(c)
+		} else {
+			e.putDirect(c)
+		}
 	}
-	p, lines := c.buf, c.lines
 	var err error
+	if !e.abandoned.Load() {
+		err = e.retryDirect(d.writeBlocks)
+	}
+	e.deliverDirect()
+	if err != nil {
+		e.dropDirect(0, err)
+	}
+	d.runAcks()
+}
+
+// directGather is how much flushDirect gathers before it writes: the
+// largest request of most block devices (max_sectors_kb 4096 on virtio and
+// NVMe), which dd writes at about 1.5× the speed of 1 MiB.
+const directGather = 4 << 20
+
+// gather recycles done if it is a chunk gather returned (run recycles the
+// first), and returns the ready chunk when there is one, less than
+// directGather is waiting to be written and the buffer has room for it.
+func (e *Exporter) gather(done *chunk, recycle bool) *chunk {
+	d := e.direct
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if recycle {
+		done.reset()
+		e.spare = append(e.spare, done)
+		e.cond.Broadcast()
+	}
+	c := e.ready
+	if c == nil || d.n-int(d.end-d.off) >= directGather || len(c.buf) > d.room() {
+		return nil
+	}
+	e.ready = nil
+	e.cond.Broadcast()
+	return c
+}
+
+// putDirect copies c's lines into the content to write (writing whole
+// blocks first when it has no room left) and queues c's acks.
+func (e *Exporter) putDirect(c *chunk) {
+	d := e.direct
+	p, lines := c.buf, c.lines
 	for len(p) > 0 {
+		if len(p) > d.room() && d.alignDown(int64(d.n)) > d.alignDown(d.end-d.off) {
+			if err := e.retryDirect(d.writeBlocks); err != nil {
+				e.dropDirect(lines, err)
+				p, lines = nil, 0
+				break
+			}
+			e.deliverDirect()
+		}
 		part, k := p, lines
 		if room := d.room(); len(p) > room {
 			cut := bytes.LastIndexByte(p[:max(room, 0)], '\n') + 1
@@ -323,21 +377,19 @@ func (e *Exporter) flushDirect(c *chunk) {
 		}
 		d.put(part, k)
 		p, lines = p[len(part):], lines-k
-		if err = e.retryDirect(d.writeBlocks); err != nil {
-			break
-		}
-	}
-	e.deliverDirect()
-	if err != nil {
-		lost := d.drop() + lines
-		e.writeDropped.Add(uint64(lost))
-		e.outcome.Dropped(plugin.DropWriteError, lost)
-		e.logLimited("records dropped: write failed", "path", e.path, "records", lost, "err", err)
 	}
 	for _, ack := range c.acks {
 		d.acks = append(d.acks, directAck{d.off + int64(d.n), ack})
 	}
-	d.runAcks()
+}
+
+// dropDirect drops what is not in the file yet, and lines more lines not
+// copied in, after the failed write err.
+func (e *Exporter) dropDirect(lines int, err error) {
+	lost := e.direct.drop() + lines
+	e.writeDropped.Add(uint64(lost))
+	e.outcome.Dropped(plugin.DropWriteError, lost)
+	e.logLimited("records dropped: write failed", "path", e.path, "records", lost, "err", err)
 }
 
 // flushTail writes the last partial block at a flush point (see
@@ -347,10 +399,7 @@ func (e *Exporter) flushTail() {
 	err := e.retryDirect(d.writeTail)
 	e.deliverDirect()
 	if err != nil {
-		lost := d.drop()
-		e.writeDropped.Add(uint64(lost))
-		e.outcome.Dropped(plugin.DropWriteError, lost)
-		e.logLimited("records dropped: write failed", "path", e.path, "records", lost, "err", err)
+		e.dropDirect(0, err)
 	}
 	d.runAcks()
 }
