@@ -331,6 +331,10 @@ func (e *Exporter) flushDirect(c *chunk) {
 // NVMe), which dd writes at about 1.5× the speed of 1 MiB.
 const directGather = 4 << 20
 
+// directChunks is the number of chunks with O_DIRECT: more than chunks, so
+// that directGather can wait while a write is in progress.
+const directChunks = 6
+
 // gather recycles done if it is a chunk gather returned (run recycles the
 // first), and returns the ready chunk when there is one, less than
 // directGather is waiting to be written and the buffer has room for it.

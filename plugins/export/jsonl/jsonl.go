@@ -49,6 +49,12 @@ func init() {
 //     next one, up to [chunkSize], so writes grow with the load and
 //     encoding overlaps writing. Export waits only when a full chunk is
 //     already waiting: the engine's exporter queue then fills.
+//   - With direct_io (O_DIRECT, directFile) only whole aligned blocks are
+//     written, gathering the chunks ready meanwhile up to 4 MiB; the last
+//     partial block is re-written at its offset by the next write, or
+//     appended through the page cache when the writer has nothing else to
+//     do (a flush point), so the file always ends at the last line
+//     written once the writer idles, and never holds padding.
 //   - Records are counted when written (plugin.Deferred): delivered as
 //     whole lines, or dropped by reason. ExportAcked's stored runs once the
 //     batch's lines are written or dropped (plugin.AckExporter).
@@ -207,6 +213,9 @@ func (e *Exporter) openDirect(f *os.File) error {
 	switch {
 	case err == nil:
 		e.direct = d
+		for range directChunks - chunks { // Start holds e.mu
+			e.spare = append(e.spare, &chunk{})
+		}
 		e.log.Info("writing with direct I/O (O_DIRECT)", "path", e.path, "block", d.align)
 	case mode == DirectOn:
 		return fmt.Errorf("open %s: direct_io on: %w", e.path, err)
