@@ -332,7 +332,7 @@ func (e *Exporter) flushDirect(c *chunk) {
 const directGather = 4 << 20
 
 // directChunks is the number of chunks with O_DIRECT: more than chunks, so
-// that directGather can wait while a write is in progress.
+// that directGather can wait, ready, while a write is in progress.
 const directChunks = 6
 
 // gather recycles done if it is a chunk gather returned (run recycles the
@@ -347,13 +347,10 @@ func (e *Exporter) gather(done *chunk, recycle bool) *chunk {
 		e.spare = append(e.spare, done)
 		e.cond.Broadcast()
 	}
-	c := e.ready
-	if c == nil || d.n-int(d.end-d.off) >= directGather || len(c.buf) > d.room() {
+	if len(e.ready) == 0 || d.n-int(d.end-d.off) >= directGather || len(e.ready[0].buf) > d.room() {
 		return nil
 	}
-	e.ready = nil
-	e.cond.Broadcast()
-	return c
+	return e.nextReady()
 }
 
 // putDirect copies c's lines into the content to write (writing whole

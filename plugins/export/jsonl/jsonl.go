@@ -47,8 +47,8 @@ func init() {
 //     batch is written right after its Export (no timer, no minimum size);
 //     when it does not, the batches that arrive during a write join the
 //     next one, up to [chunkSize], so writes grow with the load and
-//     encoding overlaps writing. Export waits only when a full chunk is
-//     already waiting: the engine's exporter queue then fills.
+//     encoding overlaps writing. Export waits only when a full chunk (five
+//     with O_DIRECT) is already waiting: the engine's exporter queue then fills.
 //   - With direct_io (O_DIRECT, directFile) only whole aligned blocks are
 //     written, gathering the chunks ready meanwhile up to 4 MiB; the last
 //     partial block is re-written at its offset by the next write, or
@@ -77,7 +77,8 @@ type Exporter struct {
 
 	mu      sync.Mutex
 	cond    sync.Cond // on mu: ready taken or set, a chunk spare, closing
-	ready   *chunk    // whole lines waiting for the writer, nil when none
+	ready   []*chunk  // whole lines waiting for the writer, oldest first
+	readyN  int       // how many chunks may wait: 1, or directChunks-1 with O_DIRECT
 	spare   []*chunk  // chunks neither being filled, nor ready, nor being written
 	started bool
 	closing bool // Shutdown began: the writer ends once nothing is ready
@@ -150,7 +151,7 @@ func NewWriter(cfg *Config, w io.Writer) *Exporter {
 
 func newExporter(cfg *Config, path string, log *slog.Logger) *Exporter {
 	e := &Exporter{cfg: cfg, path: path, log: log, enc: Encoder{Extra: cfg.Extra},
-		outcome: plugin.NopOutcome{}, stop: make(chan struct{})}
+		outcome: plugin.NopOutcome{}, stop: make(chan struct{}), readyN: 1}
 	e.cond.L = &e.mu
 	for range chunks {
 		e.spare = append(e.spare, &chunk{})
@@ -216,6 +217,7 @@ func (e *Exporter) openDirect(f *os.File) error {
 		for range directChunks - chunks { // Start holds e.mu
 			e.spare = append(e.spare, &chunk{})
 		}
+		e.readyN = directChunks - 1
 		e.log.Info("writing with direct I/O (O_DIRECT)", "path", e.path, "block", d.align)
 	case mode == DirectOn:
 		return fmt.Errorf("open %s: direct_io on: %w", e.path, err)
@@ -301,7 +303,8 @@ func (e *Exporter) lost(err error, c *chunk, before, left int, stored func()) er
 		// Lines of this batch handed over earlier are written in order
 		// before the ready chunk: ack with it, or now if nothing waits.
 		e.mu.Lock()
-		if r := e.ready; r != nil && !e.ended {
+		if n := len(e.ready); n > 0 && !e.ended {
+			r := e.ready[n-1]
 			r.acks = append(r.acks, stored)
 			stored = nil
 		}
@@ -314,7 +317,7 @@ func (e *Exporter) lost(err error, c *chunk, before, left int, stored func()) er
 	return plugin.Dropped(plugin.DropShutdown, mine, fmt.Errorf("write %s: %w", e.path, err))
 }
 
-// take returns the chunk Export fills: the ready one when it has room
+// take returns the chunk Export fills: the last ready one when it has room
 // (the writer has not taken it yet), else a spare one, waiting for the
 // writer to free one.
 func (e *Exporter) take(ctx context.Context) (*chunk, error) {
@@ -323,8 +326,9 @@ func (e *Exporter) take(ctx context.Context) (*chunk, error) {
 	if !e.started || e.closing {
 		return nil, errNotRunning
 	}
-	if c := e.ready; c != nil && len(c.buf) < chunkSize {
-		e.ready = nil
+	if n := len(e.ready); n > 0 && len(e.ready[n-1].buf) < chunkSize {
+		c := e.ready[n-1]
+		e.ready = e.ready[:n-1]
 		return c, nil
 	}
 	if err := e.wait(ctx, func() bool { return len(e.spare) > 0 }); err != nil {
@@ -338,19 +342,27 @@ func (e *Exporter) take(ctx context.Context) (*chunk, error) {
 	return c, nil
 }
 
-// hand makes c the ready chunk, waiting for the writer to take the one
-// before; it fails if ctx ends first or the writer has ended.
+// nextReady takes the oldest ready chunk (e.mu held, one is ready).
+func (e *Exporter) nextReady() *chunk {
+	c := e.ready[0]
+	e.ready = e.ready[:copy(e.ready, e.ready[1:])]
+	e.cond.Broadcast()
+	return c
+}
+
+// hand makes c a ready chunk, waiting while readyN chunks already wait
+// for the writer; it fails if ctx ends first or the writer has ended.
 func (e *Exporter) hand(ctx context.Context, c *chunk) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	err := e.wait(ctx, func() bool { return e.ready == nil || e.ended })
+	err := e.wait(ctx, func() bool { return len(e.ready) < e.readyN || e.ended })
 	if err == nil && e.ended {
 		err = errNotRunning
 	}
 	if err != nil {
 		return err
 	}
-	e.ready = c
+	e.ready = append(e.ready, c)
 	e.cond.Broadcast()
 	return nil
 }
@@ -389,7 +401,7 @@ func (e *Exporter) run() {
 	defer e.wg.Done()
 	e.mu.Lock()
 	for {
-		for e.ready == nil && !e.closing {
+		for len(e.ready) == 0 && !e.closing {
 			if e.direct != nil && e.direct.unwritten() { // a flush point
 				e.mu.Unlock()
 				e.flushTail()
@@ -398,12 +410,10 @@ func (e *Exporter) run() {
 			}
 			e.cond.Wait()
 		}
-		c := e.ready
-		if c == nil {
+		if len(e.ready) == 0 {
 			break
 		}
-		e.ready = nil
-		e.cond.Broadcast()
+		c := e.nextReady()
 		e.mu.Unlock()
 
 		e.flush(c)

@@ -129,7 +129,7 @@ func TestWriterGathersBatches(t *testing.T) {
 	<-g.held // the first write waits; Export fills the other chunks, then waits
 	for {
 		e.mu.Lock()
-		full := e.ready != nil && len(e.ready.buf) >= chunkSize && len(e.spare) == 0
+		full := len(e.ready) == 1 && len(e.ready[0].buf) >= chunkSize && len(e.spare) == 0
 		e.mu.Unlock()
 		if full {
 			break
