@@ -21,16 +21,16 @@ type Config struct {
 	// it the write's unwritten records are dropped and counted. 0 drops them at the first failure.
 	// Default 30s.
 	RetryFor time.Duration `koanf:"retry_for"`
-	// DirectIO is how a regular file is written: "off" through the page
-	// cache; "auto" in whole aligned blocks with O_DIRECT, bypassing the
-	// page cache, on the local block-device file systems known to do it
-	// well (ext4, xfs, btrfs, f2fs), and through the page cache elsewhere
-	// or when the file system refuses O_DIRECT (the reason is logged);
-	// "on" requires O_DIRECT (Start fails otherwise). Standard output,
-	// pipes and devices are always written through the page cache. Default
-	// "off": the page cache absorbs bursts at memory speed, while O_DIRECT
-	// waits for the device at every write (see the README for when
-	// O_DIRECT is worth it).
+	// DirectIO is how a regular file is written: "auto" in whole aligned
+	// blocks with O_DIRECT, bypassing the page cache, on the local
+	// block-device file systems known to do it well (ext4, xfs, btrfs,
+	// f2fs), and through the page cache elsewhere or when the file system
+	// refuses O_DIRECT (the reason is logged); "on" requires O_DIRECT
+	// (Start fails otherwise); "off" always writes through the page cache.
+	// Standard output, pipes and devices are always written through the
+	// page cache. Default "auto": a collector writes without pause, and
+	// then O_DIRECT keeps up where the page cache's writeback falls behind,
+	// at less CPU (see the README).
 	DirectIO string `koanf:"direct_io"`
 }
 
@@ -43,7 +43,7 @@ const (
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() *Config {
-	return &Config{Path: "-", Extra: true, RetryFor: 30 * time.Second, DirectIO: DirectOff}
+	return &Config{Path: "-", Extra: true, RetryFor: 30 * time.Second, DirectIO: DirectAuto}
 }
 
 // Validate checks the config without touching the file system.

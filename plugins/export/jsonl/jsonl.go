@@ -202,7 +202,7 @@ func (e *Exporter) Start(context.Context) error {
 func (e *Exporter) openDirect(f *os.File) error {
 	mode := e.cfg.DirectIO
 	switch {
-	case mode == DirectOff:
+	case mode == DirectOff || mode == "": // "": a Config built in code, not from DefaultConfig
 		return nil
 	case e.file == nil:
 		if mode == DirectOn {
