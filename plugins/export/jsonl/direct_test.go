@@ -335,3 +335,41 @@ func TestDirectFallback(t *testing.T) {
 		})
 	}
 }
+
+// TestDirectShutdownDeadline: when Shutdown's deadline has passed, the
+// chunks not yet written are dropped (reason shutdown), what was already
+// in the writer's buffer, the partial block included, is written, and the
+// file is exactly the lines counted as delivered.
+func TestDirectShutdownDeadline(t *testing.T) {
+	path := filepath.Join(mountFS(t, "ext4", "64M"), "flows.jsonl")
+	e, out := startFile(t, path, DirectOn, nil)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(5, 6))
+	var want []byte
+	total := 0
+	for range 100 {
+		b := sizedBatch(rng, total, 300)
+		total += 300
+		want = append(want, linesOf(b)...)
+		if err := e.Export(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expired, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := e.Shutdown(expired); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, w := out.Counts()
+	if d+w[plugin.DropShutdown] != total || len(w) > 1 {
+		t.Errorf("delivered %d, dropped %v; want %d in all, dropped only for shutdown", d, w, total)
+	}
+	if !bytes.Equal(got, want[:len(got)]) || bytes.Count(got, newline) != d || (len(got) > 0 && got[len(got)-1] != '\n') {
+		t.Errorf("the file (%d bytes) is not the %d lines delivered, whole, in order", len(got), d)
+	}
+	t.Logf("delivered %d, dropped %d", d, w[plugin.DropShutdown])
+}
