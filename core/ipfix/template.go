@@ -110,9 +110,9 @@ type template struct {
 	original bool
 	rx       rxTemplates   // the re-exporting Encoder's templates for it
 	present  flow.FieldSet // fields every record sets through slot ops
-	raw        []byte        // wire form of the template record, to detect refreshes
-	seen       time.Time
-	cost       int64 // bytes accounted in the Budget
+	raw      []byte        // wire form of the template record, to detect refreshes
+	seen     time.Time
+	cost     int64 // bytes accounted in the Budget
 }
 
 // fieldSpec is one field specifier of a template record (§3.2).
