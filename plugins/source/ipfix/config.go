@@ -81,7 +81,9 @@ type Config struct {
 	// Raw hands each IPFIX message on undecoded, as one raw record with
 	// the exporter's address and the receive time (ipfix.AppendRaw), for
 	// an exporter that ships messages as received (export.kafka with
-	// payload: raw). Default false.
+	// payload: raw) or re-exports them without decoding (proxy →
+	// export.ipfix). Raw records have no decoded fields for filters or
+	// enrichers. Default false.
 	Raw bool `koanf:"raw"`
 }
 
