@@ -87,6 +87,9 @@ type Config struct {
 	Raw bool `koanf:"raw"`
 }
 
+// EmitsRaw reports whether the source hands on raw records (config.RawSource).
+func (c *Config) EmitsRaw() bool { return c.Raw }
+
 // Limits bound what exporters can make source.ipfix hold in memory. An
 // exporter is a source IP address; a session is an exporter address:port
 // and observation domain (RFC 7011 §8.4). What a limit refuses is counted
