@@ -10,7 +10,8 @@ import (
 )
 
 // TestRawForwardingMatchesNfcapdReference: softflowd → weir forwarding raw
-// messages (source.ipfix raw: true → proxy → export.ipfix) → nfcapd lists
+// messages (configs/forward.yaml: source.ipfix raw: true → proxy →
+// export.ipfix, plus a second exporter for tshark) → nfcapd lists
 // exactly the reference's flows with times true to the capture, and tshark
 // finds the proxy's originalExporterIPv4Address on every record.
 // softflowd's templates carry flowStart/EndSysUpTime, which a copy would
@@ -24,18 +25,12 @@ func TestRawForwardingMatchesNfcapdReference(t *testing.T) {
 	nfPort, inPort := weirtest.FreePort(t, "udp"), weirtest.FreePort(t, "udp")
 	nf := startNfcapd(t, nfPort)
 	rec := newUDPRecorder(t)
-	w := startWeir(t, fmt.Sprintf(`
-telemetry: {metrics_address: "{{metrics}}"}
-pipeline:
-  batch: {size: 64, timeout: 50ms}
-  sources:
-    - source.ipfix: {udp: "127.0.0.1:%d", tcp: "", raw: true}
-  processors:
-    - proxy: {}
-  exporters:
-    - export.ipfix: {address: "127.0.0.1:%d", transport: udp}
-    - export.ipfix: {address: "127.0.0.1:%d", transport: udp, observation_domain_id: 7}
-`, inPort, nfPort, rec.port()))
+	w := startWeir(t, shippedConfig(t, "forward.yaml",
+		`metrics_address: "127.0.0.1:9464"`, `metrics_address: "{{metrics}}"`,
+		`udp: ":4739", tcp: ":4739"`, fmt.Sprintf(`udp: "127.0.0.1:%d", tcp: ""`, inPort),
+		`- export.ipfix: {address: "127.0.0.1:4740", transport: udp}`,
+		fmt.Sprintf("- export.ipfix: {address: \"127.0.0.1:%d\", transport: udp}\n    - export.ipfix: {address: \"127.0.0.1:%d\", transport: udp, observation_domain_id: 7}", nfPort, rec.port()),
+	))
 	runSoftflowd(t, capture, inPort)
 	w.WaitSample(t, "weir_export_ipfix_raw_records_total", `path="decoded"`, float64(2*len(ref)))
 	if got := w.Sample(t, "weir_export_ipfix_raw_records_total", `path="copied"`); got != 0 {
