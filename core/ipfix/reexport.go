@@ -44,6 +44,10 @@ type RawStats struct {
 	// Dropped counts data records of raw messages that could not be
 	// forwarded: larger than MaxMessageSize, or nothing to encode.
 	Dropped atomic.Uint64
+	// SetsExpired counts data sets held for a template that never came
+	// (within the decoder's pending TTL and limits) and dropped; their
+	// records cannot be counted without it.
+	SetsExpired atomic.Uint64
 }
 
 // rxTemplate is the Encoder's state for one decoder template: its re-export
@@ -104,6 +108,7 @@ func (e *Encoder) reexport(i int, r *flow.Record, exportTime time.Time, emit fun
 		x.dec.Expire()
 		x.lastExpire = exportTime
 	}
+	defer func() { x.stats.SetsExpired.Store(x.dec.stats.PendingExpired.Load()) }()
 	x.setStamp(r)
 	x.exportTime, x.emit, x.err, x.copied, x.dropped = exportTime, emit, nil, 0, 0
 	x.scratch.Reset()

@@ -353,3 +353,22 @@ func FuzzReexport(f *testing.F) {
 		}
 	})
 }
+
+// TestReexportSetsExpired: data sets whose template never comes are held
+// within the decoder's limits; those pushed out are counted.
+func TestReexportSetsExpired(t *testing.T) {
+	orphan := message(7, 1000, set(400, rec(ip("10.1.1.1"), u64(5))))
+	msgs := make([][]byte, DefaultPendingSets+3)
+	for i := range msgs {
+		msgs[i] = orphan
+	}
+	stats := new(RawStats)
+	enc := NewEncoder(EncoderOptions{RawStats: stats})
+	out, err := reexport(t, enc, testExporter, true, msgs...)
+	if err != nil || len(out) != 0 {
+		t.Fatalf("%d messages sent, err %v; want none", len(out), err)
+	}
+	if got := stats.SetsExpired.Load(); got != 3 {
+		t.Errorf("SetsExpired = %d, want 3", got)
+	}
+}

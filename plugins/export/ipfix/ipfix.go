@@ -307,7 +307,8 @@ func (e *Exporter) registerMetrics() error {
 		{"raw_messages_total", "Raw IPFIX messages (source.ipfix raw: true) re-exported, even partly.", &e.raw.Messages},
 		{"raw_records_total", rawRecordsHelp, &e.raw.Copied},
 		{"raw_records_total", rawRecordsHelp, &e.raw.Decoded},
-		{"raw_malformed_messages_total", "Raw messages with a malformed part (bad set, partial record, or a data set whose template never came); the rest of each was forwarded.", &e.raw.Malformed},
+		{"raw_malformed_messages_total", "Raw messages with a malformed part (bad set or partial record); the rest of each was forwarded.", &e.raw.Malformed},
+		{"raw_sets_expired_total", "Data sets of raw messages held for a template that never came, then dropped (their records cannot be counted without it).", &e.raw.SetsExpired},
 		{"raw_records_dropped_total", "Data records of raw messages that could not be forwarded: larger than max_message_size, or nothing to encode.", &e.raw.Dropped},
 	} {
 		v := c.v
