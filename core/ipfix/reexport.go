@@ -115,6 +115,7 @@ func (e *Encoder) reexport(i int, r *flow.Record, exportTime time.Time, emit fun
 	before := x.dec.stats.Messages.Load()
 	_, derr := x.dec.Decode(x.scratch, r.Extra[0].Value, r.Exporter)
 	x.emit = nil
+	x.stats.Copied.Add(uint64(x.copied))
 	if x.err != nil {
 		return x.err
 	}
@@ -147,7 +148,6 @@ func (e *Encoder) reexport(i int, r *flow.Record, exportTime time.Time, emit fun
 			decodedDropped++
 		}
 	}
-	x.stats.Copied.Add(uint64(x.copied))
 	x.stats.Decoded.Add(uint64(x.scratch.Len() - decodedDropped))
 	x.stats.Dropped.Add(uint64(x.dropped + decodedDropped))
 	return nil
