@@ -372,3 +372,30 @@ func TestReexportSetsExpired(t *testing.T) {
 		t.Errorf("SetsExpired = %d, want 3", got)
 	}
 }
+
+// TestReexportTemplatesAfterReset: a new TCP connection (Reset) gets the
+// re-export templates from EncodeTemplates, so data replayed or sent after
+// it decodes on a collector that saw nothing before.
+func TestReexportTemplatesAfterReset(t *testing.T) {
+	tmpl, data := antreaMessages(t, 4)
+	enc := NewEncoder(EncoderOptions{})
+	if _, err := reexport(t, enc, testExporter, true, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	enc.Reset()
+	var fresh [][]byte
+	if err := enc.EncodeTemplates(reexportTime, func(m []byte) error {
+		fresh = append(fresh, bytes.Clone(m))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := reexport(t, enc, testExporter, true, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := decodeOutput(t, append(fresh, out...), 0, DefaultMaxMessageSize)
+	want := decodeExpected(t, testExporter, true, tmpl, data) // tmpl holds 4 records too
+	want.Records = want.Records[4:]
+	sameRecords(t, got, want)
+}
