@@ -164,7 +164,7 @@ func (e *Encoder) Encode(recs []*flow.Record, exportTime time.Time, emit func(ms
 	var errs []error
 	e.startMessage()
 	for i, r := range recs {
-		if len(r.Extra) > 0 && r.Extra[0].Key() == RawMessageIE {
+		if isRaw(r) {
 			if err := e.reexport(i, r, exportTime, emit, &errs); err != nil {
 				return errors.Join(append(errs, err)...)
 			}

@@ -399,3 +399,29 @@ func TestReexportTemplatesAfterReset(t *testing.T) {
 	want.Records = want.Records[4:]
 	sameRecords(t, got, want)
 }
+
+// TestDecodedRecordIsNeverRaw: an exporter's record whose first IE has
+// the raw message IE's enterprise number and low element bits is encoded
+// as a record, not re-exported as a message.
+func TestDecodedRecordIsNeverRaw(t *testing.T) {
+	in := message(7, 1000, set(2, templateRecord(300, eie(RawPEN, 1, 0xffff), eie(0, 258, 8))),
+		set(300, rec(vstr("not a message"), u64(1))))
+	b, errs := decodeAll(t, NewDecoder(DecoderOptions{}), in)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	wantLen(t, b, 1)
+	if _, _, ok := Raw(b.Records[0]); ok {
+		t.Fatal("a decoded record passes for a raw one")
+	}
+	stats := new(RawStats)
+	enc := NewEncoder(EncoderOptions{RawStats: stats})
+	var out [][]byte
+	if err := enc.Encode(b.Records, reexportTime, func(m []byte) error { out = append(out, bytes.Clone(m)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	sameRecords(t, decodeOutput(t, out, 0, DefaultMaxMessageSize), b)
+	if stats.Messages.Load() != 0 {
+		t.Error("re-exported as a raw message")
+	}
+}
