@@ -425,3 +425,21 @@ func TestDecodedRecordIsNeverRaw(t *testing.T) {
 		t.Error("re-exported as a raw message")
 	}
 }
+
+// TestReexportOneSetPerMessage: for go-ipfix's collecting process (Antrea's
+// Flow Aggregator), every template set and data set goes in a message of
+// its own.
+func TestReexportOneSetPerMessage(t *testing.T) {
+	tmpl, data := antreaMessages(t, 30)
+	enc := NewEncoder(EncoderOptions{OneSetPerMessage: true, MaxMessageSize: 1472})
+	out, err := reexport(t, enc, testExporter, true, tmpl, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range out {
+		if l := int(binary.BigEndian.Uint16(m[headerLen+2:])); headerLen+l != len(m) {
+			t.Errorf("message %d: first set of %d bytes in a %d-byte message", i, l, len(m))
+		}
+	}
+	sameRecords(t, decodeOutput(t, out, 0, 1472), decodeExpected(t, testExporter, true, tmpl, data))
+}
