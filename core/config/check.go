@@ -27,16 +27,46 @@ type Files interface {
 	Files(baseDir string) []string
 }
 
+// RawSource is implemented by source configs that can hand on raw records
+// (undecoded IPFIX messages, ipfix.AppendRaw), e.g. source.ipfix with
+// raw: true.
+type RawSource interface {
+	EmitsRaw() bool
+}
+
+// RawStage is implemented by processor and exporter configs that handle raw
+// records (proxy stamps them, export.ipfix re-exports them, export.kafka
+// ships them). Any other stage reads decoded fields, which raw records do
+// not have.
+type RawStage interface {
+	HandlesRaw() bool
+}
+
 // Warnings returns every stage's warnings, each prefixed with its config
-// path.
+// path, and a warning for each stage that would see raw records without
+// handling them.
 func (c *Config) Warnings() []string {
 	var out []string
+	raw := ""
 	for _, list := range [][]Stage{c.Pipeline.Sources, c.Pipeline.Processors, c.Pipeline.Exporters} {
 		for _, s := range list {
 			if w, ok := s.Config.(Warner); ok {
 				for _, msg := range w.Warnings() {
 					out = append(out, fmt.Sprintf("%s: %s", s.Path, msg))
 				}
+			}
+			if r, ok := s.Config.(RawSource); ok && r.EmitsRaw() && raw == "" {
+				raw = s.Path
+			}
+		}
+	}
+	if raw == "" {
+		return out
+	}
+	for _, list := range [][]Stage{c.Pipeline.Processors, c.Pipeline.Exporters} {
+		for _, s := range list {
+			if r, ok := s.Config.(RawStage); !ok || !r.HandlesRaw() {
+				out = append(out, fmt.Sprintf("%s: reads decoded fields, but %s hands on raw (undecoded) messages, which have none (decode them: raw: false)", s.Path, raw))
 			}
 		}
 	}

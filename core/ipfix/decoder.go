@@ -36,6 +36,11 @@ type DecoderOptions struct {
 	// them until withdrawn. A session that holds no template and no data
 	// set is forgotten after PendingTTL idle regardless.
 	TemplateTTL time.Duration
+	// SessionIdle forgets sessions idle for this long, whatever
+	// TemplateTTL (a re-exporter cannot tell UDP sessions, whose templates
+	// expire, from TCP ones, whose templates never are refreshed); 0 relies
+	// on TemplateTTL.
+	SessionIdle time.Duration
 	// Budget bounds the sessions, templates and held data sets of every
 	// decoder sharing it (see Limits); nil means a private, unlimited one.
 	Budget *Budget
@@ -154,6 +159,9 @@ type Decoder struct {
 	strs     map[string]string
 	unknown  func(flow.IEKey)
 	event    func(Event)
+	// copySet, when set, takes the data sets of copyable templates instead
+	// of decoding them (a re-exporting Encoder) and returns their records.
+	copySet func(t *template, body []byte, setOff int) int
 
 	// Scratch reused across messages.
 	sets  []setRef
@@ -251,6 +259,10 @@ func (d *Decoder) Expire() {
 		idle := now.Sub(s.lastSeen)
 		if len(s.templates) == 0 && len(s.pending) == 0 && idle > d.opts.PendingTTL {
 			d.forgetSession(s) // holds nothing: a stray or spoofed message
+			continue
+		}
+		if d.opts.SessionIdle > 0 && idle > d.opts.SessionIdle {
+			d.forgetSession(s)
 			continue
 		}
 		if ttl <= 0 {
@@ -382,6 +394,8 @@ func (d *Decoder) Decode(b *flow.Batch, msg []byte, exporter netip.AddrPort) (in
 		switch {
 		case t == nil:
 			d.hold(ref)
+		case t.copyable && d.copySet != nil:
+			n += d.copySet(t, ref.body, ref.offset)
 		case !t.options:
 			n += d.dataSet(t, ref.body, ref.offset, st.exportTime)
 		}

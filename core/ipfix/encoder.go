@@ -27,6 +27,9 @@ type EncoderOptions struct {
 	// its own. go-ipfix's collecting process, and so Antrea's Flow
 	// Aggregator, decodes only the first set of a message.
 	OneSetPerMessage bool
+	// RawStats receives the counts of re-exported raw records; nil keeps
+	// them private.
+	RawStats *RawStats
 }
 
 // encKind is how one typed field is written.
@@ -107,6 +110,8 @@ type Encoder struct {
 	lastT   *encTemplate
 	all     []*encTemplate
 	nextID  uint32
+	gen     uint32 // bumped when template IDs start over
+	rx      rxState
 
 	buf      []byte
 	msgNo    uint64
@@ -145,6 +150,12 @@ func (e *Encoder) Reset() {
 // emit returns. Records are written with the typed fields they have
 // (canonical widths) and their Extra IEs byte-identical.
 //
+// A raw record (AppendRaw) is re-exported: its data records are copied
+// with their templates and the original exporter IEs it carries appended
+// (see RawStats). Its message counts as one record: a message whose header
+// is unusable is reported with ErrMalformed, what goes wrong inside one is
+// counted in RawStats.
+//
 // A record too large for one message is skipped and reported with
 // ErrRecordTooLarge, an empty one with ErrEmptyRecord (joined); the others
 // are encoded. An emit error stops
@@ -152,50 +163,22 @@ func (e *Encoder) Reset() {
 func (e *Encoder) Encode(recs []*flow.Record, exportTime time.Time, emit func(msg []byte) error) error {
 	var errs []error
 	e.startMessage()
-	maxLen := e.opts.MaxMessageSize
 	for i, r := range recs {
-		t := e.template(r)
-		rl := recordLen(r, t)
-		if rl == 0 {
+		if isRaw(r) {
+			if err := e.reexport(i, r, exportTime, emit, &errs); err != nil {
+				return errors.Join(append(errs, err)...)
+			}
+			continue
+		}
+		t, rl, err := e.encodeRecord(r, exportTime, emit)
+		switch {
+		case err != nil:
+			return errors.Join(append(errs, err)...)
+		case rl == 0:
 			errs = append(errs, fmt.Errorf("encode record %d: %w", i, ErrEmptyRecord))
-			continue
+		case t == nil:
+			errs = append(errs, fmt.Errorf("encode record %d (%d bytes): %w", i, rl, ErrRecordTooLarge))
 		}
-		needT := e.needTemplate(t, exportTime)
-		if e.opts.OneSetPerMessage && len(e.buf) > headerLen && (needT || e.curSet != t.id) {
-			if err := e.flush(exportTime, emit); err != nil {
-				return errors.Join(append(errs, err)...)
-			}
-			needT = e.needTemplate(t, exportTime)
-		}
-		if len(e.buf)+e.need(t, rl, needT) > maxLen && len(e.buf) > headerLen {
-			if err := e.flush(exportTime, emit); err != nil {
-				return errors.Join(append(errs, err)...)
-			}
-			needT = e.needTemplate(t, exportTime)
-		}
-		if len(e.buf)+e.need(t, rl, needT) > maxLen {
-			errs = append(errs, fmt.Errorf("encode record %d (%d bytes, template %d): %w", i, rl, t.id, ErrRecordTooLarge))
-			continue
-		}
-		if needT {
-			e.closeSet()
-			e.buf = append(e.buf, t.set...)
-			t.sent, t.sentIn, t.lastSent = true, e.msgNo, exportTime
-			if e.opts.OneSetPerMessage {
-				if err := e.flush(exportTime, emit); err != nil {
-					return errors.Join(append(errs, err)...)
-				}
-			}
-		}
-		if e.curSet != t.id {
-			e.closeSet()
-			e.setStart = len(e.buf)
-			e.buf = binary.BigEndian.AppendUint16(e.buf, t.id)
-			e.buf = append(e.buf, 0, 0)
-			e.curSet = t.id
-		}
-		e.writeRecord(r, t, rl)
-		e.nrec++
 	}
 	if e.nrec > 0 || len(e.buf) > headerLen {
 		if err := e.flush(exportTime, emit); err != nil {
@@ -203,6 +186,68 @@ func (e *Encoder) Encode(recs []*flow.Record, exportTime time.Time, emit func(ms
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// encodeRecord writes r into the current message, emitting full messages
+// on the way. It returns r's template and encoded length; rl == 0 means r
+// is empty and t == nil that it does not fit in a message: both skip r. A
+// non-nil error is emit's.
+func (e *Encoder) encodeRecord(r *flow.Record, exportTime time.Time, emit func([]byte) error) (t *encTemplate, rl int, err error) {
+	t = e.template(r)
+	rl = recordLen(r, t)
+	if rl == 0 {
+		return t, 0, nil
+	}
+	ok, err := e.place(t, rl, exportTime, emit)
+	if err != nil || !ok {
+		return nil, rl, err
+	}
+	e.writeRecord(r, t, rl)
+	e.nrec++
+	return t, rl, nil
+}
+
+// place makes room in the current message for one record of rl bytes
+// with template t: it emits the message when full, adds t's template set
+// when due (first use, or TemplateRefresh) and opens t's data set. It
+// returns false when the record cannot fit even in an empty message. A
+// non-nil error is emit's.
+func (e *Encoder) place(t *encTemplate, rl int, exportTime time.Time, emit func([]byte) error) (bool, error) {
+	maxLen := e.opts.MaxMessageSize
+	needT := e.needTemplate(t, exportTime)
+	if e.opts.OneSetPerMessage && len(e.buf) > headerLen && (needT || e.curSet != t.id) {
+		if err := e.flush(exportTime, emit); err != nil {
+			return false, err
+		}
+		needT = e.needTemplate(t, exportTime)
+	}
+	if len(e.buf)+e.need(t, rl, needT) > maxLen && len(e.buf) > headerLen {
+		if err := e.flush(exportTime, emit); err != nil {
+			return false, err
+		}
+		needT = e.needTemplate(t, exportTime)
+	}
+	if len(e.buf)+e.need(t, rl, needT) > maxLen {
+		return false, nil
+	}
+	if needT {
+		e.closeSet()
+		e.buf = append(e.buf, t.set...)
+		t.sent, t.sentIn, t.lastSent = true, e.msgNo, exportTime
+		if e.opts.OneSetPerMessage {
+			if err := e.flush(exportTime, emit); err != nil {
+				return false, err
+			}
+		}
+	}
+	if e.curSet != t.id {
+		e.closeSet()
+		e.setStart = len(e.buf)
+		e.buf = binary.BigEndian.AppendUint16(e.buf, t.id)
+		e.buf = append(e.buf, 0, 0)
+		e.curSet = t.id
+	}
+	return true, nil
 }
 
 // MessageRecords returns the number of data records in the message being
@@ -364,19 +409,32 @@ func (e *Encoder) lookup(k shapeKey, r *flow.Record) *encTemplate {
 			return t
 		}
 	}
-	if e.nextID > 0xffff {
-		// Template IDs exhausted: start over, redefining IDs in-band.
-		clear(e.shapes)
-		e.all = e.all[:0]
-		e.nextID = minDataSetID
+	id, restarted := e.allocID()
+	if restarted {
 		head = nil
 	}
-	t := newEncTemplate(uint16(e.nextID), k, r)
-	e.nextID++
+	t := newEncTemplate(id, k, r)
 	t.next = head
 	e.shapes[k] = t
 	e.all = append(e.all, t)
 	return t
+}
+
+// allocID returns the next free template ID. When IDs run out it starts
+// over (restarted): every template is forgotten and IDs are redefined
+// in-band; gen tells re-exported templates theirs are gone.
+func (e *Encoder) allocID() (id uint16, restarted bool) {
+	if e.nextID > 0xffff {
+		clear(e.shapes)
+		e.all = e.all[:0]
+		e.lastT = nil
+		e.nextID = minDataSetID
+		e.gen++
+		restarted = true
+	}
+	id = uint16(e.nextID)
+	e.nextID++
+	return id, restarted
 }
 
 func newEncTemplate(id uint16, k shapeKey, r *flow.Record) *encTemplate {

@@ -27,8 +27,11 @@ const (
 	ieCollectionTimeMilliseconds = 258
 )
 
-// RawMessageIE is the IE a raw record carries its IPFIX message in.
-var RawMessageIE = flow.IEKey{Enterprise: RawPEN, Element: 1}
+// RawMessageIE is the IE a raw record carries its IPFIX message in. Its
+// element ID has bit 15 set, which on the wire is the enterprise bit
+// (RFC 7011 §3.2): no decoded IE has such an ID, so a record an exporter
+// sent can never pass for a raw one.
+var RawMessageIE = flow.IEKey{Enterprise: RawPEN, Element: enterpriseBit | 1}
 
 // AppendRaw appends to b a raw record for msg, received from exporter at
 // at. msg is copied into b's arena; only its header's observation domain is
@@ -53,7 +56,7 @@ func AppendRaw(b *flow.Batch, msg []byte, exporter netip.AddrPort, at time.Time)
 // [AppendRaw], and false for any other record. msg points into the
 // record's batch.
 func Raw(r *flow.Record) (msg []byte, at time.Time, ok bool) {
-	if len(r.Extra) == 0 || r.Extra[0].Key() != RawMessageIE {
+	if !isRaw(r) {
 		return nil, time.Time{}, false
 	}
 	msg = r.Extra[0].Value
@@ -61,6 +64,11 @@ func Raw(r *flow.Record) (msg []byte, at time.Time, ok bool) {
 		at = time.UnixMilli(int64(binary.BigEndian.Uint64(r.Extra[1].Value)))
 	}
 	return msg, at, true
+}
+
+// isRaw reports whether r was made by AppendRaw.
+func isRaw(r *flow.Record) bool {
+	return len(r.Extra) > 0 && r.Extra[0].Key() == RawMessageIE
 }
 
 // TemplateCarrier remembers, per exporter and observation domain, the

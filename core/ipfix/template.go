@@ -37,6 +37,9 @@ const (
 	ieFlowStartDeltaMicrosecond = 158
 	ieFlowEndDeltaMicroseconds  = 159
 	ieSystemInitTimeMillis      = 160
+	ieOriginalExporterIPv4      = 403
+	ieOriginalExporterIPv6      = 404
+	ieOriginalDomainID          = 405
 )
 
 // opKind is what the data loop does with one template field.
@@ -100,10 +103,16 @@ type template struct {
 	minLen     int // shortest possible record (a variable field counts 1 byte)
 	fixedLen   int // record length when every field is fixed, else 0
 	hasSysUp   bool
-	present    flow.FieldSet // fields every record sets through slot ops
-	raw        []byte        // wire form of the template record, to detect refreshes
-	seen       time.Time
-	cost       int64 // bytes accounted in the Budget
+	// copyable: a data template whose records mean the same in any message
+	// (no sysUpTime or delta times), which a re-exporting Encoder copies
+	// instead of decoding; original: it carries originalExporterIPv4/IPv6Address.
+	copyable bool
+	original bool
+	rx       rxTemplates   // the re-exporting Encoder's templates for it
+	present  flow.FieldSet // fields every record sets through slot ops
+	raw      []byte        // wire form of the template record, to detect refreshes
+	seen     time.Time
+	cost     int64 // bytes accounted in the Budget
 }
 
 // fieldSpec is one field specifier of a template record (§3.2).
@@ -122,6 +131,7 @@ type fieldSpec struct {
 func compile(t *template, specs []fieldSpec, unknown func(flow.IEKey)) (unknowns int) {
 	t.ops = make([]op, len(specs))
 	fixed := true
+	t.copyable = !t.options
 	for i, s := range specs {
 		o := &t.ops[i]
 		o.length, o.elem, o.ent = s.length, s.key.Element, s.key.Enterprise
@@ -133,6 +143,12 @@ func compile(t *template, specs []fieldSpec, unknown func(flow.IEKey)) (unknowns
 		}
 		if o.kind == opTime && (o.form == formSysUp) {
 			t.hasSysUp = true
+		}
+		if o.kind == opTime && (o.form == formSysUp || o.form == formDelta) {
+			t.copyable = false // relative to the exporter's uptime or the message's export time
+		}
+		if s.key.Enterprise == flow.IANA && (s.key.Element == ieOriginalExporterIPv4 || s.key.Element == ieOriginalExporterIPv6) {
+			t.original = true
 		}
 		if s.length == variableLength {
 			fixed = false

@@ -14,3 +14,6 @@ func DefaultConfig() *Config { return &Config{} }
 
 // Validate has nothing to check; it exists for the plugin.Config contract.
 func (c *Config) Validate() error { return nil }
+
+// HandlesRaw reports that the proxy stamps raw records too (config.RawStage).
+func (c *Config) HandlesRaw() bool { return true }

@@ -54,10 +54,15 @@
 #                 packetDeltaCount 1); 128 MiB socket buffer
 #                 (nfacctd_pipe_size, net.core.rmem_max raised for the run
 #                 and restored) and large plugin pipes
-#   weir-fwd      forwarding: the weir binary source.ipfix → proxy →
-#                 export.ipfix (UDP, default max_message_size) → a second
-#                 weir binary (source.ipfix → export.discard) that counts;
-#                 CPU is the forwarder's
+#   weir-fwd      forwarding: the weir binary source.ipfix (raw: true) →
+#                 proxy → export.ipfix (UDP, default max_message_size): the
+#                 messages are re-exported without decoding (records copied
+#                 with the proxy's stamp appended) → a second weir binary
+#                 (source.ipfix → export.discard) that counts; CPU is the
+#                 forwarder's. Its in-weir drops are raw records (messages
+#                 of 30 records) and the raw data records it dropped.
+#   weir-fwd-dec  the same forwarder decoding every record and encoding it
+#                 again (source.ipfix without raw)
 #   nfacctd-tee   forwarding: nfacctd's tee plugin (replicates datagrams,
 #                 128 MiB socket buffers and plugin pipe, 100 KB plugin
 #                 buffer: with the print setup's 256 MiB pipe the tee
@@ -76,7 +81,7 @@ set -euo pipefail
 
 duration=4
 rates="300000 1000000 1500000 3000000"
-collectors="weir weir-null weir-json goflow2 goflow2-json nfacctd weir-fwd nfacctd-tee"
+collectors="weir weir-null weir-json goflow2 goflow2-json nfacctd weir-fwd weir-fwd-dec nfacctd-tee"
 queue="{}"
 while getopts "d:r:c:q:" opt; do
 	case $opt in
@@ -168,7 +173,7 @@ weir_drops() {
 	echo $((d + e))
 }
 
-weir_config() { # weir_config FILE PORT MPORT EXPORTER [PROCESSOR]
+weir_config() { # weir_config FILE PORT MPORT EXPORTER [PROCESSOR [SOURCE-OPTIONS]]
 	cat >"$1" <<EOC
 log: {level: warn}
 telemetry: {metrics_address: "127.0.0.1:$3"}
@@ -176,7 +181,7 @@ pipeline:
   batch: {size: 256, timeout: 200ms}
   queue: $queue
   sources:
-    - source.ipfix: {udp: "127.0.0.1:$2", tcp: "", readers: 2, rcvbuf: 128MiB}
+    - source.ipfix: {udp: "127.0.0.1:$2", tcp: "", readers: 2, rcvbuf: 128MiB${6:-}}
   processors: [${5:-}]
   exporters:
     - $4
@@ -202,16 +207,17 @@ start_collector() { # start_collector NAME PORT: sets pid, out, murl
 	mport="$(free_port SOCK_STREAM)"
 	murl="http://127.0.0.1:$mport/metrics"
 	case $name in
-	weir | weir-null | weir-json | weir-fwd)
-		local exporter="export.discard: {}" processor=""
+	weir | weir-null | weir-json | weir-fwd | weir-fwd-dec)
+		local exporter="export.discard: {}" processor="" source=""
 		[[ $name == weir-null ]] && exporter="export.jsonl: {path: /dev/null}"
 		[[ $name == weir-json ]] && exporter="export.jsonl: {path: \"$out\"}"
-		if [[ $name == weir-fwd ]]; then
+		if [[ $name == weir-fwd* ]]; then
 			start_receiver
 			exporter="export.ipfix: {address: \"127.0.0.1:$rport\", transport: udp}"
 			processor="proxy: {}"
+			[[ $name == weir-fwd ]] && source=", raw: true"
 		fi
-		weir_config "$tmp/weir.yaml" "$port" "$mport" "$exporter" "$processor"
+		weir_config "$tmp/weir.yaml" "$port" "$mport" "$exporter" "$processor" "$source"
 		"$tmp/weir" run -c "$tmp/weir.yaml" >/dev/null 2>"$tmp/$name.log" &
 		;;
 	goflow2 | goflow2-json)
@@ -289,7 +295,7 @@ progress() {
 	weir) metric "$murl" weir_export_discard_records_total ;;
 	weir-null) metric "$murl" weir_stage_records_out_total 'plugin="export.jsonl"' ;;
 	goflow2) metric "$murl" goflow2_flow_process_nf_flowset_records_total ;;
-	weir-fwd | nfacctd-tee) metric "$rurl" weir_export_discard_records_total ;;
+	weir-fwd* | nfacctd-tee) metric "$rurl" weir_export_discard_records_total ;;
 	*) stat -c %s "$out" 2>/dev/null || echo 0 ;;
 	esac
 }
@@ -347,12 +353,16 @@ for rate in $rates; do
 		weir) received="$(metric "$murl" weir_export_discard_records_total)" ;;
 		weir-null) received="$(metric "$murl" weir_stage_records_out_total 'plugin="export.jsonl"')" ;;
 		goflow2) received="$(metric "$murl" goflow2_flow_process_nf_flowset_records_total)" ;;
-		weir-fwd | nfacctd-tee) received="$(metric "$rurl" weir_export_discard_records_total)" ;;
+		weir-fwd* | nfacctd-tee) received="$(metric "$rurl" weir_export_discard_records_total)" ;;
 		esac
 		case $name in
 		weir | weir-null | weir-json) wdrop="$(weir_drops "$murl")" ;;
-		weir-fwd)
+		weir-fwd*)
 			wdrop=$(($(weir_drops "$murl") + $(weir_drops "$rurl")))
+			if [[ $name == weir-fwd ]]; then
+				# Raw records are messages of 30 records.
+				wdrop=$(($(weir_drops "$murl") * 30 + $(metric "$murl" weir_export_ipfix_raw_records_dropped_total) + $(weir_drops "$rurl")))
+			fi
 			recs="$(metric "$murl" weir_export_ipfix_records_total)"
 			msgs="$(metric "$murl" weir_export_ipfix_messages_total)"
 			rd="$(sock_drops "$rport")"

@@ -62,25 +62,37 @@ func makePeerRecord(i int) peerRecord {
 
 // TestGoIPFIXPeer: go-ipfix's exporting process sends Antrea IEs and two
 // enterprise IEs weir has never heard of; weir proxies them out through
-// export.ipfix. The unknown IEs come out byte-identical (in the template and
-// in every record) and the known ones decode to the values sent.
+// export.ipfix, decoding them (and writing JSON lines too) or forwarding
+// the raw messages. The unknown IEs come out byte-identical (in the
+// template and in every record) and the known ones decode to the values
+// sent, with the proxy's original exporter and domain.
 func TestGoIPFIXPeer(t *testing.T) {
+	for _, raw := range []bool{false, true} {
+		t.Run(map[bool]string{false: "decoded", true: "raw"}[raw], func(t *testing.T) { testGoIPFIXPeer(t, raw) })
+	}
+}
+
+func testGoIPFIXPeer(t *testing.T, raw bool) {
 	registry.LoadRegistry()
 	inPort := weirtest.FreePort(t, "udp")
 	out := newUDPRecorder(t)
 	jsonl := filepath.Join(t.TempDir(), "flows.jsonl")
+	jsonlExporter := fmt.Sprintf("- export.jsonl: {path: %q}", jsonl)
+	if raw {
+		jsonlExporter = ""
+	}
 	w := startWeir(t, fmt.Sprintf(`
 telemetry: {metrics_address: "{{metrics}}"}
 pipeline:
   batch: {size: 32, timeout: 50ms}
   sources:
-    - source.ipfix: {udp: "127.0.0.1:%d", tcp: ""}
+    - source.ipfix: {udp: "127.0.0.1:%d", tcp: "", raw: %v}
   processors:
     - proxy: {}
   exporters:
     - export.ipfix: {address: "127.0.0.1:%d", transport: udp, observation_domain_id: 3}
-    - export.jsonl: {path: %q}
-`, inPort, out.port(), jsonl))
+    %s
+`, inPort, raw, out.port(), jsonlExporter))
 
 	ep, err := goexporter.InitExportingProcess(goexporter.ExporterInput{
 		CollectorAddress:    fmt.Sprintf("127.0.0.1:%d", inPort),
@@ -168,12 +180,20 @@ pipeline:
 		}
 	}
 	ep.CloseConnToCollector()
-	w.WaitMetric(t, "weir_source_ipfix_records_total", n)
-	// The unknown IEs never rejected the template, and each is counted by
-	// its own label.
-	for _, ie := range []string{`ie="99999/42"`, `ie="99999/43"`} {
-		if !w.HasSample(t, "weir_source_ipfix_unknown_ie_total", ie) {
-			t.Errorf("no weir_source_ipfix_unknown_ie_total sample with %s", ie)
+	if raw {
+		// Every record copied, none decoded: the template has absolute times.
+		w.WaitSample(t, "weir_export_ipfix_raw_records_total", `path="copied"`, n)
+		if got := w.Sample(t, "weir_export_ipfix_raw_records_total", `path="decoded"`); got != 0 {
+			t.Errorf("%v records decoded, want all copied", got)
+		}
+	} else {
+		w.WaitMetric(t, "weir_source_ipfix_records_total", n)
+		// The unknown IEs never rejected the template, and each is counted
+		// by its own label.
+		for _, ie := range []string{`ie="99999/42"`, `ie="99999/43"`} {
+			if !w.HasSample(t, "weir_source_ipfix_unknown_ie_total", ie) {
+				t.Errorf("no weir_source_ipfix_unknown_ie_total sample with %s", ie)
+			}
 		}
 	}
 	w.Stop(t)
@@ -214,6 +234,9 @@ pipeline:
 		if !bytes.Contains(all, p.opaque) || !bytes.Contains(all, append([]byte{byte(len(p.label))}, p.label...)) {
 			t.Errorf("record %d: the unknown IEs' bytes are not in weir's messages verbatim", i)
 		}
+	}
+	if raw {
+		return
 	}
 	if lines := jsonlLines(t, jsonl); len(lines) != n {
 		t.Errorf("JSONL has %d lines, want %d", len(lines), n)

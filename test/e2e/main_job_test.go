@@ -132,6 +132,13 @@ pipeline:
 	}
 
 	// tshark decodes what weir sent and sees the proxy's stamp.
+	checkTsharkStamps(t, rec, len(refTCP))
+}
+
+// checkTsharkStamps decodes what rec recorded with tshark and checks that
+// want records carry originalExporterIPv4Address 127.0.0.1.
+func checkTsharkStamps(t *testing.T, rec *udpRecorder, want int) {
+	t.Helper()
 	pcap := filepath.Join(t.TempDir(), "weir-out.pcap")
 	rec.writePcap(t, pcap)
 	out, err := exec.Command("tshark", "-r", pcap, "-d", fmt.Sprintf("udp.port==%d,cflow", rec.port()),
@@ -155,8 +162,8 @@ pipeline:
 			stamps++
 		}
 	}
-	if stamps != len(refTCP) {
-		t.Errorf("tshark found originalExporterIPv4Address on %d records, want %d:\n%s", stamps, len(refTCP), out)
+	if stamps != want {
+		t.Errorf("tshark found originalExporterIPv4Address on %d records, want %d:\n%s", stamps, want, out)
 	}
 }
 

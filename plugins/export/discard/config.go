@@ -15,3 +15,7 @@ func DefaultConfig() *Config { return &Config{} }
 
 // Validate has nothing to check; it exists for the plugin.Config contract.
 func (c *Config) Validate() error { return nil }
+
+// HandlesRaw reports that raw records are counted like any other
+// (config.RawStage).
+func (c *Config) HandlesRaw() bool { return true }

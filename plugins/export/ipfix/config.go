@@ -95,6 +95,9 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// HandlesRaw reports that raw records are re-exported (config.RawStage).
+func (c *Config) HandlesRaw() bool { return true }
+
 // messageSize returns the effective MaxMessageSize.
 func (c *Config) messageSize() int {
 	switch {

@@ -73,6 +73,8 @@ type Exporter struct {
 	empty          atomic.Uint64 // records dropped: nothing to encode
 	resent         atomic.Uint64
 	possiblyLost   atomic.Uint64
+	malformed      atomic.Uint64 // raw records dropped: their message's header is unusable
+	raw            ipfix.RawStats
 
 	maxMessageSize int // the encoder's (UDP: the path-MTU default when 0)
 	tcp            tcpState
@@ -90,18 +92,19 @@ func New(cfg *Config, set plugin.Settings) (*Exporter, error) {
 		refresh = 0
 	}
 	e := &Exporter{
-		cfg: *cfg,
-		set: set,
-		log: set.Logger,
-		enc: ipfix.NewEncoder(ipfix.EncoderOptions{
-			ObservationDomainID: cfg.ObservationDomainID,
-			MaxMessageSize:      cfg.messageSize(),
-			TemplateRefresh:     refresh,
-			OneSetPerMessage:    cfg.OneSetPerMessage,
-		}),
+		cfg:            *cfg,
+		set:            set,
+		log:            set.Logger,
 		busy:           make(chan struct{}, 1),
 		maxMessageSize: cfg.messageSize(),
 	}
+	e.enc = ipfix.NewEncoder(ipfix.EncoderOptions{
+		ObservationDomainID: cfg.ObservationDomainID,
+		MaxMessageSize:      cfg.messageSize(),
+		TemplateRefresh:     refresh,
+		OneSetPerMessage:    cfg.OneSetPerMessage,
+		RawStats:            &e.raw,
+	})
 	e.stopCtx, e.stopCancel = context.WithCancel(context.Background())
 	if err := e.registerMetrics(); err != nil {
 		return nil, err
@@ -140,6 +143,7 @@ func (e *Exporter) Start(ctx context.Context) error {
 			MaxMessageSize:      size,
 			TemplateRefresh:     e.cfg.TemplateRefresh,
 			OneSetPerMessage:    e.cfg.OneSetPerMessage,
+			RawStats:            &e.raw,
 		})
 		e.maxMessageSize = size
 	}
@@ -275,7 +279,13 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 
 // droppedHelp is the help of weir_export_ipfix_records_dropped_total, one
 // series per reason.
-const droppedHelp = "Data records dropped inside the exporter, by reason (record_too_large, empty_record: they cannot be encoded; send_error: the kernel refused their UDP datagram, or no TCP connection could be made before the export was given up)."
+const droppedHelp = "Data records dropped inside the exporter, by reason (record_too_large, empty_record: they cannot be encoded; send_error: the kernel refused their UDP datagram, or no TCP connection could be made before the export was given up; malformed: raw messages whose header is unusable, one per message)."
+
+// dropMalformed is the reason of a raw record whose IPFIX message cannot
+// be read.
+const dropMalformed = "malformed"
+
+const rawRecordsHelp = "Data records of raw messages re-exported, by path: copied with their template and the proxy's original-exporter IEs appended, or decoded and re-encoded (sysUpTime or delta times, data that came before its template)."
 
 func (e *Exporter) registerMetrics() error {
 	for _, c := range []struct {
@@ -293,6 +303,13 @@ func (e *Exporter) registerMetrics() error {
 		{"records_dropped_total", droppedHelp, &e.tooLarge},
 		{"records_dropped_total", droppedHelp, &e.empty},
 		{"records_dropped_total", droppedHelp, &e.recordsDropped},
+		{"records_dropped_total", droppedHelp, &e.malformed},
+		{"raw_messages_total", "Raw IPFIX messages (source.ipfix raw: true) re-exported, even partly.", &e.raw.Messages},
+		{"raw_records_total", rawRecordsHelp, &e.raw.Copied},
+		{"raw_records_total", rawRecordsHelp, &e.raw.Decoded},
+		{"raw_malformed_messages_total", "Raw messages with a malformed part (bad set or partial record); the rest of each was forwarded.", &e.raw.Malformed},
+		{"raw_sets_expired_total", "Data sets of raw messages held for a template that never came, then dropped (their records cannot be counted without it).", &e.raw.SetsExpired},
+		{"raw_records_dropped_total", "Data records of raw messages that could not be forwarded: larger than max_message_size, or nothing to encode.", &e.raw.Dropped},
 	} {
 		v := c.v
 		opts := prometheus.CounterOpts{Name: "weir_export_ipfix_" + c.name, Help: c.help}
@@ -303,6 +320,12 @@ func (e *Exporter) registerMetrics() error {
 			opts.ConstLabels = prometheus.Labels{"reason": "empty_record"}
 		case &e.recordsDropped:
 			opts.ConstLabels = prometheus.Labels{"reason": "send_error"}
+		case &e.malformed:
+			opts.ConstLabels = prometheus.Labels{"reason": dropMalformed}
+		case &e.raw.Copied:
+			opts.ConstLabels = prometheus.Labels{"path": "copied"}
+		case &e.raw.Decoded:
+			opts.ConstLabels = prometheus.Labels{"path": "decoded"}
 		}
 		cf := prometheus.NewCounterFunc(opts, func() float64 { return float64(v.Load()) })
 		if err := e.set.Metrics.Register(cf); err != nil {

@@ -92,8 +92,8 @@ func (e *Exporter) countEncodeErrors(err error, n int) (int, error) {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		errs = j.Unwrap()
 	}
-	tooLarge, empty := 0, 0
-	var firstTooLarge, firstEmpty error
+	tooLarge, empty, malformed := 0, 0, 0
+	var firstTooLarge, firstEmpty, firstMalformed error
 	for _, x := range errs {
 		switch {
 		case errors.Is(x, ipfix.ErrRecordTooLarge):
@@ -106,10 +106,16 @@ func (e *Exporter) countEncodeErrors(err error, n int) (int, error) {
 				firstEmpty = x
 			}
 			empty++
+		case errors.Is(x, ipfix.ErrMalformed):
+			if malformed == 0 {
+				firstMalformed = x
+			}
+			malformed++
 		}
 	}
 	e.tooLarge.Add(uint64(tooLarge))
 	e.empty.Add(uint64(empty))
+	e.malformed.Add(uint64(malformed))
 	var drops []error
 	if tooLarge > 0 {
 		drops = append(drops, plugin.Dropped(plugin.DropRecordTooLarge, tooLarge, firstTooLarge))
@@ -117,11 +123,14 @@ func (e *Exporter) countEncodeErrors(err error, n int) (int, error) {
 	if empty > 0 {
 		drops = append(drops, plugin.Dropped(plugin.DropEmptyRecord, empty, firstEmpty))
 	}
-	if dropped := tooLarge + empty; dropped > 0 {
+	if malformed > 0 {
+		drops = append(drops, plugin.Dropped(dropMalformed, malformed, firstMalformed))
+	}
+	if dropped := tooLarge + empty + malformed; dropped > 0 {
 		e.logLimited("records dropped: cannot be encoded", "address", e.cfg.Address, "records", dropped,
 			"of", n, "max_message_size", e.maxMessageSize, "err", errs[0])
 	}
-	return tooLarge + empty, errors.Join(drops...)
+	return tooLarge + empty + malformed, errors.Join(drops...)
 }
 
 // exportTCP sends recs over TCP. A record that cannot be encoded is dropped

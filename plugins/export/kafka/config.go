@@ -86,6 +86,10 @@ func DefaultConfig() *Config {
 	}
 }
 
+// HandlesRaw reports whether raw records are shipped as they are
+// (payload: raw; config.RawStage).
+func (c *Config) HandlesRaw() bool { return strings.EqualFold(c.Payload, "raw") }
+
 // Validate reports every problem of c.
 func (c *Config) Validate() error {
 	var errs []error

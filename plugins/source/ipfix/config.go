@@ -81,9 +81,14 @@ type Config struct {
 	// Raw hands each IPFIX message on undecoded, as one raw record with
 	// the exporter's address and the receive time (ipfix.AppendRaw), for
 	// an exporter that ships messages as received (export.kafka with
-	// payload: raw). Default false.
+	// payload: raw) or re-exports them without decoding (proxy →
+	// export.ipfix). Raw records have no decoded fields for filters or
+	// enrichers. Default false.
 	Raw bool `koanf:"raw"`
 }
+
+// EmitsRaw reports whether the source hands on raw records (config.RawSource).
+func (c *Config) EmitsRaw() bool { return c.Raw }
 
 // Limits bound what exporters can make source.ipfix hold in memory. An
 // exporter is a source IP address; a session is an exporter address:port
