@@ -13,6 +13,8 @@ packages+=(postgresql-15 clickhouse-server)
 packages+=(iptables conntrack util-linux iputils-ping)
 # source.packetcapture (cgo + libpcap) and source.icmpprobe tests: netns peers, delay line, firewall.
 packages+=(gcc nftables iptables ethtool curl iputils-ping procps)
+# export.jsonl direct_io tests: an ext4 image on a loop device.
+packages+=(e2fsprogs mount)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -45,7 +45,9 @@
 #                 still encoded as JSON; counted by the exporter's
 #                 weir_stage_records_out_total
 #   weir-json     the weir binary writing JSON lines to a file, counted by
-#                 lines
+#                 lines (export.jsonl's default direct_io: auto, O_DIRECT on
+#                 ext4/xfs/btrfs/f2fs)
+#   weir-pc-json  the same through the page cache (direct_io: off)
 #   goflow2       goflow2 -format=bin to /dev/null, default 2 workers;
 #                 counted by goflow2_flow_process_nf_flowset_records_total
 #   goflow2-json  goflow2 -format=json to a file, counted by lines
@@ -81,7 +83,7 @@ set -euo pipefail
 
 duration=4
 rates="300000 1000000 1500000 3000000"
-collectors="weir weir-null weir-json goflow2 goflow2-json nfacctd weir-fwd weir-fwd-dec nfacctd-tee"
+collectors="weir weir-null weir-json weir-pc-json goflow2 goflow2-json nfacctd weir-fwd weir-fwd-dec nfacctd-tee"
 queue="{}"
 while getopts "d:r:c:q:" opt; do
 	case $opt in
@@ -207,10 +209,11 @@ start_collector() { # start_collector NAME PORT: sets pid, out, murl
 	mport="$(free_port SOCK_STREAM)"
 	murl="http://127.0.0.1:$mport/metrics"
 	case $name in
-	weir | weir-null | weir-json | weir-fwd | weir-fwd-dec)
+	weir | weir-null | weir-json | weir-pc-json | weir-fwd | weir-fwd-dec)
 		local exporter="export.discard: {}" processor="" source=""
 		[[ $name == weir-null ]] && exporter="export.jsonl: {path: /dev/null}"
 		[[ $name == weir-json ]] && exporter="export.jsonl: {path: \"$out\"}"
+		[[ $name == weir-pc-json ]] && exporter="export.jsonl: {path: \"$out\", direct_io: off}"
 		if [[ $name == weir-fwd* ]]; then
 			start_receiver
 			exporter="export.ipfix: {address: \"127.0.0.1:$rport\", transport: udp}"
@@ -356,7 +359,7 @@ for rate in $rates; do
 		weir-fwd* | nfacctd-tee) received="$(metric "$rurl" weir_export_discard_records_total)" ;;
 		esac
 		case $name in
-		weir | weir-null | weir-json) wdrop="$(weir_drops "$murl")" ;;
+		weir | weir-null | weir-json | weir-pc-json) wdrop="$(weir_drops "$murl")" ;;
 		weir-fwd*)
 			wdrop=$(($(weir_drops "$murl") + $(weir_drops "$rurl")))
 			if [[ $name == weir-fwd ]]; then
@@ -380,7 +383,7 @@ for rate in $rates; do
 		[[ $name == nfacctd* ]] && echo "$old_rmem_max" >/proc/sys/net/core/rmem_max
 		bytes=0
 		case $name in
-		weir-json | goflow2-json)
+		weir-json | weir-pc-json | goflow2-json)
 			received="$(count_lines "$out")"
 			bytes="$(stat -c %s "$out" 2>/dev/null || echo 0)"
 			;;
