@@ -102,8 +102,9 @@ type Queue struct {
 	// Size is the capacity, in batches, of the queue from sources to the
 	// processors. Default 64.
 	Size int `koanf:"size"`
-	// ExporterSize is the capacity, in batches, of each exporter's own queue.
-	// Default 1024.
+	// ExporterSize is the capacity, in batches, of each exporter's own
+	// queue. 0, the default, follows WhenFull (see ExporterCapacity): 64
+	// where the queue blocks, 1024 where it drops.
 	ExporterSize int `koanf:"exporter_size"`
 	// WhenFull is what happens when an exporter's queue is full: "drop" (the
 	// batch is dropped for that exporter only and counted, so a slow
@@ -113,6 +114,37 @@ type Queue struct {
 	// pipeline has one exporter, which has no other exporter to stall, and
 	// drop when it has several. Default auto.
 	WhenFull string `koanf:"when_full"`
+}
+
+// Exporter queue capacities chosen by ExporterCapacity when ExporterSize
+// is 0.
+const (
+	BlockingExporterQueue = 64
+	DroppingExporterQueue = 1024
+)
+
+// Blocks reports whether a full exporter queue stalls the pipeline (block,
+// or auto with one exporter) rather than dropping the batch for that
+// exporter; exporters is how many the pipeline has.
+func (q Queue) Blocks(exporters int) bool {
+	return q.WhenFull == "block" || (q.WhenFull == "auto" && exporters == 1)
+}
+
+// ExporterCapacity is the capacity, in batches, of each exporter's queue
+// in a pipeline with that many exporters: ExporterSize, or when it is 0,
+// 64 where the queue blocks and 1024 where it drops. A blocking queue only
+// needs to keep its exporter busy: a burst then waits in the sources'
+// socket buffers, as received, instead of in batches the engine would have
+// to allocate, and pay the GC for, exactly when the exporter falls behind.
+// A dropping queue rides out an exporter's stall without dropping.
+func (q Queue) ExporterCapacity(exporters int) int {
+	switch {
+	case q.ExporterSize > 0:
+		return q.ExporterSize
+	case q.Blocks(exporters):
+		return BlockingExporterQueue
+	}
+	return DroppingExporterQueue
 }
 
 // Stage is one configured plugin instance.
@@ -143,7 +175,7 @@ func Defaults() *Config {
 		Pipeline: Pipeline{
 			Name:  "main",
 			Batch: Batch{Size: 256, Timeout: 200 * time.Millisecond},
-			Queue: Queue{Size: 64, ExporterSize: 1024, WhenFull: "auto"},
+			Queue: Queue{Size: 64, WhenFull: "auto"},
 		},
 	}
 }
@@ -488,8 +520,8 @@ func (c *Config) Validate() error {
 	if p.Queue.Size <= 0 || p.Queue.Size > MaxQueueSize {
 		errs = append(errs, fmt.Errorf("pipeline.queue.size: %d must be from 1 to %d", p.Queue.Size, MaxQueueSize))
 	}
-	if p.Queue.ExporterSize <= 0 || p.Queue.ExporterSize > MaxQueueSize {
-		errs = append(errs, fmt.Errorf("pipeline.queue.exporter_size: %d must be from 1 to %d", p.Queue.ExporterSize, MaxQueueSize))
+	if p.Queue.ExporterSize < 0 || p.Queue.ExporterSize > MaxQueueSize {
+		errs = append(errs, fmt.Errorf("pipeline.queue.exporter_size: %d must be from 0 (auto) to %d", p.Queue.ExporterSize, MaxQueueSize))
 	}
 	if p.Queue.WhenFull != "auto" && p.Queue.WhenFull != "drop" && p.Queue.WhenFull != "block" {
 		errs = append(errs, fmt.Errorf("pipeline.queue.when_full: %q is not auto, drop or block", p.Queue.WhenFull))

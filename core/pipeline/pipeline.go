@@ -172,11 +172,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Pipeline, erro
 		notReady: errors.New("not started"),
 	}
 	size := pc.Batch.Size
-	// Every exporter queues the same items, so at most Size+ExporterSize
-	// batches (and a few in workers and sources) are in flight: a pool that
-	// keeps fewer lets the batches of each backlog go to the GC, and the
-	// next backlog allocates them again.
-	p.pool = newBatchPool(size, pc.Queue.Size+pc.Queue.ExporterSize+64)
+	// Every exporter queues the same items, so at most Size plus an
+	// exporter queue's capacity (and a few in workers and sources) are in
+	// flight: a pool that keeps fewer lets the batches of each backlog go
+	// to the GC, and the next backlog allocates them again. (Never fewer
+	// than a dropping queue's: a reload that adds exporters makes one.)
+	p.pool = newBatchPool(size, pc.Queue.Size+max(pc.Queue.ExporterCapacity(len(pc.Exporters)), config.DroppingExporterQueue)+64)
 	p.hist = newDurationHistogram(opts.Registerer)
 	opts.Registerer.MustRegister(&collector{p: p})
 
@@ -198,7 +199,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Pipeline, erro
 		p.g.processors = append(p.g.processors, pr)
 	}
 	for _, s := range pc.Exporters {
-		e, err := p.buildExporter(s, cfg.BaseDir, false)
+		e, err := p.buildExporter(s, cfg.BaseDir, false, pc.Queue.ExporterCapacity(len(pc.Exporters)))
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -288,12 +289,13 @@ func (p *Pipeline) buildProcessor(s config.Stage, baseDir string, deferMetrics b
 	return out, nil
 }
 
-func (p *Pipeline) buildExporter(s config.Stage, baseDir string, deferMetrics bool) (*exporter, error) {
+// buildExporter builds the exporter of s with a queue of capacity batches.
+func (p *Pipeline) buildExporter(s config.Stage, baseDir string, deferMetrics bool, capacity int) (*exporter, error) {
 	e, st, err := buildAs[plugin.Exporter](p, s, "exporter", "plugin.Exporter", baseDir, deferMetrics)
 	if err != nil {
 		return nil, err
 	}
-	out := &exporter{Exporter: e, stage: st, queue: make(chan *item, p.cfg.Pipeline.Queue.ExporterSize),
+	out := &exporter{Exporter: e, stage: st, queue: make(chan *item, capacity),
 		done: make(chan struct{}), gone: make(chan struct{})}
 	if d, ok := e.(plugin.Deferred); ok {
 		out.deferred = true
@@ -610,7 +612,7 @@ func (p *Pipeline) fanOut(g *graph, it *item) {
 		return
 	}
 	it.refs.Store(int32(len(g.exporters)))
-	block := p.whenFull == "block" || (p.whenFull == "auto" && len(g.exporters) == 1)
+	block := config.Queue{WhenFull: p.whenFull}.Blocks(len(g.exporters))
 	for _, e := range g.exporters {
 		if block {
 			e.queue <- it

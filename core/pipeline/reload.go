@@ -94,13 +94,17 @@ func (p *Pipeline) Reload(ctx context.Context, cfg *config.Config) (ReloadResult
 		builtProcs = append(builtProcs, pr)
 		next.processors = append(next.processors, pr)
 	}
+	// An exporter kept across the reload keeps its queue, so it is rebuilt
+	// when its queue's capacity would change (auto depth, and the number of
+	// exporters decides whether the queue blocks).
+	capacity := cfg.Pipeline.Queue.ExporterCapacity(len(cfg.Pipeline.Exporters))
 	for _, s := range cfg.Pipeline.Exporters {
-		if old, ok := oldExps[label(s)]; ok && same(&old.stage, s) {
+		if old, ok := oldExps[label(s)]; ok && same(&old.stage, s) && cap(old.queue) == capacity {
 			keptExp[old] = true
 			next.exporters = append(next.exporters, old)
 			continue
 		}
-		e, err := p.buildExporter(s, baseDir, true)
+		e, err := p.buildExporter(s, baseDir, true, capacity)
 		if err != nil {
 			errs = append(errs, err)
 			continue
