@@ -15,7 +15,7 @@ import (
 // exporter's transport session and observation domain gets a template of
 // the Encoder's own, with the original exporter IEs the raw record carries
 // (originalExporterIPv4/IPv6Address and originalObservationDomainId, RFC
-// 7119 §4, set by the proxy processor) appended; each data record is copied
+// 7119, set by the proxy processor) appended; each data record is copied
 // byte for byte and the stamp appended. Records then travel in the
 // Encoder's messages: its observation domain, sequence numbers, message
 // size and template refresh, interleaved with typed records.
@@ -50,7 +50,7 @@ type RawStats struct {
 	SetsExpired atomic.Uint64
 }
 
-// rxTemplate is the Encoder's state for one decoder template: its re-export
+// rxTemplates is the Encoder's state for one decoder template: its re-export
 // templates by stamp shape.
 type rxTemplates struct {
 	gen uint32
