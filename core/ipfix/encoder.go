@@ -117,6 +117,7 @@ type Encoder struct {
 	msgNo    uint64
 	seq      uint32 // data records sent before the current message (§3.1)
 	nrec     uint32 // data records in the current message
+	ninputs  uint32 // input records done in the current message (MessageInputs)
 	curSet   uint16 // template ID of the open data set, 0 if none
 	setStart int
 }
@@ -178,6 +179,8 @@ func (e *Encoder) Encode(recs []*flow.Record, exportTime time.Time, emit func(ms
 			errs = append(errs, fmt.Errorf("encode record %d: %w", i, ErrEmptyRecord))
 		case t == nil:
 			errs = append(errs, fmt.Errorf("encode record %d (%d bytes): %w", i, rl, ErrRecordTooLarge))
+		default:
+			e.ninputs++
 		}
 	}
 	if e.nrec > 0 || len(e.buf) > headerLen {
@@ -255,6 +258,14 @@ func (e *Encoder) place(t *encTemplate, rl int, exportTime time.Time, emit func(
 // exporter can count the records a failed send lost.
 func (e *Encoder) MessageRecords() int { return int(e.nrec) }
 
+// MessageInputs returns the number of Encode's input records that were
+// done, having put data records in the messages, while the message being
+// emitted was built: a typed record counts in the message that holds it,
+// a raw record in the message its last data records went to. Like
+// MessageRecords it is valid inside emit; an exporter reports the records
+// a failed send lost to the engine, which counts input records, with it.
+func (e *Encoder) MessageInputs() int { return int(e.ninputs) }
+
 // EncodeTemplates encodes every template the encoder has defined into as
 // few messages as MaxMessageSize allows and calls emit for each; the
 // templates then count as sent. A new TCP connection that replays data
@@ -300,7 +311,7 @@ func (e *Encoder) need(t *encTemplate, rl int, needT bool) int {
 
 func (e *Encoder) startMessage() {
 	e.buf = e.buf[:headerLen] // cap >= 256; the header is written by flush
-	e.nrec = 0
+	e.nrec, e.ninputs = 0, 0
 	e.curSet = 0
 }
 

@@ -87,6 +87,24 @@ type Limits struct {
 	HeldBytes, HeldBytesPerExporter int64
 }
 
+// DefaultLimits returns the limits source.ipfix applies by default, and a
+// re-exporting Encoder's decoder always: 16,384 sessions (1,024 per
+// exporter), 1,024 templates per session and fields per template, 256 MiB
+// of templates (32 MiB per exporter), 64 MiB of held data sets (8 MiB per
+// exporter).
+func DefaultLimits() Limits {
+	return Limits{
+		Sessions:                 16384,
+		SessionsPerExporter:      1024,
+		TemplatesPerSession:      1024,
+		TemplateFields:           1024,
+		TemplateBytes:            256 << 20,
+		TemplateBytesPerExporter: 32 << 20,
+		HeldBytes:                64 << 20,
+		HeldBytesPerExporter:     8 << 20,
+	}
+}
+
 // Budget accounts the state of the decoders that share it against Limits,
 // and counts refusals. It is safe for concurrent use; decoders touch it
 // when a session, template or held set is created or freed, never per

@@ -2,6 +2,7 @@ package ipfix
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -91,12 +92,27 @@ type rxState struct {
 // not say whether it came over UDP or TCP.
 const rawSessionIdle = 30 * time.Minute
 
+// A re-exporter holds more data sets per session for their template than
+// a source does: the pipeline's workers may hand it a batch of messages
+// before the earlier batch that brought the template (at 1.5 M records/s,
+// a 64-set window lost 128 sets at start). DefaultLimits still bound what
+// every session and exporter holds.
+const (
+	rawPendingSets  = 4096
+	rawPendingBytes = 4 << 20
+)
+
 // reexport forwards raw record r (index i of the batch). A message whose
 // header is unusable is reported in errs; a non-nil result is emit's error.
 func (e *Encoder) reexport(i int, r *flow.Record, exportTime time.Time, emit func([]byte) error, errs *[]error) error {
 	x := &e.rx
 	if x.dec == nil {
-		x.dec = NewDecoder(DecoderOptions{SessionIdle: rawSessionIdle})
+		x.dec = NewDecoder(DecoderOptions{
+			SessionIdle:  rawSessionIdle,
+			PendingSets:  rawPendingSets,
+			PendingBytes: rawPendingBytes,
+			Budget:       NewBudget(DefaultLimits()),
+		})
 		x.dec.copySet = e.copySet
 		x.scratch = flow.NewBatch(0)
 		x.stats = e.opts.RawStats
@@ -112,20 +128,20 @@ func (e *Encoder) reexport(i int, r *flow.Record, exportTime time.Time, emit fun
 	x.setStamp(r)
 	x.exportTime, x.emit, x.err, x.copied, x.dropped = exportTime, emit, nil, 0, 0
 	x.scratch.Reset()
-	before := x.dec.stats.Messages.Load()
 	_, derr := x.dec.Decode(x.scratch, r.Extra[0].Value, r.Exporter)
 	x.emit = nil
 	x.stats.Copied.Add(uint64(x.copied))
 	if x.err != nil {
 		return x.err
 	}
-	if x.dec.stats.Messages.Load() == before {
-		// Nothing of it could be read (header).
+	if x.dec.st.s == nil {
+		// Nothing of it could be read: its header (ErrMalformed), or a
+		// limit refused its session (ErrLimit).
 		*errs = append(*errs, fmt.Errorf("re-export record %d: %w", i, derr))
 		return nil
 	}
 	x.stats.Messages.Add(1)
-	if derr != nil {
+	if errors.Is(derr, ErrMalformed) {
 		x.stats.Malformed.Add(1)
 	}
 	decodedDropped := 0
@@ -148,7 +164,11 @@ func (e *Encoder) reexport(i int, r *flow.Record, exportTime time.Time, emit fun
 			decodedDropped++
 		}
 	}
-	x.stats.Decoded.Add(uint64(x.scratch.Len() - decodedDropped))
+	decoded := x.scratch.Len() - decodedDropped
+	if x.copied+decoded > 0 {
+		e.ninputs++
+	}
+	x.stats.Decoded.Add(uint64(decoded))
 	x.stats.Dropped.Add(uint64(x.dropped + decodedDropped))
 	return nil
 }

@@ -220,8 +220,11 @@ func TestReexportMixed(t *testing.T) {
 	recs := []*flow.Record{b.Records[0], typed.Records[0], b.Records[1]}
 	enc := NewEncoder(EncoderOptions{})
 	var out [][]byte
+	inputs, records := 0, 0
 	if err := enc.Encode(recs, reexportTime, func(m []byte) error {
 		out = append(out, bytes.Clone(m))
+		inputs += enc.MessageInputs()
+		records += enc.MessageRecords()
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -231,6 +234,10 @@ func TestReexportMixed(t *testing.T) {
 	r := want.Append()
 	antreaRecord(r, 9, true)
 	sameRecords(t, got, want)
+	// The engine's records and the data records, message by message.
+	if inputs != len(recs) || records != want.Len() {
+		t.Errorf("messages hold %d input records and %d data records, want %d and %d", inputs, records, len(recs), want.Len())
+	}
 }
 
 // TestReexportMalformed: a message whose header is unusable is reported
@@ -358,7 +365,7 @@ func FuzzReexport(f *testing.F) {
 // within the decoder's limits; those pushed out are counted.
 func TestReexportSetsExpired(t *testing.T) {
 	orphan := message(7, 1000, set(400, rec(ip("10.1.1.1"), u64(5))))
-	msgs := make([][]byte, DefaultPendingSets+3)
+	msgs := make([][]byte, rawPendingSets+3)
 	for i := range msgs {
 		msgs[i] = orphan
 	}
@@ -442,4 +449,26 @@ func TestReexportOneSetPerMessage(t *testing.T) {
 		}
 	}
 	sameRecords(t, decodeOutput(t, out, 0, 1472), decodeExpected(t, testExporter, true, tmpl, data))
+}
+
+// TestReexportSessionLimit: a message whose session the limits refuse is
+// reported (ErrLimit), not forwarded as nothing.
+func TestReexportSessionLimit(t *testing.T) {
+	fixed := templateRecord(300, ie(8, 4), ie(1, 8))
+	n := DefaultLimits().SessionsPerExporter + 1
+	msgs := make([][]byte, n)
+	for i := range msgs {
+		msgs[i] = message(uint32(i), 1000, set(2, fixed), set(300, rec(ip("10.1.1.1"), u64(5))))
+	}
+	stats := new(RawStats)
+	enc := NewEncoder(EncoderOptions{MaxMessageSize: 65535, RawStats: stats})
+	out, err := reexport(t, enc, testExporter, true, msgs...)
+	var le *LimitError
+	if !errors.As(err, &le) || le.Limit != LimitSessionsPerExporter {
+		t.Fatalf("err = %v, want the last session refused", err)
+	}
+	wantLen(t, decodeOutput(t, out, 0, 65535), n-1)
+	if stats.Messages.Load() != uint64(n-1) {
+		t.Errorf("%d messages re-exported, want %d", stats.Messages.Load(), n-1)
+	}
 }

@@ -361,11 +361,12 @@ for rate in $rates; do
 		case $name in
 		weir | weir-null | weir-json | weir-pc-json) wdrop="$(weir_drops "$murl")" ;;
 		weir-fwd*)
-			wdrop=$(($(weir_drops "$murl") + $(weir_drops "$rurl")))
-			if [[ $name == weir-fwd ]]; then
-				# Raw records are messages of 30 records.
-				wdrop=$(($(weir_drops "$murl") * 30 + $(metric "$murl" weir_export_ipfix_raw_records_dropped_total) + $(weir_drops "$rurl")))
-			fi
+			fwd="$(weir_drops "$murl")"
+			# The raw forwarder's records are messages of 30 records, plus
+			# the data records it could not fit and the data sets (of 30
+			# records) whose template never came.
+			[[ $name == weir-fwd ]] && fwd=$((fwd * 30 + $(metric "$murl" weir_export_ipfix_raw_records_dropped_total) + 30 * $(metric "$murl" weir_export_ipfix_raw_sets_expired_total)))
+			wdrop=$((fwd + $(weir_drops "$rurl")))
 			recs="$(metric "$murl" weir_export_ipfix_records_total)"
 			msgs="$(metric "$murl" weir_export_ipfix_messages_total)"
 			rd="$(sock_drops "$rport")"

@@ -74,6 +74,7 @@ type Exporter struct {
 	resent         atomic.Uint64
 	possiblyLost   atomic.Uint64
 	malformed      atomic.Uint64 // raw records dropped: their message's header is unusable
+	limited        atomic.Uint64 // raw records dropped: a decoder limit refused their session
 	raw            ipfix.RawStats
 
 	maxMessageSize int // the encoder's (UDP: the path-MTU default when 0)
@@ -279,11 +280,14 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 
 // droppedHelp is the help of weir_export_ipfix_records_dropped_total, one
 // series per reason.
-const droppedHelp = "Data records dropped inside the exporter, by reason (record_too_large, empty_record: they cannot be encoded; send_error: the kernel refused their UDP datagram, or no TCP connection could be made before the export was given up; malformed: raw messages whose header is unusable, one per message)."
+const droppedHelp = "Data records dropped inside the exporter, by reason (record_too_large, empty_record: they cannot be encoded; send_error: the kernel refused their UDP datagram, or no TCP connection could be made before the export was given up; malformed: raw messages whose header is unusable, one per message; limit: raw messages whose session the re-exporter's state limits refused)."
 
-// dropMalformed is the reason of a raw record whose IPFIX message cannot
-// be read.
-const dropMalformed = "malformed"
+// Drop reasons of raw records whose IPFIX message cannot be read: its
+// header is unusable, or a limit (ipfix.DefaultLimits) refused its session.
+const (
+	dropMalformed = "malformed"
+	dropLimit     = "limit"
+)
 
 const rawRecordsHelp = "Data records of raw messages re-exported, by path: copied with their template and the proxy's original-exporter IEs appended, or decoded and re-encoded (sysUpTime or delta times, data that came before its template)."
 
@@ -304,6 +308,7 @@ func (e *Exporter) registerMetrics() error {
 		{"records_dropped_total", droppedHelp, &e.empty},
 		{"records_dropped_total", droppedHelp, &e.recordsDropped},
 		{"records_dropped_total", droppedHelp, &e.malformed},
+		{"records_dropped_total", droppedHelp, &e.limited},
 		{"raw_messages_total", "Raw IPFIX messages (source.ipfix raw: true) re-exported, even partly.", &e.raw.Messages},
 		{"raw_records_total", rawRecordsHelp, &e.raw.Copied},
 		{"raw_records_total", rawRecordsHelp, &e.raw.Decoded},
@@ -322,6 +327,8 @@ func (e *Exporter) registerMetrics() error {
 			opts.ConstLabels = prometheus.Labels{"reason": "send_error"}
 		case &e.malformed:
 			opts.ConstLabels = prometheus.Labels{"reason": dropMalformed}
+		case &e.limited:
+			opts.ConstLabels = prometheus.Labels{"reason": dropLimit}
 		case &e.raw.Copied:
 			opts.ConstLabels = prometheus.Labels{"path": "copied"}
 		case &e.raw.Decoded:

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -262,6 +264,7 @@ func (c *tcpCollector) serve(conn net.Conn) {
 	from := conn.RemoteAddr().(*net.TCPAddr).AddrPort()
 	br := bufio.NewReader(conn)
 	var buf []byte
+	var seq uint32 // data records received on this connection (RFC 7011 §3.1)
 	for {
 		msg, err := ipfix.ReadMessage(br, buf)
 		if err != nil {
@@ -269,9 +272,14 @@ func (c *tcpCollector) serve(conn net.Conn) {
 		}
 		buf = msg[:0]
 		c.mu.Lock()
-		if _, err := dec.Decode(c.got, msg, from); err != nil {
+		if got := binary.BigEndian.Uint32(msg[8:]); got != seq {
+			c.errs = append(c.errs, fmt.Errorf("sequence number %d, want %d", got, seq))
+		}
+		n, err := dec.Decode(c.got, msg, from)
+		if err != nil {
 			c.errs = append(c.errs, err)
 		}
+		seq += uint32(n)
 		c.mu.Unlock()
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/weir-flow/weir/core/flow"
@@ -20,7 +21,8 @@ const maxTracked = 1 << 16
 // message is one encoded message of the batch being sent.
 type message struct {
 	off, len int // in tcpState.arena
-	records  int
+	records  int // data records
+	inputs   int // the engine's records done in it (ipfix.Encoder.MessageInputs)
 }
 
 // sentMessage is a message written on the current connection and not yet
@@ -58,79 +60,64 @@ func (e errTransport) Unwrap() error { return e.err }
 func (e *Exporter) encodeBatch(recs []*flow.Record) error {
 	t := &e.tcp
 	t.arena, t.msgs = t.arena[:0], t.msgs[:0]
-	var prevSeq uint32
-	first := true
 	err := e.enc.Encode(recs, time.Now(), func(msg []byte) error {
-		seq := binary.BigEndian.Uint32(msg[8:])
-		if !first {
-			t.msgs[len(t.msgs)-1].records = int(seq - prevSeq)
-		}
-		first, prevSeq = false, seq
-		t.msgs = append(t.msgs, message{off: len(t.arena), len: len(msg)})
+		t.msgs = append(t.msgs, message{off: len(t.arena), len: len(msg),
+			records: e.enc.MessageRecords(), inputs: e.enc.MessageInputs()})
 		t.arena = append(t.arena, msg...)
 		return nil
 	})
-	dropped, drops := e.countEncodeErrors(err, len(recs))
-	if len(t.msgs) > 0 {
-		done := 0
-		for _, m := range t.msgs[:len(t.msgs)-1] {
-			done += m.records
-		}
-		t.msgs[len(t.msgs)-1].records = len(recs) - dropped - done
-	}
+	drops := e.countEncodeErrors(err, len(recs))
 	return drops
 }
 
 // countEncodeErrors counts the records Encode skipped, by reason, and
-// returns how many, and them as plugin.DroppedErrors for the engine (nil
-// when none). Encode reports each one as a joined error.
-func (e *Exporter) countEncodeErrors(err error, n int) (int, error) {
+// returns them as plugin.DroppedErrors for the engine (nil when none).
+// Encode reports each one as a joined error; n is the batch's length.
+func (e *Exporter) countEncodeErrors(err error, n int) error {
 	if err == nil {
-		return 0, nil
+		return nil
 	}
 	errs := []error{err}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		errs = j.Unwrap()
 	}
-	tooLarge, empty, malformed := 0, 0, 0
-	var firstTooLarge, firstEmpty, firstMalformed error
+	reasons := [...]struct {
+		sentinel error
+		reason   string
+		counter  *atomic.Uint64
+		n        int
+		first    error
+	}{
+		{ipfix.ErrRecordTooLarge, plugin.DropRecordTooLarge, &e.tooLarge, 0, nil},
+		{ipfix.ErrEmptyRecord, plugin.DropEmptyRecord, &e.empty, 0, nil},
+		{ipfix.ErrMalformed, dropMalformed, &e.malformed, 0, nil},
+		{ipfix.ErrLimit, dropLimit, &e.limited, 0, nil},
+	}
 	for _, x := range errs {
-		switch {
-		case errors.Is(x, ipfix.ErrRecordTooLarge):
-			if tooLarge == 0 {
-				firstTooLarge = x
+		for i := range reasons {
+			if r := &reasons[i]; errors.Is(x, r.sentinel) {
+				if r.n == 0 {
+					r.first = x
+				}
+				r.n++
+				break
 			}
-			tooLarge++
-		case errors.Is(x, ipfix.ErrEmptyRecord):
-			if empty == 0 {
-				firstEmpty = x
-			}
-			empty++
-		case errors.Is(x, ipfix.ErrMalformed):
-			if malformed == 0 {
-				firstMalformed = x
-			}
-			malformed++
 		}
 	}
-	e.tooLarge.Add(uint64(tooLarge))
-	e.empty.Add(uint64(empty))
-	e.malformed.Add(uint64(malformed))
 	var drops []error
-	if tooLarge > 0 {
-		drops = append(drops, plugin.Dropped(plugin.DropRecordTooLarge, tooLarge, firstTooLarge))
+	dropped := 0
+	for _, r := range reasons {
+		if r.n > 0 {
+			r.counter.Add(uint64(r.n))
+			drops = append(drops, plugin.Dropped(r.reason, r.n, r.first))
+			dropped += r.n
+		}
 	}
-	if empty > 0 {
-		drops = append(drops, plugin.Dropped(plugin.DropEmptyRecord, empty, firstEmpty))
-	}
-	if malformed > 0 {
-		drops = append(drops, plugin.Dropped(dropMalformed, malformed, firstMalformed))
-	}
-	if dropped := tooLarge + empty + malformed; dropped > 0 {
+	if dropped > 0 {
 		e.logLimited("records dropped: cannot be encoded", "address", e.cfg.Address, "records", dropped,
 			"of", n, "max_message_size", e.maxMessageSize, "err", errs[0])
 	}
-	return tooLarge + empty + malformed, errors.Join(drops...)
+	return errors.Join(drops...)
 }
 
 // exportTCP sends recs over TCP. A record that cannot be encoded is dropped
@@ -147,12 +134,13 @@ func (e *Exporter) exportTCP(ctx context.Context, recs []*flow.Record) error {
 	t := &e.tcp
 	for i := 0; i < len(t.msgs); {
 		if err := e.connect(ctx); err != nil {
-			rest := 0
+			records, rest := 0, 0
 			for _, m := range t.msgs[i:] {
-				rest += m.records
+				records += m.records
+				rest += m.inputs
 			}
-			e.recordsDropped.Add(uint64(rest))
-			return errors.Join(drops, plugin.Dropped(plugin.DropSendError, rest, fmt.Errorf("%s: %d records not sent: %w", ID, rest, err)))
+			e.recordsDropped.Add(uint64(records))
+			return errors.Join(drops, plugin.Dropped(plugin.DropSendError, rest, fmt.Errorf("%s: %d records not sent: %w", ID, records, err)))
 		}
 		if e.fresh {
 			e.fresh = false

@@ -2,7 +2,9 @@ package ipfix_test
 
 import (
 	"context"
+	"errors"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 
 	"github.com/weir-flow/weir/core/config"
 	"github.com/weir-flow/weir/core/flow"
+	"github.com/weir-flow/weir/core/ipfix"
 	"github.com/weir-flow/weir/core/pipeline"
 	"github.com/weir-flow/weir/core/plugin"
 	"github.com/weir-flow/weir/core/plugintest"
@@ -230,5 +233,77 @@ pipeline:
 				}
 			}
 		})
+	}
+}
+
+// rawBatch encodes want's records into messages of at most size bytes and
+// returns them as raw records (source.ipfix raw: true), stamped as the
+// proxy stamps them.
+func rawBatch(t *testing.T, want *flow.Batch, size int) *flow.Batch {
+	t.Helper()
+	exp := netip.MustParseAddrPort("192.0.2.7:4739")
+	raw := flow.NewBatch(0)
+	enc := ipfix.NewEncoder(ipfix.EncoderOptions{ObservationDomainID: 9, MaxMessageSize: size})
+	if err := enc.Encode(want.Records, time.Now(), func(m []byte) error {
+		r := ipfix.AppendRaw(raw, m, exp, time.Now())
+		r.OriginalExporterAddress = exp.Addr()
+		r.Present.Add(flow.OriginalExporterAddress)
+		r.OriginalObservationDomainID = r.ObservationDomainID
+		r.Present.Add(flow.OriginalObservationDomainID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// TestTCPRaw: raw records re-exported over TCP arrive whole, with
+// sequence numbers that count their data records (batch's records already
+// carry an original exporter, which the copy keeps: the first proxy wins).
+func TestTCPRaw(t *testing.T) {
+	col := newTCPCollector(t, "127.0.0.1:0")
+	cfg := *exporter.DefaultConfig()
+	cfg.Address, cfg.Transport = col.ln.Addr().String(), "tcp"
+	e, reg := newExporter(t, cfg)
+	want := batch(1, 1000)
+	raw := rawBatch(t, want, 1400)
+	if err := e.Export(context.Background(), raw); err != nil {
+		t.Fatalf("Export: %v", err)
+	}
+	waitFor(t, "1000 records", func() bool { return len(col.records()) >= 1000 })
+	col.mu.Lock()
+	errs := col.errs
+	col.mu.Unlock()
+	if len(errs) > 0 {
+		t.Fatalf("collector errors: %v", errs)
+	}
+	for i, g := range col.records() {
+		sameRecord(t, g, want.Records[i])
+	}
+	if n := metric(t, reg, "weir_export_ipfix_records_total"); n != 1000 {
+		t.Errorf("records_total = %v, want 1000", n)
+	}
+}
+
+// TestRawSendErrorsCountRawRecords: when no connection can be made, the
+// engine is told the raw records it gave were dropped (send_error), and
+// the exporter's metric counts their data records.
+func TestRawSendErrorsCountRawRecords(t *testing.T) {
+	col := newTCPCollector(t, "127.0.0.1:0")
+	addr := col.ln.Addr().String()
+	col.close() // nothing listens there any more
+	cfg := *exporter.DefaultConfig()
+	cfg.Address, cfg.Transport = addr, "tcp"
+	e, reg := newExporter(t, cfg)
+	raw := rawBatch(t, batch(1, 300), 1400)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := e.Export(ctx, raw)
+	var de *plugin.DroppedError
+	if !errors.As(err, &de) || de.Reason != plugin.DropSendError || de.Records != raw.Len() {
+		t.Fatalf("Export = %v, want %d raw records dropped (send_error)", err, raw.Len())
+	}
+	if n := metric(t, reg, "weir_export_ipfix_records_dropped_total"); n != 300 {
+		t.Errorf("records_dropped_total = %v, want the 300 data records", n)
 	}
 }

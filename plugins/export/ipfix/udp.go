@@ -21,15 +21,17 @@ const udpFlushBytes = 1 << 20
 // sends them in batches with sendmmsg(2) (internal/mmsg). It belongs to
 // the goroutine holding the exporter's busy token.
 type udpSender struct {
-	w    *mmsg.Writer
-	slab []byte // pending messages, back to back
-	ends []int  // end offset in slab of each pending message
-	recs []int  // data records in each pending message
-	msgs [][]byte
+	w      *mmsg.Writer
+	slab   []byte // pending messages, back to back
+	ends   []int  // end offset in slab of each pending message
+	recs   []int  // data records in each pending message
+	inputs []int  // the engine's records done in each (ipfix.Encoder.MessageInputs)
+	msgs   [][]byte
 
 	// Outcome of the current Export.
-	sent, failed, refused, lost int
-	firstErr                    error
+	sent, failed, refused int
+	lost                  int // the engine's records in messages not sent
+	firstErr              error
 }
 
 func newUDPSender(c *net.UDPConn) (*udpSender, error) {
@@ -43,10 +45,11 @@ func newUDPSender(c *net.UDPConn) (*udpSender, error) {
 // maxUDPPayload is the largest UDP payload over IPv4 (65535 - 20 - 8).
 const maxUDPPayload = 65507
 
-func (u *udpSender) add(msg []byte, records int) {
+func (u *udpSender) add(msg []byte, records, inputs int) {
 	u.slab = append(u.slab, msg...)
 	u.ends = append(u.ends, len(u.slab))
 	u.recs = append(u.recs, records)
+	u.inputs = append(u.inputs, inputs)
 }
 
 // flush sends every pending message. A message the kernel refuses is
@@ -64,7 +67,7 @@ func (u *udpSender) flush(e *Exporter) {
 		start = end
 	}
 	u.msgs = msgs
-	recs := u.recs
+	recs, inputs := u.recs, u.inputs
 	retried := false
 	for len(msgs) > 0 {
 		n, err := u.w.Write(msgs)
@@ -74,7 +77,7 @@ func (u *udpSender) flush(e *Exporter) {
 			e.records.Add(uint64(recs[i]))
 		}
 		u.sent += n
-		msgs, recs = msgs[n:], recs[n:]
+		msgs, recs, inputs = msgs[n:], recs[n:], inputs[n:]
 		if err == nil {
 			break
 		}
@@ -89,14 +92,15 @@ func (u *udpSender) flush(e *Exporter) {
 			retried = true
 			continue
 		}
-		// msgs[0] cannot be sent: count its records and go on.
+		// msgs[0] cannot be sent: count its data records, and the
+		// engine's records it held, and go on.
 		u.failed++
-		u.lost += recs[0]
+		u.lost += inputs[0]
 		e.recordsDropped.Add(uint64(recs[0]))
-		msgs, recs = msgs[1:], recs[1:]
+		msgs, recs, inputs = msgs[1:], recs[1:], inputs[1:]
 		retried = false
 	}
-	u.slab, u.ends, u.recs = u.slab[:0], u.ends[:0], u.recs[:0]
+	u.slab, u.ends, u.recs, u.inputs = u.slab[:0], u.ends[:0], u.recs[:0], u.inputs[:0]
 }
 
 func (e *Exporter) exportUDP(recs []*flow.Record) error {
@@ -106,7 +110,7 @@ func (e *Exporter) exportUDP(recs []*flow.Record) error {
 	}
 	u.sent, u.failed, u.refused, u.lost, u.firstErr = 0, 0, 0, 0, nil
 	err := e.enc.Encode(recs, time.Now(), func(msg []byte) error {
-		u.add(msg, e.enc.MessageRecords())
+		u.add(msg, e.enc.MessageRecords(), e.enc.MessageInputs())
 		if len(u.slab) >= udpFlushBytes || len(u.ends) >= mmsg.MaxBatch {
 			u.flush(e)
 		}
@@ -116,7 +120,7 @@ func (e *Exporter) exportUDP(recs []*flow.Record) error {
 	// emit never fails, so err only lists records that cannot be encoded
 	// (too large, empty): they are dropped and counted by reason, the
 	// others went out.
-	_, drops := e.countEncodeErrors(err, len(recs))
+	drops := e.countEncodeErrors(err, len(recs))
 	if u.firstErr != nil {
 		e.logLimited("send ipfix", "address", e.cfg.Address, "failed_messages", u.failed, "refused", u.refused, "err", u.firstErr)
 	}

@@ -124,6 +124,7 @@ type Limits struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() *Config {
+	d := ipfix.DefaultLimits()
 	return &Config{
 		UDP:                       ":4739",
 		TCP:                       ":4739",
@@ -135,14 +136,14 @@ func DefaultConfig() *Config {
 		TemplateTTL:               30 * time.Minute,
 		ShutdownDrain:             5 * time.Second,
 		Limits: Limits{
-			Sessions:                 16384,
-			SessionsPerExporter:      1024,
-			TemplatesPerSession:      1024,
-			TemplateFields:           1024,
-			TemplateBytes:            256 << 20,
-			TemplateBytesPerExporter: 32 << 20,
-			HeldBytes:                64 << 20,
-			HeldBytesPerExporter:     8 << 20,
+			Sessions:                 d.Sessions,
+			SessionsPerExporter:      d.SessionsPerExporter,
+			TemplatesPerSession:      d.TemplatesPerSession,
+			TemplateFields:           d.TemplateFields,
+			TemplateBytes:            config.ByteSize(d.TemplateBytes),
+			TemplateBytesPerExporter: config.ByteSize(d.TemplateBytesPerExporter),
+			HeldBytes:                config.ByteSize(d.HeldBytes),
+			HeldBytesPerExporter:     config.ByteSize(d.HeldBytesPerExporter),
 		},
 	}
 }
