@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/weir-flow/weir/core/flow"
 )
@@ -627,6 +628,23 @@ func (d *Decoder) withdraw(setID, id uint16, recOff int) {
 	d.stats.Withdrawals.Add(1)
 }
 
+// fixed returns the value of fixed-length field o, in the run at data[run:].
+func (o *op) fixed(data []byte, run int) []byte {
+	at := run + int(o.pos)
+	return data[at : at+int(o.length)]
+}
+
+// value returns the value of field o: in the run at data[run:], or, for a
+// variable-length field, at data[*p:], advancing *p past it.
+func (o *op) value(data []byte, run int, p *int) ([]byte, bool) {
+	if o.length != variableLength {
+		return o.fixed(data, run), true
+	}
+	v, q, ok := field(data, *p, o.length)
+	*p = q
+	return v, ok
+}
+
 // field returns the value of a field of length l at data[p:] (variable
 // length per §7) and the offset after it.
 func field(data []byte, p int, l uint16) ([]byte, int, bool) {
@@ -721,26 +739,42 @@ type timeState struct {
 }
 
 // record decodes one data record starting at data[0] and returns its length.
+//
+// Fixed-length fields are read at their precomputed offset within their
+// run (see runs): one bounds check per run, not per field, and no slice for
+// the numeric and address fields, which are most of a record.
 func (d *Decoder) record(r *flow.Record, t *template, data []byte, exportTime uint32) (int, bool) {
 	r.Exporter = d.st.exporter
 	r.ObservationDomainID = d.st.domain
 	var ts timeState
-	p := 0
+	// p is the end of what has been checked; run the start of the current
+	// fixed run, whose bytes data[run:p] are all there.
+	p, run := 0, 0
+	base := unsafe.Pointer(unsafe.SliceData(data))
 	for i := range t.ops {
 		o := &t.ops[i]
-		var v []byte
-		if o.length != variableLength && int(o.length) <= len(data)-p {
-			v = data[p : p+int(o.length)]
-			p += int(o.length)
-		} else {
-			var ok bool
-			if v, p, ok = field(data, p, o.length); !ok {
+		if o.begins {
+			if int(o.run) > len(data)-p {
 				return 0, false
 			}
+			run = p
+			p += int(o.run)
 		}
 		switch o.kind {
+		case opSlotU8:
+			*flow.Uint8At(r, o.off) = *(*uint8)(unsafe.Add(base, run+int(o.pos)))
+		case opSlotU16:
+			*flow.Uint16At(r, o.off) = binary.BigEndian.Uint16((*[2]byte)(unsafe.Add(base, run+int(o.pos)))[:])
+		case opSlotU32:
+			*flow.Uint32At(r, o.off) = binary.BigEndian.Uint32((*[4]byte)(unsafe.Add(base, run+int(o.pos)))[:])
+		case opSlotU64:
+			*flow.Uint64At(r, o.off) = binary.BigEndian.Uint64((*[8]byte)(unsafe.Add(base, run+int(o.pos)))[:])
+		case opSlotAddr4:
+			*flow.AddrAt(r, o.off) = netip.AddrFrom4(*(*[4]byte)(unsafe.Add(base, run+int(o.pos))))
+		case opSlotAddr6:
+			*flow.AddrAt(r, o.off) = netip.AddrFrom16(*(*[16]byte)(unsafe.Add(base, run+int(o.pos))))
 		case opSlotUint:
-			x := readUint(v)
+			x := readUint(o.fixed(data, run))
 			switch o.size {
 			case 1:
 				*flow.Uint8At(r, o.off) = uint8(x)
@@ -751,35 +785,32 @@ func (d *Decoder) record(r *flow.Record, t *template, data []byte, exportTime ui
 			default:
 				*flow.Uint64At(r, o.off) = x
 			}
-		case opSlotU8:
-			*flow.Uint8At(r, o.off) = v[0]
-		case opSlotU16:
-			*flow.Uint16At(r, o.off) = binary.BigEndian.Uint16(v)
-		case opSlotU32:
-			*flow.Uint32At(r, o.off) = binary.BigEndian.Uint32(v)
-		case opSlotU64:
-			*flow.Uint64At(r, o.off) = binary.BigEndian.Uint64(v)
 		case opSlotString:
+			v, ok := o.value(data, run, &p)
+			if !ok {
+				return 0, false
+			}
 			if string(v) != o.last {
 				o.last = d.intern(v)
 			}
 			*flow.StringAt(r, o.off) = o.last
-		case opSlotAddr4:
-			*flow.AddrAt(r, o.off) = netip.AddrFrom4([4]byte(v))
-		case opSlotAddr6:
-			*flow.AddrAt(r, o.off) = netip.AddrFrom16([16]byte(v))
 		case opUint:
-			r.SetUint(o.field, readUint(v))
+			r.SetUint(o.field, readUint(o.fixed(data, run)))
 		case opString:
+			v, ok := o.value(data, run, &p)
+			if !ok {
+				return 0, false
+			}
 			if string(v) != o.last {
 				o.last = d.intern(v)
 			}
 			r.SetString(o.field, o.last)
 		case opAddr4:
-			r.SetAddr(o.field, netip.AddrFrom4([4]byte(v)))
+			r.SetAddr(o.field, netip.AddrFrom4([4]byte(o.fixed(data, run))))
 		case opAddr6:
-			r.SetAddr(o.field, netip.AddrFrom16([16]byte(v)))
+			r.SetAddr(o.field, netip.AddrFrom16([16]byte(o.fixed(data, run))))
 		case opTime:
+			v := o.fixed(data, run)
 			var ns int64
 			switch o.form {
 			case formSeconds:
@@ -808,9 +839,14 @@ func (d *Decoder) record(r *flow.Record, t *template, data []byte, exportTime ui
 				ts.start, ts.startForm = ns, o.form
 			}
 		case opInit:
+			v := o.fixed(data, run)
 			ts.initMillis, ts.hasInit = int64(readUint(v)), true
-			r.Extra = append(r.Extra, flow.Field{Enterprise: o.ent, Element: o.elem, Variable: o.length == variableLength, Value: v})
+			r.Extra = append(r.Extra, flow.Field{Enterprise: o.ent, Element: o.elem, Value: v})
 		default:
+			v, ok := o.value(data, run, &p)
+			if !ok {
+				return 0, false
+			}
 			// Points into the message until copied below.
 			r.Extra = append(r.Extra, flow.Field{Enterprise: o.ent, Element: o.elem, Variable: o.length == variableLength, Value: v})
 		}

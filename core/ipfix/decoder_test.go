@@ -462,6 +462,9 @@ func TestMalformed(t *testing.T) {
 		{"variable length overruns record", message(0, 1,
 			set(2, templateRecord(301, ie(4, 1), ie(82, 0xffff))),
 			set(301, rec(u8(6), vstr("ok")), rec(u8(6), []byte{200, 'x'})), good), 2, "partial record", 1, 0, false},
+		{"fixed run after a variable field overruns record", message(0, 1,
+			set(2, templateRecord(302, ie(4, 1), ie(82, 0xffff), ie(7, 2), ie(8, 4))),
+			set(302, rec(u8(6), vstr("ok"), u16(80), u32(1)), rec(u8(17), vstr("xyz"), u16(53), u8(1), u8(2))), good), 2, "partial record", 1, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -493,6 +496,27 @@ func TestMalformed(t *testing.T) {
 				t.Errorf("next message: %d records, %v", n, err)
 			}
 		})
+	}
+}
+
+// TestRuns checks the layout the data loop relies on: every fixed-length
+// field lies within its run, and a run ends at a variable-length field.
+func TestRuns(t *testing.T) {
+	var tm template
+	compile(&tm, []fieldSpec{
+		{flow.IEKey{Element: 4}, 1}, {flow.IEKey{Element: 8}, 4}, {flow.IEKey{Element: 82}, variableLength},
+		{flow.IEKey{Element: 7}, 2}, {flow.IEKey{Element: 1}, 8}, {flow.IEKey{Element: 83}, variableLength},
+		{flow.IEKey{Element: 84}, variableLength}, {flow.IEKey{Element: 5}, 0}, {flow.IEKey{Element: 11}, 2},
+	}, nil)
+	type layout struct {
+		begins   bool
+		pos, run uint32
+	}
+	want := []layout{{true, 0, 5}, {false, 1, 0}, {}, {true, 0, 10}, {false, 2, 0}, {}, {}, {true, 0, 2}, {false, 0, 0}}
+	for i, o := range tm.ops {
+		if got := (layout{o.begins, o.pos, o.run}); got != want[i] {
+			t.Errorf("op %d (IE %d): %+v, want %+v", i, o.elem, got, want[i])
+		}
 	}
 }
 

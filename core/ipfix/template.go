@@ -88,7 +88,13 @@ type op struct {
 	elem   uint16
 	ent    uint32
 	off    uintptr // slot offset in flow.Record (opSlot*)
-	size   uint8   // slot bytes (opSlotUint)
+	// A fixed-length field lies pos bytes into its run, the fields between
+	// two variable-length ones; the first field of a run begins it and
+	// holds its length, run.
+	pos    uint32
+	run    uint32
+	begins bool
+	size   uint8 // slot bytes (opSlotUint)
 	// last is the string this op decoded last: consecutive records often
 	// repeat it (namespaces, node names), and comparing beats hashing.
 	last string
@@ -166,7 +172,28 @@ func compile(t *template, specs []fieldSpec, unknown func(flow.IEKey)) (unknowns
 	if fixed {
 		t.fixedLen = t.minLen
 	}
+	runs(t.ops)
 	return unknowns
+}
+
+// runs sets the run fields of ops: the decoder checks a run's length once
+// and reads its fields at their offsets.
+func runs(ops []op) {
+	first, pos := -1, uint32(0)
+	for i := range ops {
+		o := &ops[i]
+		if o.length == variableLength {
+			first = -1
+			continue
+		}
+		if first < 0 {
+			first, pos = i, 0
+			o.begins = true
+		}
+		o.pos = pos
+		pos += uint32(o.length)
+		ops[first].run = pos
+	}
 }
 
 // classify chooses the op kind of a field from its IE and template length;
