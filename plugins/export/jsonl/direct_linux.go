@@ -35,6 +35,7 @@ type directFile struct {
 	align int64
 
 	buf     []byte // aligned, len = capacity; content buf[:n]
+	mapped  []byte // the mapping buf lies in (hugeBytes), until release
 	scratch []byte // one aligned block, for reading the file's last one
 	n       int
 	off     int64 // file offset of buf[0]
@@ -91,9 +92,10 @@ func openDirect(app *os.File, path, mode string) (*directFile, error) {
 		return nil, fmt.Errorf("open with O_DIRECT: %s was replaced meanwhile (%v)", path, err)
 	}
 	d := &directFile{f: f, fd: int(f.Fd()), app: app, align: align}
-	d.buf = alignedBytes(directSize, align)
+	d.buf, d.mapped = hugeBytes(directSize, align)
 	d.scratch = alignedBytes(int(align), align)
 	if err := d.resync(); err != nil {
+		d.release()
 		f.Close()
 		return nil, err
 	}
@@ -126,6 +128,35 @@ func directFS(t int64) (string, bool) {
 	return fmt.Sprintf("0x%x", t), false
 }
 
+// hugeBytes returns size bytes aligned to align, and the anonymous mapping
+// they lie in, backed by transparent huge pages where the kernel allows
+// (THP enabled "always" or "madvise"): pinning a write's pages for the
+// device then walks a few 2 MiB pages instead of a thousand 4 KiB ones.
+// In a one-core-per-task VM that halved export.jsonl's CPU per record and
+// made 1.5 M records/s exact (docs/bench.md). The mapping is outside the
+// Go heap, so it is unmapped explicitly (release). Where mmap fails, the
+// buffer comes from the heap and the mapping is nil.
+func hugeBytes(size int, align int64) (buf, mapping []byte) {
+	const huge = 2 << 20
+	mem, err := unix.Mmap(-1, 0, size+huge, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return alignedBytes(size, align), nil
+	}
+	skip := (huge - int(uintptr(unsafe.Pointer(unsafe.SliceData(mem))))%huge) % huge
+	buf = mem[skip : skip+size : skip+size]
+	_ = unix.Madvise(buf, unix.MADV_HUGEPAGE) // a hint: EINVAL without THP
+	return buf, mem
+}
+
+// release unmaps buf's mapping. The writer calls it when it ends, as the
+// only user of buf.
+func (d *directFile) release() {
+	if d.mapped != nil {
+		_ = unix.Munmap(d.mapped)
+		d.buf, d.mapped, d.n = nil, nil, 0
+	}
+}
+
 // alignedBytes returns size bytes starting at a multiple of align in
 // memory (the Go heap does not move objects).
 func alignedBytes(size int, align int64) []byte {
@@ -147,7 +178,9 @@ func (d *directFile) grow(need int) {
 	size := (d.n + need + int(d.align) + chunkSize - 1) / chunkSize * chunkSize
 	b := alignedBytes(size, d.align)
 	copy(b, d.buf[:d.n])
-	d.buf = b
+	n := d.n
+	d.release()
+	d.buf, d.n = b, n
 }
 
 // put appends p, lines whole lines, to the content to write.

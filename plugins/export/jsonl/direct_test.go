@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -158,6 +159,9 @@ func TestDirectMatchesPageCache(t *testing.T) {
 			if exps[DirectOn].direct == nil || exps[DirectOff].direct != nil {
 				t.Fatal("direct_io on did not open with O_DIRECT, or off did")
 			}
+			if d := exps[DirectOn].direct; d.mapped == nil || uintptr(unsafe.Pointer(unsafe.SliceData(d.buf)))%uintptr(d.align) != 0 {
+				t.Fatalf("the O_DIRECT buffer is not an aligned mapping (mapped %v)", d.mapped != nil)
+			}
 			ctx := context.Background()
 			total := 0
 			for j, n := range tc.sizes {
@@ -204,6 +208,9 @@ func TestDirectMatchesPageCache(t *testing.T) {
 				}
 				if d, w := outs[mode].Counts(); d != total || len(w) != 0 {
 					t.Errorf("direct_io %s: delivered %d, dropped %v; want %d, none", mode, d, w, total)
+				}
+				if d := exps[mode].direct; d != nil && d.mapped != nil {
+					t.Errorf("direct_io %s: the writer ended without unmapping its buffer", mode)
 				}
 			}
 		})

@@ -399,6 +399,9 @@ func (c *chunk) reset() {
 // until Shutdown and nothing is left.
 func (e *Exporter) run() {
 	defer e.wg.Done()
+	if e.direct != nil {
+		defer e.direct.release()
+	}
 	e.mu.Lock()
 	for {
 		for len(e.ready) == 0 && !e.closing {
