@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,9 @@ const (
 	DefaultPendingTTL   = 30 * time.Second
 	// internLimit bounds the string intern table; it is cleared when full.
 	internLimit = 1 << 16
+	// recentBits sizes the direct-mapped cache in front of the intern
+	// table: 1,024 strings (16 KiB), more than a Node's Pods.
+	recentBits = 10
 )
 
 // DecoderOptions tunes a Decoder. Zero values select the defaults.
@@ -158,6 +162,7 @@ type Decoder struct {
 	sessions map[sessionKey]*session
 	last     *session
 	strs     map[string]string
+	recent   *[1 << recentBits]string // in front of strs; see intern
 	unknown  func(flow.IEKey)
 	event    func(Event)
 	// copySet, when set, takes the data sets of copyable templates instead
@@ -948,19 +953,55 @@ func unwrapUptime(init int64, up uint64, exportMillis int64) int64 {
 
 // intern returns v as a string shared with earlier equal values, so that
 // repetitive strings (pod names, labels) do not allocate per record.
+//
+// A direct-mapped cache, indexed by quickHash, answers first: a Node's
+// records name a few hundred Pods, and a hit costs a multiply and one
+// comparison where the map hashes all of v and probes (a third of the
+// decoder's time on records whose Pod names change from one to the next).
 func (d *Decoder) intern(v []byte) string {
 	if len(v) == 0 {
 		return ""
 	}
-	if s, ok := d.strs[string(v)]; ok {
-		return s
+	if d.recent == nil {
+		d.recent = new([1 << recentBits]string)
 	}
-	if len(d.strs) >= internLimit {
-		clear(d.strs)
+	slot := &d.recent[quickHash(v)]
+	if *slot == string(v) {
+		return *slot
 	}
-	s := string(v)
-	d.strs[s] = s
+	s, ok := d.strs[string(v)]
+	if !ok {
+		if len(d.strs) >= internLimit {
+			clear(d.strs)
+		}
+		s = string(v)
+		d.strs[s] = s
+	}
+	*slot = s
 	return s
+}
+
+// quickHash returns recentBits bits of a hash of v's length and its first
+// and last eight bytes, where names that share a prefix differ (pod name
+// suffixes). Strings that differ only in between collide, and are then
+// found in the map.
+func quickHash(v []byte) uint64 {
+	const golden = 0x9e3779b97f4a7c15
+	n := len(v)
+	var last, first uint64
+	if n >= 8 {
+		last, first = binary.LittleEndian.Uint64(v[n-8:]), binary.LittleEndian.Uint64(v[:8])
+	} else {
+		for _, c := range v {
+			last = last<<8 | uint64(c)
+		}
+	}
+	x := last ^ bits.RotateLeft64(first, 29) ^ uint64(n)
+	x ^= x >> 32 // a suffix's bytes are the high ones: fold them down before mixing
+	x *= golden
+	x ^= x >> 29
+	x *= golden
+	return x >> (64 - recentBits)
 }
 
 // hold keeps a data set whose template is unknown, within the session's

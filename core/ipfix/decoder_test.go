@@ -2,10 +2,12 @@ package ipfix
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/weir-flow/weir/core/flow"
 )
@@ -597,5 +599,30 @@ func TestDecodeRandomBytes(t *testing.T) {
 	n, err := d.Decode(b, message(99, 1, set(2, templateRecord(256, ie(4, 1))), set(256, rec(u8(6)))), testExporter)
 	if n != 1 || err != nil {
 		t.Errorf("good message: %d records, %v", n, err)
+	}
+}
+
+// TestIntern: equal values share one string, whether the cache in front
+// of the intern table holds them or they collide there (5,000 names in
+// 1,024 slots), and every value comes back as it was.
+func TestIntern(t *testing.T) {
+	d := NewDecoder(DecoderOptions{})
+	first := map[string]string{}
+	for round := range 2 {
+		for i := range 5000 {
+			v := fmt.Sprintf("pod-%d-%s", i, strings.Repeat("x", i%13))
+			got := d.intern([]byte(v))
+			if got != v {
+				t.Fatalf("intern(%q) = %q", v, got)
+			}
+			if round == 0 {
+				first[v] = got
+			} else if unsafe.StringData(first[v]) != unsafe.StringData(got) {
+				t.Fatalf("intern(%q) returned a new copy the second time", v)
+			}
+		}
+	}
+	if d.intern(nil) != "" || d.intern([]byte{}) != "" {
+		t.Error("empty value not interned as \"\"")
 	}
 }
