@@ -765,6 +765,8 @@ func (d *Decoder) record(r *flow.Record, t *template, data []byte, exportTime ui
 			run = p
 			p += int(o.run)
 		}
+		// The direct reads below take exactly o.length bytes (useSlot picks
+		// these kinds only for that length), all inside the run checked above.
 		switch o.kind {
 		case opSlotU8:
 			*flow.Uint8At(r, o.off) = *(*uint8)(unsafe.Add(base, run+int(o.pos)))
