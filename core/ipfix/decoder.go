@@ -19,8 +19,13 @@ const (
 	DefaultPendingSets  = 64
 	DefaultPendingBytes = 256 << 10
 	DefaultPendingTTL   = 30 * time.Second
-	// internLimit bounds the string intern table; it is cleared when full.
-	internLimit = 1 << 16
+	// internLimit and internBytes bound the string intern table, in
+	// strings and in bytes; it is cleared when either is reached. Values
+	// longer than internMaxLen are not interned: one exporter sending
+	// distinct 64 KiB strings would otherwise pin 4 GiB.
+	internLimit  = 1 << 16
+	internBytes  = 16 << 20
+	internMaxLen = 4 << 10
 	// recentBits sizes the direct-mapped cache in front of the intern
 	// table: 1,024 strings (16 KiB), more than a Node's Pods.
 	recentBits = 10
@@ -162,6 +167,7 @@ type Decoder struct {
 	sessions map[sessionKey]*session
 	last     *session
 	strs     map[string]string
+	strBytes int                      // bytes of the strings in strs
 	recent   *[1 << recentBits]string // in front of strs; see intern
 	unknown  func(flow.IEKey)
 	event    func(Event)
@@ -964,6 +970,9 @@ func (d *Decoder) intern(v []byte) string {
 	if len(v) == 0 {
 		return ""
 	}
+	if len(v) > internMaxLen {
+		return string(v)
+	}
 	if d.recent == nil {
 		d.recent = new([1 << recentBits]string)
 	}
@@ -973,11 +982,13 @@ func (d *Decoder) intern(v []byte) string {
 	}
 	s, ok := d.strs[string(v)]
 	if !ok {
-		if len(d.strs) >= internLimit {
+		if len(d.strs) >= internLimit || d.strBytes+len(v) > internBytes {
 			clear(d.strs)
+			d.strBytes = 0
 		}
 		s = string(v)
 		d.strs[s] = s
+		d.strBytes += len(s)
 	}
 	*slot = s
 	return s

@@ -626,3 +626,25 @@ func TestIntern(t *testing.T) {
 		t.Error("empty value not interned as \"\"")
 	}
 }
+
+// TestInternBounded: the intern table holds at most internBytes of
+// strings, and values longer than internMaxLen are decoded but not kept.
+func TestInternBounded(t *testing.T) {
+	d := NewDecoder(DecoderOptions{})
+	for i := range 2 * internBytes / internMaxLen {
+		v := fmt.Sprintf("%0*d", internMaxLen, i)
+		if got := d.intern([]byte(v)); got != v {
+			t.Fatalf("intern returned %d bytes, want %d", len(got), len(v))
+		}
+		if d.strBytes > internBytes {
+			t.Fatalf("after %d values the table holds %d bytes, over %d", i+1, d.strBytes, internBytes)
+		}
+	}
+	long := strings.Repeat("y", internMaxLen+1)
+	if got := d.intern([]byte(long)); got != long {
+		t.Fatal("a long value changed")
+	}
+	if _, ok := d.strs[long]; ok {
+		t.Error("a value longer than internMaxLen was kept in the table")
+	}
+}
