@@ -16,6 +16,12 @@ func antreaMessages(tb testing.TB, n int) (tmpl, data []byte) {
 	for i := 0; i < n; i++ {
 		antreaRecord(b.Append(), i, false)
 	}
+	return encodeTwice(tb, b)
+}
+
+// encodeTwice encodes b's records into one message with the template set
+// and one without.
+func encodeTwice(tb testing.TB, b *flow.Batch) (tmpl, data []byte) {
 	enc := NewEncoder(EncoderOptions{MaxMessageSize: 65535})
 	var msgs [][]byte
 	for range 2 { // the second message has no template set
@@ -69,24 +75,15 @@ func BenchmarkDecodePodNames(b *testing.B) {
 		r.SetString(flow.SourcePodName, fmt.Sprintf("frontend-7d9c6b-%05d", i))
 		r.SetString(flow.DestinationPodName, fmt.Sprintf("backend-%d", i%7))
 	}
-	var msgs [][]byte
-	enc := NewEncoder(EncoderOptions{MaxMessageSize: 65535})
-	for range 2 {
-		if err := enc.Encode(batch.Records, time.Unix(1_700_000_100, 0), func(m []byte) error {
-			msgs = append(msgs, append([]byte(nil), m...))
-			return nil
-		}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	tmpl, data := encodeTwice(b, batch)
 	d := NewDecoder(DecoderOptions{})
 	out := flow.NewBatch(256)
-	d.Decode(out, msgs[0], testExporter)
-	b.SetBytes(int64(len(msgs[1])))
+	d.Decode(out, tmpl, testExporter)
+	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
 		out.Reset()
-		if got, err := d.Decode(out, msgs[1], testExporter); got != n || err != nil {
+		if got, err := d.Decode(out, data, testExporter); got != n || err != nil {
 			b.Fatalf("decoded %d, %v", got, err)
 		}
 	}
