@@ -133,9 +133,9 @@ func directFS(t int64) (string, bool) {
 // (THP enabled "always" or "madvise"): pinning a write's pages for the
 // device then walks a few 2 MiB pages instead of a thousand 4 KiB ones.
 // On the 2-core bench VM, pwrite fell from 9.8 % to 3.4 % of weir's CPU
-// and 1.5 M records/s became exact (docs/bench.md). The mapping is outside the
-// Go heap, so it is unmapped explicitly (release). Where mmap fails, the
-// buffer comes from the heap and the mapping is nil.
+// and 1.5 M records/s became exact (docs/bench.md). The mapping is outside
+// the Go heap, so it is unmapped explicitly (release). Where mmap fails,
+// the buffer comes from the heap and the mapping is nil.
 func hugeBytes(size int, align int64) (buf, mapping []byte) {
 	const huge = 2 << 20
 	mem, err := unix.Mmap(-1, 0, size+huge, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
@@ -153,7 +153,7 @@ func hugeBytes(size int, align int64) (buf, mapping []byte) {
 func (d *directFile) release() {
 	if d.mapped != nil {
 		_ = unix.Munmap(d.mapped)
-		d.buf, d.mapped, d.n = nil, nil, 0
+		d.buf, d.mapped = nil, nil
 	}
 }
 
@@ -178,9 +178,8 @@ func (d *directFile) grow(need int) {
 	size := (d.n + need + int(d.align) + chunkSize - 1) / chunkSize * chunkSize
 	b := alignedBytes(size, d.align)
 	copy(b, d.buf[:d.n])
-	n := d.n
 	d.release()
-	d.buf, d.n = b, n
+	d.buf = b
 }
 
 // put appends p, lines whole lines, to the content to write.
